@@ -1,0 +1,62 @@
+/**
+ * The content-addressed blob cache: an OCI-layout-shaped `blobs/<alg>/<hex>` store under
+ * `$XDG_CACHE_HOME/ocify` (default `~/.cache/ocify`). Entries are written to a temp file and renamed
+ * once their digest is verified, so a present entry is always whole; reads verify again while streaming.
+ */
+import { createReadStream } from "node:fs";
+import { mkdir, stat } from "node:fs/promises";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { createVerifier, parseDigest } from "./digest.js";
+import { openAtomicFile } from "./fs-atomic.js";
+import type { Descriptor } from "./image/descriptor.js";
+
+/** The cache directory: $OCIFY_CACHE_DIR, else $XDG_CACHE_HOME/ocify, else ~/.cache/ocify. */
+export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.OCIFY_CACHE_DIR) return env.OCIFY_CACHE_DIR;
+  const base = env.XDG_CACHE_HOME || join(homedir(), ".cache");
+  return join(base, "ocify");
+}
+
+/** A content-addressed store of verified blobs. */
+export class BlobCache {
+  constructor(readonly dir: string = defaultCacheDir()) {}
+
+  /** The path an entry lives at. */
+  path(digest: string): string {
+    const { algorithm, encoded } = parseDigest(digest);
+    return join(this.dir, "blobs", algorithm, encoded);
+  }
+
+  /** Whether a whole entry of the descriptor's size is present. */
+  async has(descriptor: Pick<Descriptor, "digest" | "size">): Promise<boolean> {
+    try {
+      const info = await stat(this.path(descriptor.digest));
+      return info.isFile() && info.size === descriptor.size;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Stream an entry, verified against the descriptor while it is read. */
+  open(descriptor: Pick<Descriptor, "digest" | "size">, what = `cached blob ${descriptor.digest}`): Readable {
+    const file = createReadStream(this.path(descriptor.digest), { highWaterMark: 1 << 20 });
+    return file.pipe(createVerifier(descriptor, what)) as Readable;
+  }
+
+  /** Store a stream under the descriptor's digest, verifying it; nothing is left behind on failure. */
+  async store(descriptor: Pick<Descriptor, "digest" | "size">, content: Readable, what = `blob ${descriptor.digest}`): Promise<void> {
+    const target = this.path(descriptor.digest);
+    await mkdir(join(this.dir, "blobs"), { recursive: true });
+    const file = await openAtomicFile(target);
+    try {
+      await pipeline(content, createVerifier(descriptor, what), file.stream);
+      await file.commit();
+    } catch (error) {
+      await file.abort();
+      throw error;
+    }
+  }
+}

@@ -1,0 +1,101 @@
+/** Typed errors: every expected failure is an OcifyError with a one-line, user-facing message. */
+
+export interface OcifyErrorOptions {
+  /** What the user can do about it, shown in parentheses after the message. */
+  hint?: string | undefined;
+  cause?: unknown;
+}
+
+/** Base class of every failure ocify expects; the CLI prints `message` (and `hint`) on one line. */
+export class OcifyError extends Error {
+  /** A stable machine-readable code, e.g. `MANIFEST_UNKNOWN`. */
+  readonly code: string;
+  readonly hint: string | undefined;
+
+  constructor(code: string, message: string, options: OcifyErrorOptions = {}) {
+    super(oneLine(message), options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.hint = options.hint === undefined ? undefined : oneLine(options.hint);
+  }
+
+  /** The message and hint as the CLI prints them. */
+  get userMessage(): string {
+    return this.hint ? `${this.message} (${this.hint})` : this.message;
+  }
+}
+
+/** Wrong command-line usage: exit code 2. */
+export class UsageError extends OcifyError {
+  constructor(message: string, options: OcifyErrorOptions = {}) {
+    super("USAGE", message, options);
+  }
+}
+
+/** A reference (image name, transport reference) that does not parse. */
+export class InvalidReferenceError extends OcifyError {
+  constructor(reference: string, reason: string, options: OcifyErrorOptions = {}) {
+    super("INVALID_REFERENCE", `invalid reference "${reference}": ${reason}`, options);
+  }
+}
+
+/** Content whose digest or size is not what its descriptor says. */
+export class DigestMismatchError extends OcifyError {
+  constructor(what: string, expected: string, actual: string, options: OcifyErrorOptions = {}) {
+    super("DIGEST_INVALID", `${what}: digest mismatch: expected ${expected}, got ${actual}`, {
+      hint: "the content was corrupted in transit or at rest; retry, and clear the cache if it persists",
+      ...options,
+    });
+  }
+}
+
+/** Content that is larger or smaller than its descriptor says. */
+export class SizeMismatchError extends OcifyError {
+  constructor(what: string, expected: number, actual: number, options: OcifyErrorOptions = {}) {
+    super("SIZE_INVALID", `${what}: size mismatch: expected ${expected} bytes, got ${actual}`, {
+      hint: "the content was truncated or corrupted; retry",
+      ...options,
+    });
+  }
+}
+
+/** A file or directory given by the user that cannot be used. */
+export class InputError extends OcifyError {
+  constructor(message: string, options: OcifyErrorOptions = {}) {
+    super("INPUT", message, options);
+  }
+}
+
+/** A manifest, index, config or archive that does not follow the specs. */
+export class InvalidImageError extends OcifyError {
+  constructor(message: string, options: OcifyErrorOptions = {}) {
+    super("INVALID_IMAGE", message, options);
+  }
+}
+
+/** No image matches the requested platform. */
+export class PlatformNotFoundError extends OcifyError {
+  constructor(message: string, options: OcifyErrorOptions = {}) {
+    super("PLATFORM_NOT_FOUND", message, options);
+  }
+}
+
+/** Prefix an error's message with what was being done ("pushing layer sha256:ab12…"), keeping its class. */
+export function withContext<T>(context: string, fn: () => Promise<T>): Promise<T> {
+  return fn().catch((error: unknown) => {
+    throw addContext(context, error);
+  });
+}
+
+/** Return the error with `context: ` prepended to its message when it is an OcifyError. */
+export function addContext(context: string, error: unknown): unknown {
+  if (error instanceof OcifyError && !error.message.startsWith(`${context}: `)) {
+    error.message = `${context}: ${error.message}`;
+  }
+  return error;
+}
+
+/** Collapse whitespace so a message is always one line. */
+export function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, " ").trim();
+}

@@ -1,0 +1,179 @@
+/**
+ * Transports: where images are read from and written to. References use skopeo's syntax:
+ * `docker://REF` (or a bare reference), `oci:DIR[:tag]`, `oci-archive:FILE[:tag]`,
+ * `docker-archive:FILE[:name:tag | :@index]`.
+ */
+import type { Readable } from "node:stream";
+import type { Digest } from "../digest.js";
+import { InvalidReferenceError } from "../errors.js";
+import type { Descriptor, Platform } from "../image/descriptor.js";
+import type { RawManifest } from "../image/manifest.js";
+import type { ProgressSink } from "../progress.js";
+import { parseReference, parseReferenceWithDefaultTag, type Reference } from "../reference.js";
+
+/** A parsed transport reference. */
+export type TransportReference =
+  | { transport: "docker"; reference: Reference }
+  | { transport: "docker-archive"; path: string; name?: Reference; index?: number }
+  | { transport: "oci"; path: string; tag?: string }
+  | { transport: "oci-archive"; path: string; tag?: string };
+
+/** Where a registry blob lives, so that a destination on the same registry can mount it instead of copying. */
+export interface RegistryLocation {
+  registry: string;
+  repository: string;
+}
+
+/** Options every transport accepts. */
+export interface TransportOptions {
+  /** Registries (HOST[:PORT]) reached over plain HTTP or with unverified TLS. */
+  insecureRegistries?: readonly string[];
+  /** Directory of the content-addressed blob cache. */
+  cacheDir?: string;
+  /** Parallel blob transfers. */
+  jobs?: number;
+  progress?: ProgressSink;
+  signal?: AbortSignal;
+  /** Reading from registries: which operations the credentials will be asked for (push adds push scope). */
+  userAgent?: string;
+}
+
+/** A readable image store: one image, an index, or an archive of several. */
+export interface ImageSource {
+  /** The reference as the user wrote it, for messages. */
+  readonly description: string;
+  /** Set for registry sources: lets a destination on the same registry mount blobs. */
+  readonly location?: RegistryLocation;
+  /**
+   * The top-level manifest (an image manifest or an index) when `digest` is undefined,
+   * otherwise the manifest with that digest (a child of the index). Bytes exactly as stored.
+   */
+  getManifest(digest?: Digest): Promise<RawManifest>;
+  /** A blob's bytes, verified against the descriptor's digest and size while they stream. */
+  getBlob(descriptor: Descriptor, signal?: AbortSignal): Promise<Readable>;
+  close(): Promise<void>;
+}
+
+/** A writable image store. Blobs first, manifests after, then commit(); abort() leaves nothing behind. */
+export interface ImageDestination {
+  readonly description: string;
+  /** Set for registry destinations (for cross-repository mounts). */
+  readonly location?: RegistryLocation;
+  /** Whether an index (several platforms) can be stored; docker-archive cannot. */
+  readonly acceptsIndex: boolean;
+  /** Whether the blob is already there (it is then not sent). */
+  hasBlob(descriptor: Descriptor): Promise<boolean>;
+  /** Try to mount the blob from another repository of the same registry; true when it is now present. */
+  mountBlob?(descriptor: Descriptor, from: RegistryLocation): Promise<boolean>;
+  /** Store a blob; the stream yields exactly descriptor.size bytes, which the destination verifies. */
+  putBlob(descriptor: Descriptor, content: Readable): Promise<void>;
+  /**
+   * Store a manifest. `top` marks the manifest the destination's tag(s) point at; child manifests of an
+   * index are stored with top=false before their index.
+   */
+  putManifest(manifest: RawManifest, options: { top: boolean }): Promise<void>;
+  /** Make everything written visible (rename temp files, write index.json / manifest.json last). */
+  commit(): Promise<void>;
+  /** Remove whatever was written; safe to call after a failure at any point. */
+  abort(): Promise<void>;
+}
+
+/** Transport names accepted as prefixes. */
+export const transportNames = ["docker", "docker-archive", "oci", "oci-archive"] as const;
+
+function splitPath(body: string, input: string, transport: string): [string, string | undefined] {
+  const colon = body.indexOf(":");
+  const path = colon < 0 ? body : body.slice(0, colon);
+  const rest = colon < 0 ? undefined : body.slice(colon + 1);
+  if (path.length === 0) throw new InvalidReferenceError(input, `${transport}: needs a path`, { hint: `write ${transport}:PATH` });
+  return [path, rest === "" ? undefined : rest];
+}
+
+// skopeo transports we do not implement: named so that users get a clear error, not a parse of a host name.
+const otherTransports = new Set(["containers-storage", "dir", "docker-daemon", "ostree", "sif", "tarball"]);
+
+/** Parse a transport reference in skopeo's syntax; a bare image reference means `docker://`. */
+export function parseTransportReference(input: string): TransportReference {
+  if (input.startsWith("docker://")) {
+    return { transport: "docker", reference: parseReferenceWithDefaultTag(input.slice("docker://".length)) };
+  }
+  const colon = input.indexOf(":");
+  const prefix = colon < 0 ? "" : input.slice(0, colon);
+  const body = input.slice(colon + 1);
+  switch (prefix) {
+    case "docker-archive": {
+      const [path, rest] = splitPath(body, input, prefix);
+      if (rest === undefined) return { transport: "docker-archive", path };
+      if (rest.startsWith("@")) {
+        const index = Number(rest.slice(1));
+        if (!Number.isInteger(index) || index < 0 || rest.length === 1) {
+          throw new InvalidReferenceError(input, `"${rest}" is not an image index`, { hint: "write @0, @1, …" });
+        }
+        return { transport: "docker-archive", path, index };
+      }
+      const name = parseReference(rest);
+      if (name.digest !== undefined) {
+        throw new InvalidReferenceError(input, "a docker-archive name cannot contain a digest", { hint: "use NAME:TAG" });
+      }
+      name.tag ??= "latest";
+      return { transport: "docker-archive", path, name };
+    }
+    case "oci":
+    case "oci-archive": {
+      const [path, tag] = splitPath(body, input, prefix);
+      if (tag !== undefined && !/^[\w][\w.-]{0,127}$/.test(tag)) {
+        throw new InvalidReferenceError(input, `"${tag}" is not a valid tag`, { hint: "use letters, digits, '_', '.', '-'" });
+      }
+      return tag === undefined ? { transport: prefix, path } : { transport: prefix, path, tag };
+    }
+    case "docker":
+      throw new InvalidReferenceError(input, "docker transport references start with docker://");
+    default:
+      if (otherTransports.has(prefix)) {
+        throw new InvalidReferenceError(input, `transport "${prefix}" is not supported`, {
+          hint: "use docker://, docker-archive:, oci: or oci-archive:",
+        });
+      }
+      return { transport: "docker", reference: parseReferenceWithDefaultTag(input) };
+  }
+}
+
+/** The transport reference as a string, for messages. */
+export function formatTransportReference(ref: TransportReference): string {
+  switch (ref.transport) {
+    case "docker":
+      return `docker://${ref.reference.registry}/${ref.reference.repository}${ref.reference.tag ? `:${ref.reference.tag}` : ""}${ref.reference.digest ? `@${ref.reference.digest}` : ""}`;
+    case "docker-archive":
+      return `docker-archive:${ref.path}${ref.name ? `:${ref.name.registry}/${ref.name.repository}:${ref.name.tag}` : ref.index !== undefined ? `:@${ref.index}` : ""}`;
+    default:
+      return `${ref.transport}:${ref.path}${ref.tag ? `:${ref.tag}` : ""}`;
+  }
+}
+
+/** Open a transport reference for reading. Transport modules load lazily, so startup stays fast. */
+export async function openSource(ref: TransportReference, options: TransportOptions = {}): Promise<ImageSource> {
+  switch (ref.transport) {
+    case "docker":
+      return (await import("./registry.js")).openRegistrySource(ref.reference, options);
+    case "docker-archive":
+      return (await import("./docker-archive.js")).openDockerArchiveSource(ref, options);
+    case "oci":
+      return (await import("./oci-layout.js")).openOciLayoutSource(ref, options);
+    case "oci-archive":
+      return (await import("./oci-archive.js")).openOciArchiveSource(ref, options);
+  }
+}
+
+/** Open a transport reference for writing. */
+export async function openDestination(ref: TransportReference, options: TransportOptions = {}): Promise<ImageDestination> {
+  switch (ref.transport) {
+    case "docker":
+      return (await import("./registry.js")).openRegistryDestination(ref.reference, options);
+    case "docker-archive":
+      return (await import("./docker-archive.js")).openDockerArchiveDestination(ref, options);
+    case "oci":
+      return (await import("./oci-layout.js")).openOciLayoutDestination(ref, options);
+    case "oci-archive":
+      return (await import("./oci-archive.js")).openOciArchiveDestination(ref, options);
+  }
+}
