@@ -68,6 +68,12 @@ export interface ImageDestination {
   /** Store a blob; the stream yields exactly descriptor.size bytes, which the destination verifies. */
   putBlob(descriptor: Descriptor, content: Readable): Promise<void>;
   /**
+   * Store a blob whose digest is known only once its last byte is produced (a layer being built and
+   * compressed while it uploads). `final` resolves to the descriptor after the stream ends. Registries
+   * implement it with POST + streamed PATCH + PUT ?digest=; other destinations leave it undefined.
+   */
+  putBlobStreaming?(mediaType: string, content: Readable, final: Promise<Descriptor>): Promise<void>;
+  /**
    * Store a manifest. `top` marks the manifest the destination's tag(s) point at; child manifests of an
    * index are stored with top=false before their index.
    */
