@@ -1,0 +1,111 @@
+/** `ocify build`: flags → BuildOptions → build() → one digest line per destination. */
+import { build, type BuildOptions } from "../../build.js";
+import { UsageError } from "../../errors.js";
+import { parseLayerFlag } from "../../layer/build.js";
+import { type ConfigEdits, parseCommand } from "../../mutate.js";
+import {
+  compressionFlag,
+  formatFlag,
+  helpRequested,
+  intFlag,
+  keyValues,
+  parseFlags,
+  platformFlag,
+  sourceDateEpoch,
+  transportFlags,
+  transportOptions,
+  writeDigestFile,
+} from "../flags.js";
+
+export const help = `Usage: ocify build --from BASE [--layer SRC[:DEST]]... [CONFIG OPTIONS] -t DEST [-t DEST]...
+
+Build an image: BASE (any image reference, or 'scratch'), each --layer added as one layer, the config
+edited, the result written to every -t destination (registry, docker-archive:FILE[:NAME:TAG], oci:DIR[:TAG],
+oci-archive:FILE[:TAG]). Prints 'DIGEST DESTINATION' per destination.
+
+Layers:
+  --layer SRC[:DEST]        a directory's contents under DEST (default /), a file at DEST, or a
+                            .tar/.tar.gz/.tgz/.tar.zst whose entries become the layer (repeatable)
+  --chown UID:GID           owner of the added files (default 0:0)
+  --compression gzip|zstd|none   layer compression (default gzip)
+  --compression-level N     compression level (default: see README)
+Config:
+  --entrypoint CMD          JSON array '["/app/server"]', or a plain string split on spaces; '' clears
+  --cmd CMD                 same forms as --entrypoint (an --entrypoint alone clears the base's CMD)
+  --env KEY=VALUE           set a variable, keeping the base's others (repeatable)
+  --workdir DIR   --user USER[:GROUP]   --expose PORT[/tcp|udp]   --volume DIR   --label KEY=VALUE
+  --annotation KEY=VALUE    manifest annotation (OCI format only)
+  --format oci|docker       manifest family (default: the base's; scratch is OCI)
+  --platform OS/ARCH[/VARIANT]   image to take from a multi-platform base (default: this host's)
+Transport:
+  -t, --tag DEST            destination (repeatable)
+  --insecure-registry HOST:PORT  plain HTTP or unverified TLS for this registry (loopback is always allowed)
+  -j, --jobs N              parallel transfers (default 4)
+  --cache-dir DIR           blob and layer cache (default $XDG_CACHE_HOME/ocify or ~/.cache/ocify)
+  --digest-file FILE        write the manifest digest to FILE
+  -q, --quiet               no progress output
+SOURCE_DATE_EPOCH sets 'created', history and file times (default: 0, the epoch).`;
+
+/** Run the build command. */
+export async function run(argv: string[], signal: AbortSignal): Promise<number> {
+  const { values, positionals } = parseFlags(argv, {
+    ...transportFlags,
+    from: { type: "string" },
+    layer: { type: "string", multiple: true },
+    chown: { type: "string" },
+    compression: { type: "string" },
+    "compression-level": { type: "string" },
+    entrypoint: { type: "string" },
+    cmd: { type: "string" },
+    env: { type: "string", multiple: true, short: "e" },
+    workdir: { type: "string", short: "w" },
+    user: { type: "string", short: "u" },
+    expose: { type: "string", multiple: true },
+    volume: { type: "string", multiple: true },
+    label: { type: "string", multiple: true, short: "l" },
+    annotation: { type: "string", multiple: true },
+    format: { type: "string" },
+    platform: { type: "string" },
+    tag: { type: "string", multiple: true, short: "t" },
+  });
+  if (helpRequested(values, help)) return 0;
+  if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`, { hint: "see ocify build --help" });
+  if (values.from === undefined) throw new UsageError("--from is required", { hint: "give a base image, or --from scratch" });
+
+  const config: ConfigEdits = {};
+  if (values.entrypoint !== undefined) config.entrypoint = parseCommand(values.entrypoint, "--entrypoint");
+  if (values.cmd !== undefined) config.cmd = parseCommand(values.cmd, "--cmd");
+  if (values.env) config.env = values.env;
+  if (values.workdir !== undefined) config.workdir = values.workdir;
+  if (values.user !== undefined) config.user = values.user;
+  if (values.expose) config.expose = values.expose;
+  if (values.volume) config.volumes = values.volume;
+  const labels = keyValues(values.label, "--label");
+  if (labels) config.labels = labels;
+
+  const { options: transport, finish } = transportOptions(values, signal);
+  const options: BuildOptions = { ...transport, from: values.from, layers: (values.layer ?? []).map(parseLayerFlag), config, tags: values.tag ?? [] };
+  const annotations = keyValues(values.annotation, "--annotation");
+  if (annotations) options.annotations = annotations;
+  const format = formatFlag(values.format);
+  if (format) options.format = format;
+  const platform = platformFlag(values.platform);
+  if (platform) options.platform = platform;
+  const compression = compressionFlag(values.compression);
+  if (compression) options.compression = compression;
+  const level = intFlag(values["compression-level"], "--compression-level", 0, 22);
+  if (level !== undefined) options.compressionLevel = level;
+  if (values.chown !== undefined) {
+    const match = /^(\d+):(\d+)$/.exec(values.chown);
+    if (!match) throw new UsageError(`--chown ${values.chown}: expected UID:GID (numbers)`);
+    options.chown = { uid: Number(match[1]), gid: Number(match[2]) };
+  }
+  const epoch = sourceDateEpoch();
+  if (epoch !== undefined) options.sourceDateEpoch = epoch;
+
+  const result = await build(options);
+  finish();
+  for (const written of result.written) process.stdout.write(`${written.digest} ${written.destination}\n`);
+  await writeDigestFile(values["digest-file"], result.digest);
+  return 0;
+}

@@ -1,0 +1,43 @@
+/** `ocify copy SRC DST`: any transport to any transport. */
+import { copyImage, type CopyImageOptions } from "../../copy.js";
+import { UsageError } from "../../errors.js";
+import { openDestination, openSource, parseTransportReference } from "../../transport/transport.js";
+import { helpRequested, parseFlags, platformFlag, transportFlags, transportOptions, writeDigestFile } from "../flags.js";
+
+export const help = `Usage: ocify copy [OPTIONS] SOURCE DESTINATION
+
+Copy an image between registries (docker://REF or REF), docker-archive:FILE[:NAME:TAG|:@N],
+oci:DIR[:TAG] and oci-archive:FILE[:TAG]. Manifest and config bytes are kept, so digests are kept
+wherever the format allows; blobs already at the destination are not sent again.
+
+  --all                     copy every platform of a multi-platform image, and its index
+  --platform OS/ARCH[/VARIANT]   the platform to copy from a multi-platform image (default: this host's)
+  --insecure-registry HOST:PORT  plain HTTP or unverified TLS for this registry
+  -j, --jobs N              parallel transfers (default 4)
+  --digest-file FILE        write the copied manifest digest to FILE
+  -q, --quiet               no progress output`;
+
+/** Run the copy command. */
+export async function run(argv: string[], signal: AbortSignal): Promise<number> {
+  const { values, positionals } = parseFlags(argv, { ...transportFlags, all: { type: "boolean", short: "a" }, platform: { type: "string" } });
+  if (helpRequested(values, help)) return 0;
+  if (positionals.length !== 2) throw new UsageError("copy needs a SOURCE and a DESTINATION", { hint: "see ocify copy --help" });
+  const [from, to] = positionals.map((p) => parseTransportReference(p)) as [ReturnType<typeof parseTransportReference>, ReturnType<typeof parseTransportReference>];
+  const { options: transport, finish } = transportOptions(values, signal);
+  const options: CopyImageOptions = { ...transport };
+  const platform = platformFlag(values.platform);
+  if (platform) options.platform = platform;
+  if (values.all) options.all = true;
+  if (values.all && platform) throw new UsageError("--all and --platform cannot be combined");
+  const source = await openSource(from, transport);
+  try {
+    const destination = await openDestination(to, transport);
+    const result = await copyImage(source, destination, options);
+    finish();
+    process.stdout.write(`${result.digest} ${result.destination}\n`);
+    await writeDigestFile(values["digest-file"], result.digest);
+  } finally {
+    await source.close();
+  }
+  return 0;
+}

@@ -1,0 +1,81 @@
+/** `ocify import ROOTFS -t DEST`: the `docker import` of a root filesystem directory or tarball. */
+import { build, type BuildOptions } from "../../build.js";
+import { UsageError } from "../../errors.js";
+import { type ConfigEdits, parseCommand } from "../../mutate.js";
+import {
+  compressionFlag,
+  formatFlag,
+  helpRequested,
+  keyValues,
+  parseFlags,
+  platformFlag,
+  sourceDateEpoch,
+  transportFlags,
+  transportOptions,
+  writeDigestFile,
+} from "../flags.js";
+
+export const help = `Usage: ocify import [OPTIONS] ROOTFS -t DEST [-t DEST]...
+
+Make a one-layer image from a root filesystem: a directory (e.g. an OpenEmbedded IMAGE_ROOTFS) or a
+tarball (.tar, .tar.gz, .tar.xz, .tar.bz2, .tar.zst; detected by content). Entries are kept exactly:
+modes, owners, device nodes, links. Entries that would escape the root are refused.
+
+  --platform OS/ARCH[/VARIANT]   the image's platform (default: this host's), e.g. linux/arm64
+  --entrypoint, --cmd, --env, --workdir, --user, --expose, --volume, --label   as in ocify build
+  --format oci|docker       manifest family (default oci)
+  --compression gzip|zstd|none
+  -t, --tag DEST            destination (repeatable); --insecure-registry, --jobs, --digest-file, --quiet as in build`;
+
+/** Run the import command. */
+export async function run(argv: string[], signal: AbortSignal): Promise<number> {
+  const { values, positionals } = parseFlags(argv, {
+    ...transportFlags,
+    platform: { type: "string" },
+    entrypoint: { type: "string" },
+    cmd: { type: "string" },
+    env: { type: "string", multiple: true, short: "e" },
+    workdir: { type: "string", short: "w" },
+    user: { type: "string", short: "u" },
+    expose: { type: "string", multiple: true },
+    volume: { type: "string", multiple: true },
+    label: { type: "string", multiple: true, short: "l" },
+    format: { type: "string" },
+    compression: { type: "string" },
+    tag: { type: "string", multiple: true, short: "t" },
+  });
+  if (helpRequested(values, help)) return 0;
+  if (positionals.length !== 1) throw new UsageError("import needs one ROOTFS (a directory or a tarball)", { hint: "see ocify import --help" });
+  const config: ConfigEdits = {};
+  if (values.entrypoint !== undefined) config.entrypoint = parseCommand(values.entrypoint, "--entrypoint");
+  if (values.cmd !== undefined) config.cmd = parseCommand(values.cmd, "--cmd");
+  if (values.env) config.env = values.env;
+  if (values.workdir !== undefined) config.workdir = values.workdir;
+  if (values.user !== undefined) config.user = values.user;
+  if (values.expose) config.expose = values.expose;
+  if (values.volume) config.volumes = values.volume;
+  const labels = keyValues(values.label, "--label");
+  if (labels) config.labels = labels;
+  const { options: transport, finish } = transportOptions(values, signal);
+  const options: BuildOptions = {
+    ...transport,
+    from: "scratch",
+    layers: [{ source: positionals[0] as string, dest: "/" }],
+    preserveOwners: true,
+    config,
+    tags: values.tag ?? [],
+  };
+  const platform = platformFlag(values.platform);
+  if (platform) options.platform = platform;
+  const format = formatFlag(values.format);
+  if (format) options.format = format;
+  const compression = compressionFlag(values.compression);
+  if (compression) options.compression = compression;
+  const epoch = sourceDateEpoch();
+  if (epoch !== undefined) options.sourceDateEpoch = epoch;
+  const result = await build(options);
+  finish();
+  for (const written of result.written) process.stdout.write(`${written.digest} ${written.destination}\n`);
+  await writeDigestFile(values["digest-file"], result.digest);
+  return 0;
+}

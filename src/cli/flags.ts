@@ -1,0 +1,95 @@
+/** Flag parsing shared by the commands (node:util parseArgs; no dependency, fast to load). */
+import { writeFile } from "node:fs/promises";
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { UsageError } from "../errors.js";
+import { parsePlatform, type Platform } from "../image/descriptor.js";
+import type { Compression, ManifestFormat } from "../media-types.js";
+import { parseKeyValue } from "../mutate.js";
+import type { TransportOptions } from "../transport/transport.js";
+import { createProgressView } from "./progress-view.js";
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+/** Options every command that moves images accepts. */
+export const transportFlags = {
+  "insecure-registry": { type: "string", multiple: true },
+  jobs: { type: "string", short: "j" },
+  quiet: { type: "boolean", short: "q" },
+  "cache-dir": { type: "string" },
+  "digest-file": { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const satisfies Options;
+
+/** Parse argv against `options`; unknown flags are usage errors. */
+export function parseFlags<T extends Options>(argv: string[], options: T, allowPositionals = true) {
+  return parseArgs({ args: argv, options, allowPositionals, strict: true });
+}
+
+/** A positive integer flag. */
+export function intFlag(value: string | undefined, flag: string, min = 1, max = 1 << 20): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${flag} ${value}: expected a whole number from ${min} to ${max}`);
+  return n;
+}
+
+/** KEY=VALUE flags collected into a record. */
+export function keyValues(values: readonly string[] | undefined, flag: string): Record<string, string> | undefined {
+  if (!values?.length) return undefined;
+  return Object.fromEntries(values.map((v) => parseKeyValue(v, flag)));
+}
+
+/** --platform os/arch[/variant]. */
+export function platformFlag(value: string | undefined): Platform | undefined {
+  if (value === undefined) return undefined;
+  try {
+    return parsePlatform(value);
+  } catch (error) {
+    throw new UsageError(`--platform ${value}: expected OS/ARCH[/VARIANT], e.g. linux/arm64`, { cause: error });
+  }
+}
+
+/** --format oci|docker. */
+export function formatFlag(value: string | undefined): ManifestFormat | undefined {
+  if (value === undefined || value === "oci" || value === "docker") return value;
+  throw new UsageError(`--format ${value}: expected oci or docker`);
+}
+
+/** --compression gzip|zstd|none. */
+export function compressionFlag(value: string | undefined): Compression | undefined {
+  if (value === undefined || value === "gzip" || value === "zstd" || value === "none") return value;
+  throw new UsageError(`--compression ${value}: expected gzip, zstd or none`);
+}
+
+/** SOURCE_DATE_EPOCH from the environment, validated. */
+export function sourceDateEpoch(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  const value = env.SOURCE_DATE_EPOCH;
+  if (value === undefined || value === "") return undefined;
+  if (!/^\d+$/.test(value)) throw new UsageError(`SOURCE_DATE_EPOCH=${value}: expected whole seconds since 1970`);
+  return Number(value);
+}
+
+/** The transport options and progress view from the shared flags. */
+export function transportOptions(
+  values: { "insecure-registry"?: string[] | undefined; jobs?: string | undefined; quiet?: boolean | undefined; "cache-dir"?: string | undefined },
+  signal: AbortSignal,
+): { options: TransportOptions; finish(): void } {
+  const view = createProgressView(process.stderr, values.quiet ?? false);
+  const options: TransportOptions = { progress: view.sink, signal, insecureRegistries: values["insecure-registry"] ?? [] };
+  const jobs = intFlag(values.jobs, "--jobs", 1, 64);
+  if (jobs !== undefined) options.jobs = jobs;
+  if (values["cache-dir"] !== undefined) options.cacheDir = values["cache-dir"];
+  return { options, finish: view.finish };
+}
+
+/** Write the digest to --digest-file when asked. */
+export async function writeDigestFile(path: string | undefined, digest: string): Promise<void> {
+  if (path !== undefined) await writeFile(path, `${digest}\n`);
+}
+
+/** Print help and return true when --help was given. */
+export function helpRequested(values: { help?: boolean | undefined }, text: string): boolean {
+  if (!values.help) return false;
+  process.stdout.write(`${text}\n`);
+  return true;
+}

@@ -1,0 +1,81 @@
+/** The `ocify` command: argv → command; expected failures → one line on stderr. Commands load lazily. */
+import { readFileSync } from "node:fs";
+import { OcifyError, UsageError } from "../errors.js";
+
+const commands: Record<string, () => Promise<{ run(argv: string[], signal: AbortSignal): Promise<number> }>> = {
+  build: () => import("./commands/build.js"),
+  copy: () => import("./commands/copy.js"),
+  inspect: () => import("./commands/inspect.js"),
+  import: () => import("./commands/import.js"),
+};
+
+const usage = `Usage: ocify COMMAND [OPTIONS]
+
+Build, push, pull and convert OCI / Docker images without a Docker daemon.
+
+Commands:
+  build     build an image from a base and local files; push it or write an archive
+  import    make an image from a root filesystem (directory or tarball)
+  copy      copy an image between registries, OCI layouts and archives
+  inspect   show an image's manifest, platforms, config and layers
+
+Image references (skopeo's syntax):
+  docker://HOST/REPO:TAG or HOST/REPO:TAG   a registry
+  docker-archive:FILE[:NAME:TAG]            a docker save / docker load tarball
+  oci:DIR[:TAG]                             an OCI image layout directory
+  oci-archive:FILE[:TAG]                    a tarball of an OCI image layout
+
+Run 'ocify COMMAND --help' for a command's options.
+Options: --version, --help`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+  return pkg.version;
+}
+
+/** Run the CLI with `argv` (without node and script); returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === "--version" || name === "-v" || name === "version") {
+    process.stdout.write(`ocify ${version()}\n`);
+    return 0;
+  }
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    process.stdout.write(`${usage}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  const load = commands[name];
+  const controller = new AbortController();
+  const onSignal = () => controller.abort(new OcifyError("INTERRUPTED", "interrupted"));
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  try {
+    if (!load) throw new UsageError(`unknown command "${name}"`, { hint: "run ocify --help" });
+    const command = await load();
+    return await command.run(rest, controller.signal);
+  } catch (error) {
+    return report(error);
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+}
+
+/** Print an error the way users see it: one line for expected failures, a stack for bugs. */
+export function report(error: unknown): number {
+  if (error instanceof OcifyError) {
+    process.stderr.write(`ocify: ${error.userMessage}\n`);
+    if (process.env.OCIFY_DEBUG && error.cause) process.stderr.write(`${String((error.cause as Error).stack ?? error.cause)}\n`);
+    return error instanceof UsageError ? 2 : 1;
+  }
+  const parseError = error as { code?: string; message?: string };
+  if (typeof parseError.code === "string" && parseError.code.startsWith("ERR_PARSE_ARGS")) {
+    process.stderr.write(`ocify: ${parseError.message} (see --help)\n`);
+    return 2;
+  }
+  process.stderr.write(`ocify: internal error, please report it with this output:\n${(error as Error)?.stack ?? String(error)}\n`);
+  return 70;
+}
+
+const code = await main(process.argv.slice(2));
+process.exitCode = code;

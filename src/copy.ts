@@ -1,0 +1,152 @@
+/**
+ * Moving images: blobs first (skipped when present, mounted when the registry can, streamed otherwise),
+ * manifests after, then commit. Used by `ocify copy` and by `ocify build` for each destination.
+ */
+import type { Readable } from "node:stream";
+import { shortDigest, type Digest } from "./digest.js";
+import { addContext, InvalidImageError, UsageError } from "./errors.js";
+import { type Descriptor, hostPlatform, type Platform, selectPlatform } from "./image/descriptor.js";
+import { parseImageIndex, parseImageManifest, type RawManifest } from "./image/manifest.js";
+import { isIndexMediaType } from "./media-types.js";
+import { noProgress, type ProgressSink } from "./progress.js";
+import type { ImageDestination, ImageSource, RegistryLocation } from "./transport/transport.js";
+
+/** A blob to send to a destination, and how to read it. */
+export interface BlobPlan {
+  descriptor: Descriptor;
+  /** What the blob is, for progress and messages: `layer`, `config`. */
+  kind: string;
+  open(): Promise<Readable>;
+  /** Where it already lives in a registry, for a cross-repository mount. */
+  location?: RegistryLocation | undefined;
+}
+
+/** Options for moving blobs and images. */
+export interface CopyOptions {
+  /** Parallel blob transfers to a registry (archives write one blob at a time). */
+  jobs?: number;
+  progress?: ProgressSink;
+  signal?: AbortSignal;
+}
+
+/** Run `task` over `items` with at most `limit` in flight; the first failure stops new work and is thrown. */
+export async function forEachLimit<T>(items: readonly T[], limit: number, task: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failed = false;
+  const worker = async (): Promise<void> => {
+    while (!failed && next < items.length) {
+      const item = items[next++] as T;
+      try {
+        await task(item);
+      } catch (error) {
+        failed = true;
+        throw error;
+      }
+    }
+  };
+  const results = await Promise.allSettled(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  const rejected = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (rejected) throw rejected.reason;
+}
+
+/** Send blobs to a destination: skip those present, mount when possible, stream the rest. Duplicates are sent once. */
+export async function pushBlobs(destination: ImageDestination, blobs: readonly BlobPlan[], options: CopyOptions = {}): Promise<void> {
+  const progress = options.progress ?? noProgress;
+  const unique = [...new Map(blobs.map((b) => [b.descriptor.digest, b])).values()];
+  const parallel = destination.location ? (options.jobs ?? 4) : 1;
+  await forEachLimit(unique, parallel, async (blob) => {
+    const { descriptor } = blob;
+    const id = descriptor.digest;
+    const event = { kind: blob.kind, id, total: descriptor.size, target: destination.description };
+    try {
+      if (await destination.hasBlob(descriptor)) {
+        progress({ ...event, phase: "skipped", bytes: descriptor.size });
+        return;
+      }
+      const from = blob.location;
+      if (from && destination.mountBlob && destination.location?.registry === from.registry && destination.location.repository !== from.repository) {
+        if (await destination.mountBlob(descriptor, from)) {
+          progress({ ...event, phase: "mounted", bytes: descriptor.size });
+          return;
+        }
+      }
+      progress({ ...event, phase: "start", bytes: 0 });
+      const content = await blob.open();
+      let bytes = 0;
+      content.on("data", (chunk: Buffer) => {
+        bytes += chunk.length;
+        progress({ ...event, phase: "progress", bytes });
+      });
+      await destination.putBlob(descriptor, content);
+      progress({ ...event, phase: "done", bytes: descriptor.size });
+    } catch (error) {
+      throw addContext(`writing ${blob.kind} ${shortDigest(id)} to ${destination.description}`, error);
+    }
+  });
+}
+
+/** The blobs of an image manifest as read from a source. */
+export function sourceBlobs(source: ImageSource, manifest: RawManifest): BlobPlan[] {
+  const parsed = parseImageManifest(manifest, `manifest ${shortDigest(manifest.digest)} of ${source.description}`);
+  const plan = (descriptor: Descriptor, kind: string): BlobPlan => ({
+    descriptor,
+    kind,
+    open: () => source.getBlob(descriptor, undefined),
+    location: source.location,
+  });
+  return [...parsed.layers.map((d) => plan(d, "layer")), plan(parsed.config, "config")];
+}
+
+/** What `copyImage` should take from an index. */
+export interface CopyImageOptions extends CopyOptions {
+  /** Copy one platform of an index (default: the host's, unless `all`). */
+  platform?: Platform;
+  /** Copy every image of an index and the index itself (the manifest digest is kept). */
+  all?: boolean;
+}
+
+/** The result of writing an image: the digest of the top manifest written. */
+export interface WriteResult {
+  destination: string;
+  digest: Digest;
+  mediaType: string;
+}
+
+/**
+ * Copy an image from a source to a destination, keeping manifest and config bytes (so digests are kept),
+ * and commit the destination. On failure the destination is aborted (nothing partial is left).
+ */
+export async function copyImage(source: ImageSource, destination: ImageDestination, options: CopyImageOptions = {}): Promise<WriteResult> {
+  try {
+    const top = await source.getManifest();
+    let written: RawManifest;
+    if (isIndexMediaType(top.mediaType)) {
+      const index = parseImageIndex(top, `index of ${source.description}`);
+      if (options.all) {
+        if (!destination.acceptsIndex) {
+          throw new UsageError(`${destination.description} holds a single image, not an index`, { hint: "use --platform to pick one image" });
+        }
+        for (const child of index.manifests) {
+          const raw = await source.getManifest(child.digest);
+          if (isIndexMediaType(raw.mediaType)) throw new InvalidImageError(`nested index ${shortDigest(child.digest)} in ${source.description} is not supported`);
+          await pushBlobs(destination, sourceBlobs(source, raw), options);
+          await destination.putManifest(raw, { top: false });
+        }
+        written = top;
+      } else {
+        const chosen = selectPlatform(index.manifests, options.platform ?? hostPlatform(), source.description);
+        written = await source.getManifest(chosen.digest);
+        await pushBlobs(destination, sourceBlobs(source, written), options);
+      }
+    } else {
+      written = top;
+      await pushBlobs(destination, sourceBlobs(source, written), options);
+    }
+    await destination.putManifest(written, { top: true });
+    await destination.commit();
+    return { destination: destination.description, digest: written.digest, mediaType: written.mediaType };
+  } catch (error) {
+    await destination.abort().catch(() => {});
+    throw error;
+  }
+}

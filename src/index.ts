@@ -1,0 +1,31 @@
+/** ocify's library API: build, copy and inspect OCI / Docker images without a daemon. */
+export { build, type BuildOptions, type BuildResult } from "./build.js";
+export { BlobCache, defaultCacheDir } from "./cache.js";
+export { type BlobPlan, type CopyImageOptions, copyImage, pushBlobs, type WriteResult } from "./copy.js";
+export { createDigester, createVerifier, type Digest, digestOf, isDigest, parseDigest } from "./digest.js";
+export * from "./errors.js";
+export { type ExecutionConfig, type History, type ImageConfig, parseImageConfig } from "./image/config.js";
+export { type Descriptor, formatPlatform, hostPlatform, type Platform, parsePlatform, selectPlatform } from "./image/descriptor.js";
+export {
+  type ImageIndex,
+  type ImageManifest,
+  type Manifest,
+  parseImageIndex,
+  parseImageManifest,
+  type RawManifest,
+  rawManifest,
+} from "./image/manifest.js";
+export { type BuiltLayer, buildLayer, type LayerBuildOptions, type LayerSource, parseLayerFlag } from "./layer/build.js";
+export { type Compression, type ManifestFormat, MediaType } from "./media-types.js";
+export { type AppendedLayer, applyConfigEdits, type ConfigEdits, mutateConfig } from "./mutate.js";
+export type { ProgressEvent, ProgressSink } from "./progress.js";
+export { formatReference, parseReference, type Reference } from "./reference.js";
+export {
+  type ImageDestination,
+  type ImageSource,
+  openDestination,
+  openSource,
+  parseTransportReference,
+  type TransportOptions,
+  type TransportReference,
+} from "./transport/transport.js";
