@@ -1,0 +1,88 @@
+/** Run the real `ocify` CLI in a child process, as users do, and report its exit code, output and peak RSS. */
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** The repository root (dist/test-support/../..). */
+export const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
+export const ocifyBin = join(repoRoot, "bin", "ocify.js");
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** Peak resident set size of the ocify process, in MiB. */
+  maxRssMiB: number;
+}
+
+let rssHook: string | undefined;
+function rssHookPath(): string {
+  if (!rssHook) {
+    const dir = mkdtempSync(join(tmpdir(), "ocify-rss-"));
+    rssHook = join(dir, "rss-hook.mjs");
+    // Preloaded into the child: on exit, write the process's peak RSS (KiB) where the parent asked.
+    writeFileSync(
+      rssHook,
+      'import { writeFileSync } from "node:fs";\nprocess.on("exit", () => { if (process.env.OCIFY_RSS_FILE) writeFileSync(process.env.OCIFY_RSS_FILE, String(process.resourceUsage().maxRSS)); });\n',
+    );
+  }
+  return rssHook;
+}
+
+/** Run `ocify ARGS` with extra environment; never throws on a non-zero exit. */
+export async function runOcify(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+  const rssDir = mkdtempSync(join(tmpdir(), "ocify-rss-out-"));
+  const rssFile = join(rssDir, "rss");
+  try {
+    const child = spawn(process.execPath, ["--import", rssHookPath(), ocifyBin, ...args], {
+      cwd: options.cwd ?? repoRoot,
+      env: { ...process.env, ...options.env, OCIFY_RSS_FILE: rssFile },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 300_000);
+    const code = await new Promise<number>((resolve) => child.on("close", (c) => resolve(c ?? 128)));
+    clearTimeout(timer);
+    let maxRssMiB = Number.NaN;
+    try {
+      maxRssMiB = Number(readFileSync(rssFile, "utf8")) / 1024;
+    } catch {}
+    return { code, stdout, stderr, maxRssMiB };
+  } finally {
+    rmSync(rssDir, { recursive: true, force: true });
+  }
+}
+
+/** Run a command and capture its output (for skopeo, umoci, docker); never throws on a non-zero exit. */
+export async function run(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = spawn(command, args, { env: { ...process.env, ...options.env }, cwd: options.cwd, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr.on("data", (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const code = await new Promise<number>((resolve, reject) => {
+    child.on("error", reject);
+    child.on("close", (c) => resolve(c ?? 128));
+  });
+  return { code, stdout, stderr };
+}
+
+/** Like run(), but throws with the command's stderr when it fails. */
+export async function runOk(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<string> {
+  const result = await run(command, args, options);
+  if (result.code !== 0) throw new Error(`${command} ${args.join(" ")} exited ${result.code}: ${result.stderr}`);
+  return result.stdout;
+}
