@@ -2,6 +2,7 @@
  * `ocify build`: a base image (any transport, or `scratch`), local artifacts added as layers, the config
  * edited, the result written to every destination. Base layers are never downloaded for a registry that
  * has them or can mount them; otherwise they are fetched once, verified, into the blob cache.
+ * With several platforms, one image is built per platform and an index ties them together.
  */
 import { stat } from "node:fs/promises";
 import { Readable } from "node:stream";
@@ -11,18 +12,19 @@ import { type BlobPlan, pushBlobs, type WriteResult } from "./copy.js";
 import { digestOf } from "./digest.js";
 import { InputError, UsageError } from "./errors.js";
 import { type ImageConfig, parseImageConfig } from "./image/config.js";
-import { type Descriptor, hostPlatform, type Platform, selectPlatform } from "./image/descriptor.js";
-import { encodeJson, type ImageManifest, maxManifestBytes, parseImageIndex, parseImageManifest, rawManifest } from "./image/manifest.js";
-import { type BuiltLayer, buildLayer, type LayerSource } from "./layer/build.js";
+import { type Descriptor, formatPlatform, hostPlatform, type Platform, platformMatches, selectPlatform } from "./image/descriptor.js";
 import {
-  type Compression,
-  convertLayerMediaType,
-  familyMediaTypes,
-  isIndexMediaType,
-  layerMediaType,
-  type ManifestFormat,
-  MediaType,
-} from "./media-types.js";
+  encodeJson,
+  type ImageIndex,
+  type ImageManifest,
+  maxManifestBytes,
+  parseImageIndex,
+  parseImageManifest,
+  type RawManifest,
+  rawManifest,
+} from "./image/manifest.js";
+import { type BuiltLayer, buildLayer, type LayerBuildOptions, type LayerSource } from "./layer/build.js";
+import { type Compression, convertLayerMediaType, familyMediaTypes, isIndexMediaType, layerMediaType, type ManifestFormat, MediaType } from "./media-types.js";
 import { type ConfigEdits, createdTimestamp, emptyConfig, mutateConfig } from "./mutate.js";
 import { noProgress } from "./progress.js";
 import {
@@ -32,21 +34,29 @@ import {
   openSource,
   parseTransportReference,
   type TransportOptions,
-  type TransportReference,
 } from "./transport/transport.js";
+
+/** A layer added only to one platform's image of a multi-platform build. */
+export interface PlatformLayer {
+  platform: Platform;
+  layer: LayerSource;
+}
 
 /** Everything `ocify build` needs. */
 export interface BuildOptions extends TransportOptions {
   /** The base image as a transport reference, or `scratch`. */
   from: string;
+  /** Layers added to every platform's image, in order. */
   layers: readonly LayerSource[];
+  /** Layers added after the common ones, each to the image of its platform only. */
+  platformLayers?: readonly PlatformLayer[];
   config?: ConfigEdits;
   /** Manifest annotations (OCI manifests only). */
   annotations?: Record<string, string>;
   /** Manifest family; default: the base's (Docker stays Docker, OCI stays OCI), OCI for scratch. */
   format?: ManifestFormat;
-  /** Platform to take from a multi-platform base, and of a scratch image; default the host's. */
-  platform?: Platform;
+  /** One platform (the image of a multi-platform base to build on) or several (an index is built); default the host's. */
+  platforms?: readonly Platform[];
   compression?: Compression;
   compressionLevel?: number;
   chown?: { uid: number; gid: number };
@@ -60,39 +70,50 @@ export interface BuildOptions extends TransportOptions {
 
 /** What a build produced. */
 export interface BuildResult {
-  /** The manifest digest (the same for every destination). */
+  /** The digest of the top manifest (an index for a multi-platform build), the same for every destination. */
   digest: string;
+  /** The top manifest's bytes. */
   manifest: Buffer;
-  config: Buffer;
+  /** The config bytes of each platform's image. */
+  configs: Buffer[];
   written: WriteResult[];
 }
 
 interface BaseImage {
-  source?: ImageSource;
+  platform: Platform;
   manifest?: ImageManifest;
   manifestDigest?: string;
   config: ImageConfig;
   format: ManifestFormat;
 }
 
-async function openBase(from: string, platform: Platform, options: TransportOptions): Promise<BaseImage> {
-  if (from === "scratch") return { config: emptyConfig(platform), format: "oci" };
-  const source = await openSource(parseTransportReference(from), options);
-  try {
-    let top = await source.getManifest();
-    if (isIndexMediaType(top.mediaType)) {
-      const index = parseImageIndex(top, `index of ${source.description}`);
-      top = await source.getManifest(selectPlatform(index.manifests, platform, source.description).digest);
-    }
-    const manifest = parseImageManifest(top, `manifest of ${source.description}`);
+interface BuiltImage {
+  platform: Platform;
+  manifest: RawManifest;
+  config: Buffer;
+  blobs: BlobPlan[];
+}
+
+/** Resolve the base image of every platform before any work, so an absent platform fails before anything is built. */
+async function resolveBases(source: ImageSource | undefined, platforms: readonly Platform[]): Promise<{ bases: BaseImage[]; index?: RawManifest }> {
+  if (!source) return { bases: platforms.map((platform) => ({ platform, config: emptyConfig(platform), format: "oci" })) };
+  const top = await source.getManifest();
+  const index = isIndexMediaType(top.mediaType) ? parseImageIndex(top, `index of ${source.description}`) : undefined;
+  const bases: BaseImage[] = [];
+  for (const platform of platforms) {
+    const raw = index ? await source.getManifest(selectPlatform(index.manifests, platform, source.description).digest) : top;
+    const manifest = parseImageManifest(raw, `manifest of ${source.description}`);
     const configBytes = await readBounded(await source.getBlob(manifest.config), maxManifestBytes, `config of ${source.description}`);
     const config = parseImageConfig(configBytes, `config of ${source.description}`);
-    const format: ManifestFormat = top.mediaType === MediaType.dockerManifest ? "docker" : "oci";
-    return { source, manifest, manifestDigest: top.digest, config, format };
-  } catch (error) {
-    await source.close().catch(() => {});
-    throw error;
+    const actual: Platform = { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) };
+    if (!index && platforms.length > 1 && !platformMatches(actual, platform)) {
+      throw new UsageError(`${source.description} is a single-platform image (${formatPlatform(actual)}), not ${formatPlatform(platform)}`, {
+        hint: "use a multi-platform base, or build one platform",
+      });
+    }
+    bases.push({ platform: index ? platform : actual, manifest, manifestDigest: raw.digest, config, format: raw.mediaType === MediaType.dockerManifest ? "docker" : "oci" });
   }
+  return { bases };
 }
 
 /** Fetch each base layer at most once into the blob cache (verified), whatever the number of destinations. */
@@ -121,97 +142,121 @@ async function checkLayerSources(layers: readonly LayerSource[]): Promise<void> 
   }
 }
 
-/** Build an image and write it to every destination in `options.tags`; nothing partial is left on failure. */
+/** Build an image (or an index of images) and write it to every destination; nothing partial is left on failure. */
 export async function build(options: BuildOptions): Promise<BuildResult> {
   if (options.tags.length === 0) throw new UsageError("no destination given", { hint: "add -t REFERENCE (a registry, docker-archive:FILE, oci:DIR…)" });
-  const targets: TransportReference[] = options.tags.map((tag) => parseTransportReference(tag));
-  await checkLayerSources(options.layers);
+  const targets = options.tags.map((tag) => parseTransportReference(tag));
+  const platforms = options.platforms?.length ? options.platforms : [hostPlatform()];
+  const platformLayers = options.platformLayers ?? [];
+  for (const extra of platformLayers) {
+    if (!platforms.some((p) => platformMatches(p, extra.platform) && platformMatches(extra.platform, p))) {
+      throw new UsageError(`--layer-for ${formatPlatform(extra.platform)}: that platform is not being built`, { hint: "add it to --platform" });
+    }
+  }
+  if (platforms.length > 1 && targets.some((t) => t.transport === "docker-archive")) {
+    throw new UsageError("a docker-archive holds one image, not a multi-platform index", { hint: "write it to a registry, oci: or oci-archive:, or build one --platform" });
+  }
+  await checkLayerSources([...options.layers, ...platformLayers.map((p) => p.layer)]);
   const progress = options.progress ?? noProgress;
   const cacheDir = options.cacheDir ?? defaultCacheDir();
   const cache = new BlobCache(cacheDir);
-  const platform = options.platform ?? hostPlatform();
-  const base = await openBase(options.from, platform, options);
+  const source = options.from === "scratch" ? undefined : await openSource(parseTransportReference(options.from), options);
   const destinations: ImageDestination[] = [];
   try {
-    const format = options.format ?? base.format;
+    const { bases } = await resolveBases(source, platforms);
+    const format = options.format ?? bases[0]?.format ?? "oci";
     if (options.annotations && Object.keys(options.annotations).length && format === "docker") {
       throw new UsageError("annotations need an OCI manifest", { hint: "add --format oci, or drop --annotation" });
     }
-    const types = familyMediaTypes(format);
-    const compression = options.compression ?? "gzip";
     for (const target of targets) destinations.push(await openDestination(target, { ...options, cacheDir }));
 
-    // New layers: built once into the cache, whatever the number of destinations.
-    const built: BuiltLayer[] = [];
-    for (const layer of options.layers) {
-      const layerOptions: Parameters<typeof buildLayer>[1] = {
-        cacheDir,
-        compression,
-        mediaType: layerMediaType(format, compression),
-        mtime: options.sourceDateEpoch ?? 0,
-        progress,
-      };
-      if (options.compressionLevel !== undefined) layerOptions.level = options.compressionLevel;
-      if (options.chown) layerOptions.chown = options.chown;
-      if (options.preserveOwners) layerOptions.preserveOwners = true;
-      if (options.signal) layerOptions.signal = options.signal;
-      built.push(await buildLayer(layer, layerOptions));
-    }
-
+    const types = familyMediaTypes(format);
+    const compression = options.compression ?? "gzip";
     const created = createdTimestamp(options.sourceDateEpoch);
-    const config = mutateConfig(
-      base.config,
-      options.config ?? {},
-      built.map((b) => ({ diffID: b.diffID, createdBy: b.createdBy })),
-      created,
-    );
-    const configBytes = encodeJson(config);
-    const configDescriptor: Descriptor = { mediaType: types.config, digest: digestOf(configBytes), size: configBytes.length };
-    const baseLayers = (base.manifest?.layers ?? []).map((layer) => ({ ...layer, mediaType: convertLayerMediaType(layer.mediaType, format) }));
-    const manifest: ImageManifest = {
-      schemaVersion: 2,
-      mediaType: types.manifest,
-      config: configDescriptor,
-      layers: [...baseLayers, ...built.map((b) => b.descriptor)],
-    };
-    if (format === "oci") {
-      const annotations: Record<string, string> = { ...(base.manifest?.annotations ?? {}) };
-      if (base.source && base.manifestDigest) {
-        annotations["org.opencontainers.image.base.name"] = options.from;
-        annotations["org.opencontainers.image.base.digest"] = base.manifestDigest;
+    const layerOptions: LayerBuildOptions = { cacheDir, compression, mediaType: layerMediaType(format, compression), mtime: options.sourceDateEpoch ?? 0, progress };
+    if (options.compressionLevel !== undefined) layerOptions.level = options.compressionLevel;
+    if (options.chown) layerOptions.chown = options.chown;
+    if (options.preserveOwners) layerOptions.preserveOwners = true;
+    if (options.signal) layerOptions.signal = options.signal;
+    // A layer shared by several platforms is built once.
+    const builtLayers = new Map<string, Promise<BuiltLayer>>();
+    const layerFor = (layer: LayerSource): Promise<BuiltLayer> => {
+      const key = `${layer.source}\0${layer.dest}`;
+      let built = builtLayers.get(key);
+      if (!built) {
+        built = buildLayer(layer, layerOptions);
+        builtLayers.set(key, built);
       }
-      Object.assign(annotations, options.annotations ?? {});
-      if (Object.keys(annotations).length) manifest.annotations = annotations;
-    }
-    const manifestRaw = rawManifest(encodeJson(manifest), types.manifest);
+      return built;
+    };
+    const openBaseLayer = source ? cachedBlobOpener(cache, source) : undefined;
 
-    const openBaseLayer = base.source ? cachedBlobOpener(cache, base.source) : undefined;
-    const blobs: BlobPlan[] = [
-      ...(base.manifest?.layers ?? []).map((original, i) => ({
-        descriptor: baseLayers[i] as Descriptor,
-        kind: "base layer",
-        open: () => (openBaseLayer as (d: Descriptor) => Promise<Readable>)(original),
-        location: base.source?.location,
-      })),
-      ...built.map((b) => ({ descriptor: b.descriptor, kind: "layer", open: async () => b.open() })),
-      { descriptor: configDescriptor, kind: "config", open: async () => Readable.from([configBytes]) },
-    ];
-    // Every destination gets its blobs and manifest before any is committed, so a failure leaves no archive.
+    const images: BuiltImage[] = [];
+    for (const base of bases) {
+      const built: BuiltLayer[] = [];
+      for (const layer of options.layers) built.push(await layerFor(layer));
+      for (const extra of platformLayers) {
+        if (platformMatches(base.platform, extra.platform)) built.push(await layerFor(extra.layer));
+      }
+      const config = mutateConfig(base.config, options.config ?? {}, built.map((b) => ({ diffID: b.diffID, createdBy: b.createdBy })), created);
+      const configBytes = encodeJson(config);
+      const configDescriptor: Descriptor = { mediaType: types.config, digest: digestOf(configBytes), size: configBytes.length };
+      const baseLayers = (base.manifest?.layers ?? []).map((layer) => ({ ...layer, mediaType: convertLayerMediaType(layer.mediaType, format) }));
+      const manifest: ImageManifest = { schemaVersion: 2, mediaType: types.manifest, config: configDescriptor, layers: [...baseLayers, ...built.map((b) => b.descriptor)] };
+      if (format === "oci") {
+        const annotations: Record<string, string> = {};
+        if (source && base.manifestDigest) {
+          annotations["org.opencontainers.image.base.name"] = options.from;
+          annotations["org.opencontainers.image.base.digest"] = base.manifestDigest;
+        }
+        Object.assign(annotations, options.annotations ?? {});
+        if (Object.keys(annotations).length) manifest.annotations = annotations;
+      }
+      const blobs: BlobPlan[] = [
+        ...(base.manifest?.layers ?? []).map((original, i) => ({
+          descriptor: baseLayers[i] as Descriptor,
+          kind: "base layer",
+          open: () => (openBaseLayer as (d: Descriptor) => Promise<Readable>)(original),
+          location: source?.location,
+        })),
+        ...built.map((b) => ({ descriptor: b.descriptor, kind: "layer", open: async () => b.open() })),
+        { descriptor: configDescriptor, kind: "config", open: async () => Readable.from([configBytes]) },
+      ];
+      images.push({ platform: base.platform, manifest: rawManifest(encodeJson(manifest), types.manifest), config: configBytes, blobs });
+    }
+
+    let top: RawManifest;
+    if (images.length === 1) {
+      top = (images[0] as BuiltImage).manifest;
+    } else {
+      const index: ImageIndex = {
+        schemaVersion: 2,
+        mediaType: types.index,
+        manifests: images.map((image) => ({ mediaType: image.manifest.mediaType, digest: image.manifest.digest, size: image.manifest.bytes.length, platform: image.platform })),
+      };
+      if (format === "oci" && options.annotations && Object.keys(options.annotations).length) index.annotations = { ...options.annotations };
+      top = rawManifest(encodeJson(index), types.index);
+    }
+
+    // Every destination gets its blobs and manifests before any is committed, so a failure leaves no archive.
     for (const destination of destinations) {
-      await pushBlobs(destination, blobs, options);
-      await destination.putManifest(manifestRaw, { top: true });
+      for (const image of images) {
+        await pushBlobs(destination, image.blobs, options);
+        if (images.length > 1) await destination.putManifest(image.manifest, { top: false });
+      }
+      await destination.putManifest(top, { top: true });
     }
     const written: WriteResult[] = [];
     for (const destination of destinations) {
       await destination.commit();
-      written.push({ destination: destination.description, digest: manifestRaw.digest, mediaType: manifestRaw.mediaType });
-      progress({ phase: "done", kind: "manifest", id: manifestRaw.digest, bytes: manifestRaw.bytes.length, target: destination.description });
+      written.push({ destination: destination.description, digest: top.digest, mediaType: top.mediaType });
+      progress({ phase: "done", kind: "manifest", id: top.digest, bytes: top.bytes.length, target: destination.description });
     }
-    return { digest: manifestRaw.digest, manifest: manifestRaw.bytes, config: configBytes, written };
+    return { digest: top.digest, manifest: top.bytes, configs: images.map((i) => i.config), written };
   } catch (error) {
     await Promise.all(destinations.map((d) => d.abort().catch(() => {})));
     throw error;
   } finally {
-    await base.source?.close().catch(() => {});
+    await source?.close().catch(() => {});
   }
 }

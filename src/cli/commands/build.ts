@@ -1,5 +1,6 @@
 /** `ocify build`: flags → BuildOptions → build() → one digest line per destination. */
-import { build, type BuildOptions } from "../../build.js";
+import { type BuildOptions, build, type PlatformLayer } from "../../build.js";
+import type { Platform } from "../../image/descriptor.js";
 import { UsageError } from "../../errors.js";
 import { parseLayerFlag } from "../../layer/build.js";
 import { type ConfigEdits, parseCommand } from "../../mutate.js";
@@ -36,7 +37,10 @@ Config:
   --workdir DIR   --user USER[:GROUP]   --expose PORT[/tcp|udp]   --volume DIR   --label KEY=VALUE
   --annotation KEY=VALUE    manifest annotation (OCI format only)
   --format oci|docker       manifest family (default: the base's; scratch is OCI)
-  --platform OS/ARCH[/VARIANT]   image to take from a multi-platform base (default: this host's)
+  --platform OS/ARCH[/VARIANT][,…]   the platform(s) to build (default: this host's). One: the image of a
+                            multi-platform base to build on. Several: one image each and an index over them
+  --layer-for OS/ARCH[/VARIANT]=SRC[:DEST]   a layer for one platform's image only (repeatable), added
+                            after the common --layer ones, e.g. --layer-for linux/arm64=./out/arm64:/app
 Transport:
   -t, --tag DEST            destination (repeatable)
   --insecure-registry HOST:PORT  plain HTTP or unverified TLS for this registry (loopback is always allowed)
@@ -66,6 +70,7 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
     annotation: { type: "string", multiple: true },
     format: { type: "string" },
     platform: { type: "string" },
+    "layer-for": { type: "string", multiple: true },
     tag: { type: "string", multiple: true, short: "t" },
   });
   if (helpRequested(values, help)) return 0;
@@ -89,8 +94,13 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
   if (annotations) options.annotations = annotations;
   const format = formatFlag(values.format);
   if (format) options.format = format;
-  const platform = platformFlag(values.platform);
-  if (platform) options.platform = platform;
+  if (values.platform !== undefined) options.platforms = values.platform.split(",").map((p) => platformFlag(p.trim()) as Platform);
+  const platformLayers: PlatformLayer[] = (values["layer-for"] ?? []).map((text) => {
+    const eq = text.indexOf("=");
+    if (eq <= 0) throw new UsageError(`--layer-for ${text}: expected OS/ARCH[/VARIANT]=SRC[:DEST]`);
+    return { platform: platformFlag(text.slice(0, eq)) as Platform, layer: parseLayerFlag(text.slice(eq + 1)) };
+  });
+  if (platformLayers.length) options.platformLayers = platformLayers;
   const compression = compressionFlag(values.compression);
   if (compression) options.compression = compression;
   const level = intFlag(values["compression-level"], "--compression-level", 0, 22);

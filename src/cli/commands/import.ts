@@ -66,7 +66,7 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
     tags: values.tag ?? [],
   };
   const platform = platformFlag(values.platform);
-  if (platform) options.platform = platform;
+  if (platform) options.platforms = [platform];
   const format = formatFlag(values.format);
   if (format) options.format = format;
   const compression = compressionFlag(values.compression);
