@@ -119,3 +119,40 @@ export function writeBaseImageLayout(layoutDir: string, tag = "latest", options:
     rmSync(root, { recursive: true, force: true });
   }
 }
+
+/**
+ * Write a multi-platform base (an OCI index of one image per architecture) into an OCI layout under `tag`;
+ * returns the index digest. Each image's /etc/os-release names its architecture.
+ */
+export function writeMultiArchLayout(layoutDir: string, tag = "latest", architectures: readonly string[] = ["amd64", "arm64"]): string {
+  const entries = architectures.map((architecture, i) => {
+    const scratch = mkdtempSync(join(tmpdir(), "ocify-arch-"));
+    try {
+      const digest = writeBaseImageLayout(scratch, "x", { architecture, seed: i + 1 });
+      // Move the image's blobs into the shared layout.
+      const blobs = join(layoutDir, "blobs", "sha256");
+      mkdirSync(blobs, { recursive: true });
+      const index = JSON.parse(readFileSync(join(scratch, "index.json"), "utf8")) as { manifests: { mediaType: string; size: number }[] };
+      for (const name of execFileSync("ls", [join(scratch, "blobs", "sha256")], { encoding: "utf8" }).trim().split("\n")) {
+        writeFileSync(join(blobs, name), readFileSync(join(scratch, "blobs", "sha256", name)));
+      }
+      const entry = index.manifests[0] as { mediaType: string; size: number };
+      return { mediaType: entry.mediaType, digest, size: entry.size, platform: { architecture, os: "linux", ...(architecture === "arm64" ? { variant: "v8" } : {}) } };
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
+    }
+  });
+  const indexBytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: entries }));
+  const digest = `sha256:${sha256(indexBytes)}`;
+  writeFileSync(join(layoutDir, "blobs", "sha256", sha256(indexBytes)), indexBytes);
+  writeFileSync(join(layoutDir, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
+  writeFileSync(
+    join(layoutDir, "index.json"),
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: "application/vnd.oci.image.index.v1+json",
+      manifests: [{ mediaType: "application/vnd.oci.image.index.v1+json", digest, size: indexBytes.length, annotations: { "org.opencontainers.image.ref.name": tag } }],
+    }),
+  );
+  return digest;
+}
