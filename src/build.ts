@@ -24,7 +24,15 @@ import {
   rawManifest,
 } from "./image/manifest.js";
 import { type BuiltLayer, buildLayer, type LayerBuildOptions, type LayerSource } from "./layer/build.js";
-import { type Compression, convertLayerMediaType, familyMediaTypes, isIndexMediaType, layerMediaType, type ManifestFormat, MediaType } from "./media-types.js";
+import {
+  type Compression,
+  convertLayerMediaType,
+  familyMediaTypes,
+  isIndexMediaType,
+  layerMediaType,
+  type ManifestFormat,
+  MediaType,
+} from "./media-types.js";
 import { type ConfigEdits, createdTimestamp, emptyConfig, mutateConfig } from "./mutate.js";
 import { noProgress } from "./progress.js";
 import {
@@ -95,7 +103,10 @@ interface BuiltImage {
 }
 
 /** Resolve the base image of every platform before any work, so an absent platform fails before anything is built. */
-async function resolveBases(source: ImageSource | undefined, platforms: readonly Platform[]): Promise<{ bases: BaseImage[]; index?: RawManifest }> {
+async function resolveBases(
+  source: ImageSource | undefined,
+  platforms: readonly Platform[],
+): Promise<{ bases: BaseImage[]; index?: RawManifest }> {
   if (!source) return { bases: platforms.map((platform) => ({ platform, config: emptyConfig(platform), format: "oci" })) };
   const top = await source.getManifest();
   const index = isIndexMediaType(top.mediaType) ? parseImageIndex(top, `index of ${source.description}`) : undefined;
@@ -107,11 +118,20 @@ async function resolveBases(source: ImageSource | undefined, platforms: readonly
     const config = parseImageConfig(configBytes, `config of ${source.description}`);
     const actual: Platform = { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) };
     if (!index && platforms.length > 1 && !platformMatches(actual, platform)) {
-      throw new UsageError(`${source.description} is a single-platform image (${formatPlatform(actual)}), not ${formatPlatform(platform)}`, {
-        hint: "use a multi-platform base, or build one platform",
-      });
+      throw new UsageError(
+        `${source.description} is a single-platform image (${formatPlatform(actual)}), not ${formatPlatform(platform)}`,
+        {
+          hint: "use a multi-platform base, or build one platform",
+        },
+      );
     }
-    bases.push({ platform: index ? platform : actual, manifest, manifestDigest: raw.digest, config, format: raw.mediaType === MediaType.dockerManifest ? "docker" : "oci" });
+    bases.push({
+      platform: index ? platform : actual,
+      manifest,
+      manifestDigest: raw.digest,
+      config,
+      format: raw.mediaType === MediaType.dockerManifest ? "docker" : "oci",
+    });
   }
   return { bases };
 }
@@ -123,7 +143,8 @@ function cachedBlobOpener(cache: BlobCache, source: ImageSource): (descriptor: D
     let ready = fetching.get(descriptor.digest);
     if (!ready) {
       ready = (async () => {
-        if (!(await cache.has(descriptor))) await cache.store(descriptor, await source.getBlob(descriptor), `base layer ${descriptor.digest}`);
+        if (!(await cache.has(descriptor)))
+          await cache.store(descriptor, await source.getBlob(descriptor), `base layer ${descriptor.digest}`);
       })();
       fetching.set(descriptor.digest, ready);
     }
@@ -144,17 +165,22 @@ async function checkLayerSources(layers: readonly LayerSource[]): Promise<void> 
 
 /** Build an image (or an index of images) and write it to every destination; nothing partial is left on failure. */
 export async function build(options: BuildOptions): Promise<BuildResult> {
-  if (options.tags.length === 0) throw new UsageError("no destination given", { hint: "add -t REFERENCE (a registry, docker-archive:FILE, oci:DIR…)" });
+  if (options.tags.length === 0)
+    throw new UsageError("no destination given", { hint: "add -t REFERENCE (a registry, docker-archive:FILE, oci:DIR…)" });
   const targets = options.tags.map((tag) => parseTransportReference(tag));
   const platforms = options.platforms?.length ? options.platforms : [hostPlatform()];
   const platformLayers = options.platformLayers ?? [];
   for (const extra of platformLayers) {
     if (!platforms.some((p) => platformMatches(p, extra.platform) && platformMatches(extra.platform, p))) {
-      throw new UsageError(`--layer-for ${formatPlatform(extra.platform)}: that platform is not being built`, { hint: "add it to --platform" });
+      throw new UsageError(`--layer-for ${formatPlatform(extra.platform)}: that platform is not being built`, {
+        hint: "add it to --platform",
+      });
     }
   }
   if (platforms.length > 1 && targets.some((t) => t.transport === "docker-archive")) {
-    throw new UsageError("a docker-archive holds one image, not a multi-platform index", { hint: "write it to a registry, oci: or oci-archive:, or build one --platform" });
+    throw new UsageError("a docker-archive holds one image, not a multi-platform index", {
+      hint: "write it to a registry, oci: or oci-archive:, or build one --platform",
+    });
   }
   await checkLayerSources([...options.layers, ...platformLayers.map((p) => p.layer)]);
   const progress = options.progress ?? noProgress;
@@ -173,7 +199,13 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     const types = familyMediaTypes(format);
     const compression = options.compression ?? "gzip";
     const created = createdTimestamp(options.sourceDateEpoch);
-    const layerOptions: LayerBuildOptions = { cacheDir, compression, mediaType: layerMediaType(format, compression), mtime: options.sourceDateEpoch ?? 0, progress };
+    const layerOptions: LayerBuildOptions = {
+      cacheDir,
+      compression,
+      mediaType: layerMediaType(format, compression),
+      mtime: options.sourceDateEpoch ?? 0,
+      progress,
+    };
     if (options.compressionLevel !== undefined) layerOptions.level = options.compressionLevel;
     if (options.chown) layerOptions.chown = options.chown;
     if (options.preserveOwners) layerOptions.preserveOwners = true;
@@ -198,11 +230,24 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       for (const extra of platformLayers) {
         if (platformMatches(base.platform, extra.platform)) built.push(await layerFor(extra.layer));
       }
-      const config = mutateConfig(base.config, options.config ?? {}, built.map((b) => ({ diffID: b.diffID, createdBy: b.createdBy })), created);
+      const config = mutateConfig(
+        base.config,
+        options.config ?? {},
+        built.map((b) => ({ diffID: b.diffID, createdBy: b.createdBy })),
+        created,
+      );
       const configBytes = encodeJson(config);
       const configDescriptor: Descriptor = { mediaType: types.config, digest: digestOf(configBytes), size: configBytes.length };
-      const baseLayers = (base.manifest?.layers ?? []).map((layer) => ({ ...layer, mediaType: convertLayerMediaType(layer.mediaType, format) }));
-      const manifest: ImageManifest = { schemaVersion: 2, mediaType: types.manifest, config: configDescriptor, layers: [...baseLayers, ...built.map((b) => b.descriptor)] };
+      const baseLayers = (base.manifest?.layers ?? []).map((layer) => ({
+        ...layer,
+        mediaType: convertLayerMediaType(layer.mediaType, format),
+      }));
+      const manifest: ImageManifest = {
+        schemaVersion: 2,
+        mediaType: types.manifest,
+        config: configDescriptor,
+        layers: [...baseLayers, ...built.map((b) => b.descriptor)],
+      };
       if (format === "oci") {
         const annotations: Record<string, string> = {};
         if (source && base.manifestDigest) {
@@ -232,9 +277,15 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       const index: ImageIndex = {
         schemaVersion: 2,
         mediaType: types.index,
-        manifests: images.map((image) => ({ mediaType: image.manifest.mediaType, digest: image.manifest.digest, size: image.manifest.bytes.length, platform: image.platform })),
+        manifests: images.map((image) => ({
+          mediaType: image.manifest.mediaType,
+          digest: image.manifest.digest,
+          size: image.manifest.bytes.length,
+          platform: image.platform,
+        })),
       };
-      if (format === "oci" && options.annotations && Object.keys(options.annotations).length) index.annotations = { ...options.annotations };
+      if (format === "oci" && options.annotations && Object.keys(options.annotations).length)
+        index.annotations = { ...options.annotations };
       top = rawManifest(encodeJson(index), types.index);
     }
 

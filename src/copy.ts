@@ -3,7 +3,7 @@
  * manifests after, then commit. Used by `ocify copy` and by `ocify build` for each destination.
  */
 import type { Readable } from "node:stream";
-import { shortDigest, type Digest } from "./digest.js";
+import { type Digest, shortDigest } from "./digest.js";
 import { addContext, InvalidImageError, UsageError } from "./errors.js";
 import { type Descriptor, hostPlatform, type Platform, selectPlatform } from "./image/descriptor.js";
 import { parseImageIndex, parseImageManifest, type RawManifest } from "./image/manifest.js";
@@ -64,7 +64,12 @@ export async function pushBlobs(destination: ImageDestination, blobs: readonly B
         return;
       }
       const from = blob.location;
-      if (from && destination.mountBlob && destination.location?.registry === from.registry && destination.location.repository !== from.repository) {
+      if (
+        from &&
+        destination.mountBlob &&
+        destination.location?.registry === from.registry &&
+        destination.location.repository !== from.repository
+      ) {
         if (await destination.mountBlob(descriptor, from)) {
           progress({ ...event, phase: "mounted", bytes: descriptor.size });
           return;
@@ -124,11 +129,14 @@ export async function copyImage(source: ImageSource, destination: ImageDestinati
       const index = parseImageIndex(top, `index of ${source.description}`);
       if (options.all) {
         if (!destination.acceptsIndex) {
-          throw new UsageError(`${destination.description} holds a single image, not an index`, { hint: "use --platform to pick one image" });
+          throw new UsageError(`${destination.description} holds a single image, not an index`, {
+            hint: "use --platform to pick one image",
+          });
         }
         for (const child of index.manifests) {
           const raw = await source.getManifest(child.digest);
-          if (isIndexMediaType(raw.mediaType)) throw new InvalidImageError(`nested index ${shortDigest(child.digest)} in ${source.description} is not supported`);
+          if (isIndexMediaType(raw.mediaType))
+            throw new InvalidImageError(`nested index ${shortDigest(child.digest)} in ${source.description} is not supported`);
           await pushBlobs(destination, sourceBlobs(source, raw), options);
           await destination.putManifest(raw, { top: false });
         }

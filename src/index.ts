@@ -1,5 +1,5 @@
 /** ocify's library API: build, copy and inspect OCI / Docker images without a daemon. */
-export { build, type BuildOptions, type BuildResult } from "./build.js";
+export { type BuildOptions, type BuildResult, build } from "./build.js";
 export { BlobCache, defaultCacheDir } from "./cache.js";
 export { type BlobPlan, type CopyImageOptions, copyImage, pushBlobs, type WriteResult } from "./copy.js";
 export { createDigester, createVerifier, type Digest, digestOf, isDigest, parseDigest } from "./digest.js";

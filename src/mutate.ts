@@ -123,7 +123,13 @@ export function applyConfigEdits(base: ExecutionConfig | undefined, edits: Confi
 
 /** A new config for `scratch`: no layers, the given platform. */
 export function emptyConfig(platform: Platform): ImageConfig {
-  const config: ImageConfig = { architecture: platform.architecture, os: platform.os, config: {}, rootfs: { type: "layers", diff_ids: [] }, history: [] };
+  const config: ImageConfig = {
+    architecture: platform.architecture,
+    os: platform.os,
+    config: {},
+    rootfs: { type: "layers", diff_ids: [] },
+    history: [],
+  };
   if (platform.variant) config.variant = platform.variant;
   return config;
 }

@@ -3,7 +3,20 @@
  * and real clients (skopeo, umoci) judge the result.
  */
 import assert from "node:assert/strict";
-import { chmodSync, existsSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -18,7 +31,7 @@ const epoch = "1700000000";
 function makeArtifacts(root: string): void {
   mkdirSync(join(root, "bin"), { recursive: true });
   mkdirSync(join(root, "share/doc/deeply/nested"), { recursive: true });
-  writeFileSync(join(root, "bin/server"), "#!/bin/sh\necho server \"$@\"\n");
+  writeFileSync(join(root, "bin/server"), '#!/bin/sh\necho server "$@"\n');
   chmodSync(join(root, "bin/server"), 0o755);
   writeFileSync(join(root, "config.txt"), "port=8080\n");
   chmodSync(join(root, "config.txt"), 0o640);
@@ -33,7 +46,11 @@ describe("ocify build against a real registry", () => {
   let registry: Registry;
   let work: string;
   let artifacts: string;
-  const env = (): NodeJS.ProcessEnv => ({ SOURCE_DATE_EPOCH: epoch, OCIFY_CACHE_DIR: join(work, "cache"), DOCKER_CONFIG: join(work, "docker-config") });
+  const env = (): NodeJS.ProcessEnv => ({
+    SOURCE_DATE_EPOCH: epoch,
+    OCIFY_CACHE_DIR: join(work, "cache"),
+    DOCKER_CONFIG: join(work, "docker-config"),
+  });
 
   before(async () => {
     work = mkdtempSync(join(tmpdir(), "ocify-build-test-"));
@@ -86,11 +103,16 @@ describe("ocify build against a real registry", () => {
 
     const inspect = JSON.parse(await runOk("skopeo", ["inspect", "--tls-verify=false", `docker://${registry.host}/team/app:1.0`]));
     assert.equal(inspect.Digest, digests[0]);
-    const config = JSON.parse(await runOk("skopeo", ["inspect", "--config", "--tls-verify=false", `docker://${registry.host}/team/app:1.0`]));
+    const config = JSON.parse(
+      await runOk("skopeo", ["inspect", "--config", "--tls-verify=false", `docker://${registry.host}/team/app:1.0`]),
+    );
     assert.deepEqual(config.config.Entrypoint, ["/app/bin/server"]);
     assert.deepEqual(config.config.Cmd, ["--port", "8080"]);
     assert.ok(config.config.Env.includes("MODE=prod"));
-    assert.ok(config.config.Env.some((e: string) => e.startsWith("PATH=")), "the base's PATH is kept");
+    assert.ok(
+      config.config.Env.some((e: string) => e.startsWith("PATH=")),
+      "the base's PATH is kept",
+    );
     assert.equal(config.config.WorkingDir, "/app");
     assert.equal(config.config.User, "1000:1000");
     assert.deepEqual(config.config.ExposedPorts, { "8080/tcp": {} });
@@ -136,12 +158,18 @@ describe("ocify build against a real registry", () => {
     const layout = join(work, "docker-base");
     writeBaseImageLayout(layout, "latest", { format: "docker" });
     await pushOciLayout(layout, "latest", `${registry.host}/library/dockerbase:latest`);
-    const built = await runOcify(["build", "--from", `${registry.host}/library/dockerbase:latest`, "--layer", `${artifacts}:/app`, "-t", `${registry.host}/team/d:1`], { env: env() });
+    const built = await runOcify(
+      ["build", "--from", `${registry.host}/library/dockerbase:latest`, "--layer", `${artifacts}:/app`, "-t", `${registry.host}/team/d:1`],
+      { env: env() },
+    );
     assert.equal(built.code, 0, built.stderr);
     const raw = JSON.parse(await runOk("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${registry.host}/team/d:1`]));
     assert.equal(raw.mediaType, "application/vnd.docker.distribution.manifest.v2+json");
     assert.ok(raw.layers.every((l: { mediaType: string }) => l.mediaType.startsWith("application/vnd.docker.image.rootfs")));
-    const oci = await runOcify(["build", "--from", `${registry.host}/library/dockerbase:latest`, "--format", "oci", "-t", `${registry.host}/team/d:oci`], { env: env() });
+    const oci = await runOcify(
+      ["build", "--from", `${registry.host}/library/dockerbase:latest`, "--format", "oci", "-t", `${registry.host}/team/d:oci`],
+      { env: env() },
+    );
     assert.equal(oci.code, 0, oci.stderr);
     const rawOci = JSON.parse(await runOk("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${registry.host}/team/d:oci`]));
     assert.equal(rawOci.mediaType, "application/vnd.oci.image.manifest.v1+json");
@@ -151,7 +179,11 @@ describe("ocify build against a real registry", () => {
   it("fails with one line, a non-zero exit and no partial output", async () => {
     const archive = join(work, "never.tar");
     const cases: [string[], RegExp, number][] = [
-      [["build", "--from", "scratch", "--layer", join(work, "missing"), "-t", `docker-archive:${archive}`], /layer source .*missing does not exist/, 1],
+      [
+        ["build", "--from", "scratch", "--layer", join(work, "missing"), "-t", `docker-archive:${archive}`],
+        /layer source .*missing does not exist/,
+        1,
+      ],
       [["build", "--from", "scratch", "-t", "Bad/Ref"], /invalid reference/, 1],
       [["build", "--from", `${registry.host}/library/base:nope`, "-t", `docker-archive:${archive}`], /manifest unknown/i, 1],
       [["build", "--from", "127.0.0.1:1/x:1", "-t", `docker-archive:${archive}`], /127\.0\.0\.1:1/, 1],
@@ -167,7 +199,11 @@ describe("ocify build against a real registry", () => {
       assert.match(result.stderr, /^ocify: /);
       assert.doesNotMatch(result.stderr, /\n\s+at /, "no stack trace");
       assert.ok(!existsSync(archive), "no partial archive");
-      assert.deepEqual(readdirSync(work).filter((f) => f.includes("never")), [], "no temp files left");
+      assert.deepEqual(
+        readdirSync(work).filter((f) => f.includes("never")),
+        [],
+        "no temp files left",
+      );
     }
   });
 
@@ -189,7 +225,10 @@ describe("ocify build against a real registry", () => {
     }
     closeSync(fd);
     try {
-      const result = await runOcify(["build", "--from", "scratch", "--layer", `${big}:/big`, "-t", `${registry.host}/team/big:1`, "--quiet"], { env: env(), timeoutMs: 600_000 });
+      const result = await runOcify(
+        ["build", "--from", "scratch", "--layer", `${big}:/big`, "-t", `${registry.host}/team/big:1`, "--quiet"],
+        { env: env(), timeoutMs: 600_000 },
+      );
       assert.equal(result.code, 0, result.stderr);
       assert.ok(result.maxRssMiB > 0, "RSS measured");
       assert.ok(result.maxRssMiB < 200, `peak RSS ${result.maxRssMiB.toFixed(0)} MiB`);
@@ -243,4 +282,3 @@ describe("ocify build with registry authentication", () => {
     assert.doesNotMatch(result.stderr, /wrong/);
   });
 });
-

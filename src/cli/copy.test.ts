@@ -27,7 +27,13 @@ describe("ocify copy and inspect", () => {
     writeBaseImageLayout(join(work, "single"), "latest");
     await pushOciLayout(join(work, "single"), "latest", `${host}/src/single:latest`);
     writeMultiArchLayout(join(work, "multi"), "latest");
-    await runOk("skopeo", ["copy", "--all", "--dest-tls-verify=false", `oci:${join(work, "multi")}:latest`, `docker://${host}/src/multi:latest`]);
+    await runOk("skopeo", [
+      "copy",
+      "--all",
+      "--dest-tls-verify=false",
+      `oci:${join(work, "multi")}:latest`,
+      `docker://${host}/src/multi:latest`,
+    ]);
   });
   after(async () => {
     await registry?.stop();
@@ -53,11 +59,15 @@ describe("ocify copy and inspect", () => {
     const all = await runOcify(["copy", "--all", `${host}/src/multi:latest`, `${host}/dst/multi:all`], { env: env() });
     assert.equal(all.code, 0, all.stderr);
     assert.equal(await skopeoDigest(`docker://${host}/dst/multi:all`), original);
-    const arm = await runOcify(["copy", "--platform", "linux/arm64", `${host}/src/multi:latest`, `${host}/dst/multi:arm64`], { env: env() });
+    const arm = await runOcify(["copy", "--platform", "linux/arm64", `${host}/src/multi:latest`, `${host}/dst/multi:arm64`], {
+      env: env(),
+    });
     assert.equal(arm.code, 0, arm.stderr);
     const config = JSON.parse(await runOk("skopeo", ["inspect", "--config", "--tls-verify=false", `docker://${host}/dst/multi:arm64`]));
     assert.equal(config.architecture, "arm64");
-    const missing = await runOcify(["copy", "--platform", "linux/s390x", `${host}/src/multi:latest`, `${host}/dst/multi:s390x`], { env: env() });
+    const missing = await runOcify(["copy", "--platform", "linux/s390x", `${host}/src/multi:latest`, `${host}/dst/multi:s390x`], {
+      env: env(),
+    });
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /no image for linux\/s390x.*available: linux\/amd64, linux\/arm64\/v8/);
   });
@@ -68,7 +78,10 @@ describe("ocify copy and inspect", () => {
     assert.equal(raw.code, 0, raw.stderr);
     assert.equal(raw.stdout, await runOk("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${ref}`]));
     const config = await runOcify(["inspect", "--config", ref], { env: env() });
-    assert.deepEqual(JSON.parse(config.stdout), JSON.parse(await runOk("skopeo", ["inspect", "--config", "--tls-verify=false", `docker://${ref}`])));
+    assert.deepEqual(
+      JSON.parse(config.stdout),
+      JSON.parse(await runOk("skopeo", ["inspect", "--config", "--tls-verify=false", `docker://${ref}`])),
+    );
     const json = JSON.parse((await runOcify(["inspect", "--json", ref], { env: env() })).stdout);
     assert.equal(json.digest, sha256(raw.stdout));
     assert.equal(json.layers.length, 1);
@@ -87,23 +100,57 @@ describe("ocify copy and inspect", () => {
     writeFileSync(join(armOnly, "arm.txt"), "arm only\n");
     const digestFile = join(work, "digest.txt");
     const result = await runOcify(
-      ["build", "--from", `${host}/src/multi:latest`, "--platform", "linux/amd64,linux/arm64", "--layer", `${common}:/app`, "--layer-for", `linux/arm64=${armOnly}:/arm`, "-t", `${host}/dst/built:1`, "--digest-file", digestFile],
+      [
+        "build",
+        "--from",
+        `${host}/src/multi:latest`,
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--layer",
+        `${common}:/app`,
+        "--layer-for",
+        `linux/arm64=${armOnly}:/arm`,
+        "-t",
+        `${host}/dst/built:1`,
+        "--digest-file",
+        digestFile,
+      ],
       { env: env() },
     );
     assert.equal(result.code, 0, result.stderr);
     const index = JSON.parse(await runOk("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${host}/dst/built:1`]));
     assert.equal(index.mediaType, "application/vnd.oci.image.index.v1+json");
-    assert.deepEqual(index.manifests.map((m: { platform: { architecture: string } }) => m.platform.architecture), ["amd64", "arm64"]);
+    assert.deepEqual(
+      index.manifests.map((m: { platform: { architecture: string } }) => m.platform.architecture),
+      ["amd64", "arm64"],
+    );
     assert.equal(readFileSync(digestFile, "utf8").trim(), result.stdout.split(" ")[0]);
-    const amd = JSON.parse(await runOk("skopeo", ["inspect", "--config", "--tls-verify=false", "--override-arch", "amd64", `docker://${host}/dst/built:1`]));
-    const arm = JSON.parse(await runOk("skopeo", ["inspect", "--config", "--tls-verify=false", "--override-arch", "arm64", `docker://${host}/dst/built:1`]));
+    const amd = JSON.parse(
+      await runOk("skopeo", ["inspect", "--config", "--tls-verify=false", "--override-arch", "amd64", `docker://${host}/dst/built:1`]),
+    );
+    const arm = JSON.parse(
+      await runOk("skopeo", ["inspect", "--config", "--tls-verify=false", "--override-arch", "arm64", `docker://${host}/dst/built:1`]),
+    );
     assert.equal(amd.architecture, "amd64");
     assert.equal(arm.architecture, "arm64");
     assert.equal(amd.rootfs.diff_ids.length, 2);
     assert.equal(arm.rootfs.diff_ids.length, 3);
     assert.equal(arm.rootfs.diff_ids[1], amd.rootfs.diff_ids[1], "the common layer is the same layer");
 
-    const absent = await runOcify(["build", "--from", `${host}/src/multi:latest`, "--platform", "linux/amd64,linux/riscv64", "--layer", `${common}:/app`, "-t", `${host}/dst/absent:1`], { env: env() });
+    const absent = await runOcify(
+      [
+        "build",
+        "--from",
+        `${host}/src/multi:latest`,
+        "--platform",
+        "linux/amd64,linux/riscv64",
+        "--layer",
+        `${common}:/app`,
+        "-t",
+        `${host}/dst/absent:1`,
+      ],
+      { env: env() },
+    );
     assert.equal(absent.code, 1);
     assert.match(absent.stderr, /no image for linux\/riscv64/);
     const pushed = await run("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${host}/dst/absent:1`]);

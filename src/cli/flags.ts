@@ -1,8 +1,8 @@
 /** Flag parsing shared by the commands (node:util parseArgs; no dependency, fast to load). */
 import { writeFile } from "node:fs/promises";
-import { parseArgs, type ParseArgsConfig } from "node:util";
+import { type ParseArgsConfig, parseArgs } from "node:util";
 import { UsageError } from "../errors.js";
-import { parsePlatform, type Platform } from "../image/descriptor.js";
+import { type Platform, parsePlatform } from "../image/descriptor.js";
 import type { Compression, ManifestFormat } from "../media-types.js";
 import { parseKeyValue } from "../mutate.js";
 import type { TransportOptions } from "../transport/transport.js";
@@ -71,7 +71,12 @@ export function sourceDateEpoch(env: NodeJS.ProcessEnv = process.env): number | 
 
 /** The transport options and progress view from the shared flags. */
 export function transportOptions(
-  values: { "insecure-registry"?: string[] | undefined; jobs?: string | undefined; quiet?: boolean | undefined; "cache-dir"?: string | undefined },
+  values: {
+    "insecure-registry"?: string[] | undefined;
+    jobs?: string | undefined;
+    quiet?: boolean | undefined;
+    "cache-dir"?: string | undefined;
+  },
   signal: AbortSignal,
 ): { options: TransportOptions; finish(): void } {
   const view = createProgressView(process.stderr, values.quiet ?? false);

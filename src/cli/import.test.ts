@@ -47,7 +47,9 @@ async function layerEntries(layout: string): Promise<Entry[]> {
     parser.on("finish", resolve);
     parser.on("error", reject);
   });
-  Readable.from([readFileSync(blob(manifest.layers[0].digest))]).pipe(createGunzip()).pipe(parser);
+  Readable.from([readFileSync(blob(manifest.layers[0].digest))])
+    .pipe(createGunzip())
+    .pipe(parser);
   await done;
   return entries;
 }
@@ -102,7 +104,9 @@ describe("ocify import", () => {
 
   it("imports a rootfs directory", async () => {
     const layout = join(work, "from-dir");
-    const result = await runOcify(["import", rootfs, "--platform", "linux/arm64", "--cmd", "/bin/sh", "-t", `oci:${layout}:1`], { env: env() });
+    const result = await runOcify(["import", rootfs, "--platform", "linux/arm64", "--cmd", "/bin/sh", "-t", `oci:${layout}:1`], {
+      env: env(),
+    });
     assert.equal(result.code, 0, result.stderr);
     checkEntries(await layerEntries(layout));
     const index = JSON.parse(readFileSync(join(layout, "index.json"), "utf8"));

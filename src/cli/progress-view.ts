@@ -36,7 +36,8 @@ export function createProgressView(stream: NodeJS.WriteStream, quiet: boolean): 
       const to = event.target ? ` → ${event.target}` : "";
       if (event.phase === "skipped") stream.write(`${what}: already present${to}\n`);
       else if (event.phase === "mounted") stream.write(`${what}: mounted${to}\n`);
-      else if (event.phase === "done") stream.write(`${what}: done${event.kind === "build" ? ` (${formatBytes(event.bytes)})` : size}${to}\n`);
+      else if (event.phase === "done")
+        stream.write(`${what}: done${event.kind === "build" ? ` (${formatBytes(event.bytes)})` : size}${to}\n`);
       else if (event.phase === "start" && event.kind === "build") stream.write(`${what}: building\n`);
     };
     return { sink, finish() {} };

@@ -133,16 +133,25 @@ export function writeMultiArchLayout(layoutDir: string, tag = "latest", architec
       const blobs = join(layoutDir, "blobs", "sha256");
       mkdirSync(blobs, { recursive: true });
       const index = JSON.parse(readFileSync(join(scratch, "index.json"), "utf8")) as { manifests: { mediaType: string; size: number }[] };
-      for (const name of execFileSync("ls", [join(scratch, "blobs", "sha256")], { encoding: "utf8" }).trim().split("\n")) {
+      for (const name of execFileSync("ls", [join(scratch, "blobs", "sha256")], { encoding: "utf8" })
+        .trim()
+        .split("\n")) {
         writeFileSync(join(blobs, name), readFileSync(join(scratch, "blobs", "sha256", name)));
       }
       const entry = index.manifests[0] as { mediaType: string; size: number };
-      return { mediaType: entry.mediaType, digest, size: entry.size, platform: { architecture, os: "linux", ...(architecture === "arm64" ? { variant: "v8" } : {}) } };
+      return {
+        mediaType: entry.mediaType,
+        digest,
+        size: entry.size,
+        platform: { architecture, os: "linux", ...(architecture === "arm64" ? { variant: "v8" } : {}) },
+      };
     } finally {
       rmSync(scratch, { recursive: true, force: true });
     }
   });
-  const indexBytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: entries }));
+  const indexBytes = Buffer.from(
+    JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: entries }),
+  );
   const digest = `sha256:${sha256(indexBytes)}`;
   writeFileSync(join(layoutDir, "blobs", "sha256", sha256(indexBytes)), indexBytes);
   writeFileSync(join(layoutDir, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
@@ -151,7 +160,14 @@ export function writeMultiArchLayout(layoutDir: string, tag = "latest", architec
     JSON.stringify({
       schemaVersion: 2,
       mediaType: "application/vnd.oci.image.index.v1+json",
-      manifests: [{ mediaType: "application/vnd.oci.image.index.v1+json", digest, size: indexBytes.length, annotations: { "org.opencontainers.image.ref.name": tag } }],
+      manifests: [
+        {
+          mediaType: "application/vnd.oci.image.index.v1+json",
+          digest,
+          size: indexBytes.length,
+          annotations: { "org.opencontainers.image.ref.name": tag },
+        },
+      ],
     }),
   );
   return digest;

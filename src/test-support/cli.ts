@@ -32,7 +32,10 @@ function rssHookPath(): string {
 }
 
 /** Run `ocify ARGS` with extra environment; never throws on a non-zero exit. */
-export async function runOcify(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+export async function runOcify(
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {},
+): Promise<CliResult> {
   const rssDir = mkdtempSync(join(tmpdir(), "ocify-rss-out-"));
   const rssFile = join(rssDir, "rss");
   try {
@@ -63,7 +66,11 @@ export async function runOcify(args: string[], options: { env?: NodeJS.ProcessEn
 }
 
 /** Run a command and capture its output (for skopeo, umoci, docker); never throws on a non-zero exit. */
-export async function run(command: string, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+export async function run(
+  command: string,
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   const child = spawn(command, args, { env: { ...process.env, ...options.env }, cwd: options.cwd, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";

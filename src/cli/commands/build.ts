@@ -1,7 +1,7 @@
 /** `ocify build`: flags → BuildOptions → build() → one digest line per destination. */
 import { type BuildOptions, build, type PlatformLayer } from "../../build.js";
-import type { Platform } from "../../image/descriptor.js";
 import { UsageError } from "../../errors.js";
+import type { Platform } from "../../image/descriptor.js";
 import { parseLayerFlag } from "../../layer/build.js";
 import { type ConfigEdits, parseCommand } from "../../mutate.js";
 import {
@@ -89,7 +89,13 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
   if (labels) config.labels = labels;
 
   const { options: transport, finish } = transportOptions(values, signal);
-  const options: BuildOptions = { ...transport, from: values.from, layers: (values.layer ?? []).map(parseLayerFlag), config, tags: values.tag ?? [] };
+  const options: BuildOptions = {
+    ...transport,
+    from: values.from,
+    layers: (values.layer ?? []).map(parseLayerFlag),
+    config,
+    tags: values.tag ?? [],
+  };
   const annotations = keyValues(values.annotation, "--annotation");
   if (annotations) options.annotations = annotations;
   const format = formatFlag(values.format);

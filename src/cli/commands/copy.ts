@@ -1,5 +1,5 @@
 /** `ocify copy SRC DST`: any transport to any transport. */
-import { copyImage, type CopyImageOptions } from "../../copy.js";
+import { type CopyImageOptions, copyImage } from "../../copy.js";
 import { UsageError } from "../../errors.js";
 import { openDestination, openSource, parseTransportReference } from "../../transport/transport.js";
 import { helpRequested, parseFlags, platformFlag, transportFlags, transportOptions, writeDigestFile } from "../flags.js";
@@ -19,10 +19,17 @@ wherever the format allows; blobs already at the destination are not sent again.
 
 /** Run the copy command. */
 export async function run(argv: string[], signal: AbortSignal): Promise<number> {
-  const { values, positionals } = parseFlags(argv, { ...transportFlags, all: { type: "boolean", short: "a" }, platform: { type: "string" } });
+  const { values, positionals } = parseFlags(argv, {
+    ...transportFlags,
+    all: { type: "boolean", short: "a" },
+    platform: { type: "string" },
+  });
   if (helpRequested(values, help)) return 0;
   if (positionals.length !== 2) throw new UsageError("copy needs a SOURCE and a DESTINATION", { hint: "see ocify copy --help" });
-  const [from, to] = positionals.map((p) => parseTransportReference(p)) as [ReturnType<typeof parseTransportReference>, ReturnType<typeof parseTransportReference>];
+  const [from, to] = positionals.map((p) => parseTransportReference(p)) as [
+    ReturnType<typeof parseTransportReference>,
+    ReturnType<typeof parseTransportReference>,
+  ];
   const { options: transport, finish } = transportOptions(values, signal);
   const options: CopyImageOptions = { ...transport };
   const platform = platformFlag(values.platform);

@@ -1,5 +1,5 @@
 /** `ocify import ROOTFS -t DEST`: the `docker import` of a root filesystem directory or tarball. */
-import { build, type BuildOptions } from "../../build.js";
+import { type BuildOptions, build } from "../../build.js";
 import { UsageError } from "../../errors.js";
 import { type ConfigEdits, parseCommand } from "../../mutate.js";
 import {
@@ -45,7 +45,8 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
     tag: { type: "string", multiple: true, short: "t" },
   });
   if (helpRequested(values, help)) return 0;
-  if (positionals.length !== 1) throw new UsageError("import needs one ROOTFS (a directory or a tarball)", { hint: "see ocify import --help" });
+  if (positionals.length !== 1)
+    throw new UsageError("import needs one ROOTFS (a directory or a tarball)", { hint: "see ocify import --help" });
   const config: ConfigEdits = {};
   if (values.entrypoint !== undefined) config.entrypoint = parseCommand(values.entrypoint, "--entrypoint");
   if (values.cmd !== undefined) config.cmd = parseCommand(values.cmd, "--cmd");

@@ -34,7 +34,10 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
   });
   if (helpRequested(values, help)) return 0;
   if (positionals.length !== 1) throw new UsageError("inspect needs one IMAGE", { hint: "see ocify inspect --help" });
-  const source = await openSource(parseTransportReference(positionals[0] as string), { insecureRegistries: values["insecure-registry"] ?? [], signal });
+  const source = await openSource(parseTransportReference(positionals[0] as string), {
+    insecureRegistries: values["insecure-registry"] ?? [],
+    signal,
+  });
   try {
     const top = await source.getManifest();
     if (values.raw) {
@@ -67,11 +70,20 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
       mediaType: top.mediaType,
       digest: top.digest,
       ...(platforms ? { platforms, imageDigest: image.digest } : {}),
-      platform: formatPlatform({ os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) }),
+      platform: formatPlatform({
+        os: config.os,
+        architecture: config.architecture,
+        ...(config.variant ? { variant: config.variant } : {}),
+      }),
       created: config.created,
       config: config.config ?? {},
       configDigest: manifest.config.digest,
-      layers: manifest.layers.map((l, i) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size, diffID: config.rootfs.diff_ids[i] })),
+      layers: manifest.layers.map((l, i) => ({
+        mediaType: l.mediaType,
+        digest: l.digest,
+        size: l.size,
+        diffID: config.rootfs.diff_ids[i],
+      })),
       annotations: manifest.annotations ?? {},
     };
     if (values.json) {
@@ -93,7 +105,11 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
       `Env:         ${(c.Env ?? []).join(" ") || "-"}`,
       `Ports:       ${Object.keys(c.ExposedPorts ?? {}).join(" ") || "-"}`,
       `Volumes:     ${Object.keys(c.Volumes ?? {}).join(" ") || "-"}`,
-      `Labels:      ${Object.entries(c.Labels ?? {}).map(([k, v]) => `${k}=${v}`).join(" ") || "-"}`,
+      `Labels:      ${
+        Object.entries(c.Labels ?? {})
+          .map(([k, v]) => `${k}=${v}`)
+          .join(" ") || "-"
+      }`,
       `Layers (${manifest.layers.length}, ${size(manifest.layers.reduce((n, l) => n + l.size, 0))}):`,
       ...manifest.layers.map((l) => `  ${l.digest}  ${size(l.size).padStart(10)}  ${l.mediaType}`),
     ];
