@@ -1,0 +1,607 @@
+/**
+ * Tar archives as image stores (docker-archive, oci-archive): an index of entry offsets for random access
+ * without extracting, and a writer that streams entries of known size into reserved regions of a temp file.
+ */
+import { createReadStream } from "node:fs";
+import { type FileHandle, open, rename, rm } from "node:fs/promises";
+import { posix } from "node:path";
+import { pipeline as pipelineCallback, Readable, type Transform, Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { createVerifier, parseDigest } from "../digest.js";
+import { InputError, InvalidImageError, SizeMismatchError } from "../errors.js";
+import { tempPathFor } from "../fs-atomic.js";
+import type { Descriptor } from "../image/descriptor.js";
+
+const block = 512;
+const maxMetaBytes = 1 << 20;
+
+/** What a tar entry is. */
+export type TarEntryType = "file" | "directory" | "symlink" | "hardlink" | "other";
+
+/** One entry of a tar archive: its name and where its data lives in the file. */
+export interface TarEntry {
+  name: string;
+  type: TarEntryType;
+  size: number;
+  /** Byte offset of the entry's data in the archive file. */
+  offset: number;
+  linkname?: string;
+}
+
+/** Normalize a tar member name to a relative path without `./` or a trailing slash. */
+export function normalizeEntryName(name: string): string {
+  let n = posix.normalize(name.replace(/\\/g, "/"));
+  while (n.startsWith("./")) n = n.slice(2);
+  n = n.replace(/^\/+/, "").replace(/\/+$/, "");
+  return n === "." ? "" : n;
+}
+
+function cString(buf: Buffer, start: number, length: number): string {
+  const end = buf.indexOf(0, start);
+  return buf.toString("utf8", start, end < 0 || end > start + length ? start + length : end);
+}
+
+function parseNumber(buf: Buffer, start: number, length: number): number {
+  if ((buf[start]! & 0x80) !== 0) {
+    // base-256 (GNU/star extension), big-endian, first byte's high bit is the marker
+    let value = buf[start]! & 0x7f;
+    for (let i = start + 1; i < start + length; i++) value = value * 256 + buf[i]!;
+    return value;
+  }
+  const text = cString(buf, start, length).trim();
+  return text === "" ? 0 : Number.parseInt(text, 8);
+}
+
+function checksumOk(header: Buffer): boolean {
+  const stored = parseNumber(header, 148, 8);
+  let unsigned = 0;
+  let signed = 0;
+  for (let i = 0; i < block; i++) {
+    const byte = i >= 148 && i < 156 ? 0x20 : header[i]!;
+    unsigned += byte;
+    signed += byte > 127 ? byte - 256 : byte;
+  }
+  return stored === unsigned || stored === signed;
+}
+
+function parsePax(data: Buffer): Map<string, string> {
+  const records = new Map<string, string>();
+  let pos = 0;
+  while (pos < data.length) {
+    const space = data.indexOf(0x20, pos);
+    if (space < 0) break;
+    const length = Number.parseInt(data.toString("ascii", pos, space), 10);
+    if (!Number.isSafeInteger(length) || length <= 0 || pos + length > data.length) break;
+    const record = data.toString("utf8", space + 1, pos + length - 1);
+    const eq = record.indexOf("=");
+    if (eq > 0) records.set(record.slice(0, eq), record.slice(eq + 1));
+    pos += length;
+  }
+  return records;
+}
+
+function entryType(flag: string): TarEntryType {
+  switch (flag) {
+    case "0":
+    case "\0":
+    case "":
+    case "7":
+      return "file";
+    case "1":
+      return "hardlink";
+    case "2":
+      return "symlink";
+    case "5":
+      return "directory";
+    default:
+      return "other";
+  }
+}
+
+const gzipMagic = [0x1f, 0x8b];
+const zstdMagic = [0x28, 0xb5, 0x2f, 0xfd];
+
+function startsWith(bytes: Buffer, magic: number[]): boolean {
+  return magic.every((b, i) => bytes[i] === b);
+}
+
+/** An index of a tar file's entries, for reading members at random without extracting the archive. */
+export class TarIndex {
+  readonly entries = new Map<string, TarEntry>();
+
+  private constructor(
+    readonly path: string,
+    readonly description: string,
+  ) {}
+
+  /** Read every header of the tar file at `path` (skipping the data); throws InputError if it is not a tar. */
+  static async open(path: string, description: string): Promise<TarIndex> {
+    const index = new TarIndex(path, description);
+    let handle: FileHandle;
+    try {
+      handle = await open(path, "r");
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      throw new InputError(`${description}: cannot open ${path}: ${code ?? String(error)}`, {
+        hint: code === "ENOENT" ? "check the path" : undefined,
+        cause: error,
+      });
+    }
+    try {
+      const { size: fileSize } = await handle.stat();
+      await index.#scan(handle, fileSize);
+    } finally {
+      await handle.close();
+    }
+    return index;
+  }
+
+  async #scan(handle: FileHandle, fileSize: number): Promise<void> {
+    const header = Buffer.alloc(block);
+    let position = 0;
+    let pax = new Map<string, string>();
+    let longName: string | undefined;
+    let longLink: string | undefined;
+    let first = true;
+    for (;;) {
+      const { bytesRead } = await handle.read(header, 0, block, position);
+      if (bytesRead === 0 && !first) return; // no end-of-archive blocks: accepted, as GNU tar does
+      if (bytesRead < block || header.every((b) => b === 0)) {
+        if (first) this.#notTar(header, bytesRead);
+        if (bytesRead < block && bytesRead > 0) throw this.#truncated();
+        return;
+      }
+      if (!checksumOk(header)) {
+        if (first) this.#notTar(header, bytesRead);
+        throw new InvalidImageError(`${this.description}: tar header at byte ${position} is corrupt`, {
+          hint: "the archive is damaged; create it again",
+        });
+      }
+      first = false;
+      const flag = String.fromCharCode(header[156]!);
+      let size = parseNumber(header, 124, 12);
+      if (pax.has("size")) size = Number(pax.get("size"));
+      const dataOffset = position + block;
+      if (!Number.isSafeInteger(size) || size < 0 || dataOffset + size > fileSize) throw this.#truncated();
+      position = dataOffset + Math.ceil(size / block) * block;
+
+      if (flag === "x" || flag === "g" || flag === "L" || flag === "K") {
+        if (size > maxMetaBytes) {
+          throw new InvalidImageError(`${this.description}: tar extended header of ${size} bytes is too large`);
+        }
+        const data = Buffer.alloc(size);
+        await handle.read(data, 0, size, dataOffset);
+        if (flag === "x") pax = parsePax(data);
+        else if (flag === "L") longName = cString(data, 0, size);
+        else if (flag === "K") longLink = cString(data, 0, size);
+        // "g" (global) records carry nothing we use.
+        continue;
+      }
+
+      const magic = header.toString("latin1", 257, 263);
+      let name = cString(header, 0, 100);
+      if (magic === "ustar\0") {
+        const prefix = cString(header, 345, 155);
+        if (prefix) name = `${prefix}/${name}`;
+      }
+      name = pax.get("path") ?? longName ?? name;
+      const linkname = pax.get("linkpath") ?? longLink ?? cString(header, 157, 100);
+      const type = entryType(flag);
+      const entry: TarEntry = { name: normalizeEntryName(name), type, size: type === "file" ? size : 0, offset: dataOffset };
+      if (type === "symlink" || type === "hardlink") entry.linkname = linkname;
+      // A later entry of the same name replaces an earlier one, as extraction would.
+      this.entries.set(entry.name, entry);
+      pax = new Map();
+      longName = undefined;
+      longLink = undefined;
+    }
+  }
+
+  #notTar(header: Buffer, bytesRead: number): never {
+    const compressed = startsWith(header, gzipMagic) ? "gzip" : startsWith(header, zstdMagic) ? "zstd" : undefined;
+    throw new InputError(`${this.description}: ${this.path} is not a tar archive`, {
+      hint: compressed
+        ? `it is ${compressed}-compressed; decompress it first (e.g. ${compressed === "gzip" ? "gunzip" : "unzstd"} -k FILE)`
+        : bytesRead === 0
+          ? "the file is empty"
+          : "give a file written by docker save, skopeo or ocify",
+    });
+  }
+
+  #truncated(): InvalidImageError {
+    return new InvalidImageError(`${this.description}: ${this.path} is truncated`, { hint: "the archive is incomplete; create it again" });
+  }
+
+  /** The regular-file entry at `name`, following symlinks and hard links inside the archive. */
+  find(name: string): TarEntry | undefined {
+    let current = normalizeEntryName(name);
+    for (let hops = 0; hops < 16; hops++) {
+      const entry = this.entries.get(current);
+      if (!entry) return undefined;
+      if (entry.type === "file") return entry;
+      if (entry.type === "symlink" && entry.linkname !== undefined) {
+        current = normalizeEntryName(entry.linkname.startsWith("/") ? entry.linkname : posix.join(posix.dirname(current), entry.linkname));
+      } else if (entry.type === "hardlink" && entry.linkname !== undefined) {
+        current = normalizeEntryName(entry.linkname);
+      } else {
+        return undefined;
+      }
+    }
+    return undefined;
+  }
+
+  /** Stream an entry's data. */
+  stream(entry: TarEntry): Readable {
+    if (entry.size === 0) return Readable.from([]);
+    return createReadStream(this.path, { start: entry.offset, end: entry.offset + entry.size - 1, highWaterMark: 1 << 20 });
+  }
+
+  /** Read up to `length` bytes from the start of an entry (for sniffing compression). */
+  async readHead(entry: TarEntry, length: number): Promise<Buffer> {
+    const handle = await open(this.path, "r");
+    try {
+      const buf = Buffer.alloc(Math.min(length, entry.size));
+      const { bytesRead } = await handle.read(buf, 0, buf.length, entry.offset);
+      return buf.subarray(0, bytesRead);
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** Read a whole small entry (JSON), refusing one larger than `cap` bytes. */
+  async readBytes(entry: TarEntry, cap: number, what: string): Promise<Buffer> {
+    if (entry.size > cap) {
+      throw new InvalidImageError(`${what} is ${entry.size} bytes, more than the ${cap} allowed`, { hint: "the archive is not an image" });
+    }
+    const bytes = await this.readHead(entry, entry.size);
+    if (bytes.length !== entry.size) throw new SizeMismatchError(what, entry.size, bytes.length);
+    return bytes;
+  }
+}
+
+/** Pipe `content` through a verifier for the descriptor and return the verified stream; errors propagate. */
+export function verifiedStream(content: Readable, expected: Pick<Descriptor, "digest" | "size">, what: string): Readable {
+  const verifier = createVerifier(expected, what);
+  return pipelineCallback(content, verifier, () => {}) as unknown as Readable;
+}
+
+function octal(value: number, length: number): string {
+  return `${value.toString(8).padStart(length - 1, "0")}\0`;
+}
+
+function paxRecord(key: string, value: string): string {
+  const body = ` ${key}=${value}\n`;
+  let length = Buffer.byteLength(body) + 1;
+  while (`${length}${body}`.length !== length) length = Buffer.byteLength(body) + String(length).length;
+  return `${length}${body}`;
+}
+
+/** Entry metadata the writer needs. */
+interface HeaderFields {
+  name: string;
+  type: "0" | "2" | "5" | "x";
+  size: number;
+  mode: number;
+  linkname?: string;
+}
+
+function ustarHeader(fields: HeaderFields): Buffer {
+  const h = Buffer.alloc(block);
+  let name = fields.name;
+  let prefix = "";
+  if (Buffer.byteLength(name) > 100) {
+    const cut = name.lastIndexOf("/", 155);
+    if (cut > 0) {
+      prefix = name.slice(0, cut);
+      name = name.slice(cut + 1);
+    }
+  }
+  h.write(name.slice(0, 100), 0, 100, "utf8");
+  h.write(octal(fields.mode, 8), 100, "ascii");
+  h.write(octal(0, 8), 108, "ascii");
+  h.write(octal(0, 8), 116, "ascii");
+  h.write(octal(fields.size < 8 ** 11 ? fields.size : 0, 12), 124, "ascii");
+  h.write(octal(0, 12), 136, "ascii");
+  h.write("        ", 148, "ascii");
+  h.write(fields.type, 156, "ascii");
+  if (fields.linkname) h.write(fields.linkname, 157, 100, "utf8");
+  h.write("ustar\x0000", 257, "latin1");
+  h.write(octal(0, 8), 329, "ascii");
+  h.write(octal(0, 8), 337, "ascii");
+  if (prefix) h.write(prefix, 345, 155, "utf8");
+  let sum = 0;
+  for (const byte of h) sum += byte;
+  h.write(`${sum.toString(8).padStart(6, "0")}\0 `, 148, "ascii");
+  return h;
+}
+
+function padding(size: number): number {
+  return (block - (size % block)) % block;
+}
+
+/** The header block(s) of an entry: a PAX extended header first when the name, link or size do not fit ustar. */
+function headerBlocks(fields: HeaderFields): Buffer {
+  const records: string[] = [];
+  const nameFits =
+    Buffer.byteLength(fields.name) <= 100 ||
+    (() => {
+      const cut = fields.name.lastIndexOf("/", 155);
+      return cut > 0 && Buffer.byteLength(fields.name.slice(cut + 1)) <= 100 && Buffer.byteLength(fields.name.slice(0, cut)) <= 155;
+    })();
+  if (!nameFits) records.push(paxRecord("path", fields.name));
+  if (fields.linkname && Buffer.byteLength(fields.linkname) > 100) records.push(paxRecord("linkpath", fields.linkname));
+  if (fields.size >= 8 ** 11) records.push(paxRecord("size", String(fields.size)));
+  const main = ustarHeader(fields);
+  if (records.length === 0) return main;
+  const data = Buffer.from(records.join(""), "utf8");
+  const paxName = `PaxHeaders/${posix.basename(fields.name).slice(0, 80)}`;
+  return Buffer.concat([
+    ustarHeader({ name: paxName, type: "x", size: data.length, mode: 0o644 }),
+    data,
+    Buffer.alloc(padding(data.length)),
+    main,
+  ]);
+}
+
+interface Region {
+  start: number;
+  headerLength: number;
+  size: number;
+  state: "writing" | "done" | "failed";
+  written: Promise<void>;
+}
+
+/**
+ * A tar file written beside its target: entries of known size get a region reserved at once and are
+ * streamed into it (several at a time, in any order), so nothing is buffered or written twice; commit()
+ * appends the end-of-archive blocks and renames the file into place, abort() removes it.
+ */
+export class TarFileWriter {
+  #handle: FileHandle;
+  #end = 0;
+  #regions = new Map<string, Region>();
+  #closed = false;
+  #committed = false;
+  #stop = new AbortController();
+
+  private constructor(
+    readonly target: string,
+    readonly tempPath: string,
+    handle: FileHandle,
+  ) {
+    this.#handle = handle;
+  }
+
+  /** Create the temp file beside `target`. */
+  static async create(target: string): Promise<TarFileWriter> {
+    const temp = tempPathFor(target);
+    try {
+      return new TarFileWriter(target, temp, await open(temp, "wx+"));
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      throw new InputError(`cannot create ${target}: ${code ?? String(error)}`, {
+        hint: code === "ENOENT" ? "the directory does not exist" : undefined,
+        cause: error,
+      });
+    }
+  }
+
+  #reserve(length: number): number {
+    if (this.#closed) throw new Error("tar writer used after commit or abort");
+    const start = this.#end;
+    this.#end += length;
+    return start;
+  }
+
+  /** Whether an entry of that name was written completely. */
+  has(name: string): boolean {
+    return this.#regions.get(name)?.state === "done";
+  }
+
+  /** Names of the entries written so far. */
+  get names(): string[] {
+    return [...this.#regions.keys()];
+  }
+
+  /** Add a small entry held in memory (JSON, a directory when `bytes` is undefined, a symlink with `linkname`). */
+  async addBytes(name: string, bytes: Uint8Array | string | undefined, options: { mode?: number; linkname?: string } = {}): Promise<void> {
+    const data = bytes === undefined ? Buffer.alloc(0) : Buffer.from(bytes);
+    const type = options.linkname !== undefined ? "2" : bytes === undefined ? "5" : "0";
+    const fields: HeaderFields = {
+      name: type === "5" ? `${name}/` : name,
+      type,
+      size: data.length,
+      mode: options.mode ?? (type === "5" ? 0o755 : type === "2" ? 0o777 : 0o644),
+    };
+    if (options.linkname !== undefined) fields.linkname = options.linkname;
+    const header = headerBlocks(fields);
+    const total = Buffer.concat([header, data, Buffer.alloc(padding(data.length))]);
+    const start = this.#reserve(total.length);
+    const region: Region = { start, headerLength: header.length, size: data.length, state: "writing", written: Promise.resolve() };
+    this.#regions.set(name, region);
+    region.written = this.#writeAll(total, start).then(
+      () => {
+        region.state = "done";
+      },
+      (error: unknown) => {
+        region.state = "failed";
+        throw error;
+      },
+    );
+    await region.written;
+  }
+
+  async #writeAll(bytes: Buffer, position: number): Promise<void> {
+    let offset = 0;
+    while (offset < bytes.length) {
+      const { bytesWritten } = await this.#handle.write(bytes, offset, bytes.length - offset, position + offset);
+      offset += bytesWritten;
+    }
+  }
+
+  /**
+   * Stream an entry of `size` bytes into the archive through `verifier` (which fails on a digest or size
+   * mismatch). A region that failed is reused when the same name is written again (a retried blob).
+   */
+  async addStream(name: string, size: number, content: Readable, verifier: Transform): Promise<void> {
+    let region = this.#regions.get(name);
+    if (region?.state === "writing") await region.written.catch(() => {});
+    if (region?.state === "done") {
+      // The same blob twice (a duplicate layer): it is already in the archive.
+      content.resume();
+      return;
+    }
+    if (region && region.size !== size) throw new SizeMismatchError(name, region.size, size);
+    let headerWritten = Promise.resolve();
+    if (!region) {
+      const header = headerBlocks({ name, type: "0", size, mode: 0o644 });
+      const start = this.#reserve(header.length + size + padding(size));
+      region = { start, headerLength: header.length, size, state: "writing", written: Promise.resolve() };
+      this.#regions.set(name, region);
+      headerWritten = this.#writeAll(header, start);
+    }
+    const r = region;
+    r.state = "writing";
+    r.written = (async () => {
+      await headerWritten;
+      let position = r.start + r.headerLength;
+      const limit = position + size;
+      const handle = this.#handle;
+      const sink = new Writable({
+        highWaterMark: 1 << 20,
+        writev(chunks, callback) {
+          const buffers = chunks.map((c) => c.chunk as Buffer);
+          const length = buffers.reduce((n, b) => n + b.length, 0);
+          if (position + length > limit) {
+            callback(new SizeMismatchError(name, size, position + length - (limit - size)));
+            return;
+          }
+          const at = position;
+          position += length;
+          handle.writev(buffers, at).then(
+            ({ bytesWritten }) => callback(bytesWritten === length ? null : new Error(`short write to ${name}`)),
+            (error: unknown) => callback(error as Error),
+          );
+        },
+      });
+      await pipeline(content, verifier, sink, { signal: this.#stop.signal });
+      if (position !== limit) throw new SizeMismatchError(name, size, size - (limit - position));
+      const pad = padding(size);
+      if (pad > 0) await this.#writeAll(Buffer.alloc(pad), limit);
+    })().then(
+      () => {
+        r.state = "done";
+      },
+      (error: unknown) => {
+        r.state = "failed";
+        throw error;
+      },
+    );
+    await r.written;
+  }
+
+  /** Read back the data of a completed entry (a config to derive metadata from), refusing more than `cap` bytes. */
+  async readBack(name: string, cap: number): Promise<Buffer | undefined> {
+    const region = this.#regions.get(name);
+    if (region?.state !== "done" || region.size > cap) return undefined;
+    const data = Buffer.alloc(region.size);
+    await this.#handle.read(data, 0, region.size, region.start + region.headerLength);
+    return data;
+  }
+
+  /** Finish the archive and rename it to the target; fails if any entry is incomplete. */
+  async commit(): Promise<void> {
+    const broken = [...this.#regions].filter(([, r]) => r.state !== "done").map(([name]) => name);
+    if (broken.length > 0) {
+      throw new InvalidImageError(`cannot finish ${this.target}: ${broken.length} entries were not written completely (${broken[0]})`, {
+        hint: "retry the copy",
+      });
+    }
+    await this.#writeAll(Buffer.alloc(2 * block), this.#reserve(2 * block));
+    this.#closed = true;
+    await this.#handle.sync();
+    await this.#handle.close();
+    await rename(this.tempPath, this.target);
+    this.#committed = true;
+  }
+
+  /** Remove the temp file; safe to call at any point, also after commit(). */
+  async abort(): Promise<void> {
+    if (this.#committed) return;
+    this.#closed = true;
+    this.#stop.abort();
+    await Promise.allSettled([...this.#regions.values()].map((r) => r.written));
+    await this.#handle.close().catch(() => {});
+    await rm(this.tempPath, { force: true });
+  }
+}
+
+/** The archive path of a blob in an OCI layout (`blobs/sha256/<hex>`); validates the digest so it cannot escape. */
+export function blobPath(digest: string): string {
+  const { algorithm, encoded } = parseDigest(digest);
+  return `blobs/${algorithm}/${encoded}`;
+}
+
+/** Read a whole stream of at most `cap` bytes (manifests, configs); throws InvalidImageError beyond it. */
+export async function readCapped(content: Readable, cap: number, what: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of content) {
+    size += (chunk as Buffer).length;
+    if (size > cap) {
+      content.destroy();
+      throw new InvalidImageError(`${what} is larger than ${cap} bytes`, { hint: "it is not a manifest or config" });
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks, size);
+}
+
+/**
+ * An OCI image layout being written into a tar (oci-archive, and the layout inside a docker-archive):
+ * `blobs/<alg>/<hex>` entries streamed as they arrive, small metadata files appended by finish().
+ */
+export class ArchiveLayoutWriter {
+  #dirs = new Set<string>();
+
+  private constructor(readonly tar: TarFileWriter) {}
+
+  /** Start the archive in a temp file beside `target`. */
+  static async create(target: string): Promise<ArchiveLayoutWriter> {
+    const writer = new ArchiveLayoutWriter(await TarFileWriter.create(target));
+    try {
+      await writer.#ensureDir("blobs");
+      await writer.#ensureDir("blobs/sha256");
+    } catch (error) {
+      await writer.tar.abort();
+      throw error;
+    }
+    return writer;
+  }
+
+  async #ensureDir(name: string): Promise<void> {
+    if (this.#dirs.has(name)) return;
+    this.#dirs.add(name);
+    await this.tar.addBytes(name, undefined);
+  }
+
+  /** Whether the blob was written completely. */
+  hasBlob(descriptor: Pick<Descriptor, "digest">): boolean {
+    return this.tar.has(blobPath(descriptor.digest));
+  }
+
+  /** Stream a blob into the archive, verifying its digest and size on the way. */
+  async putBlob(descriptor: Pick<Descriptor, "digest" | "size">, content: Readable, what: string): Promise<void> {
+    const path = blobPath(descriptor.digest);
+    await this.#ensureDir(posix.dirname(path));
+    await this.tar.addStream(path, descriptor.size, content, createVerifier(descriptor, what));
+  }
+
+  /** Store bytes held in memory (a manifest) as a blob. */
+  async putBlobBytes(digest: string, bytes: Buffer): Promise<void> {
+    const path = blobPath(digest);
+    if (this.tar.has(path)) return;
+    await this.#ensureDir(posix.dirname(path));
+    await this.tar.addBytes(path, bytes);
+  }
+}
