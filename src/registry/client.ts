@@ -1,0 +1,412 @@
+/**
+ * A distribution-spec client for one registry host: the /v2/ ping (which picks HTTPS or, where allowed,
+ * HTTP and learns the auth challenge), manifests, blobs, uploads and cross-repository mounts. Every
+ * request carries the scopes it needs; the Authenticator answers with a cached token or credentials.
+ */
+import { pipeline as pipelineCallback, type Readable } from "node:stream";
+import { createVerifier, type Digest, digestOf, isDigest, shortDigest, verifyBytes } from "../digest.js";
+import { DigestMismatchError, SizeMismatchError } from "../errors.js";
+import type { Descriptor } from "../image/descriptor.js";
+import { maxManifestBytes, type RawManifest, rawManifest } from "../image/manifest.js";
+import { manifestAccept } from "../media-types.js";
+import { registryApiHost } from "../reference.js";
+import { Authenticator } from "./auth.js";
+import { type CredentialProvider, defaultCredentialProviders, resolveCredential } from "./credentials.js";
+import { type ErrorContext, RegistryError, RegistryUnreachableError, registryError, unauthorized } from "./errors.js";
+import {
+  allowUnverifiedTls,
+  type HttpRequest,
+  type HttpResponse,
+  httpRequest,
+  isCertificateError,
+  isNotTlsError,
+  readBody,
+  readErrorBody,
+  transportPolicy,
+} from "./http.js";
+
+/** Options of a registry client. */
+export interface RegistryClientOptions {
+  /** Registries (HOST[:PORT]) that may be reached over plain HTTP or with an unverified certificate. */
+  insecureRegistries?: readonly string[] | undefined;
+  userAgent?: string | undefined;
+  /** Where credentials come from; default: Docker's config.json. */
+  credentials?: readonly CredentialProvider[] | undefined;
+}
+
+/** A request to the registry, relative to its base URL or to an upload location. */
+interface ClientRequest {
+  method: HttpRequest["method"];
+  /** `/v2/…` path, or an absolute URL (upload locations). */
+  target: string | URL;
+  scopes: readonly string[];
+  headers?: Record<string, string>;
+  body?: Buffer | Readable;
+  signal?: AbortSignal | undefined;
+  followRedirects?: boolean;
+  /** Statuses that mean success; others become errors. */
+  ok: readonly number[];
+  context: Omit<ErrorContext, "registry" | "credentialSource">;
+}
+
+/** The result of a mount attempt: mounted, or an upload session the registry opened instead (distribution-spec end-11). */
+export type MountResult = { mounted: true } | { mounted: false; upload: URL };
+
+const clients = new Map<string, RegistryClient>();
+
+/** The client for a registry host, shared within the process (so tokens and connections are reused). */
+export function registryClient(registry: string, options: RegistryClientOptions = {}): RegistryClient {
+  if (options.credentials) return new RegistryClient(registry, options);
+  const key = JSON.stringify([registry, options.insecureRegistries ?? [], options.userAgent ?? ""]);
+  let client = clients.get(key);
+  if (!client) {
+    client = new RegistryClient(registry, options);
+    clients.set(key, client);
+  }
+  return client;
+}
+
+/** A client for one registry host. */
+export class RegistryClient {
+  /** The registry as users write it (`docker.io`, `127.0.0.1:5000`). */
+  readonly registry: string;
+  /** The host API requests go to (`registry-1.docker.io` for Docker Hub). */
+  readonly apiHost: string;
+  readonly auth: Authenticator;
+  #base: Promise<URL> | undefined;
+  readonly #options: RegistryClientOptions;
+
+  constructor(registry: string, options: RegistryClientOptions = {}) {
+    this.registry = registry;
+    this.apiHost = registryApiHost(registry);
+    this.#options = options;
+    const providers = options.credentials;
+    this.auth = new Authenticator({
+      registry,
+      userAgent: options.userAgent,
+      credential: async () => resolveCredential(registry, providers ?? (await defaultCredentialProviders())),
+    });
+  }
+
+  /** The base URL (`https://host/`), found by pinging /v2/ once (distribution-spec end-1). */
+  base(signal?: AbortSignal): Promise<URL> {
+    if (!this.#base) {
+      const pinging = this.#ping(signal);
+      this.#base = pinging;
+      pinging.catch(() => {
+        if (this.#base === pinging) this.#base = undefined;
+      });
+    }
+    return this.#base;
+  }
+
+  /** Ping /v2/: checks the registry speaks the distribution API and learns its auth challenge. */
+  async ping(signal?: AbortSignal): Promise<void> {
+    await this.base(signal);
+  }
+
+  // HTTPS first; where plain HTTP is allowed (loopback, --insecure-registry) it is tried when HTTPS fails to connect.
+  async #ping(signal: AbortSignal | undefined): Promise<URL> {
+    const policy = transportPolicy(this.apiHost, this.#options.insecureRegistries);
+    if (!policy.verifyTls) allowUnverifiedTls(`https://${this.apiHost}`);
+    const failures: unknown[] = [];
+    for (const scheme of policy.schemes) {
+      const base = new URL(`${scheme}://${this.apiHost}/`);
+      let response: HttpResponse;
+      try {
+        response = await httpRequest({
+          method: "GET",
+          url: new URL("/v2/", base),
+          registry: this.registry,
+          userAgent: this.#options.userAgent,
+          signal,
+        });
+      } catch (error) {
+        if (!(error instanceof RegistryUnreachableError)) throw error;
+        failures.push(error);
+        continue;
+      }
+      const body = await readErrorBody(response);
+      if (response.status === 200) return base;
+      if (response.status === 401) {
+        this.auth.setChallenge(response.headerValues("www-authenticate"));
+        return base;
+      }
+      if (response.status === 404) {
+        throw new RegistryError("NOT_A_REGISTRY", `${this.registry} does not serve the registry API at ${base.origin}/v2/`, {
+          hint: "check the registry host name",
+          status: 404,
+        });
+      }
+      throw registryError(response.status, body, { what: this.registry, registry: this.registry, kind: "other" });
+    }
+    // Every scheme failed: the HTTPS failure says more, unless the server simply does not speak TLS.
+    const [https, http] = failures;
+    throw http !== undefined && isNotTlsError(https) && !isCertificateError(https) ? http : https;
+  }
+
+  /** Send a request with authorization, answering one 401 with a fresh challenge; non-`ok` statuses throw. */
+  async request(request: ClientRequest): Promise<HttpResponse> {
+    const base = await this.base(request.signal);
+    const url = typeof request.target === "string" ? new URL(request.target, base) : request.target;
+    const replayable = !(request.body !== undefined && !Buffer.isBuffer(request.body));
+    for (let attempt = 0; ; attempt++) {
+      const authorization = await this.auth.authorization(request.scopes);
+      const response = await httpRequest({
+        method: request.method,
+        url,
+        headers: request.headers ?? {},
+        body: request.body,
+        authorization,
+        authOrigin: base.origin,
+        signal: request.signal,
+        followRedirects: request.followRedirects ?? false,
+        registry: this.registry,
+        userAgent: this.#options.userAgent,
+      });
+      if (request.ok.includes(response.status)) return response;
+      const body = request.method === "HEAD" ? undefined : await readErrorBody(response);
+      if (request.method === "HEAD") response.body.resume();
+      if (response.status === 401 && attempt === 0 && replayable) {
+        // A token for other scopes, an expired token, or a registry whose /v2/ was open: learn and retry once.
+        const challenged = this.auth.setChallenge(response.headerValues("www-authenticate"));
+        this.auth.invalidate(request.scopes);
+        if (challenged) continue;
+      }
+      const credentialSource = authorization ? (await this.auth.credential())?.source : undefined;
+      const context: ErrorContext = { ...request.context, registry: this.registry, credentialSource };
+      if (response.status === 401) throw unauthorized(context);
+      throw registryError(response.status, body, context);
+    }
+  }
+
+  /** Fetch a manifest by tag or digest (distribution-spec end-3); verified when fetched by digest. */
+  async getManifest(
+    repository: string,
+    reference: string,
+    scopes: readonly string[],
+    what: string,
+    signal?: AbortSignal,
+  ): Promise<RawManifest> {
+    const response = await this.request({
+      method: "GET",
+      target: `/v2/${repository}/manifests/${reference}`,
+      scopes,
+      headers: { accept: manifestAccept.join(", ") },
+      signal,
+      followRedirects: true,
+      ok: [200],
+      context: { what, kind: "manifest" },
+    });
+    const bytes = await readBody(response, maxManifestBytes, `${what}: manifest`);
+    const raw = rawManifest(bytes, response.header("content-type"));
+    if (isDigest(reference)) {
+      verifyBytes(bytes, { digest: reference }, `${what}: manifest`);
+    } else {
+      const claimed = response.header("docker-content-digest");
+      if (claimed?.startsWith("sha256:") && claimed !== raw.digest) throw new DigestMismatchError(`${what}: manifest`, claimed, raw.digest);
+    }
+    return raw;
+  }
+
+  /** Store a manifest under a tag or its digest (distribution-spec end-7). */
+  async putManifest(
+    repository: string,
+    reference: string,
+    manifest: RawManifest,
+    scopes: readonly string[],
+    what: string,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const response = await this.request({
+      method: "PUT",
+      target: `/v2/${repository}/manifests/${reference}`,
+      scopes,
+      headers: { "content-type": manifest.mediaType },
+      body: manifest.bytes,
+      signal,
+      ok: [201, 200],
+      context: { what, kind: "manifest" },
+    });
+    response.body.resume();
+    const stored = response.header("docker-content-digest");
+    if (stored?.startsWith("sha256:") && stored !== digestOf(manifest.bytes)) {
+      throw new DigestMismatchError(`${what}: stored manifest`, digestOf(manifest.bytes), stored);
+    }
+  }
+
+  /** Whether the repository has the blob (distribution-spec end-2, HEAD). */
+  async hasBlob(
+    repository: string,
+    descriptor: Pick<Descriptor, "digest" | "size">,
+    scopes: readonly string[],
+    signal?: AbortSignal,
+  ): Promise<boolean> {
+    const response = await this.request({
+      method: "HEAD",
+      target: `/v2/${repository}/blobs/${descriptor.digest}`,
+      scopes,
+      signal,
+      followRedirects: true,
+      ok: [200, 404],
+      context: { what: `checking blob ${shortDigest(descriptor.digest)} in ${this.registry}/${repository}`, kind: "other" },
+    });
+    response.body.resume();
+    if (response.status === 404) return false;
+    const length = response.header("content-length");
+    return length === undefined || Number(length) === descriptor.size;
+  }
+
+  /**
+   * A blob's bytes (distribution-spec end-2), following redirects to blob storage (without credentials when
+   * it is another origin), verified against the descriptor's digest and size while they stream.
+   */
+  async getBlob(
+    repository: string,
+    descriptor: Pick<Descriptor, "digest" | "size">,
+    scopes: readonly string[],
+    signal?: AbortSignal,
+  ): Promise<Readable> {
+    const what = `blob ${shortDigest(descriptor.digest)} in ${this.registry}/${repository}`;
+    const response = await this.request({
+      method: "GET",
+      target: `/v2/${repository}/blobs/${descriptor.digest}`,
+      scopes,
+      signal,
+      followRedirects: true,
+      ok: [200],
+      context: { what, kind: "blob" },
+    });
+    const verifier = createVerifier(descriptor, what);
+    return pipelineCallback(response.body, verifier, () => {});
+  }
+
+  /** Open an upload session (distribution-spec end-4a); returns its location. */
+  async startUpload(repository: string, scopes: readonly string[], signal?: AbortSignal): Promise<URL> {
+    const what = `starting an upload to ${this.registry}/${repository}`;
+    const response = await this.request({
+      method: "POST",
+      target: `/v2/${repository}/blobs/uploads/`,
+      scopes,
+      headers: { "content-length": "0" },
+      body: Buffer.alloc(0),
+      signal,
+      ok: [202],
+      context: { what, kind: "upload" },
+    });
+    response.body.resume();
+    return this.#location(response, what);
+  }
+
+  /**
+   * Mount a blob from another repository of this registry (distribution-spec end-11). A 202 means the
+   * registry did not mount it and opened an upload instead, which the caller uses or cancels.
+   */
+  async mountBlob(repository: string, digest: Digest, from: string, scopes: readonly string[], signal?: AbortSignal): Promise<MountResult> {
+    const what = `mounting blob ${shortDigest(digest)} from ${from} into ${this.registry}/${repository}`;
+    const query = new URLSearchParams({ mount: digest, from });
+    const response = await this.request({
+      method: "POST",
+      target: `/v2/${repository}/blobs/uploads/?${query}`,
+      scopes,
+      headers: { "content-length": "0" },
+      body: Buffer.alloc(0),
+      signal,
+      ok: [201, 202],
+      context: { what, kind: "upload" },
+    });
+    response.body.resume();
+    if (response.status === 201) return { mounted: true };
+    return { mounted: false, upload: this.#location(response, what) };
+  }
+
+  /** Send a whole blob in one PUT to an upload location (distribution-spec end-6, monolithic), streamed. */
+  async putBlob(
+    upload: URL,
+    descriptor: Pick<Descriptor, "digest" | "size">,
+    content: Readable,
+    scopes: readonly string[],
+    what: string,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const url = new URL(upload);
+    url.searchParams.set("digest", descriptor.digest);
+    const response = await this.request({
+      method: "PUT",
+      target: url,
+      scopes,
+      headers: { "content-type": "application/octet-stream", "content-length": String(descriptor.size) },
+      body: content,
+      signal,
+      ok: [201],
+      context: { what, kind: "upload" },
+    });
+    response.body.resume();
+  }
+
+  /**
+   * Stream a blob of unknown digest: one PATCH of the whole body (distribution-spec end-5, streamed), then
+   * PUT ?digest= (end-6) once `final` gives the digest. The registry verifies the digest; we check the size.
+   */
+  async putBlobStreaming(
+    upload: URL,
+    content: Readable,
+    final: Promise<Pick<Descriptor, "digest" | "size">>,
+    scopes: readonly string[],
+    what: string,
+    signal?: AbortSignal,
+  ): Promise<Pick<Descriptor, "digest" | "size">> {
+    const patched = await this.request({
+      method: "PATCH",
+      target: upload,
+      scopes,
+      headers: { "content-type": "application/octet-stream" },
+      body: content,
+      signal,
+      ok: [202, 204],
+      context: { what, kind: "upload" },
+    });
+    patched.body.resume();
+    const descriptor = await final;
+    const range = patched.header("range");
+    const received = range ? Number(range.slice(range.indexOf("-") + 1)) + 1 : undefined;
+    if (received !== undefined && received !== descriptor.size) throw new SizeMismatchError(what, descriptor.size, received);
+    const next = patched.header("location") ? this.#location(patched, what) : upload;
+    next.searchParams.set("digest", descriptor.digest);
+    const response = await this.request({
+      method: "PUT",
+      target: next,
+      scopes,
+      headers: { "content-length": "0" },
+      body: Buffer.alloc(0),
+      signal,
+      ok: [201],
+      context: { what, kind: "upload" },
+    });
+    response.body.resume();
+    return descriptor;
+  }
+
+  /** Cancel an upload session (distribution-spec end-13); failures are ignored. */
+  async cancelUpload(upload: URL, scopes: readonly string[]): Promise<void> {
+    try {
+      const response = await this.request({
+        method: "DELETE",
+        target: upload,
+        scopes,
+        ok: [204, 200, 202, 404],
+        context: { what: "cancelling an upload", kind: "upload" },
+      });
+      response.body.resume();
+    } catch {}
+  }
+
+  #location(response: HttpResponse, what: string): URL {
+    const location = response.header("location");
+    if (!location)
+      throw new RegistryError("BLOB_UPLOAD_INVALID", `${what}: the registry answered without an upload location`, {
+        status: response.status,
+      });
+    return new URL(location, response.url);
+  }
+}

@@ -1,0 +1,387 @@
+/**
+ * The only place ocify sends HTTP: one lazily loaded undici Agent (keep-alive, a pool per origin), TLS
+ * verification except for registries the user marked insecure, redirects followed here so that the
+ * Authorization header never leaves the registry's origin, retries of idempotent reads, and network
+ * failures turned into one-line errors that name the host (URLs in messages have their query redacted).
+ */
+import type { IncomingHttpHeaders } from "node:http";
+import { isIP } from "node:net";
+import { Readable } from "node:stream";
+import { OcifyError } from "../errors.js";
+import { RegistryError, RegistryUnreachableError } from "./errors.js";
+
+type Undici = typeof import("undici");
+type Dispatcher = import("undici").Dispatcher;
+
+let undiciModule: Promise<Undici> | undefined;
+let agent: Promise<Dispatcher> | undefined;
+// Origins (`https://host:port`) whose certificate is not verified: registries listed as insecure.
+const unverifiedOrigins = new Set<string>();
+
+/** The default User-Agent header. */
+export const defaultUserAgent = "ocify/0.1";
+
+/**
+ * The process-wide Agent. Idle sockets are kept alive and unref'd (they never hold the process open).
+ * The per-origin pool is not capped: concurrency is bounded by `jobs` in copy.ts, and a registry-to-registry
+ * copy holds a GET and a PUT per job on one origin, so a cap below 2×jobs could deadlock. No `ca` is
+ * passed, so Node's default store, including NODE_EXTRA_CA_CERTS read at startup, verifies certificates.
+ */
+function getAgent(): Promise<Dispatcher> {
+  agent ??= loadUndici().then(
+    ({ Agent, Pool }) =>
+      new Agent({
+        keepAliveTimeout: 30_000,
+        factory: (origin, options) => {
+          const key = typeof origin === "string" ? new URL(origin).origin : origin.origin;
+          return new Pool(origin, { ...options, connect: { rejectUnauthorized: !unverifiedOrigins.has(key) } });
+        },
+      }),
+  );
+  return agent;
+}
+
+function loadUndici(): Promise<Undici> {
+  undiciModule ??= import("undici");
+  return undiciModule;
+}
+
+/** Close the shared Agent (tests; the CLI does not need it, idle sockets are unref'd). */
+export async function closeHttp(): Promise<void> {
+  const current = agent;
+  agent = undefined;
+  if (current) await (await current).close();
+}
+
+/** Whether a host (with or without port) is loopback: `localhost`, 127.0.0.0/8 or ::1. */
+export function isLoopbackHost(host: string): boolean {
+  const name = hostName(host).toLowerCase();
+  if (name === "localhost") return true;
+  if (isIP(name) === 4) return name.startsWith("127.");
+  if (isIP(name) === 6) return name === "::1" || name === "0:0:0:0:0:0:0:1";
+  return false;
+}
+
+/** The host part of `host[:port]` or `[v6]:port`. */
+export function hostName(host: string): string {
+  if (host.startsWith("[")) return host.slice(1, host.indexOf("]"));
+  const colon = host.indexOf(":");
+  return colon >= 0 && host.indexOf(":", colon + 1) < 0 ? host.slice(0, colon) : host;
+}
+
+/** How a registry host may be reached. */
+export interface TransportPolicy {
+  /** Schemes to try, in order (HTTPS first, as Docker does). */
+  schemes: readonly ("https" | "http")[];
+  /** Whether an HTTPS certificate must be valid. */
+  verifyTls: boolean;
+}
+
+/**
+ * HTTPS with verification, except: loopback hosts may fall back to plain HTTP, and hosts listed in
+ * `insecureRegistries` (HOST[:PORT]) may fall back to plain HTTP and skip certificate verification.
+ */
+export function transportPolicy(host: string, insecureRegistries: readonly string[] = []): TransportPolicy {
+  const insecure = insecureRegistries.some(
+    (entry) =>
+      entry
+        .replace(/^[a-z]+:\/\//i, "")
+        .replace(/\/+$/, "")
+        .toLowerCase() === host.toLowerCase(),
+  );
+  if (insecure) return { schemes: ["https", "http"], verifyTls: false };
+  if (isLoopbackHost(host)) return { schemes: ["https", "http"], verifyTls: true };
+  return { schemes: ["https"], verifyTls: true };
+}
+
+/** Mark an HTTPS origin as one whose certificate is not verified (call before the first request to it). */
+export function allowUnverifiedTls(origin: string): void {
+  unverifiedOrigins.add(new URL(origin).origin);
+}
+
+/** A URL fit for messages: the query (signatures, upload state) is replaced by `?…`. */
+export function redactUrl(url: URL | string): string {
+  const parsed = typeof url === "string" ? new URL(url) : url;
+  return `${parsed.origin}${parsed.pathname}${parsed.search ? "?…" : ""}`;
+}
+
+/** One HTTP request. */
+export interface HttpRequest {
+  method: "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE";
+  url: URL;
+  headers?: Record<string, string>;
+  /** Sent as the Authorization header, but only to `authOrigin`, never after a redirect to another origin. */
+  authorization?: string | undefined;
+  /** The origin credentials belong to (the registry's); default `url`'s origin. */
+  authOrigin?: string | undefined;
+  /** A Buffer, or a stream sent with backpressure (never buffered). Streams make the request non-retryable. */
+  body?: Buffer | Readable | undefined;
+  signal?: AbortSignal | undefined;
+  /** Follow redirects (GET and HEAD only; blob downloads go to storage this way). */
+  followRedirects?: boolean;
+  /** The registry host, for messages. */
+  registry: string;
+  userAgent?: string | undefined;
+}
+
+/** A response; its body must be consumed or dumped. */
+export interface HttpResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Readable;
+  /** The URL that answered (after redirects). */
+  url: URL;
+  /** A header's value, the first when repeated. */
+  header(name: string): string | undefined;
+  /** A header's values, one per occurrence. */
+  headerValues(name: string): string[];
+}
+
+const redirectStatuses = new Set([301, 302, 303, 307, 308]);
+const retryStatuses = new Set([502, 503, 504]);
+const retryCodes = new Set(["ECONNRESET", "EPIPE", "UND_ERR_SOCKET", "UND_ERR_CLOSED"]);
+const maxRedirects = 10;
+// After a streamed body is sent, how long the registry may take to answer (it hashes and moves the blob).
+const responseAfterBodyTimeoutMs = 300_000;
+
+/** Send a request, following redirects when asked and retrying idempotent reads on transient failures. */
+export async function httpRequest(request: HttpRequest): Promise<HttpResponse> {
+  const idempotent = (request.method === "GET" || request.method === "HEAD") && !(request.body instanceof Readable);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const response = await sendFollowing(request);
+      if (idempotent && attempt < 2 && retryStatuses.has(response.status)) {
+        response.body.resume();
+        await delay(250 * 4 ** attempt, request.signal);
+        continue;
+      }
+      return response;
+    } catch (error) {
+      if (idempotent && attempt < 2 && error instanceof RegistryUnreachableError && retryCodes.has(errorCode(error.cause) ?? "")) {
+        await delay(250 * 4 ** attempt, request.signal);
+        continue;
+      }
+      throw error;
+    }
+  }
+}
+
+async function sendFollowing(request: HttpRequest): Promise<HttpResponse> {
+  const authOrigin = request.authOrigin ?? request.url.origin;
+  let url = request.url;
+  for (let hop = 0; ; hop++) {
+    const authorization = url.origin === authOrigin ? request.authorization : undefined;
+    const response = await sendOnce(request, url, authorization);
+    if (!request.followRedirects || !redirectStatuses.has(response.status)) return response;
+    const location = response.header("location");
+    response.body.resume();
+    if (!location) return response;
+    if (hop >= maxRedirects) {
+      throw new RegistryError("TOO_MANY_REDIRECTS", `${request.registry}: too many redirects fetching ${redactUrl(request.url)}`);
+    }
+    const next = new URL(location, url);
+    if (url.protocol === "https:" && next.protocol !== "https:") {
+      throw new RegistryError("INSECURE_REDIRECT", `${request.registry}: refusing a redirect from HTTPS to ${redactUrl(next)}`, {
+        hint: "the registry's storage must be served over HTTPS",
+      });
+    }
+    url = next;
+  }
+}
+
+async function sendOnce(request: HttpRequest, url: URL, authorization: string | undefined): Promise<HttpResponse> {
+  const dispatcher = await getAgent();
+  const headers: Record<string, string> = { "user-agent": request.userAgent ?? defaultUserAgent, ...request.headers };
+  if (authorization) headers.authorization = authorization;
+  const streamed = request.body instanceof Readable;
+  // undici's headers timeout runs while a body is still being written; a streamed body of unknown duration
+  // gets its own timer that starts once the last byte is sent.
+  const controller = new AbortController();
+  const onAbort = () => controller.abort(request.signal?.reason);
+  if (request.signal?.aborted) throw request.signal.reason;
+  request.signal?.addEventListener("abort", onAbort, { once: true });
+  let timer: NodeJS.Timeout | undefined;
+  if (streamed) {
+    (request.body as Readable).once("end", () => {
+      timer = setTimeout(
+        () =>
+          controller.abort(new RegistryUnreachableError(`${request.registry} did not answer ${request.method} ${redactUrl(url)} in time`)),
+        responseAfterBodyTimeoutMs,
+      );
+      timer.unref();
+    });
+  }
+  try {
+    const response = await dispatcher.request({
+      origin: url.origin,
+      path: `${url.pathname}${url.search}`,
+      method: request.method,
+      headers,
+      body: request.body ?? null,
+      signal: controller.signal,
+      highWaterMark: 1 << 20,
+      ...(streamed ? { headersTimeout: 0 } : {}),
+    });
+    const responseHeaders = response.headers;
+    return {
+      status: response.statusCode,
+      headers: responseHeaders,
+      body: response.body,
+      url,
+      header(name) {
+        const value = responseHeaders[name.toLowerCase()];
+        return Array.isArray(value) ? value[0] : value;
+      },
+      headerValues(name) {
+        const value = responseHeaders[name.toLowerCase()];
+        return value === undefined ? [] : Array.isArray(value) ? value : [value];
+      },
+    };
+  } catch (error) {
+    if (controller.signal.aborted && controller.signal.reason !== undefined) throw controller.signal.reason;
+    if (error instanceof OcifyError) throw error;
+    // The body stream's own failure (a source that broke, a verifier that caught a mismatch) is not a network error.
+    const bodyError = streamed ? (request.body as Readable).errored : null;
+    if (bodyError) throw bodyError;
+    throw networkError(error, request.registry, url);
+  } finally {
+    if (timer) clearTimeout(timer);
+    request.signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+function delay(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener(
+      "abort",
+      () => {
+        clearTimeout(timer);
+        reject(signal.reason);
+      },
+      { once: true },
+    );
+  });
+}
+
+/** The first `code` on an error or its chain of causes. */
+export function errorCode(error: unknown): string | undefined {
+  for (let current = error, depth = 0; current && depth < 5; current = (current as { cause?: unknown }).cause, depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === "string" && code !== "REGISTRY_UNREACHABLE") return code;
+  }
+  return undefined;
+}
+
+const certificateCodes = new Set([
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "CERT_UNTRUSTED",
+  "CERT_REVOKED",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
+
+/** Whether a failure is a certificate that did not verify. */
+export function isCertificateError(error: unknown): boolean {
+  return certificateCodes.has(errorCode(error) ?? "");
+}
+
+/** Whether a failure means the server did not speak TLS (a plain HTTP registry reached over HTTPS). */
+export function isNotTlsError(error: unknown): boolean {
+  const code = errorCode(error) ?? "";
+  const text = String((error as Error)?.message ?? "") + String(((error as { cause?: Error })?.cause as Error | undefined)?.message ?? "");
+  return code === "EPROTO" || code.startsWith("ERR_SSL_") || /wrong version number|packet length too long|http request/i.test(text);
+}
+
+/** A network failure as one line naming the host and what to do. */
+export function networkError(error: unknown, registry: string, url: URL): RegistryUnreachableError {
+  const code = errorCode(error) ?? "";
+  const host = url.host;
+  const about = host === registry || url.host === "" ? registry : `${host} (for ${registry})`;
+  const options = { cause: error };
+  if (isCertificateError(error)) {
+    return new RegistryUnreachableError(`cannot reach ${about}: TLS certificate not trusted (${code})`, {
+      ...options,
+      hint: `if it is a private CA, start ocify with NODE_EXTRA_CA_CERTS=/path/to/ca.pem; if you trust the network, use --insecure-registry ${registry}`,
+    });
+  }
+  if (isNotTlsError(error)) {
+    return new RegistryUnreachableError(`cannot reach ${about}: TLS handshake failed (${code || "protocol error"})`, {
+      ...options,
+      hint: `if the registry serves plain HTTP, use --insecure-registry ${registry}`,
+    });
+  }
+  switch (code) {
+    case "ECONNREFUSED":
+      return new RegistryUnreachableError(`cannot reach ${about}: connection refused`, {
+        ...options,
+        hint: "check that the registry is running and the host and port are right",
+      });
+    case "ENOTFOUND":
+    case "EAI_AGAIN":
+      return new RegistryUnreachableError(`cannot reach ${about}: host name not found`, {
+        ...options,
+        hint: "check the registry name and your DNS",
+      });
+    case "ETIMEDOUT":
+    case "UND_ERR_CONNECT_TIMEOUT":
+    case "UND_ERR_HEADERS_TIMEOUT":
+    case "UND_ERR_BODY_TIMEOUT":
+      return new RegistryUnreachableError(`cannot reach ${about}: timed out`, {
+        ...options,
+        hint: "check the network or proxy settings and retry",
+      });
+    case "ECONNRESET":
+    case "EPIPE":
+    case "UND_ERR_SOCKET":
+    case "UND_ERR_CLOSED":
+      return new RegistryUnreachableError(`connection to ${about} was closed unexpectedly`, { ...options, hint: "retry" });
+    case "EHOSTUNREACH":
+    case "ENETUNREACH":
+      return new RegistryUnreachableError(`cannot reach ${about}: no route to host`, { ...options, hint: "check the network" });
+  }
+  const detail = (error as Error)?.message ?? String(error);
+  return new RegistryUnreachableError(`cannot reach ${about}: ${detail.replace(/https?:\/\/\S+/g, (u) => safeRedact(u))}`, options);
+}
+
+function safeRedact(text: string): string {
+  try {
+    return redactUrl(text);
+  } catch {
+    return "(url)";
+  }
+}
+
+/** Read a small response body whole, failing beyond `limit` bytes (error and token bodies: 1 MiB). */
+export async function readBody(response: HttpResponse, limit: number, what: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of response.body) {
+    const buffer = chunk as Buffer;
+    size += buffer.length;
+    if (size > limit) {
+      response.body.destroy();
+      throw new RegistryError("RESPONSE_TOO_LARGE", `${what}: the response is larger than ${limit} bytes`, { status: response.status });
+    }
+    chunks.push(buffer);
+  }
+  return Buffer.concat(chunks, size);
+}
+
+/** Read at most `limit` bytes of a body, for error messages; never fails. */
+export async function readErrorBody(response: HttpResponse, limit = 1 << 20): Promise<Buffer | undefined> {
+  try {
+    return await readBody(response, limit, "error body");
+  } catch {
+    return undefined;
+  }
+}

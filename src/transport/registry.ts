@@ -1,0 +1,162 @@
+/**
+ * The `docker://` transport: an image in a registry, read and written through the distribution-spec client.
+ * Sources ask for `pull` scope, destinations for `pull,push` (and `pull` on the repository a blob is mounted
+ * from). Blobs already present are skipped, blobs on the same registry are mounted, others are uploaded in one
+ * streamed PUT; manifests are PUT last, children by digest, the top one under the tag.
+ */
+import type { Readable } from "node:stream";
+import { type Digest, shortDigest } from "../digest.js";
+import { InputError, withContext } from "../errors.js";
+import type { Descriptor } from "../image/descriptor.js";
+import type { RawManifest } from "../image/manifest.js";
+import { formatReference, manifestReference, type Reference } from "../reference.js";
+import { repositoryScope } from "../registry/auth.js";
+import { type RegistryClient, registryClient } from "../registry/client.js";
+import type { ImageDestination, ImageSource, RegistryLocation, TransportOptions } from "./transport.js";
+
+function clientFor(reference: Reference, options: TransportOptions): RegistryClient {
+  return registryClient(reference.registry, { insecureRegistries: options.insecureRegistries, userAgent: options.userAgent });
+}
+
+function combine(a: AbortSignal | undefined, b: AbortSignal | undefined): AbortSignal | undefined {
+  if (!a) return b;
+  if (!b) return a;
+  return AbortSignal.any([a, b]);
+}
+
+/** Open an image in a registry for reading; nothing is sent until the first manifest or blob is asked for. */
+export async function openRegistrySource(reference: Reference, options: TransportOptions): Promise<ImageSource> {
+  return new RegistrySource(reference, clientFor(reference, options), options);
+}
+
+/** Open a repository (and tag) in a registry for writing. */
+export async function openRegistryDestination(reference: Reference, options: TransportOptions): Promise<ImageDestination> {
+  return new RegistryDestination(reference, clientFor(reference, options), options);
+}
+
+class RegistrySource implements ImageSource {
+  readonly description: string;
+  readonly location: RegistryLocation;
+  readonly #scopes: string[];
+
+  constructor(
+    private readonly reference: Reference,
+    private readonly client: RegistryClient,
+    private readonly options: TransportOptions,
+  ) {
+    this.description = formatReference(reference);
+    this.location = { registry: reference.registry, repository: reference.repository };
+    this.#scopes = [repositoryScope(reference.repository, "pull")];
+  }
+
+  async getManifest(digest?: Digest): Promise<RawManifest> {
+    const { registry, repository } = this.reference;
+    // By digest when the reference pins one: the client verifies the bytes against it.
+    const wanted = digest ?? manifestReference(this.reference);
+    const what = digest ? `${registry}/${repository}@${digest}` : this.description;
+    return this.client.getManifest(repository, wanted, this.#scopes, what, this.options.signal);
+  }
+
+  async getBlob(descriptor: Descriptor, signal?: AbortSignal): Promise<Readable> {
+    return this.client.getBlob(this.reference.repository, descriptor, this.#scopes, combine(signal, this.options.signal));
+  }
+
+  async close(): Promise<void> {}
+}
+
+class RegistryDestination implements ImageDestination {
+  readonly description: string;
+  readonly location: RegistryLocation;
+  readonly acceptsIndex = true;
+  readonly #scopes: string[];
+  // Upload sessions a refused mount opened (202), kept for the putBlob that follows; cancelled if unused.
+  readonly #pendingUploads = new Map<string, URL>();
+
+  constructor(
+    private readonly reference: Reference,
+    private readonly client: RegistryClient,
+    private readonly options: TransportOptions,
+  ) {
+    this.description = formatReference(reference);
+    this.location = { registry: reference.registry, repository: reference.repository };
+    this.#scopes = [repositoryScope(reference.repository, "pull,push")];
+  }
+
+  async hasBlob(descriptor: Descriptor): Promise<boolean> {
+    return this.client.hasBlob(this.reference.repository, descriptor, this.#scopes, this.options.signal);
+  }
+
+  async mountBlob(descriptor: Descriptor, from: RegistryLocation): Promise<boolean> {
+    if (from.registry !== this.reference.registry || from.repository === this.reference.repository) return false;
+    const scopes = [...this.#scopes, repositoryScope(from.repository, "pull")];
+    const result = await this.client.mountBlob(this.reference.repository, descriptor.digest, from.repository, scopes, this.options.signal);
+    if (result.mounted) return true;
+    const previous = this.#pendingUploads.get(descriptor.digest);
+    if (previous) await this.client.cancelUpload(previous, this.#scopes);
+    this.#pendingUploads.set(descriptor.digest, result.upload);
+    return false;
+  }
+
+  async putBlob(descriptor: Descriptor, content: Readable): Promise<void> {
+    const what = `pushing blob ${shortDigest(descriptor.digest)} to ${this.description}`;
+    const { repository } = this.reference;
+    let upload = this.#pendingUploads.get(descriptor.digest);
+    this.#pendingUploads.delete(descriptor.digest);
+    try {
+      upload ??= await this.client.startUpload(repository, this.#scopes, this.options.signal);
+      await this.client.putBlob(upload, descriptor, content, this.#scopes, what, this.options.signal);
+    } catch (error) {
+      content.destroy();
+      if (upload) await this.client.cancelUpload(upload, this.#scopes);
+      throw error;
+    }
+  }
+
+  async putBlobStreaming(_mediaType: string, content: Readable, final: Promise<Descriptor>): Promise<void> {
+    // `final` may reject (the build failed) while the PATCH is still running; that failure is reported by whoever awaits it.
+    final.catch(() => {});
+    const what = `pushing a streamed blob to ${this.description}`;
+    let upload: URL | undefined;
+    try {
+      upload = await this.client.startUpload(this.reference.repository, this.#scopes, this.options.signal);
+      await this.client.putBlobStreaming(upload, content, final, this.#scopes, what, this.options.signal);
+    } catch (error) {
+      content.destroy();
+      if (upload) await this.client.cancelUpload(upload, this.#scopes);
+      throw error;
+    }
+  }
+
+  async putManifest(manifest: RawManifest, options: { top: boolean }): Promise<void> {
+    const { registry, repository, tag, digest } = this.reference;
+    if (!options.top) {
+      const what = `${registry}/${repository}@${manifest.digest}`;
+      await withContext(`pushing manifest ${shortDigest(manifest.digest)}`, () =>
+        this.client.putManifest(repository, manifest.digest, manifest, this.#scopes, what, this.options.signal),
+      );
+      return;
+    }
+    if (digest !== undefined && digest !== manifest.digest) {
+      throw new InputError(`${this.description}: the image's digest is ${manifest.digest}, not the one the reference names`, {
+        hint: "drop @DIGEST from the destination",
+      });
+    }
+    // The top manifest goes under the tag; a digest-only reference is pushed by digest.
+    await this.client.putManifest(repository, tag ?? manifest.digest, manifest, this.#scopes, this.description, this.options.signal);
+  }
+
+  async commit(): Promise<void> {
+    await this.#cancelPending();
+  }
+
+  /** Cancels open uploads; blobs and manifests already pushed stay (the registry's GC removes unreferenced blobs). */
+  async abort(): Promise<void> {
+    await this.#cancelPending();
+  }
+
+  async #cancelPending(): Promise<void> {
+    const uploads = [...this.#pendingUploads.values()];
+    this.#pendingUploads.clear();
+    await Promise.all(uploads.map((upload) => this.client.cancelUpload(upload, this.#scopes)));
+  }
+}
