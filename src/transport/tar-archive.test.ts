@@ -1,0 +1,217 @@
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PassThrough, Readable } from "node:stream";
+import { after, before, describe, it } from "node:test";
+import { createVerifier } from "../digest.js";
+import { InputError, InvalidImageError, OcifyError } from "../errors.js";
+import { readCapped, TarFileWriter, TarIndex } from "./tar-archive.js";
+
+let dir: string;
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), "ocify-tar-test-"));
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function seeded(size: number, seed: number): Buffer {
+  const out = Buffer.alloc(size);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+function sha256(bytes: Uint8Array): string {
+  return `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+}
+
+async function read(index: TarIndex, name: string): Promise<Buffer> {
+  const entry = index.find(name);
+  assert.ok(entry, `${name} is in the index`);
+  return readCapped(index.stream(entry), 1 << 30, name);
+}
+
+describe("TarIndex", () => {
+  const longName = `${"d".repeat(60)}/${"e".repeat(60)}/${"f".repeat(120)}.bin`;
+  const files: Record<string, Buffer> = {
+    "small.txt": Buffer.from("hello\n"),
+    empty: Buffer.alloc(0),
+    "exact-block": seeded(512, 3),
+    "big.bin": seeded(300_000, 7),
+    [longName]: seeded(1000, 9),
+  };
+
+  function makeTree(): string {
+    const root = mkdtempSync(join(dir, "tree-"));
+    for (const [name, bytes] of Object.entries(files)) {
+      mkdirSync(join(root, name, ".."), { recursive: true });
+      writeFileSync(join(root, name), bytes);
+    }
+    symlinkSync("big.bin", join(root, "link-to-big"));
+    mkdirSync(join(root, "sub"));
+    symlinkSync("../small.txt", join(root, "sub", "up"));
+    return root;
+  }
+
+  for (const format of ["posix", "gnu", "ustar"] as const) {
+    it(`reads GNU tar --format=${format} archives, long names, symlinks and hard links included`, async () => {
+      const root = makeTree();
+      if (format !== "ustar") execFileSync("ln", [join(root, "small.txt"), join(root, "hard")]);
+      const archive = join(dir, `${format}.tar`);
+      const members = format === "ustar" ? Object.keys(files).filter((n) => n !== longName) : ["."];
+      execFileSync("tar", [`--format=${format}`, "-C", root, "-cf", archive, ...members]);
+      const index = await TarIndex.open(archive, "test");
+      for (const [name, bytes] of Object.entries(files)) {
+        if (format === "ustar" && name === longName) continue;
+        assert.ok((await read(index, name)).equals(bytes), `${name} reads back`);
+        assert.ok((await read(index, `./${name}`)).equals(bytes), `./${name} reads back`);
+      }
+      if (format !== "ustar") {
+        assert.ok((await read(index, "link-to-big")).equals(files["big.bin"]!), "symlink followed");
+        assert.ok((await read(index, "sub/up")).equals(files["small.txt"]!), "relative symlink followed");
+        assert.ok((await read(index, "hard")).equals(files["small.txt"]!), "hard link followed");
+        assert.ok([index.entries.get("hard")?.type, index.entries.get("small.txt")?.type].includes("hardlink"));
+        assert.equal(index.entries.get("sub")?.type, "directory");
+      }
+      assert.equal(index.find("nope"), undefined);
+    });
+  }
+
+  it("rejects files that are not tar archives with a hint, and names compressed ones", async () => {
+    const text = join(dir, "text.tar");
+    writeFileSync(text, "this is not a tar archive at all\n".repeat(40));
+    await assert.rejects(TarIndex.open(text, "docker-archive:text.tar"), (e: unknown) => {
+      assert.ok(e instanceof InputError);
+      assert.match(e.message, /is not a tar archive/);
+      assert.doesNotMatch(e.message, /\n/);
+      return true;
+    });
+    const gz = join(dir, "x.tar.gz");
+    writeFileSync(gz, execFileSync("gzip", ["-c"], { input: Buffer.alloc(2048) }));
+    await assert.rejects(TarIndex.open(gz, "t"), (e: unknown) => e instanceof InputError && /gzip-compressed/.test(e.hint ?? ""));
+    const empty = join(dir, "empty.tar");
+    writeFileSync(empty, "");
+    await assert.rejects(TarIndex.open(empty, "t"), (e: unknown) => e instanceof InputError && /empty/.test(e.hint ?? ""));
+    await assert.rejects(TarIndex.open(join(dir, "missing.tar"), "t"), (e: unknown) => e instanceof InputError && /ENOENT/.test(e.message));
+  });
+
+  it("rejects a truncated archive and a corrupt header", async () => {
+    const root = makeTree();
+    const archive = join(dir, "whole.tar");
+    execFileSync("tar", ["-C", root, "-cf", archive, "big.bin", "small.txt"]);
+    const bytes = readFileSync(archive);
+    const truncated = join(dir, "truncated.tar");
+    writeFileSync(truncated, bytes.subarray(0, 100_000));
+    await assert.rejects(TarIndex.open(truncated, "t"), (e: unknown) => e instanceof InvalidImageError && /truncated/.test(e.message));
+    const corrupt = Buffer.from(bytes);
+    const second = 512 + Math.ceil(files["big.bin"]!.length / 512) * 512;
+    corrupt[second + 10] = 0x41;
+    const corruptPath = join(dir, "corrupt.tar");
+    writeFileSync(corruptPath, corrupt);
+    await assert.rejects(TarIndex.open(corruptPath, "t"), (e: unknown) => e instanceof InvalidImageError && /corrupt/.test(e.message));
+  });
+});
+
+describe("TarFileWriter", () => {
+  it("streams entries of known size in any order and concurrently; GNU tar reads the result", async () => {
+    const target = join(dir, "out.tar");
+    const writer = await TarFileWriter.create(target);
+    const blobs = [seeded(3_000_000, 1), seeded(1, 2), seeded(512, 3), seeded(70_000, 4)];
+    await writer.addBytes("blobs", undefined);
+    const longName = `blobs/${"x".repeat(150)}/${"y".repeat(120)}`;
+    const slow = (bytes: Buffer): Readable => {
+      // Deliver in small chunks with pauses, so the writes really interleave.
+      const stream = new PassThrough();
+      let offset = 0;
+      const tick = () => {
+        if (offset >= bytes.length) {
+          stream.end();
+          return;
+        }
+        stream.write(bytes.subarray(offset, offset + 65536));
+        offset += 65536;
+        setImmediate(tick);
+      };
+      setImmediate(tick);
+      return stream;
+    };
+    await Promise.all(
+      blobs.map((bytes, i) =>
+        writer.addStream(
+          i === 3 ? longName : `blobs/${i}`,
+          bytes.length,
+          slow(bytes),
+          createVerifier({ digest: sha256(bytes), size: bytes.length }, `blob ${i}`),
+        ),
+      ),
+    );
+    await writer.addBytes("blobs/link", "", { linkname: "0" });
+    await writer.addBytes("index.json", "{}");
+    assert.equal(existsSync(target), false, "nothing at the target before commit");
+    await writer.commit();
+    assert.deepEqual(
+      readdirSync(dir).filter((n) => n.includes("out.tar")),
+      ["out.tar"],
+    );
+    const listing = execFileSync("tar", ["-tf", target], { encoding: "utf8" }).trim().split("\n");
+    assert.deepEqual(listing.slice(-2), ["blobs/link", "index.json"], "metadata written last");
+    const extracted = mkdtempSync(join(dir, "x-"));
+    execFileSync("tar", ["-C", extracted, "-xf", target]);
+    blobs.forEach((bytes, i) => {
+      assert.ok(readFileSync(join(extracted, i === 3 ? longName : `blobs/${i}`)).equals(bytes), `blob ${i} intact`);
+    });
+    const index = await TarIndex.open(target, "t");
+    assert.ok((await read(index, "blobs/link")).equals(blobs[0]!));
+    assert.equal((await read(index, "index.json")).toString(), "{}");
+  });
+
+  it("fails a blob whose bytes do not match, reuses its region on retry, and refuses to commit while it is broken", async () => {
+    const target = join(dir, "retry.tar");
+    const writer = await TarFileWriter.create(target);
+    const good = seeded(10_000, 5);
+    const bad = Buffer.from(good);
+    bad[5000] = (bad[5000] ?? 0) ^ 1;
+    const expected = { digest: sha256(good), size: good.length };
+    await assert.rejects(writer.addStream("blob", good.length, Readable.from([bad]), createVerifier(expected, "blob")), OcifyError);
+    await assert.rejects(writer.commit(), /not written completely/);
+    await writer.addStream("blob", good.length, Readable.from([good]), createVerifier(expected, "blob"));
+    await assert.rejects(
+      writer.addStream(
+        "short",
+        100,
+        Readable.from([Buffer.alloc(50)]),
+        createVerifier({ digest: sha256(Buffer.alloc(100)), size: 100 }, "short"),
+      ),
+      /size mismatch/,
+    );
+    await writer.addStream(
+      "short",
+      100,
+      Readable.from([Buffer.alloc(100)]),
+      createVerifier({ digest: sha256(Buffer.alloc(100)), size: 100 }, "short"),
+    );
+    await writer.commit();
+    const index = await TarIndex.open(target, "t");
+    assert.ok((await read(index, "blob")).equals(good));
+    assert.equal((await read(index, "short")).length, 100);
+  });
+
+  it("abort() leaves nothing behind, even with a stream still running", async () => {
+    const sub = mkdtempSync(join(dir, "abort-"));
+    const writer = await TarFileWriter.create(join(sub, "a.tar"));
+    const never = new PassThrough();
+    never.write(Buffer.alloc(1000));
+    const pending = writer.addStream("blob", 5000, never, createVerifier({ digest: sha256(Buffer.alloc(5000)), size: 5000 }, "blob"));
+    pending.catch(() => {});
+    await writer.abort();
+    await assert.rejects(pending);
+    assert.deepEqual(readdirSync(sub), []);
+  });
+});
