@@ -6,8 +6,8 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { request } from "node:http";
-import { createServer } from "node:net";
+import { createServer as createHttpServer, type IncomingMessage, request, type ServerResponse } from "node:http";
+import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import bcrypt from "bcryptjs";
@@ -154,4 +154,75 @@ export async function pushOciLayout(layoutDir: string, tag: string, target: stri
   const args = ["copy", "--quiet", "--insecure-policy", "--dest-tls-verify=false"];
   if (options.creds) args.push("--dest-creds", options.creds);
   await runOk("skopeo", [...args, `oci:${layoutDir}:${tag}`, `docker://${target}`]);
+}
+
+/** One request seen by a RegistryProxy. */
+export interface ProxiedRequest {
+  method: string;
+  url: string;
+  headers: Record<string, string | string[] | undefined>;
+  /** Request body bytes received (uploads). */
+  bodyBytes: number;
+  status?: number;
+}
+
+/** What a RegistryProxy may do to traffic, for fault tests. */
+export interface RegistryProxyOptions {
+  /** Answer a request itself (return true) instead of forwarding it, e.g. with a redirect or an error. */
+  intercept?(request: IncomingMessage, response: ServerResponse): boolean;
+  /** Rewrite a chunk of a forwarded response body (e.g. flip a byte); `index` counts chunks of this response. */
+  transformBody?(request: ProxiedRequest, chunk: Buffer, index: number): Buffer;
+}
+
+/** A loopback HTTP proxy in front of a registry: records every request and can inject faults. */
+export interface RegistryProxy {
+  /** `127.0.0.1:PORT`: use it as the registry host in references. */
+  host: string;
+  requests: ProxiedRequest[];
+  /** Request body bytes received by all requests so far. */
+  uploadedBytes(): number;
+  stop(): Promise<void>;
+}
+
+/** Start a RegistryProxy forwarding to `target` (`127.0.0.1:PORT`); the Host header is kept, so upload locations point back to the proxy. */
+export async function startRegistryProxy(target: string, options: RegistryProxyOptions = {}): Promise<RegistryProxy> {
+  const [targetHost, targetPort] = target.split(":") as [string, string];
+  const requests: ProxiedRequest[] = [];
+  const server = createHttpServer((req, res) => {
+    const record: ProxiedRequest = { method: req.method ?? "GET", url: req.url ?? "/", headers: { ...req.headers }, bodyBytes: 0 };
+    requests.push(record);
+    req.on("data", (chunk: Buffer) => {
+      record.bodyBytes += chunk.length;
+    });
+    if (options.intercept?.(req, res)) {
+      req.resume();
+      return;
+    }
+    const upstream = request(
+      { host: targetHost, port: Number(targetPort), method: req.method, path: req.url, headers: req.headers },
+      (upstreamResponse) => {
+        record.status = upstreamResponse.statusCode ?? 0;
+        res.writeHead(upstreamResponse.statusCode ?? 502, upstreamResponse.headers);
+        let index = 0;
+        upstreamResponse.on("data", (chunk: Buffer) => {
+          res.write(options.transformBody ? options.transformBody(record, chunk, index++) : chunk);
+        });
+        upstreamResponse.on("end", () => res.end());
+        upstreamResponse.on("error", () => res.destroy());
+      },
+    );
+    upstream.on("error", () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address() as AddressInfo;
+  return {
+    host: `127.0.0.1:${address.port}`,
+    requests,
+    uploadedBytes: () => requests.reduce((sum, r) => sum + r.bodyBytes, 0),
+    async stop() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }

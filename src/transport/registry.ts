@@ -98,6 +98,9 @@ class RegistryDestination implements ImageDestination {
   }
 
   async putBlob(descriptor: Descriptor, content: Readable): Promise<void> {
+    // Hold the bytes until the PUT takes them: a caller may already listen for 'data' (progress), which would
+    // otherwise let them flow away while the upload session is opened. undici resumes the stream when it sends.
+    content.pause();
     const what = `pushing blob ${shortDigest(descriptor.digest)} to ${this.description}`;
     const { repository } = this.reference;
     let upload = this.#pendingUploads.get(descriptor.digest);
@@ -115,6 +118,7 @@ class RegistryDestination implements ImageDestination {
   async putBlobStreaming(_mediaType: string, content: Readable, final: Promise<Descriptor>): Promise<void> {
     // `final` may reject (the build failed) while the PATCH is still running; that failure is reported by whoever awaits it.
     final.catch(() => {});
+    content.pause();
     const what = `pushing a streamed blob to ${this.description}`;
     let upload: URL | undefined;
     try {
