@@ -68,7 +68,7 @@ async function terminate(child: ChildProcess, timeoutMs: number): Promise<void> 
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   child.kill("SIGTERM");
-  const timedOut = await Promise.race([exited.then(() => false), sleep(timeoutMs).then(() => true)]);
+  const timedOut = await Promise.race([exited.then(() => false), sleep(timeoutMs, undefined, { ref: false }).then(() => true)]);
   if (timedOut) {
     child.kill("SIGKILL");
     await exited;
