@@ -1,0 +1,155 @@
+/**
+ * The block cache: `<cacheDir>/blocks/<key[0:2]>/<key>` holds one compressed block (a gzip member or zstd
+ * frame) behind a 32-byte prefix recording the CRC-32 and size of the uncompressed bytes it was made
+ * from and of the compressed bytes themselves. Nothing read from it is trusted: a reader checks the
+ * compressed bytes against the prefix, and the builder checks the uncompressed CRC-32 and size against
+ * the block it just produced from the files.
+ */
+import { createHash } from "node:crypto";
+import { statSync } from "node:fs";
+import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { crc32 } from "node:zlib";
+import type { Digest } from "../digest.js";
+import { DigestMismatchError, SizeMismatchError } from "../errors.js";
+import { tempPathFor } from "../fs-atomic.js";
+
+/** What the layer record keeps about each block. */
+export interface BlockInfo {
+  key: string;
+  /** Uncompressed size and CRC-32. */
+  usize: number;
+  ucrc: number;
+  /** Compressed size and CRC-32. */
+  csize: number;
+  ccrc: number;
+}
+
+const magic = 0x3162636f; // "ocb1"
+const prefixSize = 32;
+
+function encodePrefix(info: BlockInfo): Buffer {
+  const prefix = Buffer.alloc(prefixSize);
+  prefix.writeUInt32LE(magic, 0);
+  prefix.writeUInt32LE(info.ucrc >>> 0, 4);
+  prefix.writeUIntLE(info.usize, 8, 6);
+  prefix.writeUInt32LE(info.ccrc >>> 0, 16);
+  prefix.writeUIntLE(info.csize, 20, 6);
+  return prefix;
+}
+
+/** A cached block read back and checked against its own prefix. */
+export interface CachedBlock {
+  info: BlockInfo;
+  data: Buffer;
+}
+
+/** The block store under a cache directory. */
+export class BlockCache {
+  readonly dir: string;
+
+  constructor(cacheDir: string) {
+    this.dir = join(cacheDir, "blocks");
+  }
+
+  /** Where a block lives. */
+  path(key: string): string {
+    return join(this.dir, key.slice(0, 2), key);
+  }
+
+  /**
+   * Read a block; undefined when it is missing or damaged (a damaged file is removed, so that it is
+   * written again).
+   */
+  async read(key: string): Promise<CachedBlock | undefined> {
+    let file: Buffer;
+    try {
+      file = await readFile(this.path(key));
+    } catch {
+      return undefined;
+    }
+    const info = this.#check(key, file);
+    if (!info) {
+      await rm(this.path(key), { force: true });
+      return undefined;
+    }
+    return { info, data: file.subarray(prefixSize) };
+  }
+
+  #check(key: string, file: Buffer): BlockInfo | undefined {
+    if (file.length < prefixSize || file.readUInt32LE(0) !== magic) return undefined;
+    const info: BlockInfo = {
+      key,
+      ucrc: file.readUInt32LE(4),
+      usize: file.readUIntLE(8, 6),
+      ccrc: file.readUInt32LE(16),
+      csize: file.readUIntLE(20, 6),
+    };
+    if (info.csize !== file.length - prefixSize || crc32(file.subarray(prefixSize)) !== info.ccrc) return undefined;
+    return info;
+  }
+
+  /** Whether every block is present with the size the record says (contents are checked when read). */
+  has(blocks: readonly BlockInfo[]): boolean {
+    for (const block of blocks) {
+      try {
+        if (statSync(this.path(block.key)).size !== block.csize + prefixSize) return false;
+      } catch {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /** Store a block (temp file + rename, so a reader never sees half of one). */
+  async write(info: BlockInfo, chunks: readonly Buffer[]): Promise<void> {
+    const target = this.path(info.key);
+    await mkdir(join(this.dir, info.key.slice(0, 2)), { recursive: true });
+    const temp = tempPathFor(target);
+    const handle = await open(temp, "w");
+    try {
+      await handle.writev([encodePrefix(info), ...chunks]);
+      await handle.close();
+      await rename(temp, target);
+    } catch (error) {
+      await handle.close().catch(() => {});
+      await rm(temp, { force: true });
+      throw error;
+    }
+  }
+
+  /**
+   * The blob made of the blocks, in order, verified while it streams: each block against its recorded
+   * CRC-32 and size, the whole against the descriptor's digest and size. A damaged block is removed
+   * (so the next build makes it again) and the stream fails.
+   */
+  open(blocks: readonly BlockInfo[], expected: { digest: Digest; size: number }, what: string): Readable {
+    const cache = this;
+    async function* generate(): AsyncGenerator<Buffer> {
+      const hash = createHash("sha256");
+      let size = 0;
+      for (const block of blocks) {
+        const cached = await cache.read(block.key);
+        if (!cached || cached.info.ccrc !== block.ccrc || cached.info.csize !== block.csize) {
+          await rm(cache.path(block.key), { force: true });
+          throw new DigestMismatchError(
+            `${what}: cached block ${block.key.slice(0, 12)}`,
+            `crc32 ${block.ccrc.toString(16)}`,
+            cached ? `crc32 ${cached.info.ccrc.toString(16)}` : "a missing or damaged file",
+            {
+              hint: "the layer cache was damaged; run the build again to rebuild the layer",
+            },
+          );
+        }
+        hash.update(cached.data);
+        size += cached.data.length;
+        yield cached.data;
+      }
+      if (size !== expected.size) throw new SizeMismatchError(what, expected.size, size);
+      const actual = `sha256:${hash.digest("hex")}`;
+      if (actual !== expected.digest) throw new DigestMismatchError(what, expected.digest, actual);
+    }
+    return Readable.from(generate(), { objectMode: false, highWaterMark: 1 << 20 });
+  }
+}

@@ -1,0 +1,279 @@
+/**
+ * Cutting a layer's tar into blocks that are compressed (and cached) on their own, and producing their
+ * bytes. Cut points depend only on the entries near them, so a file that changes size moves no block
+ * boundary outside its neighbourhood:
+ * - a file larger than `largeFile` starts a block, is split every `chunkSize` bytes from its own start,
+ *   and ends its block;
+ * - smaller entries fill a block until it holds `minBlock` bytes and an entry whose name hashes to
+ *   0 mod `hashCut` comes, or until the next entry would make it larger than `maxBlock`.
+ * A block's key digests what went into it (headers, change detectors, file-relative ranges), never its
+ * position in the tar.
+ */
+import { createHash, type Hash } from "node:crypto";
+import { closeSync, openSync, readSync } from "node:fs";
+import { crc32 } from "node:zlib";
+import { InputError } from "../errors.js";
+import { detectorSize, encodedHead, type LayerPlan } from "./plan.js";
+import { endOfArchiveSize, paddingFor } from "./tar.js";
+
+/** Block-size policy. */
+export interface BlockPolicy {
+  minBlock: number;
+  maxBlock: number;
+  largeFile: number;
+  chunkSize: number;
+  hashCut: number;
+}
+
+/** The policy used for layers (measured: see docs/compression.md). */
+export const defaultPolicy: BlockPolicy = { minBlock: 1 << 20, maxBlock: 4 << 20, largeFile: 1 << 20, chunkSize: 4 << 20, hashCut: 8 };
+
+/**
+ * A plan in flat typed arrays: cheap to send to a worker thread (no per-entry objects, no pooled Buffer
+ * views that would drag whole 8 KiB pools along).
+ */
+export interface PackedPlan {
+  heads: Uint8Array;
+  /** End of each entry's header bytes in `heads`. */
+  headEnd: Float64Array;
+  size: Float64Array;
+  source: Int32Array;
+  sourceOffset: Float64Array;
+  detectors: Uint8Array;
+  paths: Uint8Array;
+  pathEnd: Float64Array;
+  /** Block ends as tar offsets; the last is the tar's size. */
+  cuts: Float64Array;
+}
+
+/** Pack a plan and compute its block cuts. */
+export function packPlan(plan: LayerPlan, policy: BlockPolicy = defaultPolicy): PackedPlan {
+  const n = plan.entries.length;
+  const headList = plan.entries.map(encodedHead);
+  const heads = new Uint8Array(headList.reduce((sum, h) => sum + h.length, 0));
+  const headEnd = new Float64Array(n);
+  const size = new Float64Array(n);
+  const source = new Int32Array(n);
+  const sourceOffset = new Float64Array(n);
+  const detectors = new Uint8Array(n * detectorSize);
+  let at = 0;
+  plan.entries.forEach((entry, i) => {
+    const head = headList[i] as Buffer;
+    heads.set(head, at);
+    at += head.length;
+    headEnd[i] = at;
+    size[i] = entry.header.size;
+    source[i] = entry.source;
+    sourceOffset[i] = entry.sourceOffset;
+    detectors.set(entry.detector, i * detectorSize);
+  });
+  const paths = new Uint8Array(plan.sources.reduce((sum, p) => sum + p.length, 0));
+  const pathEnd = new Float64Array(plan.sources.length);
+  at = 0;
+  plan.sources.forEach((path, i) => {
+    paths.set(path, at);
+    at += path.length;
+    pathEnd[i] = at;
+  });
+  const packed: PackedPlan = { heads, headEnd, size, source, sourceOffset, detectors, paths, pathEnd, cuts: new Float64Array(0) };
+  packed.cuts = cutBlocks(packed, plan, policy);
+  return packed;
+}
+
+function nameHash(name: Buffer): number {
+  // FNV-1a, 32 bits.
+  let hash = 0x811c9dc5;
+  for (const byte of name) hash = Math.imul(hash ^ byte, 0x01000193);
+  return hash >>> 0;
+}
+
+function headLength(plan: PackedPlan, i: number): number {
+  return (plan.headEnd[i] as number) - (i === 0 ? 0 : (plan.headEnd[i - 1] as number));
+}
+
+function cutBlocks(packed: PackedPlan, plan: LayerPlan, policy: BlockPolicy): Float64Array {
+  const cuts: number[] = [];
+  let blockStart = 0;
+  let offset = 0;
+  const cut = (at: number): void => {
+    if (at > blockStart) {
+      cuts.push(at);
+      blockStart = at;
+    }
+  };
+  for (let i = 0; i < packed.size.length; i++) {
+    const head = headLength(packed, i);
+    const content = packed.size[i] as number;
+    const total = head + content + paddingFor(content);
+    if (content > policy.largeFile) {
+      cut(offset);
+      const contentStart = offset + head;
+      for (let k = policy.chunkSize; k < content; k += policy.chunkSize) cut(contentStart + k);
+      cut(offset + total);
+    } else {
+      const current = offset - blockStart;
+      const name = plan.entries[i]?.header.name as Buffer;
+      if ((current >= policy.minBlock && nameHash(name) % policy.hashCut === 0) || current + total > policy.maxBlock) cut(offset);
+    }
+    offset += total;
+  }
+  cuts.push(offset + endOfArchiveSize);
+  return Float64Array.from(cuts);
+}
+
+/** Block keys: a digest of what went into each block, salted with the codec (so gzip-1 and zstd-3 never mix). */
+export function blockKeys(plan: PackedPlan, salt: string): string[] {
+  const keys: string[] = [];
+  let entry = 0;
+  let entryStart = 0;
+  let blockStart = 0;
+  const position = Buffer.alloc(16);
+  for (const end of plan.cuts) {
+    const hash = createHash("sha256").update(salt);
+    while (entry < plan.size.length && entryStart < end) {
+      const head = headLength(plan, entry);
+      const content = plan.size[entry] as number;
+      const total = head + content + paddingFor(content);
+      const lo = Math.max(blockStart, entryStart) - entryStart;
+      const hi = Math.min(end, entryStart + total) - entryStart;
+      const headStart = (plan.headEnd[entry] as number) - head;
+      if (lo === 0) hash.update(plan.heads.subarray(headStart, headStart + head));
+      position.writeDoubleLE(lo, 0);
+      position.writeDoubleLE(hi, 8);
+      hash.update(plan.detectors.subarray(entry * detectorSize, (entry + 1) * detectorSize)).update(position);
+      if (entryStart + total <= end) {
+        entryStart += total;
+        entry++;
+      } else break;
+    }
+    if (end > entryStart) hash.update("end-of-archive");
+    keys.push(hash.digest("hex"));
+    blockStart = end;
+  }
+  return keys;
+}
+
+/** Bytes of one block, the CRC-32 of those bytes. */
+export interface ProducedBlock {
+  index: number;
+  data: Buffer;
+  crc: number;
+}
+
+/**
+ * Produces a plan's blocks in order with synchronous reads, hashing the whole tar (the diffID) on the way.
+ * Runs on the main thread or in a worker (producer-worker.ts).
+ */
+export class BlockProducer {
+  readonly #plan: PackedPlan;
+  readonly #diffID: Hash = createHash("sha256");
+  #next = 0;
+  #entry = 0;
+  #entryStart = 0;
+  #fd = -1;
+  #fdSource = -1;
+
+  constructor(plan: PackedPlan) {
+    this.#plan = plan;
+  }
+
+  /** Number of blocks. */
+  get count(): number {
+    return this.#plan.cuts.length;
+  }
+
+  /** The sha256 of every byte produced so far (the diffID once all blocks are produced). */
+  diffID(): string {
+    return `sha256:${this.#diffID.digest("hex")}`;
+  }
+
+  #path(source: number): Buffer {
+    const { paths, pathEnd } = this.#plan;
+    const start = source === 0 ? 0 : (pathEnd[source - 1] as number);
+    return Buffer.from(paths.buffer, paths.byteOffset + start, (pathEnd[source] as number) - start);
+  }
+
+  #read(source: number, target: Buffer, at: number, length: number, position: number): void {
+    if (this.#fdSource !== source) {
+      this.close();
+      try {
+        this.#fd = openSync(this.#path(source), "r");
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        const what = this.#path(source).toString();
+        if (code === "ENOENT")
+          throw new InputError(`${what} disappeared while the layer was being built`, { hint: "build again once it stops changing" });
+        throw new InputError(`cannot read ${what}: ${(error as Error).message}`, { hint: "check its permissions", cause: error });
+      }
+      this.#fdSource = source;
+    }
+    let done = 0;
+    while (done < length) {
+      const n = readSync(this.#fd, target, at + done, length - done, position + done);
+      if (n === 0) {
+        throw new InputError(`${this.#path(source).toString()} changed while the layer was being built (it became shorter)`, {
+          hint: "build again once it stops changing",
+        });
+      }
+      done += n;
+    }
+  }
+
+  /** Produce the next block; undefined after the last. */
+  next(): ProducedBlock | undefined {
+    const plan = this.#plan;
+    const index = this.#next;
+    if (index >= plan.cuts.length) return undefined;
+    const start = index === 0 ? 0 : (plan.cuts[index - 1] as number);
+    const end = plan.cuts[index] as number;
+    const data = Buffer.allocUnsafeSlow(end - start);
+    let filled = 0;
+    while (this.#entry < plan.size.length && this.#entryStart < end) {
+      const i = this.#entry;
+      const head = headLength(plan, i);
+      const content = plan.size[i] as number;
+      const pad = paddingFor(content);
+      const base = this.#entryStart;
+      // Header.
+      const headFrom = Math.max(start, base);
+      const headTo = Math.min(end, base + head);
+      if (headTo > headFrom) {
+        const headStart = (plan.headEnd[i] as number) - head;
+        data.set(plan.heads.subarray(headStart + headFrom - base, headStart + headTo - base), filled);
+        filled += headTo - headFrom;
+      }
+      // Content.
+      const contentFrom = Math.max(start, base + head);
+      const contentTo = Math.min(end, base + head + content);
+      if (contentTo > contentFrom) {
+        const within = contentFrom - base - head;
+        this.#read(plan.source[i] as number, data, filled, contentTo - contentFrom, (plan.sourceOffset[i] as number) + within);
+        filled += contentTo - contentFrom;
+      }
+      // Padding.
+      const padFrom = Math.max(start, base + head + content);
+      const padTo = Math.min(end, base + head + content + pad);
+      if (padTo > padFrom) {
+        data.fill(0, filled, filled + padTo - padFrom);
+        filled += padTo - padFrom;
+      }
+      if (base + head + content + pad <= end) {
+        this.#entryStart += head + content + pad;
+        this.#entry++;
+      } else break;
+    }
+    // The end-of-archive marker.
+    if (filled < data.length) data.fill(0, filled);
+    this.#diffID.update(data);
+    this.#next++;
+    if (this.#next === plan.cuts.length) this.close();
+    return { index, data, crc: crc32(data) };
+  }
+
+  /** Close the open file, if any. */
+  close(): void {
+    if (this.#fd >= 0) closeSync(this.#fd);
+    this.#fd = -1;
+    this.#fdSource = -1;
+  }
+}

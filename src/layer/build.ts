@@ -1,0 +1,517 @@
+/**
+ * Layer builds: files → deterministic tar → diffID → compressed blocks → blob digest, in one streaming
+ * pass with bounded memory. Blocks compress in parallel on the libuv pool and are cached by what went
+ * into them, so a rebuild recompresses only the blocks whose files changed; when no file changed at all
+ * (change detectors equal, racy-clean) the recorded layer is reused without reading any content.
+ */
+import { createHash } from "node:crypto";
+import { type BigIntStats, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { Readable } from "node:stream";
+import { Worker } from "node:worker_threads";
+import { crc32 } from "node:zlib";
+import type { Digest } from "../digest.js";
+import { InputError, OcifyError, UsageError } from "../errors.js";
+import { tempPathFor, writeFileAtomic } from "../fs-atomic.js";
+import type { Descriptor } from "../image/descriptor.js";
+import type { Compression } from "../media-types.js";
+import { noProgress, type ProgressSink } from "../progress.js";
+import { BlockCache, type BlockInfo } from "./block-cache.js";
+import { BlockProducer, blockKeys, type PackedPlan, type ProducedBlock, packPlan } from "./blocks.js";
+import { type BlockCodec, createCodec, gzipTrailer } from "./compression.js";
+import { detectorMtimeNs, detectorOf, type EntryOptions, encodedHead, type LayerPlan, planPath } from "./plan.js";
+import { isTarballName, planTarball } from "./tarball.js";
+
+/** A `--layer SRC[:DEST]` flag: a directory, file or tarball and where it goes in the image. */
+export interface LayerSource {
+  source: string;
+  dest: string;
+}
+
+/** Parse `SRC[:DEST]` (split at the last ":"); DEST defaults to "/" and must be absolute. */
+export function parseLayerFlag(text: string): LayerSource {
+  const colon = text.lastIndexOf(":");
+  const source = colon < 0 ? text : text.slice(0, colon);
+  const dest = colon < 0 ? "/" : text.slice(colon + 1);
+  if (source === "") throw new UsageError(`--layer ${text}: no source path`, { hint: "write --layer SRC[:DEST], e.g. --layer ./out:/app" });
+  if (!dest.startsWith("/")) {
+    throw new UsageError(`--layer ${text}: destination "${dest}" is not an absolute path`, {
+      hint: "write --layer SRC:/path; a SRC that contains ':' needs an explicit :DEST",
+    });
+  }
+  return { source, dest };
+}
+
+/** How to build a layer. */
+export interface LayerBuildOptions {
+  /** The ocify cache root; blocks go to `<cacheDir>/blocks`, layer records to `<cacheDir>/layers`. */
+  cacheDir: string;
+  compression: Compression;
+  /** Compression level; default gzip 1, zstd 3 (see docs/compression.md). */
+  level?: number;
+  /** The media type the descriptor gets. */
+  mediaType: string;
+  /** Owner of every entry (default 0:0). */
+  chown?: { uid: number; gid: number };
+  /** Keep on-disk (or in-archive) owners, as `ocify import` does. */
+  preserveOwners?: boolean;
+  /** Seconds since the epoch for every entry's mtime (SOURCE_DATE_EPOCH, default 0). */
+  mtime?: number;
+  signal?: AbortSignal;
+  /** Receives phase start/progress/done events of kind "build"; bytes count the uncompressed tar. */
+  progress?: ProgressSink;
+  /** Receives the compressed blob as it is produced (a concurrent upload); awaited, and it applies backpressure. */
+  tee?: (content: Readable) => Promise<void>;
+  /** The history line; default "ocify layer SRC -> DEST". */
+  createdBy?: string;
+}
+
+/** A layer in the cache. */
+export interface BuiltLayer {
+  /** The compressed blob's media type, digest and size. */
+  descriptor: Descriptor;
+  /** sha256 of the uncompressed tar. */
+  diffID: Digest;
+  /** A history line for the image config. */
+  createdBy: string;
+  /** The compressed blob again, read from the cache and verified while it streams. */
+  open(): Readable;
+  /** Size of the uncompressed tar. */
+  tarSize: number;
+  /** Blocks in the blob, and how many were taken from the cache instead of compressed. */
+  blocks: number;
+  reusedBlocks: number;
+  /** Whether nothing was read: no file changed since the recorded build. */
+  unchanged: boolean;
+}
+
+const recordVersion = 1;
+/** Layers whose tar is at least this large are produced in a worker thread (measured: docs/compression.md). */
+const workerThreshold = 32 << 20;
+/** Blocks being looked up or compressed at once, and blocks the worker may produce ahead of them. */
+const window = 6;
+const lookahead = 4;
+
+interface LayerRecord {
+  version: number;
+  fingerprint: string;
+  /** When the build that wrote this record started listing files (ns since the epoch), for the racy-clean check. */
+  scanStartNs: string;
+  diffID: Digest;
+  digest: Digest;
+  size: number;
+  tarSize: number;
+  blocks: BlockInfo[];
+}
+
+function readRecord(path: string): LayerRecord | undefined {
+  try {
+    const record = JSON.parse(readFileSync(path, "utf8")) as LayerRecord;
+    return record.version === recordVersion && Array.isArray(record.blocks) ? record : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether a file could have changed without its change detector changing: its mtime is too close to (or
+ * after) the moment the recorded build began listing files. Like git's racy-clean rule; a coarse
+ * timestamp (whole seconds) gets a 2 s margin, a fine one 100 ms.
+ */
+export function isRacy(mtimeNs: bigint, scanStartNs: bigint): boolean {
+  const margin = mtimeNs % 1_000_000_000n === 0n ? 2_000_000_000n : 100_000_000n;
+  return mtimeNs + margin >= scanStartNs;
+}
+
+function planIsRacy(plan: { detectors: Buffer[] }, scanStartNs: bigint): boolean {
+  return plan.detectors.some((detector) => isRacy(detectorMtimeNs(detector), scanStartNs));
+}
+
+/** Produces blocks in order, on this thread or a worker. */
+interface BlockSource {
+  take(): Promise<ProducedBlock | undefined>;
+  diffID(): Promise<string>;
+  close(): Promise<void>;
+}
+
+function inlineSource(plan: PackedPlan): BlockSource {
+  const producer = new BlockProducer(plan);
+  return {
+    async take() {
+      return producer.next();
+    },
+    async diffID() {
+      return producer.diffID();
+    },
+    async close() {
+      producer.close();
+    },
+  };
+}
+
+function workerSource(plan: PackedPlan): BlockSource {
+  const control = new SharedArrayBuffer(8);
+  const state = new Int32Array(control);
+  state[0] = lookahead + window;
+  const worker = new Worker(new URL("./producer-worker.js", import.meta.url), { workerData: { plan, control } });
+  const queue: ProducedBlock[] = [];
+  let waiter: { resolve: (b: ProducedBlock | undefined) => void; reject: (e: unknown) => void } | undefined;
+  let failure: unknown;
+  let finished = false;
+  let diffID: string | undefined;
+  const settle = (): void => {
+    if (!waiter) return;
+    const w = waiter;
+    if (queue.length > 0) {
+      waiter = undefined;
+      w.resolve(queue.shift());
+    } else if (failure !== undefined) {
+      waiter = undefined;
+      w.reject(failure);
+    } else if (finished) {
+      waiter = undefined;
+      w.resolve(undefined);
+    }
+  };
+  worker.on(
+    "message",
+    (message: {
+      type: string;
+      index: number;
+      crc: number;
+      data: ArrayBuffer;
+      diffID: string;
+      message: string;
+      code?: string;
+      hint?: string;
+    }) => {
+      if (message.type === "block") queue.push({ index: message.index, crc: message.crc, data: Buffer.from(message.data) });
+      else if (message.type === "done") {
+        diffID = message.diffID;
+        finished = true;
+      } else if (message.type === "error") {
+        failure =
+          message.code === "INPUT"
+            ? new InputError(message.message, { hint: message.hint })
+            : message.code
+              ? new OcifyError(message.code, message.message, { hint: message.hint })
+              : new Error(message.message);
+      }
+      settle();
+    },
+  );
+  worker.on("error", (error) => {
+    failure ??= error;
+    settle();
+  });
+  worker.on("exit", () => {
+    if (!finished) failure ??= new Error("the layer producer thread stopped unexpectedly");
+    settle();
+  });
+  return {
+    take() {
+      return new Promise((resolve, reject) => {
+        waiter = {
+          resolve: (block) => {
+            if (block) {
+              Atomics.add(state, 0, 1);
+              Atomics.notify(state, 0);
+            }
+            resolve(block);
+          },
+          reject,
+        };
+        settle();
+      });
+    },
+    async diffID() {
+      if (diffID === undefined) throw new Error("the layer producer thread did not finish");
+      return diffID;
+    },
+    async close() {
+      Atomics.store(state, 1, 1);
+      Atomics.notify(state, 0);
+      await worker.terminate();
+    },
+  };
+}
+
+/** Feeds `tee` with backpressure; a consumer that stops early is let go, one that fails fails the build. */
+class TeeFeed {
+  readonly stream: Readable;
+  readonly #result: Promise<void>;
+  #wake: (() => void) | undefined;
+  #settled = false;
+  #error: unknown;
+
+  constructor(tee: (content: Readable) => Promise<void>) {
+    this.stream = new Readable({
+      highWaterMark: 4 << 20,
+      read: () => {
+        const wake = this.#wake;
+        this.#wake = undefined;
+        wake?.();
+      },
+    });
+    this.#result = Promise.resolve()
+      .then(() => tee(this.stream))
+      .then(
+        () => {
+          this.#settled = true;
+        },
+        (error: unknown) => {
+          this.#settled = true;
+          this.#error = error ?? new Error("tee failed");
+        },
+      );
+  }
+
+  #check(): void {
+    if (this.#error !== undefined) throw this.#error;
+  }
+
+  async push(chunk: Buffer): Promise<void> {
+    this.#check();
+    if (this.#settled) return;
+    if (!this.stream.push(chunk)) {
+      await Promise.race([new Promise<void>((resolve) => (this.#wake = resolve)), this.#result]);
+      this.#check();
+    }
+  }
+
+  async end(): Promise<void> {
+    this.#check();
+    if (!this.#settled) this.stream.push(null);
+    await this.#result;
+    this.#check();
+  }
+
+  async fail(error: unknown): Promise<void> {
+    this.stream.destroy(error instanceof Error ? error : new Error(String(error)));
+    await this.#result;
+  }
+}
+
+interface Produced {
+  diffID: Digest;
+  digest: Digest;
+  size: number;
+  blocks: BlockInfo[];
+  reused: number;
+}
+
+interface Finished {
+  index: number;
+  info: BlockInfo;
+  chunks: readonly Buffer[];
+  reused: boolean;
+}
+
+function cachedBlockMatches(codec: BlockCodec, cached: { info: BlockInfo; data: Buffer }, block: ProducedBlock): boolean {
+  if (cached.info.usize !== block.data.length || cached.info.ucrc !== block.crc >>> 0) return false;
+  if (codec.compression === "gzip") {
+    const trailer = gzipTrailer(cached.data);
+    return trailer !== undefined && trailer.crc === block.crc >>> 0 && trailer.size === block.data.length % 2 ** 32;
+  }
+  if (codec.compression === "none") return cached.info.ccrc === cached.info.ucrc && cached.info.csize === cached.info.usize;
+  return true;
+}
+
+async function produce(
+  packed: PackedPlan,
+  codec: BlockCodec,
+  cache: BlockCache,
+  options: LayerBuildOptions,
+  label: string,
+): Promise<Produced> {
+  const keys = blockKeys(packed, codec.id);
+  const tarTotal = packed.cuts[packed.cuts.length - 1] as number;
+  const useWorker = (process.env.OCIFY_LAYER_PRODUCER ?? (tarTotal >= workerThreshold ? "worker" : "inline")) === "worker";
+  const source = useWorker ? workerSource(packed) : inlineSource(packed);
+  const progress = options.progress ?? noProgress;
+  const tee = options.tee ? new TeeFeed(options.tee) : undefined;
+  const digest = createHash("sha256");
+  const blocks: BlockInfo[] = [];
+  let size = 0;
+  let reused = 0;
+
+  const finish = async (block: ProducedBlock): Promise<Finished> => {
+    const key = keys[block.index] as string;
+    const cached = await cache.read(key);
+    if (cached && cachedBlockMatches(codec, cached, block))
+      return { index: block.index, info: cached.info, chunks: [cached.data], reused: true };
+    const chunks = await codec.compress(block.data, block.crc);
+    let ccrc = 0;
+    let csize = 0;
+    for (const chunk of chunks) {
+      ccrc = crc32(chunk, ccrc);
+      csize += chunk.length;
+    }
+    const info: BlockInfo = { key, usize: block.data.length, ucrc: block.crc >>> 0, csize, ccrc: ccrc >>> 0 };
+    await cache.write(info, chunks);
+    return { index: block.index, info, chunks, reused: false };
+  };
+
+  progress({ phase: "start", kind: "build", id: label, bytes: 0, total: tarTotal });
+  const inFlight: Promise<Finished>[] = [];
+  try {
+    let producing = true;
+    for (;;) {
+      while (producing && inFlight.length < window) {
+        options.signal?.throwIfAborted();
+        const block = await source.take();
+        if (!block) {
+          producing = false;
+          break;
+        }
+        const pending = finish(block);
+        pending.catch(() => {});
+        inFlight.push(pending);
+      }
+      const next = inFlight.shift();
+      if (!next) break;
+      const done = await next;
+      for (const chunk of done.chunks) {
+        digest.update(chunk);
+        size += chunk.length;
+        if (tee) await tee.push(chunk);
+      }
+      blocks.push(done.info);
+      if (done.reused) reused++;
+      progress({ phase: "progress", kind: "build", id: label, bytes: packed.cuts[done.index] as number, total: tarTotal });
+    }
+    const diffID = (await source.diffID()) as Digest;
+    if (tee) await tee.end();
+    progress({ phase: "done", kind: "build", id: label, bytes: tarTotal, total: tarTotal });
+    return { diffID, digest: `sha256:${digest.digest("hex")}`, size, blocks, reused };
+  } catch (error) {
+    await Promise.allSettled(inFlight);
+    if (tee) await tee.fail(error);
+    throw error;
+  } finally {
+    await source.close();
+  }
+}
+
+function layerOf(
+  record: LayerRecord,
+  cache: BlockCache,
+  mediaType: string,
+  createdBy: string,
+  unchanged: boolean,
+  reused: number,
+): BuiltLayer {
+  const descriptor: Descriptor = { mediaType, digest: record.digest, size: record.size };
+  return {
+    descriptor,
+    diffID: record.diffID,
+    createdBy,
+    tarSize: record.tarSize,
+    blocks: record.blocks.length,
+    reusedBlocks: reused,
+    unchanged,
+    open: () => cache.open(record.blocks, descriptor, `layer ${record.digest}`),
+  };
+}
+
+/** Build a layer from a directory, a file or a tarball into the cache (or reuse what an earlier build left there). */
+export async function buildLayer(source: LayerSource, options: LayerBuildOptions): Promise<BuiltLayer> {
+  options.signal?.throwIfAborted();
+  const createdBy = options.createdBy ?? `ocify layer ${source.source} -> ${source.dest}`;
+  let top: BigIntStats;
+  try {
+    top = statSync(source.source, { bigint: true });
+  } catch {
+    throw new InputError(`layer source ${source.source} does not exist`, { hint: "check the path given to --layer" });
+  }
+  if (!source.dest.startsWith("/"))
+    throw new UsageError(`layer destination "${source.dest}" is not an absolute path`, { hint: "write SRC:/path" });
+  const codec = await createCodec(options.compression, options.level);
+  try {
+    const entryOptions: EntryOptions = {
+      uid: options.chown?.uid ?? 0,
+      gid: options.chown?.gid ?? 0,
+      preserveOwners: options.preserveOwners ?? false,
+      mtime: options.mtime ?? 0,
+    };
+    const tarball = top.isFile() && (isTarballName(source.source) || entryOptions.preserveOwners);
+    const identity = JSON.stringify([
+      recordVersion,
+      resolve(source.source),
+      source.dest,
+      options.mediaType,
+      codec.id,
+      entryOptions,
+      tarball ? "tarball" : "tree",
+    ]);
+    const recordPath = join(options.cacheDir, "layers", `${createHash("sha256").update(identity).digest("hex")}.json`);
+    const cache = new BlockCache(options.cacheDir);
+    const record = readRecord(recordPath);
+    const scanStartNs = BigInt(Date.now()) * 1_000_000n;
+
+    let plan: LayerPlan | undefined;
+    let fingerprint: string;
+    let detectors: Buffer[];
+    let spool: string | undefined;
+    if (tarball) {
+      const detector = detectorOf(top);
+      detectors = [detector];
+      fingerprint = createHash("sha256").update(identity).update(detector).digest("hex");
+    } else {
+      plan = planPath(source.source, source.dest, entryOptions);
+      const hash = createHash("sha256").update(identity);
+      detectors = [];
+      for (const entry of plan.entries) {
+        hash.update(encodedHead(entry)).update(entry.detector);
+        if (entry.source >= 0) detectors.push(entry.detector);
+      }
+      fingerprint = hash.digest("hex");
+    }
+
+    if (
+      record &&
+      record.fingerprint === fingerprint &&
+      !planIsRacy({ detectors }, BigInt(record.scanStartNs)) &&
+      cache.has(record.blocks)
+    ) {
+      options.progress?.({ phase: "skipped", kind: "build", id: source.source, bytes: record.tarSize, total: record.tarSize });
+      const layer = layerOf(record, cache, options.mediaType, createdBy, true, record.blocks.length);
+      if (options.tee) {
+        const stream = layer.open();
+        await options.tee(stream);
+      }
+      return layer;
+    }
+
+    try {
+      if (tarball) {
+        mkdirSync(join(options.cacheDir, "tmp"), { recursive: true });
+        spool = tempPathFor(join(options.cacheDir, "tmp", "spool"));
+        plan = await planTarball(source.source, source.dest, entryOptions, spool, detectors[0] as Buffer, options.signal);
+      }
+      const packed = packPlan(plan as LayerPlan);
+      const produced = await produce(packed, codec, cache, options, source.source);
+      const built: LayerRecord = {
+        version: recordVersion,
+        fingerprint,
+        scanStartNs: String(scanStartNs),
+        diffID: produced.diffID,
+        digest: produced.digest,
+        size: produced.size,
+        tarSize: packed.cuts[packed.cuts.length - 1] as number,
+        blocks: produced.blocks,
+      };
+      await writeFileAtomic(recordPath, JSON.stringify(built));
+      return layerOf(built, cache, options.mediaType, createdBy, false, produced.reused);
+    } finally {
+      if (spool) rmSync(spool, { force: true });
+    }
+  } finally {
+    await codec.close();
+  }
+}
+
+/** `docker import`: a root filesystem directory or tarball as one layer at "/", owners, modes, devices and links kept. */
+export function importRootfs(path: string, options: Omit<LayerBuildOptions, "preserveOwners">): Promise<BuiltLayer> {
+  return buildLayer({ source: path, dest: "/" }, { createdBy: `ocify import ${path}`, ...options, preserveOwners: true });
+}

@@ -1,0 +1,253 @@
+/**
+ * Layer codecs and input detection. A layer blob is a sequence of independently compressed blocks: gzip
+ * members (RFC 1952 §2.2: a gzip file is a series of members) or zstd frames (RFC 8878 §3.1), each
+ * decodable on its own, so blocks compress in parallel on the libuv pool and are cached one by one.
+ */
+import { spawn } from "node:child_process";
+import { closeSync, createReadStream, openSync, readSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { type Duplex, pipeline, type Readable } from "node:stream";
+import { Worker } from "node:worker_threads";
+import * as zlib from "node:zlib";
+import { InputError } from "../errors.js";
+import type { Compression } from "../media-types.js";
+
+/** Compresses one block into one self-contained gzip member or zstd frame. */
+export interface BlockCodec {
+  /** Names the codec, level and implementation: part of every block cache key. */
+  readonly id: string;
+  readonly compression: Compression;
+  /** Compress `data` (whose CRC-32 is `crc`) into one member/frame, as one or more buffers. */
+  compress(data: Buffer, crc: number): Promise<Buffer[]>;
+  /** Release threads the codec holds. */
+  close(): Promise<void>;
+}
+
+/** Default levels: gzip 1 and zstd 3 (measurements in docs/compression.md). */
+export const defaultLevel: Record<Compression, number> = { gzip: 1, zstd: 3, none: 0 };
+
+// A fixed member header: no name, mtime 0, XFL 0, OS 255 ("unknown"), so the bytes never depend on the
+// machine, the time or the level.
+const gzipHeader = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0xff]);
+
+/** Build a gzip member from a raw deflate stream. */
+function gzipMember(deflated: Buffer, crc: number, size: number): Buffer[] {
+  const trailer = Buffer.alloc(8);
+  trailer.writeUInt32LE(crc >>> 0, 0);
+  trailer.writeUInt32LE(size % 2 ** 32, 4);
+  return [gzipHeader, deflated, trailer];
+}
+
+/** Read back a gzip member's trailer: the CRC-32 and size (mod 2^32) of its uncompressed bytes. */
+export function gzipTrailer(member: Buffer): { crc: number; size: number } | undefined {
+  if (member.length < 18 || member[0] !== 0x1f || member[1] !== 0x8b) return undefined;
+  return { crc: member.readUInt32LE(member.length - 8), size: member.readUInt32LE(member.length - 4) };
+}
+
+function gzipCodec(level: number): BlockCodec {
+  const options: zlib.ZlibOptions = { level, windowBits: 15, memLevel: 8, strategy: zlib.constants.Z_DEFAULT_STRATEGY, chunkSize: 1 << 20 };
+  return {
+    id: `gzip/${level}/zlib-${process.versions.zlib}`,
+    compression: "gzip",
+    compress(data, crc) {
+      return new Promise((resolve, reject) => {
+        zlib.deflateRaw(data, options, (error, deflated) => (error ? reject(error) : resolve(gzipMember(deflated, crc, data.length))));
+      });
+    },
+    async close() {},
+  };
+}
+
+const noneCodec: BlockCodec = {
+  id: "none",
+  compression: "none",
+  async compress(data) {
+    return [data];
+  },
+  async close() {},
+};
+
+type ZstdCallback = (error: Error | null, result: Buffer) => void;
+const nodeZstd = zlib as unknown as {
+  zstdCompress?: (data: Buffer, options: { params: Record<number, number> }, callback: ZstdCallback) => void;
+  createZstdDecompress?: () => NodeJS.ReadWriteStream;
+  constants: Record<string, number>;
+};
+
+/** Whether this Node has zstd in zlib (Node >= 22.15). */
+export function hasNodeZstd(): boolean {
+  return typeof nodeZstd.zstdCompress === "function" && typeof nodeZstd.constants.ZSTD_c_compressionLevel === "number";
+}
+
+function nodeZstdCodec(level: number): BlockCodec {
+  const compress = nodeZstd.zstdCompress as NonNullable<typeof nodeZstd.zstdCompress>;
+  const params = { [nodeZstd.constants.ZSTD_c_compressionLevel as number]: level };
+  return {
+    id: `zstd/${level}/node-${process.versions.zstd ?? process.version}`,
+    compression: "zstd",
+    compress(data) {
+      return new Promise((resolve, reject) => compress(data, { params }, (error, out) => (error ? reject(error) : resolve([out]))));
+    },
+    async close() {},
+  };
+}
+
+/** zstd through @cloudpss/zstd (Node 20), which compresses synchronously: run it in a pool of worker threads. */
+async function napiZstdCodec(level: number): Promise<BlockCodec> {
+  let version: string;
+  try {
+    const module = (await import("@cloudpss/zstd" as string)) as { ZSTD_VERSION: () => string };
+    version = module.ZSTD_VERSION();
+  } catch (error) {
+    throw new InputError("zstd compression needs Node >= 22.15 or the optional dependency @cloudpss/zstd", {
+      hint: "upgrade Node, reinstall ocify with optional dependencies, or use --compression gzip",
+      cause: error,
+    });
+  }
+  const size = Math.max(1, Math.min(availableParallelism(), 4));
+  const workers = Array.from({ length: size }, () => new Worker(new URL("./zstd-worker.js", import.meta.url), { workerData: { level } }));
+  const pending = new Map<number, { resolve: (b: Buffer[]) => void; reject: (e: Error) => void }>();
+  let nextId = 0;
+  let turn = 0;
+  for (const worker of workers) {
+    worker.unref();
+    worker.on("message", (message: { id: number; data?: Uint8Array; error?: string }) => {
+      const waiter = pending.get(message.id);
+      pending.delete(message.id);
+      if (!waiter) return;
+      if (message.error !== undefined || !message.data) waiter.reject(new Error(message.error ?? "zstd worker failed"));
+      else waiter.resolve([Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength)]);
+    });
+    worker.on("error", (error) => {
+      for (const waiter of pending.values()) waiter.reject(error);
+      pending.clear();
+    });
+  }
+  return {
+    id: `zstd/${level}/napi-${version}`,
+    compression: "zstd",
+    compress(data) {
+      return new Promise((resolve, reject) => {
+        const id = nextId++;
+        pending.set(id, { resolve, reject });
+        const worker = workers[turn++ % workers.length] as Worker;
+        // Copy into a transferable buffer: the caller keeps `data` for hashing and retries.
+        const copy = new Uint8Array(data.length);
+        copy.set(data);
+        worker.postMessage({ id, data: copy }, [copy.buffer]);
+      });
+    },
+    async close() {
+      await Promise.all(workers.map((w) => w.terminate()));
+    },
+  };
+}
+
+/** The block codec for a compression and level (default level when undefined). */
+export async function createCodec(compression: Compression, level?: number): Promise<BlockCodec> {
+  if (compression === "none") return noneCodec;
+  if (compression === "gzip") {
+    const chosen = level ?? defaultLevel.gzip;
+    if (!Number.isInteger(chosen) || chosen < 0 || chosen > 9)
+      throw new InputError(`gzip level ${chosen} is out of range`, { hint: "use 0 to 9" });
+    return gzipCodec(chosen);
+  }
+  const chosen = level ?? defaultLevel.zstd;
+  if (!Number.isInteger(chosen) || chosen < 1 || chosen > 22)
+    throw new InputError(`zstd level ${chosen} is out of range`, { hint: "use 1 to 22" });
+  return hasNodeZstd() ? nodeZstdCodec(chosen) : napiZstdCodec(chosen);
+}
+
+/** The compression of a stream, from its first bytes (magic numbers), or "tar" / "unknown". */
+export type InputFormat = "gzip" | "zstd" | "xz" | "bzip2" | "tar" | "unknown";
+
+/** Detect a tarball's compression by content, never by name. */
+export function detectFormat(head: Buffer): InputFormat {
+  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return "gzip";
+  if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return "zstd";
+  if (head.length >= 6 && head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) return "xz";
+  if (head.length >= 3 && head.subarray(0, 3).toString("latin1") === "BZh") return "bzip2";
+  if (head.length >= 262 && head.subarray(257, 262).toString("latin1") === "ustar") return "tar";
+  return "unknown";
+}
+
+/** Read the first bytes of a file. */
+export function readHead(path: string, length = 512): Buffer {
+  const fd = openSync(path, "r");
+  try {
+    const head = Buffer.alloc(length);
+    return head.subarray(0, readSync(fd, head, 0, length, 0));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The decompressed bytes of a tarball, and a promise that settles when the decoder finished cleanly. */
+export interface DecodedStream {
+  stream: Readable;
+  format: InputFormat;
+  finished(): Promise<void>;
+}
+
+function spawnDecoder(command: string, path: string, format: InputFormat): DecodedStream {
+  const child = spawn(command, ["-dc", path], { stdio: ["ignore", "pipe", "pipe"] });
+  let stderr = "";
+  child.stderr.setEncoding("utf8");
+  child.stderr.on("data", (text: string) => {
+    if (stderr.length < 4096) stderr += text;
+  });
+  const exited = new Promise<void>((resolve, reject) => {
+    child.on("error", (error: NodeJS.ErrnoException) => {
+      reject(
+        error.code === "ENOENT"
+          ? new InputError(`${path} is ${format}-compressed and the ${command} command was not found`, {
+              hint: `install ${command === "xz" ? "xz-utils" : command}, or decompress it first`,
+            })
+          : error,
+      );
+    });
+    child.on("close", (code) => {
+      if (code === 0) resolve();
+      else reject(new InputError(`${command} could not decompress ${path}: ${stderr.trim() || `exit code ${code}`}`));
+    });
+  });
+  exited.catch((error: unknown) => child.stdout.destroy(error as Error));
+  return { stream: child.stdout, format, finished: () => exited };
+}
+
+/** Open a tarball, decompressing gzip, zstd, xz or bzip2 (detected by content). */
+export async function openTarball(path: string): Promise<DecodedStream> {
+  const format = detectFormat(readHead(path));
+  const file = (): Readable => createReadStream(path, { highWaterMark: 1 << 20 });
+  switch (format) {
+    case "gzip": {
+      const gunzip = zlib.createGunzip({ chunkSize: 1 << 20 });
+      return decodeWith(file(), gunzip as unknown as NodeJS.ReadWriteStream, format);
+    }
+    case "zstd": {
+      if (typeof nodeZstd.createZstdDecompress === "function") return decodeWith(file(), nodeZstd.createZstdDecompress(), format);
+      try {
+        const module = (await import("@cloudpss/zstd/napi" as string)) as { Decompressor: new () => NodeJS.ReadWriteStream };
+        return decodeWith(file(), new module.Decompressor(), format);
+      } catch {
+        return spawnDecoder("zstd", path, format);
+      }
+    }
+    case "xz":
+      return spawnDecoder("xz", path, format);
+    case "bzip2":
+      return spawnDecoder("bzip2", path, format);
+    default:
+      return { stream: file(), format, finished: async () => {} };
+  }
+}
+
+function decodeWith(input: Readable, decoder: NodeJS.ReadWriteStream, format: InputFormat): DecodedStream {
+  let settle: (error?: Error | null) => void = () => {};
+  const done = new Promise<void>((resolve, reject) => {
+    settle = (error) => (error ? reject(error) : resolve());
+  });
+  done.catch(() => {});
+  const stream = pipeline(input, decoder as unknown as Duplex, (error) => settle(error));
+  return { stream: stream as Readable, format, finished: () => done };
+}
