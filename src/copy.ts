@@ -2,7 +2,8 @@
  * Moving images: blobs first (skipped when present, mounted when the registry can, streamed otherwise),
  * manifests after, then commit. Used by `ocify copy` and by `ocify build` for each destination.
  */
-import type { Readable } from "node:stream";
+import { type Readable, Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { type Digest, shortDigest } from "./digest.js";
 import { addContext, InvalidImageError, UsageError } from "./errors.js";
 import { type Descriptor, hostPlatform, type Platform, selectPlatform } from "./image/descriptor.js";
@@ -49,6 +50,21 @@ export async function forEachLimit<T>(items: readonly T[], limit: number, task: 
   if (rejected) throw rejected.reason;
 }
 
+/** Pass a stream through a byte counter; an error of the source reaches the reader through the counter. */
+function counted(content: Readable, onBytes: (bytes: number) => void): Readable {
+  let bytes = 0;
+  const counter = new Transform({
+    highWaterMark: 1 << 20,
+    transform(chunk: Buffer, _encoding, callback) {
+      bytes += chunk.length;
+      onBytes(bytes);
+      callback(null, chunk);
+    },
+  });
+  pipeline(content, counter).catch(() => {});
+  return counter;
+}
+
 /** Send blobs to a destination: skip those present, mount when possible, stream the rest. Duplicates are sent once. */
 export async function pushBlobs(destination: ImageDestination, blobs: readonly BlobPlan[], options: CopyOptions = {}): Promise<void> {
   const progress = options.progress ?? noProgress;
@@ -76,12 +92,7 @@ export async function pushBlobs(destination: ImageDestination, blobs: readonly B
         }
       }
       progress({ ...event, phase: "start", bytes: 0 });
-      const content = await blob.open();
-      let bytes = 0;
-      content.on("data", (chunk: Buffer) => {
-        bytes += chunk.length;
-        progress({ ...event, phase: "progress", bytes });
-      });
+      const content = counted(await blob.open(), (bytes) => progress({ ...event, phase: "progress", bytes }));
       await destination.putBlob(descriptor, content);
       progress({ ...event, phase: "done", bytes: descriptor.size });
     } catch (error) {

@@ -156,8 +156,16 @@ describe("ocify build against a real registry", () => {
 
   it("keeps Docker schema 2 for a Docker base and honours --format oci", async () => {
     const layout = join(work, "docker-base");
-    writeBaseImageLayout(layout, "latest", { format: "docker" });
-    await pushOciLayout(layout, "latest", `${registry.host}/library/dockerbase:latest`);
+    writeBaseImageLayout(layout, "latest");
+    // skopeo converts to Docker schema 2 on the way (an OCI layout cannot list Docker manifests for skopeo).
+    await runOk("skopeo", [
+      "copy",
+      "--format",
+      "v2s2",
+      "--dest-tls-verify=false",
+      `oci:${layout}:latest`,
+      `docker://${registry.host}/library/dockerbase:latest`,
+    ]);
     const built = await runOcify(
       ["build", "--from", `${registry.host}/library/dockerbase:latest`, "--layer", `${artifacts}:/app`, "-t", `${registry.host}/team/d:1`],
       { env: env() },

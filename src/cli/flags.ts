@@ -21,7 +21,11 @@ export const transportFlags = {
 } as const satisfies Options;
 
 /** Parse argv against `options`; unknown flags are usage errors. */
-export function parseFlags<T extends Options>(argv: string[], options: T, allowPositionals = true) {
+export function parseFlags<T extends Options>(
+  argv: string[],
+  options: T,
+  allowPositionals = true,
+): ReturnType<typeof parseArgs<{ args: string[]; options: T; allowPositionals: boolean; strict: true }>> {
   return parseArgs({ args: argv, options, allowPositionals, strict: true });
 }
 

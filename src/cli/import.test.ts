@@ -44,7 +44,7 @@ async function layerEntries(layout: string): Promise<Entry[]> {
     stream.resume();
   });
   const done = new Promise((resolve, reject) => {
-    parser.on("finish", resolve);
+    parser.on("finish", () => resolve(undefined));
     parser.on("error", reject);
   });
   Readable.from([readFileSync(blob(manifest.layers[0].digest))])
