@@ -6,6 +6,7 @@
  */
 import { stat } from "node:fs/promises";
 import { Readable } from "node:stream";
+import { finished } from "node:stream/promises";
 import { readBounded } from "./bounded.js";
 import { BlobCache, defaultCacheDir } from "./cache.js";
 import { type BlobPlan, pushBlobs, type WriteResult } from "./copy.js";
@@ -153,6 +154,36 @@ function cachedBlobOpener(cache: BlobCache, source: ImageSource): (descriptor: D
   };
 }
 
+/**
+ * Build a layer while uploading it to a registry. The upload needs the digest only at its end, so it starts
+ * with the first compressed byte; `tee` resolves once the stream is consumed (buildLayer awaits it), and the
+ * upload is finished with the digest once buildLayer has it. A failed upload fails the build.
+ */
+async function buildLayerStreaming(layer: LayerSource, options: LayerBuildOptions, destination: ImageDestination): Promise<BuiltLayer> {
+  let resolveFinal: (descriptor: Descriptor) => void = () => {};
+  let rejectFinal: (error: unknown) => void = () => {};
+  const final = new Promise<Descriptor>((resolve, reject) => {
+    resolveFinal = resolve;
+    rejectFinal = reject;
+  });
+  let upload: Promise<void> | undefined;
+  const tee = async (content: Readable): Promise<void> => {
+    upload = (destination.putBlobStreaming as NonNullable<ImageDestination["putBlobStreaming"]>).call(destination, options.mediaType, content, final);
+    upload.catch(() => {});
+    await Promise.race([finished(content), upload.then(() => finished(content))]);
+  };
+  try {
+    const built = await buildLayer(layer, { ...options, tee });
+    resolveFinal(built.descriptor);
+    await upload;
+    return built;
+  } catch (error) {
+    rejectFinal(error);
+    await upload?.catch(() => {});
+    throw error;
+  }
+}
+
 async function checkLayerSources(layers: readonly LayerSource[]): Promise<void> {
   for (const layer of layers) {
     try {
@@ -210,13 +241,15 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     if (options.chown) layerOptions.chown = options.chown;
     if (options.preserveOwners) layerOptions.preserveOwners = true;
     if (options.signal) layerOptions.signal = options.signal;
+    // The first registry destination receives each new layer while it is compressed (upload overlaps the build).
+    const streamingTarget = destinations.find((d) => d.putBlobStreaming);
     // A layer shared by several platforms is built once.
     const builtLayers = new Map<string, Promise<BuiltLayer>>();
     const layerFor = (layer: LayerSource): Promise<BuiltLayer> => {
       const key = `${layer.source}\0${layer.dest}`;
       let built = builtLayers.get(key);
       if (!built) {
-        built = buildLayer(layer, layerOptions);
+        built = streamingTarget ? buildLayerStreaming(layer, layerOptions, streamingTarget) : buildLayer(layer, layerOptions);
         builtLayers.set(key, built);
       }
       return built;

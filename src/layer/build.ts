@@ -60,7 +60,10 @@ export interface LayerBuildOptions {
   signal?: AbortSignal;
   /** Receives phase start/progress/done events of kind "build"; bytes count the uncompressed tar. */
   progress?: ProgressSink;
-  /** Receives the compressed blob as it is produced (a concurrent upload); awaited, and it applies backpressure. */
+  /**
+   * Receives the compressed blob as it is produced (a concurrent upload); awaited, and it applies backpressure.
+   * Not called when the layer is unchanged since the recorded build: nothing is produced then.
+   */
   tee?: (content: Readable) => Promise<void>;
   /** The history line; default "ocify layer SRC -> DEST". */
   createdBy?: string;
@@ -475,12 +478,8 @@ export async function buildLayer(source: LayerSource, options: LayerBuildOptions
       cache.has(record.blocks)
     ) {
       options.progress?.({ phase: "skipped", kind: "build", id: source.source, bytes: record.tarSize, total: record.tarSize });
-      const layer = layerOf(record, cache, options.mediaType, createdBy, true, record.blocks.length);
-      if (options.tee) {
-        const stream = layer.open();
-        await options.tee(stream);
-      }
-      return layer;
+      // No tee: the blob was produced before, and the caller asks the destination whether it has it.
+      return layerOf(record, cache, options.mediaType, createdBy, true, record.blocks.length);
     }
 
     try {
