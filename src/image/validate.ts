@@ -9,7 +9,7 @@ import { Duplex, type Readable, Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import * as zlib from "node:zlib";
 import { type Digest, Digester, digestOf, shortDigest } from "../digest.js";
-import { DigestMismatchError, InvalidImageError, SizeMismatchError } from "../errors.js";
+import { DigestMismatchError, InvalidImageError, OcifyError, SizeMismatchError } from "../errors.js";
 import { type Compression, isIndexMediaType, layerCompression, MediaType } from "../media-types.js";
 import type { ImageSource } from "../transport/transport.js";
 import { parseImageConfig } from "./config.js";
@@ -149,7 +149,15 @@ async function validateLayer(source: ImageSource, layer: Descriptor, what: strin
   });
   const decompressor = await createDecompressor(compression);
   const stages: (Duplex | Writable)[] = decompressor ? [decompressor, sink] : [sink];
-  await pipeline(blob, digester, sniffed, ...(stages as [Writable]), { signal });
+  try {
+    await pipeline(blob, digester, sniffed, ...(stages as [Writable]), { signal });
+  } catch (error) {
+    if (error instanceof OcifyError || signal?.aborted) throw error;
+    throw new InvalidImageError(`${what}: cannot decompress (${compression}): ${(error as Error).message}`, {
+      hint: "the layer blob is corrupt",
+      cause: error,
+    });
+  }
   if (digester.size !== layer.size) throw new SizeMismatchError(what, layer.size, digester.size);
   if (digester.digest !== layer.digest) throw new DigestMismatchError(what, layer.digest, digester.digest);
   return `sha256:${diffHash.digest("hex")}`;
