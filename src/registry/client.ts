@@ -120,6 +120,8 @@ export class RegistryClient {
           registry: this.registry,
           userAgent: this.#options.userAgent,
           signal,
+          // A fallback (plain HTTP after HTTPS failed) is a probe: a reset there is an answer, not a blip.
+          retry: scheme === policy.schemes[0],
         });
       } catch (error) {
         if (!(error instanceof RegistryUnreachableError)) throw error;

@@ -122,6 +122,8 @@ export interface HttpRequest {
   /** The registry host, for messages. */
   registry: string;
   userAgent?: string | undefined;
+  /** Retry transient failures of idempotent reads (default true). */
+  retry?: boolean;
 }
 
 /** A response; its body must be consumed or dumped. */
@@ -146,7 +148,8 @@ const responseAfterBodyTimeoutMs = 300_000;
 
 /** Send a request, following redirects when asked and retrying idempotent reads on transient failures. */
 export async function httpRequest(request: HttpRequest): Promise<HttpResponse> {
-  const idempotent = (request.method === "GET" || request.method === "HEAD") && !(request.body instanceof Readable);
+  const idempotent =
+    request.retry !== false && (request.method === "GET" || request.method === "HEAD") && !(request.body instanceof Readable);
   for (let attempt = 0; ; attempt++) {
     try {
       const response = await sendFollowing(request);
