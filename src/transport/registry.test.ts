@@ -276,6 +276,49 @@ describe("docker:// transport against docker-registry", () => {
     assert.equal((await (await source(`${registry.host}/team/pinned@${baseDigest}`)).getManifest()).digest, baseDigest);
   });
 
+  it("streams a 256 MiB blob up and down with flat memory (never buffered)", async () => {
+    const block = randomBytes(1 << 20);
+    const blocks = 256;
+    function* generate() {
+      for (let i = 0; i < blocks; i++) {
+        const chunk = Buffer.from(block);
+        chunk.writeUInt32LE(i, 0);
+        yield chunk;
+      }
+    }
+    const hash = createHash("sha256");
+    for (const chunk of generate()) hash.update(chunk);
+    const descriptor: Descriptor = { mediaType: "application/octet-stream", digest: `sha256:${hash.digest("hex")}`, size: blocks << 20 };
+    global.gc?.();
+    const baseline = process.memoryUsage().rss;
+    let peak = baseline;
+    const sampler = setInterval(() => {
+      peak = Math.max(peak, process.memoryUsage().rss);
+    }, 10);
+    try {
+      const dst = await destination(`${registry.host}/big/blob:1`);
+      await dst.putBlob(descriptor, Readable.from(generate()));
+      const src = await source(`${registry.host}/big/blob:1`);
+      // A slow reader: the download must wait for it, not pile up in memory.
+      let size = 0;
+      await pipeline(
+        await src.getBlob(descriptor),
+        new Writable({
+          highWaterMark: 1 << 20,
+          write(chunk: Buffer, _e, cb) {
+            size += chunk.length;
+            setImmediate(cb);
+          },
+        }),
+      );
+      assert.equal(size, descriptor.size);
+    } finally {
+      clearInterval(sampler);
+    }
+    const grownMiB = (peak - baseline) / (1 << 20);
+    assert.ok(grownMiB < 128, `RSS grew by ${grownMiB.toFixed(0)} MiB while moving 256 MiB`);
+  });
+
   it("reports an unknown tag as ManifestUnknownError on one line", async () => {
     const src = await source(`${registry.host}/lib/base:lates`);
     await assert.rejects(src.getManifest(), (error: unknown) => {
