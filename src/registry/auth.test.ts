@@ -14,7 +14,7 @@ import { parseReference } from "../reference.js";
 import { writeBaseImageLayout } from "../test-support/base-image.js";
 import { pushOciLayout, startRegistry, type TestRegistry } from "../test-support/registry.js";
 import { openRegistryDestination, openRegistrySource } from "../transport/registry.js";
-import { chooseChallenge, parseChallenges, repositoryScope } from "./auth.js";
+import { Authenticator, chooseChallenge, parseChallenges, repositoryScope } from "./auth.js";
 import { RegistryClient } from "./client.js";
 import { UnauthorizedError } from "./errors.js";
 
@@ -62,6 +62,32 @@ describe("WWW-Authenticate parsing", () => {
 
   it("builds repository scopes", () => {
     assert.equal(repositoryScope("team/app", "pull,push"), "repository:team/app:pull,push");
+  });
+});
+
+describe("Authenticator", () => {
+  const credential = async () => ({ username: "u", password: "p", source: "test" });
+
+  it("answers Basic challenges with the credential, and none without one", async () => {
+    const basic = new Authenticator({ registry: "r.example.com", credential });
+    assert.equal(await basic.authorization(["repository:a:pull"]), undefined, "no challenge yet: anonymous");
+    assert.equal(basic.setChallenge('Basic realm="r"'), true);
+    assert.equal(await basic.authorization(["repository:a:pull"]), `Basic ${Buffer.from("u:p").toString("base64")}`);
+    const anonymous = new Authenticator({ registry: "r.example.com", credential: async () => undefined });
+    anonymous.setChallenge('Basic realm="r"');
+    assert.equal(await anonymous.authorization([]), undefined);
+  });
+
+  it("refuses to send a password to a token realm over plain HTTP unless the host allows it", async () => {
+    const auth = new Authenticator({ registry: "r.example.com", credential, plainHttpAllowed: (host) => host === "127.0.0.1:1" });
+    auth.setChallenge('Bearer realm="http://token.example.com/token",service="r"');
+    await assert.rejects(auth.authorization(["repository:a:pull"]), /asks for credentials over plain HTTP at http:\/\/token\.example\.com/);
+  });
+
+  it("sends a registry token as is", async () => {
+    const auth = new Authenticator({ registry: "r.example.com", credential: async () => ({ registryToken: "tok", source: "test" }) });
+    auth.setChallenge('Bearer realm="https://token.example.com/token"');
+    assert.equal(await auth.authorization(["repository:a:pull"]), "Bearer tok");
   });
 });
 

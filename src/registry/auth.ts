@@ -93,6 +93,8 @@ export interface AuthenticatorOptions {
   credential: () => Promise<Credential | undefined>;
   userAgent?: string | undefined;
   signal?: AbortSignal | undefined;
+  /** Whether credentials may go to this host (`host[:port]`) over plain HTTP; default: never. */
+  plainHttpAllowed?: ((host: string) => boolean) | undefined;
 }
 
 /** Answers a registry's challenge for a set of scopes; one per registry host per process. */
@@ -168,6 +170,12 @@ export class Authenticator {
       url = new URL(realm);
     } catch {
       throw new RegistryError("AUTH_CHALLENGE", `${registry} sent a Bearer challenge with an invalid realm`);
+    }
+    const hasSecret = Boolean(credential?.identityToken || (credential?.username !== undefined && credential.password !== undefined));
+    if (hasSecret && url.protocol !== "https:" && !this.options.plainHttpAllowed?.(url.host)) {
+      throw new RegistryError("INSECURE_REALM", `${registry} asks for credentials over plain HTTP at ${url.origin}`, {
+        hint: `ocify sends passwords over HTTP only to loopback or --insecure-registry hosts; use --insecure-registry ${url.host} if you trust the network`,
+      });
     }
     const service = challenge.params.service;
     const headers: Record<string, string> = {};

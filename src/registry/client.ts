@@ -84,6 +84,7 @@ export class RegistryClient {
     this.auth = new Authenticator({
       registry,
       userAgent: options.userAgent,
+      plainHttpAllowed: (host) => transportPolicy(host, options.insecureRegistries).schemes.includes("http"),
       credential: async () => resolveCredential(registry, providers ?? (await defaultCredentialProviders())),
     });
   }
