@@ -97,7 +97,7 @@ async function readAll(stream: Readable, cap: number, what: string): Promise<Buf
     size += (chunk as Buffer).length;
     if (size > cap) {
       stream.destroy();
-      throw new InvalidImageError(`${what} is larger than ${cap} bytes`);
+      throw new InvalidImageError(`${what} is larger than ${cap} bytes`, { hint: "it is not an image config" });
     }
     chunks.push(chunk as Buffer);
   }
@@ -140,7 +140,11 @@ async function validateLayer(source: ImageSource, layer: Descriptor, what: strin
         head = chunk;
         const actual = detectCompression(chunk);
         if (actual !== compression) {
-          cb(new InvalidImageError(`${what}: media type ${layer.mediaType} says ${compression}, but the blob is ${actual}`));
+          cb(
+            new InvalidImageError(`${what}: media type ${layer.mediaType} says ${compression}, but the blob is ${actual}`, {
+              hint: "clients decompress by media type; fix the manifest",
+            }),
+          );
           return;
         }
       }
@@ -174,7 +178,9 @@ async function validateImageManifest(source: ImageSource, raw: RawManifest, opti
   const config = parseImageConfig(configBytes, `${what}: config`);
   const diffIDs = config.rootfs.diff_ids;
   if (diffIDs.length !== manifest.layers.length) {
-    throw new InvalidImageError(`${what}: ${manifest.layers.length} layers but ${diffIDs.length} diff_ids in the config`);
+    throw new InvalidImageError(`${what}: ${manifest.layers.length} layers but ${diffIDs.length} diff_ids in the config`, {
+      hint: "the manifest and config do not belong together",
+    });
   }
   const layers: LayerSummary[] = [];
   for (const [i, layer] of manifest.layers.entries()) {

@@ -87,15 +87,22 @@ class DockerArchiveDestination implements ImageDestination {
     const manifest = parseImageManifest(this.#top, `${this.description}: manifest`);
     for (const blob of [manifest.config, ...manifest.layers]) {
       if (!this.writer.hasBlob(blob)) {
-        throw new InvalidImageError(`${this.description}: blob ${shortDigest(blob.digest)} of the manifest was not written`);
+        throw new InvalidImageError(`${this.description}: blob ${shortDigest(blob.digest)} of the manifest was not written`, {
+          hint: "write every blob before the manifest",
+        });
       }
     }
     const configBytes = await this.writer.tar.readBack(blobPath(manifest.config.digest), maxManifestBytes);
-    if (!configBytes) throw new InvalidImageError(`${this.description}: the config is larger than ${maxManifestBytes} bytes`);
+    if (!configBytes) {
+      throw new InvalidImageError(`${this.description}: the config is larger than ${maxManifestBytes} bytes`, {
+        hint: "it is not an image config",
+      });
+    }
     const config = parseImageConfig(configBytes, `${this.description}: config`);
     if (config.rootfs.diff_ids.length !== manifest.layers.length) {
       throw new InvalidImageError(
         `${this.description}: ${manifest.layers.length} layers but ${config.rootfs.diff_ids.length} diff_ids in the config`,
+        { hint: "the manifest and config do not belong together" },
       );
     }
     const tar = this.writer.tar;
@@ -156,12 +163,14 @@ export async function openDockerArchiveDestination(
   return new DockerArchiveDestination(describe(ref), await ArchiveLayoutWriter.create(ref.path), ref.name);
 }
 
+const notDockerSave = "give a file written by docker save, skopeo or ocify";
+
 function parseArchiveManifest(bytes: Buffer, description: string): DockerArchiveManifestEntry[] {
   let json: unknown;
   try {
     json = JSON.parse(bytes.toString("utf8"));
   } catch (error) {
-    throw new InvalidImageError(`${description}: manifest.json is not valid JSON`, { cause: error });
+    throw new InvalidImageError(`${description}: manifest.json is not valid JSON`, { hint: notDockerSave, cause: error });
   }
   const valid =
     Array.isArray(json) &&
@@ -174,7 +183,8 @@ function parseArchiveManifest(bytes: Buffer, description: string): DockerArchive
         e.Layers.every((l) => typeof l === "string") &&
         (e.RepoTags == null || (Array.isArray(e.RepoTags) && e.RepoTags.every((t) => typeof t === "string"))),
     );
-  if (!valid) throw new InvalidImageError(`${description}: manifest.json is not a list of {Config, RepoTags, Layers}`);
+  if (!valid)
+    throw new InvalidImageError(`${description}: manifest.json is not a list of {Config, RepoTags, Layers}`, { hint: notDockerSave });
   return json as DockerArchiveManifestEntry[];
 }
 
@@ -192,7 +202,7 @@ function listImages(entries: DockerArchiveManifestEntry[]): string {
 }
 
 function selectImage(entries: DockerArchiveManifestEntry[], ref: DockerArchiveReference, description: string): DockerArchiveManifestEntry {
-  if (entries.length === 0) throw new InvalidImageError(`${description}: manifest.json lists no image`);
+  if (entries.length === 0) throw new InvalidImageError(`${description}: manifest.json lists no image`, { hint: notDockerSave });
   if (ref.index !== undefined) {
     const entry = entries[ref.index];
     if (!entry) {
@@ -236,7 +246,11 @@ class DockerArchiveSource implements ImageSource {
 
   async getBlob(descriptor: Descriptor): Promise<Readable> {
     const entry = this.blobs.get(descriptor.digest);
-    if (!entry) throw new InvalidImageError(`${this.description}: no blob ${shortDigest(descriptor.digest)} in the archive`);
+    if (!entry) {
+      throw new InvalidImageError(`${this.description}: no blob ${shortDigest(descriptor.digest)} in the archive`, {
+        hint: "the manifest was not read from this archive",
+      });
+    }
     return verifiedStream(this.tar.stream(entry), descriptor, `${this.description}: blob ${shortDigest(descriptor.digest)}`);
   }
 
@@ -280,6 +294,7 @@ export async function openDockerArchiveSource(ref: DockerArchiveReference, _opti
   if (diffIDs.length !== image.Layers.length) {
     throw new InvalidImageError(
       `${description}: manifest.json lists ${image.Layers.length} layers but the config has ${diffIDs.length} diff_ids`,
+      { hint: notDockerSave },
     );
   }
   const configDigest = digestOf(configBytes);

@@ -108,7 +108,7 @@ export class OciLayoutSource implements ImageSource {
     try {
       version = (JSON.parse(layout.toString("utf8")) as { imageLayoutVersion?: unknown }).imageLayoutVersion;
     } catch (error) {
-      throw new InvalidImageError(`${this.description}: oci-layout is not valid JSON`, { cause: error });
+      throw new InvalidImageError(`${this.description}: oci-layout is not valid JSON`, { hint: "the layout is damaged", cause: error });
     }
     if (typeof version !== "string" || !version.startsWith("1.")) {
       throw new InvalidImageError(`${this.description}: unsupported imageLayoutVersion ${JSON.stringify(version)}`, {

@@ -215,3 +215,29 @@ describe("TarFileWriter", () => {
     assert.deepEqual(readdirSync(sub), []);
   });
 });
+
+describe("entries of 8 GiB and more", () => {
+  it("get a PAX size record that GNU tar and TarIndex both read (checked on a sparse file)", async () => {
+    const { headerBlocks } = await import("./tar-archive.js");
+    const { openSync, writeSync, ftruncateSync, closeSync } = await import("node:fs");
+    const size = 8 * 1024 ** 3 + 5;
+    const path = join(dir, "sparse.tar");
+    const fd = openSync(path, "w");
+    const first = headerBlocks({ name: "huge.bin", type: "0", size, mode: 0o644 });
+    writeSync(fd, first, 0, first.length, 0);
+    const dataEnd = first.length + size + ((512 - (size % 512)) % 512);
+    const tail = Buffer.from("tail\n");
+    const second = headerBlocks({ name: "after.txt", type: "0", size: tail.length, mode: 0o644 });
+    writeSync(fd, second, 0, second.length, dataEnd);
+    writeSync(fd, tail, 0, tail.length, dataEnd + second.length);
+    ftruncateSync(fd, dataEnd + second.length + 512 + 1024);
+    closeSync(fd);
+    const index = await TarIndex.open(path, "sparse");
+    assert.equal(index.find("huge.bin")?.size, size);
+    assert.equal(index.find("huge.bin")?.offset, first.length);
+    assert.equal((await read(index, "after.txt")).toString(), "tail\n");
+    const listing = execFileSync("tar", ["-tvf", path], { encoding: "utf8" });
+    assert.match(listing, new RegExp(`${size} .* huge\\.bin`));
+    assert.match(listing, /after\.txt/);
+  });
+});

@@ -167,7 +167,9 @@ export class TarIndex {
 
       if (flag === "x" || flag === "g" || flag === "L" || flag === "K") {
         if (size > maxMetaBytes) {
-          throw new InvalidImageError(`${this.description}: tar extended header of ${size} bytes is too large`);
+          throw new InvalidImageError(`${this.description}: tar extended header of ${size} bytes is too large`, {
+            hint: "the archive is not an image archive",
+          });
         }
         const data = Buffer.alloc(size);
         await handle.read(data, 0, size, dataOffset);
@@ -277,7 +279,7 @@ function paxRecord(key: string, value: string): string {
 }
 
 /** Entry metadata the writer needs. */
-interface HeaderFields {
+export interface HeaderFields {
   name: string;
   type: "0" | "2" | "5" | "x";
   size: number;
@@ -320,7 +322,7 @@ function padding(size: number): number {
 }
 
 /** The header block(s) of an entry: a PAX extended header first when the name, link or size do not fit ustar. */
-function headerBlocks(fields: HeaderFields): Buffer {
+export function headerBlocks(fields: HeaderFields): Buffer {
   const records: string[] = [];
   const nameFits =
     Buffer.byteLength(fields.name) <= 100 ||
