@@ -373,7 +373,9 @@ export class RegistryClient {
     const descriptor = await final;
     const range = patched.header("range");
     const received = range ? Number(range.slice(range.indexOf("-") + 1)) + 1 : undefined;
-    if (received !== undefined && received !== descriptor.size) throw new SizeMismatchError(what, descriptor.size, received);
+    if (received !== undefined && received !== descriptor.size) {
+      throw new SizeMismatchError(what || `streamed blob ${shortDigest(descriptor.digest)}`, descriptor.size, received);
+    }
     const next = patched.header("location") ? this.#location(patched, what) : upload;
     next.searchParams.set("digest", descriptor.digest);
     const response = await this.request({

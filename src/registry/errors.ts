@@ -4,6 +4,11 @@
  */
 import { OcifyError, type OcifyErrorOptions } from "../errors.js";
 
+// `what: ` before a message, or nothing when the caller adds its own context (uploads).
+function subject(what: string): string {
+  return what ? `${what}: ` : "";
+}
+
 /** Any failure reported by (or on the way to) a registry. */
 export class RegistryError extends OcifyError {
   /** The HTTP status, when the registry answered. */
@@ -18,21 +23,21 @@ export class RegistryError extends OcifyError {
 /** The manifest (tag or digest) does not exist: MANIFEST_UNKNOWN, or 404 on a manifest. */
 export class ManifestUnknownError extends RegistryError {
   constructor(what: string, options: OcifyErrorOptions & { status?: number } = {}) {
-    super("MANIFEST_UNKNOWN", `${what}: manifest unknown`, { hint: "check the tag exists", ...options });
+    super("MANIFEST_UNKNOWN", `${subject(what)}manifest unknown`, { hint: "check the tag exists", ...options });
   }
 }
 
 /** The blob does not exist in the repository: BLOB_UNKNOWN, or 404 on a blob. */
 export class BlobUnknownError extends RegistryError {
   constructor(what: string, options: OcifyErrorOptions & { status?: number } = {}) {
-    super("BLOB_UNKNOWN", `${what}: blob unknown`, { hint: "the registry lost the blob or the manifest is broken", ...options });
+    super("BLOB_UNKNOWN", `${subject(what)}blob unknown`, { hint: "the registry lost the blob or the manifest is broken", ...options });
   }
 }
 
 /** The repository does not exist: NAME_UNKNOWN. */
 export class NameUnknownError extends RegistryError {
   constructor(what: string, options: OcifyErrorOptions & { status?: number } = {}) {
-    super("NAME_UNKNOWN", `${what}: repository name not known to registry`, { hint: "check the repository name", ...options });
+    super("NAME_UNKNOWN", `${subject(what)}repository name not known to registry`, { hint: "check the repository name", ...options });
   }
 }
 
@@ -46,7 +51,7 @@ export class UnauthorizedError extends RegistryError {
 /** The credentials are valid but may not do this: 403 / DENIED. */
 export class DeniedError extends RegistryError {
   constructor(what: string, options: OcifyErrorOptions & { status?: number } = {}) {
-    super("DENIED", `${what}: requested access to the resource is denied`, {
+    super("DENIED", `${subject(what)}requested access to the resource is denied`, {
       hint: "check that your account may access this repository",
       status: 403,
       ...options,
@@ -57,7 +62,7 @@ export class DeniedError extends RegistryError {
 /** Rate limited: 429 / TOOMANYREQUESTS. */
 export class TooManyRequestsError extends RegistryError {
   constructor(what: string, options: OcifyErrorOptions & { status?: number } = {}) {
-    super("TOOMANYREQUESTS", `${what}: too many requests`, {
+    super("TOOMANYREQUESTS", `${subject(what)}too many requests`, {
       hint: "the registry rate-limits you; wait, or log in to get a higher limit",
       status: 429,
       ...options,
@@ -92,7 +97,7 @@ export function parseErrorBody(body: Buffer | undefined): { code: string; messag
 
 /** What a failed request was about, so the error can say it in the user's words. */
 export interface ErrorContext {
-  /** The subject of the message: `127.0.0.1:5000/team/app:1.0`, `blob sha256:ab12… in 127.0.0.1:5000/team/app`. */
+  /** The subject of the message (`127.0.0.1:5000/team/app:1.0`), or "" when the caller adds context itself. */
   what: string;
   /** The registry host, for authentication messages. */
   registry: string;
@@ -109,7 +114,7 @@ export function unauthorized(context: Pick<ErrorContext, "registry" | "credentia
       hint: `check the username and password in ${context.credentialSource} / run docker login ${context.registry}`,
     });
   }
-  return new UnauthorizedError(`${context.what}: authentication required`, {
+  return new UnauthorizedError(`${subject(context.what)}authentication required`, {
     hint: `run docker login ${context.registry}, or add credentials to ~/.docker/config.json`,
   });
 }
@@ -131,13 +136,13 @@ export function registryError(status: number, body: Buffer | undefined, context:
     case "NAME_UNKNOWN":
       return new NameUnknownError(what, { status });
     case "MANIFEST_BLOB_UNKNOWN":
-      return new RegistryError(code, `${what}: manifest references a blob the registry does not have`, {
+      return new RegistryError(code, `${subject(what)}manifest references a blob the registry does not have`, {
         hint: "push the blobs before the manifest",
         status,
       });
     case "MANIFEST_INVALID":
     case "MANIFEST_UNVERIFIED":
-      return new RegistryError(code, `${what}: the registry rejected the manifest${detail ? `: ${detail}` : ""}`, {
+      return new RegistryError(code, `${subject(what)}the registry rejected the manifest${detail ? `: ${detail}` : ""}`, {
         hint: "the registry may not support this manifest type",
         status,
       });
@@ -145,7 +150,7 @@ export function registryError(status: number, body: Buffer | undefined, context:
     case "SIZE_INVALID":
       return new RegistryError(
         code,
-        `${what}: the registry says the content does not match its ${code === "SIZE_INVALID" ? "size" : "digest"}`,
+        `${subject(what)}the registry says the content does not match its ${code === "SIZE_INVALID" ? "size" : "digest"}`,
         {
           hint: "the content changed while it was sent; retry",
           status,
@@ -153,15 +158,15 @@ export function registryError(status: number, body: Buffer | undefined, context:
       );
     case "BLOB_UPLOAD_UNKNOWN":
     case "BLOB_UPLOAD_INVALID":
-      return new RegistryError(code, `${what}: the registry lost or rejected the upload${detail ? `: ${detail}` : ""}`, {
+      return new RegistryError(code, `${subject(what)}the registry lost or rejected the upload${detail ? `: ${detail}` : ""}`, {
         hint: "retry",
         status,
       });
     case "NAME_INVALID":
     case "TAG_INVALID":
-      return new RegistryError(code, `${what}: ${detail ?? "invalid name"}`, { status });
+      return new RegistryError(code, `${subject(what)}${detail ?? "invalid name"}`, { status });
     case "UNSUPPORTED":
-      return new RegistryError(code, `${what}: the registry does not support this operation`, { status });
+      return new RegistryError(code, `${subject(what)}the registry does not support this operation`, { status });
   }
   if (status === 404) {
     if (context.kind === "manifest") return new ManifestUnknownError(what, { status });
@@ -169,10 +174,12 @@ export function registryError(status: number, body: Buffer | undefined, context:
   }
   const text = detail ? `: ${detail}` : "";
   if (status >= 500) {
-    return new RegistryError(`HTTP_${status}`, `${what}: registry ${context.registry} failed with HTTP ${status}${text}`, {
+    return new RegistryError(`HTTP_${status}`, `${subject(what)}registry ${context.registry} failed with HTTP ${status}${text}`, {
       hint: "the registry has a problem; retry later",
       status,
     });
   }
-  return new RegistryError(code ?? `HTTP_${status}`, `${what}: registry ${context.registry} answered HTTP ${status}${text}`, { status });
+  return new RegistryError(code ?? `HTTP_${status}`, `${subject(what)}registry ${context.registry} answered HTTP ${status}${text}`, {
+    status,
+  });
 }

@@ -167,7 +167,7 @@ describe("TLS trust", () => {
       "-extfile",
       "ext.cnf",
     );
-    server = createHttpsServer({ key: readFileSync(join(dir, "server.key")), cert: readFileSync(join(dir, "server.pem")) }, (req, res) => {
+    server = createHttpsServer({ key: readFileSync(join(dir, "server.key")), cert: readFileSync(join(dir, "server.pem")) }, (_req, res) => {
       protocols.push("https");
       res.writeHead(200, { "docker-distribution-api-version": "registry/2.0" }).end("{}");
     });

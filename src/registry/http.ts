@@ -243,6 +243,12 @@ async function sendOnce(request: HttpRequest, url: URL, authorization: string | 
   } catch (error) {
     if (controller.signal.aborted && controller.signal.reason !== undefined) throw controller.signal.reason;
     if (error instanceof OcifyError) throw error;
+    if (errorCode(error) === "UND_ERR_REQ_CONTENT_LENGTH_MISMATCH") {
+      throw new RegistryError("SIZE_INVALID", "the content is not as long as its descriptor says", {
+        hint: "the source changed or is corrupt",
+        cause: error,
+      });
+    }
     // The body stream's own failure (a source that broke, a verifier that caught a mismatch) is not a network error.
     const bodyError = streamed ? (request.body as Readable).errored : null;
     if (bodyError) throw bodyError;

@@ -249,6 +249,23 @@ describe("docker:// transport against docker-registry", () => {
     );
   });
 
+  it("refuses a blob whose stream is shorter or longer than its descriptor", async () => {
+    const data = randomBytes(10_000);
+    const digest = `sha256:${createHash("sha256").update(data).digest("hex")}` as Digest;
+    const dst = await destination(`${registry.host}/team/short:1`);
+    for (const size of [data.length + 1, data.length - 1]) {
+      await assert.rejects(
+        dst.putBlob({ mediaType: "application/octet-stream", digest, size }, Readable.from([data])),
+        (error: unknown) => {
+          assertOneLine(error);
+          assert.match(String((error as Error).message), /not as long as its descriptor says|does not match its (size|digest)/);
+          return true;
+        },
+      );
+    }
+    assert.equal(await dst.hasBlob({ mediaType: "application/octet-stream", digest, size: data.length }), false);
+  });
+
   it("pushes an index: children by digest, the index under the tag", async () => {
     const layout = join(work, "multi");
     const indexDigest = writeMultiArchLayout(layout, "latest");

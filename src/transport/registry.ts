@@ -5,8 +5,8 @@
  * streamed PUT; manifests are PUT last, children by digest, the top one under the tag.
  */
 import type { Readable } from "node:stream";
-import { type Digest, shortDigest } from "../digest.js";
-import { InputError, withContext } from "../errors.js";
+import type { Digest } from "../digest.js";
+import { InputError } from "../errors.js";
 import type { Descriptor } from "../image/descriptor.js";
 import type { RawManifest } from "../image/manifest.js";
 import { formatReference, manifestReference, type Reference } from "../reference.js";
@@ -101,7 +101,8 @@ class RegistryDestination implements ImageDestination {
     // Hold the bytes until the PUT takes them: a caller may already listen for 'data' (progress), which would
     // otherwise let them flow away while the upload session is opened. undici resumes the stream when it sends.
     content.pause();
-    const what = `pushing blob ${shortDigest(descriptor.digest)} to ${this.description}`;
+    // Errors carry no subject of their own: callers add theirs ("writing layer sha256:… to …").
+    const what = "";
     const { repository } = this.reference;
     let upload = this.#pendingUploads.get(descriptor.digest);
     this.#pendingUploads.delete(descriptor.digest);
@@ -119,7 +120,7 @@ class RegistryDestination implements ImageDestination {
     // `final` may reject (the build failed) while the PATCH is still running; that failure is reported by whoever awaits it.
     final.catch(() => {});
     content.pause();
-    const what = `pushing a streamed blob to ${this.description}`;
+    const what = "";
     let upload: URL | undefined;
     try {
       upload = await this.client.startUpload(this.reference.repository, this.#scopes, this.options.signal);
@@ -135,9 +136,7 @@ class RegistryDestination implements ImageDestination {
     const { registry, repository, tag, digest } = this.reference;
     if (!options.top) {
       const what = `${registry}/${repository}@${manifest.digest}`;
-      await withContext(`pushing manifest ${shortDigest(manifest.digest)}`, () =>
-        this.client.putManifest(repository, manifest.digest, manifest, this.#scopes, what, this.options.signal),
-      );
+      await this.client.putManifest(repository, manifest.digest, manifest, this.#scopes, what, this.options.signal);
       return;
     }
     if (digest !== undefined && digest !== manifest.digest) {
