@@ -201,6 +201,17 @@ describe("docker-archive source reads every layout docker save has written", () 
       return true;
     });
 
+    const classic = mkdtempSync(join(work, "classic-only-"));
+    writeFileSync(join(classic, "manifest.json"), "[]");
+    await assert.rejects(
+      openSource(parseTransportReference(`oci-archive:${tarDir(classic, join(work, `classic-only-${++n}.tar`))}`)),
+      (e: unknown) => {
+        assert.ok(e instanceof InputError);
+        assert.match(e.hint ?? "", /docker-archive:/);
+        return true;
+      },
+    );
+
     const dir = mkdtempSync(join(work, "bad-"));
     writeFileSync(join(dir, "manifest.json"), JSON.stringify({ not: "a list" }));
     const badManifest = tarDir(dir, join(work, `bad-${++n}.tar`));

@@ -4,7 +4,7 @@
  */
 import type { Readable } from "node:stream";
 import { shortDigest } from "../digest.js";
-import { InvalidImageError } from "../errors.js";
+import { InputError, InvalidImageError } from "../errors.js";
 import type { Descriptor } from "../image/descriptor.js";
 import { manifestDescriptor, type RawManifest } from "../image/manifest.js";
 import { indexEntry, type LayoutReader, mergeIndex, OciLayoutSource, ociLayoutBytes } from "./oci-layout.js";
@@ -39,6 +39,11 @@ export async function openOciArchiveSource(
 ): Promise<ImageSource> {
   const description = describe(ref);
   const tar = await TarIndex.open(ref.path, description);
+  if (!tar.find("oci-layout") && tar.find("manifest.json")) {
+    throw new InputError(`${description}: ${ref.path} is not an OCI archive (no oci-layout file)`, {
+      hint: "it is a docker save archive; read it with docker-archive:",
+    });
+  }
   return new OciLayoutSource(description, new TarLayoutReader(tar), ref.tag).init();
 }
 

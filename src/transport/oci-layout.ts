@@ -101,7 +101,7 @@ export class OciLayoutSource implements ImageSource {
     const layout = await this.reader.readFile("oci-layout", 1 << 16, `${this.description}: oci-layout`);
     if (layout === undefined) {
       throw new InputError(`${this.description} is not an OCI image layout (no oci-layout file)`, {
-        hint: "give a directory written by ocify, skopeo, umoci or buildah",
+        hint: "give an image layout written by ocify, skopeo, umoci or buildah",
       });
     }
     let version: unknown;
