@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { RegistryUnreachableError } from "./errors.js";
-import { hostName, httpRequest, isLoopbackHost, networkError, readBody, redactUrl, transportPolicy } from "./http.js";
+import { allowUnverifiedTls, hostName, httpRequest, isLoopbackHost, networkError, readBody, redactUrl, transportPolicy } from "./http.js";
 
 describe("hosts and policies", () => {
   it("detects loopback hosts, with or without port", () => {
@@ -167,7 +167,11 @@ describe("TLS trust", () => {
       "-extfile",
       "ext.cnf",
     );
-    server = createHttpsServer({ key: readFileSync(join(dir, "server.key")), cert: readFileSync(join(dir, "server.pem")) }, (_req, res) => {
+    server = createHttpsServer({ key: readFileSync(join(dir, "server.key")), cert: readFileSync(join(dir, "server.pem")) }, (req, res) => {
+      if (req.url === "/downgrade") {
+        res.writeHead(302, { location: "http://127.0.0.1:9/blob?sig=secret" }).end();
+        return;
+      }
       protocols.push("https");
       res.writeHead(200, { "docker-distribution-api-version": "registry/2.0" }).end("{}");
     });
@@ -221,5 +225,22 @@ describe("TLS trust", () => {
 
   it("skips verification for an insecure registry", async () => {
     assert.deepEqual(await ping({}, [host]), { protocol: "https:" });
+  });
+
+  it("refuses to follow a redirect from HTTPS to plain HTTP", async () => {
+    allowUnverifiedTls(`https://${host}`);
+    await assert.rejects(
+      httpRequest({
+        method: "GET",
+        url: new URL(`https://${host}/downgrade`),
+        registry: host,
+        followRedirects: true,
+        authorization: "Bearer t",
+      }),
+      (error: unknown) => {
+        assert.match(String((error as Error).message), /refusing a redirect from HTTPS to http:\/\/127\.0\.0\.1:9\/blob\?…$/);
+        return true;
+      },
+    );
   });
 });
