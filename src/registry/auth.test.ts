@@ -16,7 +16,7 @@ import { pushOciLayout, startRegistry, type TestRegistry } from "../test-support
 import { openRegistryDestination, openRegistrySource } from "../transport/registry.js";
 import { Authenticator, chooseChallenge, parseChallenges, repositoryScope } from "./auth.js";
 import { RegistryClient } from "./client.js";
-import { UnauthorizedError } from "./errors.js";
+import { DeniedError, UnauthorizedError } from "./errors.js";
 
 describe("WWW-Authenticate parsing", () => {
   it("parses a Bearer challenge with several parameters", () => {
@@ -130,12 +130,12 @@ async function startTokenServer(dir: string, users: Record<string, string>) {
       account = user;
     }
     requests.push({ account, scopes, service: url.searchParams.get("service") });
-    // Authenticated users get what they ask for; anonymous users get nothing.
+    // Authenticated users get what they ask for ("reader" only pull); anonymous users get nothing.
     const access = account
       ? scopes.map((scope) => {
           const [type, ...middle] = scope.split(":");
-          const actions = middle.pop() ?? "";
-          return { type, name: middle.join(":"), actions: actions.split(",") };
+          const actions = (middle.pop() ?? "").split(",").filter((a) => account !== "reader" || a === "pull");
+          return { type, name: middle.join(":"), actions };
         })
       : [];
     const now = Math.floor(Date.now() / 1000);
@@ -172,7 +172,7 @@ describe("Bearer token authentication against docker-registry", () => {
   let work: string;
   let tokens: Awaited<ReturnType<typeof startTokenServer>>;
   let registry: TestRegistry;
-  const users = { bob: "b0b-pass" };
+  const users = { bob: "b0b-pass", reader: "read-only" };
 
   before(async () => {
     work = mkdtempSync(join(tmpdir(), "ocify-token-"));
@@ -267,5 +267,20 @@ describe("Bearer token authentication against docker-registry", () => {
       tokens.requests.slice(before).map((r) => r.account),
       [undefined, undefined],
     );
+  });
+
+  it("reports valid credentials without push access as denied, not as a wrong password", async () => {
+    const reader = new RegistryClient(registry.host, {
+      credentials: [{ get: async () => ({ username: "reader", password: "read-only", source: "test" }) }],
+    });
+    await reader.getManifest("lib/base", "latest", [repositoryScope("lib/base", "pull")], "pulling");
+    await assert.rejects(reader.startUpload("team/readonly", [repositoryScope("team/readonly", "pull,push")]), (error: unknown) => {
+      assert.ok(error instanceof DeniedError);
+      assert.equal(
+        error.userMessage,
+        `starting an upload to ${registry.host}/team/readonly: requested access to the resource is denied (check that your account may access this repository)`,
+      );
+      return true;
+    });
   });
 });

@@ -12,7 +12,7 @@ import { manifestAccept } from "../media-types.js";
 import { registryApiHost } from "../reference.js";
 import { Authenticator } from "./auth.js";
 import { type CredentialProvider, defaultCredentialProviders, resolveCredential } from "./credentials.js";
-import { type ErrorContext, RegistryError, RegistryUnreachableError, registryError, unauthorized } from "./errors.js";
+import { DeniedError, type ErrorContext, RegistryError, RegistryUnreachableError, registryError, unauthorized } from "./errors.js";
 import {
   allowUnverifiedTls,
   type HttpRequest,
@@ -178,7 +178,13 @@ export class RegistryClient {
       }
       const credentialSource = authorization ? (await this.auth.credential())?.source : undefined;
       const context: ErrorContext = { ...request.context, registry: this.registry, credentialSource };
-      if (response.status === 401) throw unauthorized(context);
+      if (response.status === 401) {
+        // Valid credentials, but a token without the access asked for: the account may not do this.
+        if (credentialSource && this.auth.challenge?.params.error === "insufficient_scope") {
+          throw new DeniedError(context.what || `${this.registry}`, { status: 401 });
+        }
+        throw unauthorized(context);
+      }
       throw registryError(response.status, body, context);
     }
   }
