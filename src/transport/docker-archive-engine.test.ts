@@ -3,10 +3,11 @@
  * zstd-compressed) and runs it, and our source reads what `docker save` writes.
  */
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it, type TestContext } from "node:test";
+import { gzipSync } from "node:zlib";
 import { InputError } from "../errors.js";
 import { type ImageSummary, validateImage } from "../image/validate.js";
 import { MediaType } from "../media-types.js";
@@ -143,6 +144,11 @@ describe("we read what docker save writes", () => {
       ours.layers.map((l) => l.diffID),
     );
     assert.ok(theirs.layers.every((l) => l.mediaType === MediaType.dockerLayer && l.digest === l.diffID));
+    // docker save | gzip, as people store them: read through a decompressed temp copy.
+    const gzipped = join(work, "saved.tar.gz");
+    writeFileSync(gzipped, gzipSync(readFileSync(saved), { level: 1 }));
+    const fromGzip = await summary(`docker-archive:${gzipped}:ocify/saved:1`);
+    assert.ok(fromGzip.configBytes.equals(theirs.configBytes));
     // And back: what we read from docker save loads again under a new name.
     const again = join(work, "again.tar");
     const source = await openSource(parseTransportReference(`docker-archive:${saved}:ocify/saved:1`));

@@ -254,7 +254,9 @@ class DockerArchiveSource implements ImageSource {
     return verifiedStream(this.tar.stream(entry), descriptor, `${this.description}: blob ${shortDigest(descriptor.digest)}`);
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    await this.tar.close();
+  }
 }
 
 async function hashEntry(tar: TarIndex, entry: TarEntry): Promise<Digest> {
@@ -272,6 +274,15 @@ async function hashEntry(tar: TarIndex, entry: TarEntry): Promise<Digest> {
 export async function openDockerArchiveSource(ref: DockerArchiveReference, _options: TransportOptions = {}): Promise<ImageSource> {
   const description = describe(ref);
   const tar = await TarIndex.open(ref.path, description);
+  try {
+    return await readDockerArchive(ref, description, tar);
+  } catch (error) {
+    await tar.close();
+    throw error;
+  }
+}
+
+async function readDockerArchive(ref: DockerArchiveReference, description: string, tar: TarIndex): Promise<ImageSource> {
   const manifestEntry = tar.find("manifest.json");
   if (!manifestEntry) {
     const oci = tar.find("index.json") !== undefined;

@@ -25,7 +25,9 @@ export class TarLayoutReader implements LayoutReader {
     return entry ? { size: entry.size, stream: () => this.tar.stream(entry) } : undefined;
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    await this.tar.close();
+  }
 }
 
 function describe(ref: { path: string; tag?: string }): string {
@@ -39,12 +41,17 @@ export async function openOciArchiveSource(
 ): Promise<ImageSource> {
   const description = describe(ref);
   const tar = await TarIndex.open(ref.path, description);
-  if (!tar.find("oci-layout") && tar.find("manifest.json")) {
-    throw new InputError(`${description}: ${ref.path} is not an OCI archive (no oci-layout file)`, {
-      hint: "it is a docker save archive; read it with docker-archive:",
-    });
+  try {
+    if (!tar.find("oci-layout") && tar.find("manifest.json")) {
+      throw new InputError(`${description}: ${ref.path} is not an OCI archive (no oci-layout file)`, {
+        hint: "it is a docker save archive; read it with docker-archive:",
+      });
+    }
+    return await new OciLayoutSource(description, new TarLayoutReader(tar), ref.tag).init();
+  } catch (error) {
+    await tar.close();
+    throw error;
   }
-  return new OciLayoutSource(description, new TarLayoutReader(tar), ref.tag).init();
 }
 
 class OciArchiveDestination implements ImageDestination {

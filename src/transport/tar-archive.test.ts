@@ -84,7 +84,7 @@ describe("TarIndex", () => {
     });
   }
 
-  it("rejects files that are not tar archives with a hint, and names compressed ones", async () => {
+  it("rejects files that are not tar archives (compressed or not) with a hint", async () => {
     const text = join(dir, "text.tar");
     writeFileSync(text, "this is not a tar archive at all\n".repeat(40));
     await assert.rejects(TarIndex.open(text, "docker-archive:text.tar"), (e: unknown) => {
@@ -94,8 +94,15 @@ describe("TarIndex", () => {
       return true;
     });
     const gz = join(dir, "x.tar.gz");
-    writeFileSync(gz, execFileSync("gzip", ["-c"], { input: Buffer.alloc(2048) }));
-    await assert.rejects(TarIndex.open(gz, "t"), (e: unknown) => e instanceof InputError && /gzip-compressed/.test(e.hint ?? ""));
+    writeFileSync(gz, execFileSync("gzip", ["-c"], { input: "text, not a tar ".repeat(100) }));
+    await assert.rejects(
+      TarIndex.open(gz, "t"),
+      (e: unknown) => e instanceof InputError && /decompressed file is not a tar/.test(e.message),
+    );
+    const broken = join(dir, "broken.tar.gz");
+    writeFileSync(broken, execFileSync("gzip", ["-c"], { input: Buffer.alloc(100_000, 1) }).subarray(0, 60));
+    await assert.rejects(TarIndex.open(broken, "t"), (e: unknown) => e instanceof InvalidImageError && /cannot decompress/.test(e.message));
+
     const empty = join(dir, "empty.tar");
     writeFileSync(empty, "");
     await assert.rejects(TarIndex.open(empty, "t"), (e: unknown) => e instanceof InputError && /empty/.test(e.hint ?? ""));
@@ -117,6 +124,28 @@ describe("TarIndex", () => {
     writeFileSync(corruptPath, corrupt);
     await assert.rejects(TarIndex.open(corruptPath, "t"), (e: unknown) => e instanceof InvalidImageError && /corrupt/.test(e.message));
   });
+});
+
+describe("compressed archives (docker save | gzip, | zstd)", () => {
+  for (const [name, compress] of [
+    ["gzip", ["gzip", "-c"]],
+    ["zstd", ["zstd", "-q", "-c"]],
+  ] as const) {
+    it(`are decompressed to a temp file, indexed, and the copy removed by close() (${name})`, async () => {
+      const root = mkdtempSync(join(dir, "ctree-"));
+      writeFileSync(join(root, "a.txt"), "compressed archive member\n");
+      const archive = join(dir, `c.tar.${name}`);
+      writeFileSync(
+        archive,
+        execFileSync(compress[0], compress.slice(1), { input: execFileSync("tar", ["-C", root, "-cf", "-", "a.txt"]) }),
+      );
+      const index = await TarIndex.open(archive, "t");
+      assert.ok(index.tempDir);
+      assert.equal((await read(index, "a.txt")).toString(), "compressed archive member\n");
+      await index.close();
+      assert.equal(existsSync(index.tempDir), false);
+    });
+  }
 });
 
 describe("TarFileWriter", () => {

@@ -2,15 +2,17 @@
  * Tar archives as image stores (docker-archive, oci-archive): an index of entry offsets for random access
  * without extracting, and a writer that streams entries of known size into reserved regions of a temp file.
  */
-import { createReadStream } from "node:fs";
-import { type FileHandle, open, rename, rm } from "node:fs/promises";
-import { posix } from "node:path";
+import { createReadStream, createWriteStream, rmSync } from "node:fs";
+import { type FileHandle, mkdtemp, open, rename, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, posix } from "node:path";
 import { pipeline as pipelineCallback, Readable, type Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createVerifier, parseDigest } from "../digest.js";
-import { InputError, InvalidImageError, SizeMismatchError } from "../errors.js";
+import { InputError, InvalidImageError, OcifyError, SizeMismatchError } from "../errors.js";
 import { tempPathFor } from "../fs-atomic.js";
 import type { Descriptor } from "../image/descriptor.js";
+import { createDecompressor } from "../image/validate.js";
 
 const block = 512;
 const maxMetaBytes = 1 << 20;
@@ -98,6 +100,12 @@ function entryType(flag: string): TarEntryType {
   }
 }
 
+// Decompressed copies of compressed archives not yet closed: removed when the process exits.
+const tempDirs = new Set<string>();
+process.once("exit", () => {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
+
 const gzipMagic = [0x1f, 0x8b];
 const zstdMagic = [0x28, 0xb5, 0x2f, 0xfd];
 
@@ -112,11 +120,16 @@ export class TarIndex {
   private constructor(
     readonly path: string,
     readonly description: string,
+    /** A temp directory holding a decompressed copy of the archive, removed by close(). */
+    readonly tempDir?: string,
   ) {}
 
-  /** Read every header of the tar file at `path` (skipping the data); throws InputError if it is not a tar. */
+  /**
+   * Read every header of the tar file at `path` (skipping the data); throws InputError if it is not a tar.
+   * A gzip- or zstd-compressed archive (`docker save | gzip`) is first decompressed to a temp file,
+   * since a compressed stream allows no random access; close() removes it.
+   */
   static async open(path: string, description: string): Promise<TarIndex> {
-    const index = new TarIndex(path, description);
     let handle: FileHandle;
     try {
       handle = await open(path, "r");
@@ -127,13 +140,52 @@ export class TarIndex {
         cause: error,
       });
     }
+    let index: TarIndex | undefined;
     try {
+      const magic = Buffer.alloc(4);
+      await handle.read(magic, 0, 4, 0);
+      const compression = startsWith(magic, gzipMagic) ? "gzip" : startsWith(magic, zstdMagic) ? "zstd" : "none";
+      if (compression !== "none") {
+        await handle.close();
+        index = await TarIndex.#decompressed(path, description, compression);
+        handle = await open(index.path, "r");
+      } else {
+        index = new TarIndex(path, description);
+      }
       const { size: fileSize } = await handle.stat();
       await index.#scan(handle, fileSize);
+    } catch (error) {
+      await index?.close();
+      throw error;
     } finally {
-      await handle.close();
+      await handle.close().catch(() => {});
     }
     return index;
+  }
+
+  static async #decompressed(path: string, description: string, compression: "gzip" | "zstd"): Promise<TarIndex> {
+    const dir = await mkdtemp(join(tmpdir(), "ocify-archive-"));
+    const index = new TarIndex(join(dir, "archive.tar"), description, dir);
+    tempDirs.add(dir);
+    try {
+      const decompressor = await createDecompressor(compression);
+      await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), decompressor!, createWriteStream(index.path));
+    } catch (error) {
+      await index.close();
+      if (error instanceof OcifyError) throw error;
+      throw new InvalidImageError(`${description}: cannot decompress ${path} (${compression}): ${(error as Error).message}`, {
+        hint: "the archive is damaged",
+        cause: error,
+      });
+    }
+    return index;
+  }
+
+  /** Remove the decompressed copy, if one was made. */
+  async close(): Promise<void> {
+    if (!this.tempDir) return;
+    tempDirs.delete(this.tempDir);
+    await rm(this.tempDir, { recursive: true, force: true });
   }
 
   async #scan(handle: FileHandle, fileSize: number): Promise<void> {
@@ -147,12 +199,12 @@ export class TarIndex {
       const { bytesRead } = await handle.read(header, 0, block, position);
       if (bytesRead === 0 && !first) return; // no end-of-archive blocks: accepted, as GNU tar does
       if (bytesRead < block || header.every((b) => b === 0)) {
-        if (first) this.#notTar(header, bytesRead);
+        if (first) this.#notTar(bytesRead);
         if (bytesRead < block && bytesRead > 0) throw this.#truncated();
         return;
       }
       if (!checksumOk(header)) {
-        if (first) this.#notTar(header, bytesRead);
+        if (first) this.#notTar(bytesRead);
         throw new InvalidImageError(`${this.description}: tar header at byte ${position} is corrupt`, {
           hint: "the archive is damaged; create it again",
         });
@@ -199,14 +251,9 @@ export class TarIndex {
     }
   }
 
-  #notTar(header: Buffer, bytesRead: number): never {
-    const compressed = startsWith(header, gzipMagic) ? "gzip" : startsWith(header, zstdMagic) ? "zstd" : undefined;
-    throw new InputError(`${this.description}: ${this.path} is not a tar archive`, {
-      hint: compressed
-        ? `it is ${compressed}-compressed; decompress it first (e.g. ${compressed === "gzip" ? "gunzip" : "unzstd"} -k FILE)`
-        : bytesRead === 0
-          ? "the file is empty"
-          : "give a file written by docker save, skopeo or ocify",
+  #notTar(bytesRead: number): never {
+    throw new InputError(`${this.description}: ${this.tempDir ? "the decompressed file" : this.path} is not a tar archive`, {
+      hint: bytesRead === 0 ? "the file is empty" : "give a file written by docker save, skopeo or ocify",
     });
   }
 
