@@ -447,11 +447,6 @@ export class TarFileWriter {
     return this.#regions.get(name)?.state === "done";
   }
 
-  /** Names of the entries written so far. */
-  get names(): string[] {
-    return [...this.#regions.keys()];
-  }
-
   /** Add a small entry held in memory (JSON, a directory when `bytes` is undefined, a symlink with `linkname`). */
   async addBytes(name: string, bytes: Uint8Array | string | undefined, options: { mode?: number; linkname?: string } = {}): Promise<void> {
     const data = bytes === undefined ? Buffer.alloc(0) : Buffer.from(bytes);
