@@ -25,6 +25,9 @@ export interface BlockPolicy {
   hashCut: number;
 }
 
+/** Capacity of recycled block buffers: the largest block the default policy makes, plus room for headers. */
+export const blockCapacity = (4 << 20) + (64 << 10);
+
 /** The policy used for layers (measured: see docs/compression.md). */
 export const defaultPolicy: BlockPolicy = { minBlock: 1 << 20, maxBlock: 4 << 20, largeFile: 1 << 20, chunkSize: 4 << 20, hashCut: 8 };
 
@@ -220,13 +223,21 @@ export class BlockProducer {
   }
 
   /** Produce the next block; undefined after the last. */
-  next(): ProducedBlock | undefined {
+  /** Size of the next block, or 0 after the last. */
+  nextSize(): number {
+    const index = this.#next;
+    if (index >= this.#plan.cuts.length) return 0;
+    return (this.#plan.cuts[index] as number) - (index === 0 ? 0 : (this.#plan.cuts[index - 1] as number));
+  }
+
+  /** Produce the next block, into `memory` when it is large enough (recycled buffers keep RSS flat); undefined after the last. */
+  next(memory?: ArrayBuffer): ProducedBlock | undefined {
     const plan = this.#plan;
     const index = this.#next;
     if (index >= plan.cuts.length) return undefined;
     const start = index === 0 ? 0 : (plan.cuts[index - 1] as number);
     const end = plan.cuts[index] as number;
-    const data = Buffer.allocUnsafeSlow(end - start);
+    const data = memory && memory.byteLength >= end - start ? Buffer.from(memory, 0, end - start) : Buffer.allocUnsafeSlow(end - start);
     let filled = 0;
     while (this.#entry < plan.size.length && this.#entryStart < end) {
       const i = this.#entry;

@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { type BigIntStats, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Readable } from "node:stream";
-import { Worker } from "node:worker_threads";
+import { MessageChannel, Worker } from "node:worker_threads";
 import { crc32 } from "node:zlib";
 import type { Digest } from "../digest.js";
 import { InputError, OcifyError, UsageError } from "../errors.js";
@@ -17,9 +17,9 @@ import type { Descriptor } from "../image/descriptor.js";
 import type { Compression } from "../media-types.js";
 import { noProgress, type ProgressSink } from "../progress.js";
 import { BlockCache, type BlockInfo } from "./block-cache.js";
-import { BlockProducer, blockKeys, type PackedPlan, type ProducedBlock, packPlan } from "./blocks.js";
+import { BlockProducer, blockCapacity, blockKeys, type PackedPlan, type ProducedBlock, packPlan } from "./blocks.js";
 import { type BlockCodec, createCodec, gzipTrailer } from "./compression.js";
-import { detectorMtimeNs, detectorOf, type EntryOptions, encodedHead, type LayerPlan, planPath } from "./plan.js";
+import { detectorMtimeNs, detectorOf, type EntryOptions, type LayerPlan, planFingerprint, planPath } from "./plan.js";
 import { isTarballName, planTarball } from "./tarball.js";
 
 /** A `--layer SRC[:DEST]` flag: a directory, file or tarball and where it goes in the image. */
@@ -126,22 +126,27 @@ export function isRacy(mtimeNs: bigint, scanStartNs: bigint): boolean {
   return mtimeNs + margin >= scanStartNs;
 }
 
-function planIsRacy(plan: { detectors: Buffer[] }, scanStartNs: bigint): boolean {
-  return plan.detectors.some((detector) => isRacy(detectorMtimeNs(detector), scanStartNs));
-}
-
 /** Produces blocks in order, on this thread or a worker. */
 interface BlockSource {
   take(): Promise<ProducedBlock | undefined>;
+  /** Give a block's memory back for reuse; the buffer must not be used afterwards. */
+  release(data: Buffer): void;
   diffID(): Promise<string>;
   close(): Promise<void>;
 }
 
 function inlineSource(plan: PackedPlan): BlockSource {
   const producer = new BlockProducer(plan);
+  const free: ArrayBuffer[] = [];
   return {
     async take() {
-      return producer.next();
+      const size = producer.nextSize();
+      const index = free.findIndex((buffer) => buffer.byteLength >= size);
+      const memory = index >= 0 ? (free.splice(index, 1)[0] as ArrayBuffer) : new ArrayBuffer(Math.max(size, blockCapacity));
+      return size > 0 ? producer.next(memory) : undefined;
+    },
+    release(data) {
+      free.push(data.buffer as ArrayBuffer);
     },
     async diffID() {
       return producer.diffID();
@@ -156,7 +161,12 @@ function workerSource(plan: PackedPlan): BlockSource {
   const control = new SharedArrayBuffer(8);
   const state = new Int32Array(control);
   state[0] = lookahead + window;
-  const worker = new Worker(new URL("./producer-worker.js", import.meta.url), { workerData: { plan, control } });
+  const channel = new MessageChannel();
+  const worker = new Worker(new URL("./producer-worker.js", import.meta.url), {
+    workerData: { plan, control, recycle: channel.port2 },
+    transferList: [channel.port2],
+  });
+  channel.port1.unref();
   const queue: ProducedBlock[] = [];
   let waiter: { resolve: (b: ProducedBlock | undefined) => void; reject: (e: unknown) => void } | undefined;
   let failure: unknown;
@@ -183,12 +193,14 @@ function workerSource(plan: PackedPlan): BlockSource {
       index: number;
       crc: number;
       data: ArrayBuffer;
+      length: number;
       diffID: string;
       message: string;
       code?: string;
       hint?: string;
     }) => {
-      if (message.type === "block") queue.push({ index: message.index, crc: message.crc, data: Buffer.from(message.data) });
+      if (message.type === "block")
+        queue.push({ index: message.index, crc: message.crc, data: Buffer.from(message.data, 0, message.length) });
       else if (message.type === "done") {
         diffID = message.diffID;
         finished = true;
@@ -227,6 +239,10 @@ function workerSource(plan: PackedPlan): BlockSource {
         settle();
       });
     },
+    release(data) {
+      const memory = data.buffer as ArrayBuffer;
+      channel.port1.postMessage(memory, [memory]);
+    },
     async diffID() {
       if (diffID === undefined) throw new Error("the layer producer thread did not finish");
       return diffID;
@@ -235,6 +251,7 @@ function workerSource(plan: PackedPlan): BlockSource {
       Atomics.store(state, 1, 1);
       Atomics.notify(state, 0);
       await worker.terminate();
+      channel.port1.close();
     },
   };
 }
@@ -256,6 +273,8 @@ class TeeFeed {
         wake?.();
       },
     });
+    // fail() destroys the stream with the build's error; the consumer may have stopped listening by then.
+    this.stream.on("error", () => {});
     this.#result = Promise.resolve()
       .then(() => tee(this.stream))
       .then(
@@ -341,16 +360,20 @@ async function produce(
   const finish = async (block: ProducedBlock): Promise<Finished> => {
     const key = keys[block.index] as string;
     const cached = await cache.read(key);
-    if (cached && cachedBlockMatches(codec, cached, block))
+    if (cached && cachedBlockMatches(codec, cached, block)) {
+      source.release(block.data);
       return { index: block.index, info: cached.info, chunks: [cached.data], reused: true };
+    }
+    const usize = block.data.length;
     const chunks = await codec.compress(block.data, block.crc);
+    if (!chunks.includes(block.data)) source.release(block.data);
     let ccrc = 0;
     let csize = 0;
     for (const chunk of chunks) {
       ccrc = crc32(chunk, ccrc);
       csize += chunk.length;
     }
-    const info: BlockInfo = { key, usize: block.data.length, ucrc: block.crc >>> 0, csize, ccrc: ccrc >>> 0 };
+    const info: BlockInfo = { key, usize, ucrc: block.crc >>> 0, csize, ccrc: ccrc >>> 0 };
     await cache.write(info, chunks);
     return { index: block.index, info, chunks, reused: false };
   };
@@ -417,10 +440,20 @@ function layerOf(
   };
 }
 
-/** Build a layer from a directory, a file or a tarball into the cache (or reuse what an earlier build left there). */
-export async function buildLayer(source: LayerSource, options: LayerBuildOptions): Promise<BuiltLayer> {
-  options.signal?.throwIfAborted();
-  const createdBy = options.createdBy ?? `ocify layer ${source.source} -> ${source.dest}`;
+/** What decides whether a recorded layer can be reused: computed before any content is read. */
+interface Prepared {
+  identity: string;
+  recordPath: string;
+  entryOptions: EntryOptions;
+  tarball: boolean;
+  /** The plan of a directory or file source (a tarball is planned only when it must be read). */
+  plan?: LayerPlan;
+  fingerprint: string;
+  /** Change detectors of every file whose content goes into the layer (the tarball itself for a tarball). */
+  detectors: Buffer[];
+}
+
+function prepare(source: LayerSource, options: LayerBuildOptions, codecId: string): Prepared {
   let top: BigIntStats;
   try {
     top = statSync(source.source, { bigint: true });
@@ -429,52 +462,65 @@ export async function buildLayer(source: LayerSource, options: LayerBuildOptions
   }
   if (!source.dest.startsWith("/"))
     throw new UsageError(`layer destination "${source.dest}" is not an absolute path`, { hint: "write SRC:/path" });
+  const entryOptions: EntryOptions = {
+    uid: options.chown?.uid ?? 0,
+    gid: options.chown?.gid ?? 0,
+    preserveOwners: options.preserveOwners ?? false,
+    mtime: options.mtime ?? 0,
+  };
+  const tarball = top.isFile() && (isTarballName(source.source) || entryOptions.preserveOwners);
+  const identity = JSON.stringify([
+    recordVersion,
+    resolve(source.source),
+    source.dest,
+    options.mediaType,
+    codecId,
+    entryOptions,
+    tarball ? "tarball" : "tree",
+  ]);
+  const recordPath = join(options.cacheDir, "layers", `${createHash("sha256").update(identity).digest("hex")}.json`);
+  if (tarball) {
+    const detector = detectorOf(top);
+    return {
+      identity,
+      recordPath,
+      entryOptions,
+      tarball,
+      fingerprint: createHash("sha256").update(identity).update(detector).digest("hex"),
+      detectors: [detector],
+    };
+  }
+  const plan = planPath(source.source, source.dest, entryOptions);
+  const detectors: Buffer[] = [];
+  for (const entry of plan.entries) if (entry.source >= 0) detectors.push(entry.detector);
+  return { identity, recordPath, entryOptions, tarball, plan, fingerprint: planFingerprint(plan, identity), detectors };
+}
+
+/** Where a layer's record lives and the fingerprint its sources have now (for tests and diagnostics). */
+export async function layerState(source: LayerSource, options: LayerBuildOptions): Promise<{ recordPath: string; fingerprint: string }> {
   const codec = await createCodec(options.compression, options.level);
   try {
-    const entryOptions: EntryOptions = {
-      uid: options.chown?.uid ?? 0,
-      gid: options.chown?.gid ?? 0,
-      preserveOwners: options.preserveOwners ?? false,
-      mtime: options.mtime ?? 0,
-    };
-    const tarball = top.isFile() && (isTarballName(source.source) || entryOptions.preserveOwners);
-    const identity = JSON.stringify([
-      recordVersion,
-      resolve(source.source),
-      source.dest,
-      options.mediaType,
-      codec.id,
-      entryOptions,
-      tarball ? "tarball" : "tree",
-    ]);
-    const recordPath = join(options.cacheDir, "layers", `${createHash("sha256").update(identity).digest("hex")}.json`);
-    const cache = new BlockCache(options.cacheDir);
-    const record = readRecord(recordPath);
+    const { recordPath, fingerprint } = prepare(source, options, codec.id);
+    return { recordPath, fingerprint };
+  } finally {
+    await codec.close();
+  }
+}
+
+/** Build a layer from a directory, a file or a tarball into the cache (or reuse what an earlier build left there). */
+export async function buildLayer(source: LayerSource, options: LayerBuildOptions): Promise<BuiltLayer> {
+  options.signal?.throwIfAborted();
+  const createdBy = options.createdBy ?? `ocify layer ${source.source} -> ${source.dest}`;
+  const codec = await createCodec(options.compression, options.level);
+  try {
     const scanStartNs = BigInt(Date.now()) * 1_000_000n;
-
-    let plan: LayerPlan | undefined;
-    let fingerprint: string;
-    let detectors: Buffer[];
-    let spool: string | undefined;
-    if (tarball) {
-      const detector = detectorOf(top);
-      detectors = [detector];
-      fingerprint = createHash("sha256").update(identity).update(detector).digest("hex");
-    } else {
-      plan = planPath(source.source, source.dest, entryOptions);
-      const hash = createHash("sha256").update(identity);
-      detectors = [];
-      for (const entry of plan.entries) {
-        hash.update(encodedHead(entry)).update(entry.detector);
-        if (entry.source >= 0) detectors.push(entry.detector);
-      }
-      fingerprint = hash.digest("hex");
-    }
-
+    const prepared = prepare(source, options, codec.id);
+    const cache = new BlockCache(options.cacheDir);
+    const record = readRecord(prepared.recordPath);
     if (
       record &&
-      record.fingerprint === fingerprint &&
-      !planIsRacy({ detectors }, BigInt(record.scanStartNs)) &&
+      record.fingerprint === prepared.fingerprint &&
+      !prepared.detectors.some((detector) => isRacy(detectorMtimeNs(detector), BigInt(record.scanStartNs))) &&
       cache.has(record.blocks)
     ) {
       options.progress?.({ phase: "skipped", kind: "build", id: source.source, bytes: record.tarSize, total: record.tarSize });
@@ -482,17 +528,19 @@ export async function buildLayer(source: LayerSource, options: LayerBuildOptions
       return layerOf(record, cache, options.mediaType, createdBy, true, record.blocks.length);
     }
 
+    let spool: string | undefined;
     try {
-      if (tarball) {
+      let plan = prepared.plan;
+      if (!plan) {
         mkdirSync(join(options.cacheDir, "tmp"), { recursive: true });
         spool = tempPathFor(join(options.cacheDir, "tmp", "spool"));
-        plan = await planTarball(source.source, source.dest, entryOptions, spool, detectors[0] as Buffer, options.signal);
+        plan = await planTarball(source.source, source.dest, prepared.entryOptions, spool, prepared.detectors[0] as Buffer, options.signal);
       }
-      const packed = packPlan(plan as LayerPlan);
+      const packed = packPlan(plan);
       const produced = await produce(packed, codec, cache, options, source.source);
       const built: LayerRecord = {
         version: recordVersion,
-        fingerprint,
+        fingerprint: prepared.fingerprint,
         scanStartNs: String(scanStartNs),
         diffID: produced.diffID,
         digest: produced.digest,
@@ -500,7 +548,7 @@ export async function buildLayer(source: LayerSource, options: LayerBuildOptions
         tarSize: packed.cuts[packed.cuts.length - 1] as number,
         blocks: produced.blocks,
       };
-      await writeFileAtomic(recordPath, JSON.stringify(built));
+      await writeFileAtomic(prepared.recordPath, JSON.stringify(built));
       return layerOf(built, cache, options.mediaType, createdBy, false, produced.reused);
     } finally {
       if (spool) rmSync(spool, { force: true });

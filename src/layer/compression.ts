@@ -5,7 +5,6 @@
  */
 import { spawn } from "node:child_process";
 import { closeSync, createReadStream, openSync, readSync } from "node:fs";
-import { availableParallelism } from "node:os";
 import { type Duplex, pipeline, type Readable } from "node:stream";
 import { Worker } from "node:worker_threads";
 import * as zlib from "node:zlib";
@@ -92,53 +91,62 @@ function nodeZstdCodec(level: number): BlockCodec {
   };
 }
 
-/** zstd through @cloudpss/zstd (Node 20), which compresses synchronously: run it in a pool of worker threads. */
+/**
+ * zstd through @cloudpss/zstd (Node 20). Its binding compresses synchronously and is not safe to use from
+ * two threads at once (measured: concurrent calls crash), so it runs in one worker thread, which is
+ * shut down only once idle.
+ */
 async function napiZstdCodec(level: number): Promise<BlockCodec> {
-  let version: string;
-  try {
-    const module = (await import("@cloudpss/zstd" as string)) as { ZSTD_VERSION: () => string };
-    version = module.ZSTD_VERSION();
-  } catch (error) {
+  const worker = new Worker(new URL("./zstd-worker.js", import.meta.url), { workerData: { level } });
+  const pending = new Map<number, { resolve: (b: Buffer[]) => void; reject: (e: Error) => void }>();
+  let failure: Error | undefined;
+  const version = await new Promise<string>((resolve, reject) => {
+    worker.once("message", (message: { version?: string; error?: string }) =>
+      message.version ? resolve(message.version) : reject(new Error(message.error ?? "zstd worker failed")),
+    );
+    worker.once("error", reject);
+  }).catch(async (error: unknown) => {
+    await worker.terminate();
     throw new InputError("zstd compression needs Node >= 22.15 or the optional dependency @cloudpss/zstd", {
       hint: "upgrade Node, reinstall ocify with optional dependencies, or use --compression gzip",
       cause: error,
     });
-  }
-  const size = Math.max(1, Math.min(availableParallelism(), 4));
-  const workers = Array.from({ length: size }, () => new Worker(new URL("./zstd-worker.js", import.meta.url), { workerData: { level } }));
-  const pending = new Map<number, { resolve: (b: Buffer[]) => void; reject: (e: Error) => void }>();
+  });
   let nextId = 0;
-  let turn = 0;
-  for (const worker of workers) {
-    worker.unref();
-    worker.on("message", (message: { id: number; data?: Uint8Array; error?: string }) => {
-      const waiter = pending.get(message.id);
-      pending.delete(message.id);
-      if (!waiter) return;
+  let idle: (() => void) | undefined;
+  worker.on("message", (message: { id: number; data?: Uint8Array; error?: string }) => {
+    const waiter = pending.get(message.id);
+    pending.delete(message.id);
+    if (waiter) {
       if (message.error !== undefined || !message.data) waiter.reject(new Error(message.error ?? "zstd worker failed"));
       else waiter.resolve([Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength)]);
-    });
-    worker.on("error", (error) => {
-      for (const waiter of pending.values()) waiter.reject(error);
-      pending.clear();
-    });
-  }
+    }
+    if (pending.size === 0) idle?.();
+  });
+  worker.on("error", (error) => {
+    failure = error;
+    for (const waiter of pending.values()) waiter.reject(error);
+    pending.clear();
+    idle?.();
+  });
   return {
     id: `zstd/${level}/napi-${version}`,
     compression: "zstd",
     compress(data) {
+      if (failure) return Promise.reject(failure);
       return new Promise((resolve, reject) => {
         const id = nextId++;
         pending.set(id, { resolve, reject });
-        const worker = workers[turn++ % workers.length] as Worker;
         // Copy into a transferable buffer: the caller keeps `data` for hashing and retries.
-        const copy = new Uint8Array(data.length);
-        copy.set(data);
+        const copy = new Uint8Array(data);
         worker.postMessage({ id, data: copy }, [copy.buffer]);
       });
     },
     async close() {
-      await Promise.all(workers.map((w) => w.terminate()));
+      if (pending.size > 0) await new Promise<void>((resolve) => (idle = resolve));
+      const exited = new Promise((resolve) => worker.once("exit", resolve));
+      worker.postMessage({ close: true });
+      await exited;
     },
   };
 }

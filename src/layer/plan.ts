@@ -14,6 +14,8 @@ export const detectorSize = 40;
 /** One entry of a planned layer. */
 export interface PlanEntry {
   header: TarHeader;
+  /** The name as a latin1 string (one char per byte): sorts in byte order, keys maps. */
+  key: string;
   /** Index into `LayerPlan.sources` of the file holding the content, or -1. */
   source: number;
   /** Position of the content in that file. */
@@ -113,9 +115,8 @@ export function finishEntries(entries: PlanEntry[], options: EntryOptions, links
   // Later entries with the same name win (as when a tar is extracted).
   const byName = new Map<string, PlanEntry>();
   for (const entry of entries) {
-    const key = entry.header.name.toString("latin1");
-    if (byName.has(key)) byName.delete(key);
-    byName.set(key, entry);
+    if (byName.has(entry.key)) byName.delete(entry.key);
+    byName.set(entry.key, entry);
   }
   for (const key of [...byName.keys()]) {
     let end = key.lastIndexOf("/");
@@ -124,6 +125,7 @@ export function finishEntries(entries: PlanEntry[], options: EntryOptions, links
       if (byName.has(parent)) break;
       byName.set(parent, {
         header: { name: Buffer.from(parent, "latin1"), type: "directory", mode: 0o755, uid: 0, gid: 0, size: 0, mtime: options.mtime },
+        key: parent,
         source: -1,
         sourceOffset: 0,
         detector: noDetector,
@@ -131,10 +133,11 @@ export function finishEntries(entries: PlanEntry[], options: EntryOptions, links
       end = parent.lastIndexOf("/");
     }
   }
-  const sorted = [...byName.values()].sort((a, b) => Buffer.compare(a.header.name, b.header.name));
+  // latin1 strings hold one byte per UTF-16 unit, so comparing them compares the bytes.
+  const sorted = [...byName.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   for (const entry of sorted) {
     const { type, name, linkname } = entry.header;
-    if (type === "symlink" && linkname && symlinkEscapes(name.toString("latin1"), linkname.toString("latin1"))) {
+    if (type === "symlink" && linkname && symlinkEscapes(entry.key, linkname.toString("latin1"))) {
       throw new InputError(`symlink /${name.toString()} -> ${linkname.toString()} points outside the image's root`, {
         hint: "Docker refuses such layers; make the link absolute or keep it inside the tree",
       });
@@ -143,9 +146,9 @@ export function finishEntries(entries: PlanEntry[], options: EntryOptions, links
   // Hardlinked files: the first name in sorted order carries the content, the others link to it.
   if (links) {
     for (const group of links.values()) {
-      const alive = group.filter((e) => byName.get(e.header.name.toString("latin1")) === e);
+      const alive = group.filter((e) => byName.get(e.key) === e);
       if (alive.length < 2) continue;
-      alive.sort((a, b) => Buffer.compare(a.header.name, b.header.name));
+      alive.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
       const first = alive[0] as PlanEntry;
       const content = alive.find((e) => e.header.type !== "link");
       if (!content) continue;
@@ -182,7 +185,7 @@ function entryFor(
     size: 0,
     mtime: options.mtime,
   };
-  const entry: PlanEntry = { header, source: -1, sourceOffset: 0, detector: noDetector };
+  const entry: PlanEntry = { header, key: name.toString("latin1"), source: -1, sourceOffset: 0, detector: noDetector };
   if (stat.isFile()) {
     header.size = Number(stat.size);
     if (header.size > 0) {
@@ -293,9 +296,38 @@ export function encodedHead(entry: PlanEntry): Buffer {
   return head;
 }
 
-/** A digest of everything that decides the layer's bytes without reading contents: headers and change detectors. */
+/**
+ * A digest of everything that decides the layer's bytes without reading file contents: each entry's
+ * header fields and change detector (the encoded header is a function of these and the salt).
+ */
 export function planFingerprint(plan: LayerPlan, salt: string): string {
   const hash = createHash("sha256").update(salt);
-  for (const entry of plan.entries) hash.update(encodedHead(entry)).update(entry.detector);
+  let scratch = Buffer.allocUnsafe(1 << 20);
+  let at = 0;
+  for (const entry of plan.entries) {
+    const { header } = entry;
+    const need = 128 + header.name.length + (header.linkname?.length ?? 0);
+    if (at + need > scratch.length) {
+      hash.update(scratch.subarray(0, at));
+      at = 0;
+      if (need > scratch.length) scratch = Buffer.allocUnsafe(need);
+    }
+    at = scratch.writeUInt32LE(header.name.length, at);
+    at += header.name.copy(scratch, at);
+    at = scratch.writeUInt8(typeCodes[header.type], at);
+    at = scratch.writeUInt32LE(header.mode, at);
+    at = scratch.writeDoubleLE(header.uid, at);
+    at = scratch.writeDoubleLE(header.gid, at);
+    at = scratch.writeDoubleLE(header.size, at);
+    at = scratch.writeDoubleLE(header.mtime, at);
+    at = scratch.writeDoubleLE(header.devmajor ?? -1, at);
+    at = scratch.writeDoubleLE(header.devminor ?? -1, at);
+    at = scratch.writeInt32LE(header.linkname?.length ?? -1, at);
+    if (header.linkname) at += header.linkname.copy(scratch, at);
+    at += entry.detector.copy(scratch, at);
+  }
+  hash.update(scratch.subarray(0, at));
   return hash.digest("hex");
 }
+
+const typeCodes: Record<TarHeader["type"], number> = { file: 0, link: 1, symlink: 2, char: 3, block: 4, directory: 5, fifo: 6 };

@@ -3,11 +3,21 @@
  * the main thread (transferring their memory), so that reading and hashing overlap compression and the
  * blob digest. Flow control: the main thread grants credits in a shared Int32Array ([credits, abort]).
  */
-import { parentPort, workerData } from "node:worker_threads";
+import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
 import { OcifyError } from "../errors.js";
-import { BlockProducer, type PackedPlan } from "./blocks.js";
+import { BlockProducer, blockCapacity, type PackedPlan } from "./blocks.js";
 
-const { plan, control } = workerData as { plan: PackedPlan; control: SharedArrayBuffer };
+const { plan, control, recycle } = workerData as { plan: PackedPlan; control: SharedArrayBuffer; recycle: MessagePort };
+const free: ArrayBuffer[] = [];
+
+/** A buffer for the next block: one the main thread gave back, or a new one. */
+function memoryFor(size: number): ArrayBuffer {
+  for (let message = receiveMessageOnPort(recycle); message; message = receiveMessageOnPort(recycle))
+    free.push(message.message as ArrayBuffer);
+  const index = free.findIndex((buffer) => buffer.byteLength >= size);
+  if (index >= 0) return free.splice(index, 1)[0] as ArrayBuffer;
+  return new ArrayBuffer(Math.max(size, blockCapacity));
+}
 const state = new Int32Array(control);
 const port = parentPort as NonNullable<typeof parentPort>;
 const producer = new BlockProducer(plan);
@@ -27,10 +37,13 @@ function waitForCredit(): boolean {
 try {
   for (;;) {
     if (!waitForCredit()) break;
-    const block = producer.next();
+    const size = producer.nextSize();
+    const block = size > 0 ? producer.next(memoryFor(size)) : undefined;
     if (!block) break;
     const { buffer } = block.data;
-    port.postMessage({ type: "block", index: block.index, crc: block.crc, data: buffer }, [buffer as ArrayBuffer]);
+    port.postMessage({ type: "block", index: block.index, crc: block.crc, data: buffer, length: block.data.length }, [
+      buffer as ArrayBuffer,
+    ]);
   }
   if (Atomics.load(state, 1) === 0) port.postMessage({ type: "done", diffID: producer.diffID() });
 } catch (error) {

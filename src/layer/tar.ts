@@ -47,19 +47,20 @@ const maxOctal11 = 0o77777777777;
 const maxOctal7 = 0o7777777;
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
-function isPortable(bytes: Buffer, limit: number): boolean {
-  if (bytes.length > limit) return false;
-  for (const byte of bytes) if (byte === 0 || byte > 0x7e) return false;
-  return true;
-}
-
-function isUtf8(bytes: Buffer): boolean {
-  try {
-    utf8.decode(bytes);
-    return true;
-  } catch {
-    return false;
+/** 0: printable ASCII without NUL; 1: valid UTF-8 with other bytes; 2: not UTF-8. */
+function classify(bytes: Buffer): 0 | 1 | 2 {
+  for (let i = 0; i < bytes.length; i++) {
+    const byte = bytes[i] as number;
+    if (byte === 0 || byte > 0x7e) {
+      try {
+        utf8.decode(bytes);
+        return 1;
+      } catch {
+        return 2;
+      }
+    }
   }
+  return 0;
 }
 
 /** One pax record: "<length> <key>=<value>\n", where length counts the whole record including itself. */
@@ -72,7 +73,11 @@ function paxRecord(key: string, value: Buffer): Buffer {
 
 function writeOctal(header: Buffer, value: number, offset: number, width: number): void {
   // width-1 octal digits, zero-padded, then NUL (what GNU tar and Go write).
-  header.write(value.toString(8).padStart(width - 1, "0"), offset, width - 1, "latin1");
+  let rest = value;
+  for (let i = offset + width - 2; i >= offset; i--) {
+    header[i] = 0x30 + (rest % 8);
+    rest = Math.floor(rest / 8);
+  }
   header[offset + width - 1] = 0;
 }
 
@@ -97,20 +102,27 @@ function fallbackName(name: Buffer): Buffer {
   return out;
 }
 
-function ustarHeader(fields: {
-  name: Buffer;
-  mode: number;
-  uid: number;
-  gid: number;
-  size: number;
-  mtime: number;
-  typeflag: number;
-  linkname?: Buffer | undefined;
-  devmajor?: number | undefined;
-  devminor?: number | undefined;
-}): Buffer {
-  const header = Buffer.alloc(recordSize);
-  fields.name.copy(header, 0, 0, 100);
+const ustarMagic = Buffer.from("ustar\u000000", "latin1");
+
+function ustarHeader(
+  target: Buffer,
+  fields: {
+    name: Buffer;
+    slash: boolean;
+    mode: number;
+    uid: number;
+    gid: number;
+    size: number;
+    mtime: number;
+    typeflag: number;
+    linkname?: Buffer | undefined;
+    devmajor?: number | undefined;
+    devminor?: number | undefined;
+  },
+): void {
+  const header = target;
+  const nameLength = fields.name.copy(header, 0, 0, 100);
+  if (fields.slash && nameLength < 100) header[nameLength] = 0x2f;
   writeOctal(header, fields.mode, 100, 8);
   writeOctal(header, Math.min(fields.uid, maxOctal7), 108, 8);
   writeOctal(header, Math.min(fields.gid, maxOctal7), 116, 8);
@@ -119,14 +131,14 @@ function ustarHeader(fields: {
   header.fill(0x20, 148, 156); // checksum computed over spaces
   header[156] = fields.typeflag;
   fields.linkname?.copy(header, 157, 0, 100);
-  header.write("ustar\u000000", 257, 8, "latin1");
+  ustarMagic.copy(header, 257);
   // uname and gname stay empty: numeric ids only.
   if (fields.devmajor !== undefined) writeNumber(header, fields.devmajor, 329, 8);
   if (fields.devminor !== undefined) writeNumber(header, fields.devminor, 337, 8);
   let sum = 0;
-  for (const byte of header) sum += byte;
-  header.write(`${sum.toString(8).padStart(6, "0")}\u0000 `, 148, 8, "latin1");
-  return header;
+  for (let i = 0; i < recordSize; i++) sum += header[i] as number;
+  writeOctal(header, sum, 148, 7);
+  header[155] = 0x20;
 }
 
 /** The number of zero bytes that follow `size` content bytes to fill the last record. */
@@ -141,16 +153,45 @@ export function paddingFor(size: number): number {
  * the ustar header. Directories get their trailing "/".
  */
 export function encodeHeader(entry: TarHeader): Buffer {
-  const name = entry.type === "directory" ? Buffer.concat([entry.name, Buffer.from("/")]) : entry.name;
-  const records: Buffer[] = [];
+  const directory = entry.type === "directory";
+  const nameKind = classify(entry.name);
+  const linkKind = entry.linkname === undefined ? 0 : classify(entry.linkname);
+  const nameFits = nameKind === 0 && entry.name.length + (directory ? 1 : 0) <= 100;
+  const linkFits = linkKind === 0 && (entry.linkname?.length ?? 0) <= 100;
+  const simple =
+    nameFits &&
+    linkFits &&
+    entry.size <= maxOctal11 &&
+    entry.uid <= maxOctal7 &&
+    entry.gid <= maxOctal7 &&
+    entry.mtime >= 0 &&
+    entry.mtime <= maxOctal11 &&
+    !entry.pax?.length;
+  const fields = {
+    name: entry.name,
+    slash: directory,
+    mode: entry.mode & 0o7777,
+    uid: entry.uid,
+    gid: entry.gid,
+    size: entry.size,
+    mtime: entry.mtime,
+    typeflag: typeflags[entry.type],
+    linkname: entry.linkname,
+    devmajor: entry.type === "char" || entry.type === "block" ? (entry.devmajor ?? 0) : undefined,
+    devminor: entry.type === "char" || entry.type === "block" ? (entry.devminor ?? 0) : undefined,
+  };
+  if (simple) {
+    const header = Buffer.alloc(recordSize);
+    ustarHeader(header, fields);
+    return header;
+  }
+  const name = directory ? Buffer.concat([entry.name, Buffer.from("/")]) : entry.name;
   // Records in key order, so equal entries give equal bytes.
+  const records: Buffer[] = [];
   if (entry.gid > maxOctal7) records.push(paxRecord("gid", Buffer.from(String(entry.gid))));
-  const binary = !isUtf8(name) || (entry.linkname !== undefined && !isUtf8(entry.linkname));
-  if (binary) records.push(paxRecord("hdrcharset", Buffer.from("BINARY")));
-  const linkFits = entry.linkname === undefined || isPortable(entry.linkname, 100);
+  if (nameKind === 2 || linkKind === 2) records.push(paxRecord("hdrcharset", Buffer.from("BINARY")));
   if (!linkFits) records.push(paxRecord("linkpath", entry.linkname as Buffer));
   if (entry.mtime > maxOctal11 || entry.mtime < 0) records.push(paxRecord("mtime", Buffer.from(String(entry.mtime))));
-  const nameFits = isPortable(name, 100);
   if (!nameFits) records.push(paxRecord("path", name));
   if (entry.size > maxOctal11) records.push(paxRecord("size", Buffer.from(String(entry.size))));
   if (entry.uid > maxOctal7) records.push(paxRecord("uid", Buffer.from(String(entry.uid))));
@@ -158,23 +199,12 @@ export function encodeHeader(entry: TarHeader): Buffer {
     const extra = [...entry.pax].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
     for (const [key, value] of extra) records.push(paxRecord(key, value));
   }
-  const typeflag = typeflags[entry.type];
-  const main = ustarHeader({
-    name: nameFits ? name : fallbackName(name),
-    mode: entry.mode & 0o7777,
-    uid: entry.uid,
-    gid: entry.gid,
-    size: entry.size,
-    mtime: entry.mtime,
-    typeflag,
-    linkname: entry.linkname === undefined ? undefined : linkFits ? entry.linkname : fallbackName(entry.linkname),
-    devmajor: entry.type === "char" || entry.type === "block" ? (entry.devmajor ?? 0) : undefined,
-    devminor: entry.type === "char" || entry.type === "block" ? (entry.devminor ?? 0) : undefined,
-  });
-  if (records.length === 0) return main;
   const body = Buffer.concat(records);
-  const pax = ustarHeader({
+  const padding = paddingFor(body.length);
+  const out = Buffer.alloc(recordSize + body.length + padding + recordSize);
+  ustarHeader(out, {
     name: Buffer.from("././@PaxHeader"),
+    slash: false,
     mode: 0o644,
     uid: 0,
     gid: 0,
@@ -182,5 +212,13 @@ export function encodeHeader(entry: TarHeader): Buffer {
     mtime: 0,
     typeflag: 0x78,
   });
-  return Buffer.concat([pax, body, Buffer.alloc(paddingFor(body.length)), main]);
+  body.copy(out, recordSize);
+  const main = out.subarray(recordSize + body.length + padding);
+  ustarHeader(main, {
+    ...fields,
+    name: nameFits ? entry.name : fallbackName(name),
+    slash: nameFits && directory,
+    linkname: entry.linkname === undefined ? undefined : linkFits ? entry.linkname : fallbackName(entry.linkname),
+  });
+  return out;
 }

@@ -73,11 +73,15 @@ export async function planTarball(
   const entries: PlanEntry[] = [];
   const byName = new Map<string, PlanEntry>();
   const links = new Map<PlanEntry, PlanEntry[]>();
+  const rootOf = new Map<PlanEntry, PlanEntry>();
   let spooled = 0;
   let count = 0;
   try {
     const feeding = new Promise<void>((resolve, reject) => {
-      decoded.stream.on("error", reject);
+      decoded.stream.on("error", (error) => {
+        reject(error);
+        extract.destroy(error);
+      });
       extract.on("error", reject);
       extract.on("finish", resolve);
       decoded.stream.on("data", (chunk: Buffer) => {
@@ -114,7 +118,7 @@ export async function planTarball(
         size: 0,
         mtime: options.mtime,
       };
-      const planned: PlanEntry = { header: tar, source: -1, sourceOffset: 0, detector: Buffer.alloc(detector.length) };
+      const planned: PlanEntry = { header: tar, key: name, source: -1, sourceOffset: 0, detector: Buffer.alloc(detector.length) };
       if (type === "file") {
         tar.size = header.size;
         if (header.size > 0) {
@@ -144,8 +148,8 @@ export async function planTarball(
           const linked = byName.get(targetName);
           if (!linked) refuse(path, rawName, `is a hardlink to "${rawLink}", which is not earlier in the archive`);
           if (linked.header.type === "directory") refuse(path, rawName, "is a hardlink to a directory");
-          const root =
-            linked.header.type === "link" ? ([...links.entries()].find(([, group]) => group.includes(linked))?.[0] ?? linked) : linked;
+          const root = rootOf.get(linked) ?? linked;
+          rootOf.set(planned, root);
           const group = links.get(root);
           if (group) group.push(planned);
           else links.set(root, [root, planned]);
