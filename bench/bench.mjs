@@ -1,0 +1,810 @@
+#!/usr/bin/env node
+// `npm run bench`: ocify against the tools a user would pick instead, on the same jobs, against a real
+// registry on loopback. Scenarios run in interleaved rounds (every tool once per round, the order rotated),
+// and each peer is compared with ocify round by round (paired ratios), because single timings on a shared
+// 2-core machine swing several-fold. See docs/benchmarks.md.
+import { spawn, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpus, tmpdir, totalmem } from "node:os";
+import { basename, dirname, join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { parseArgs } from "node:util";
+import { ensureTree, TREE_SIZES, writeSmallDir } from "./tree.mjs";
+
+const REPO = fileURLToPath(new URL("..", import.meta.url));
+const OCIFY = join(REPO, "bin", "ocify.js");
+const TIME = "/usr/bin/time";
+
+const HELP = `Usage: npm run bench -- [OPTIONS]
+
+Times ocify and its peers on the same jobs against a local docker-registry, in interleaved rounds.
+
+  --rounds N      rounds (default 3; 1 with --quick)
+  --quick         small tree (~30 MiB, ~500 files), 1 round, peers only with --peers: a smoke test
+  --peers         with --quick: measure the peers too
+  --tools LIST    only these, comma-separated: ocify, umoci (skopeo+umoci), buildah, containerify,
+                  skopeo (the pull peer), pigz, curl (the machine's yardsticks)
+  --json FILE     write every measurement (and the summary) to FILE
+  --seed N        tree seed (default 1)
+  --tree-dir DIR  where the generated tree is kept between runs (default .bench/tree-full or tree-quick)
+  -h, --help
+
+Exit status: 1 when an ocify command failed, or (not with --quick) a target was missed.`;
+
+const ALL_TOOLS = ["ocify", "umoci", "buildah", "containerify", "skopeo", "pigz", "curl"];
+const LABEL = {
+  ocify: "ocify",
+  umoci: "skopeo + umoci",
+  buildah: "buildah (vfs)",
+  containerify: "containerify",
+  skopeo: "skopeo",
+  pigz: "yardstick: tar, pigz -p2 -6, sha256sum",
+  curl: "yardstick: curl upload, POST + PUT",
+};
+
+// ---------------------------------------------------------------------------------------------- options
+
+let options;
+try {
+  options = parseArgs({
+    options: {
+      rounds: { type: "string" },
+      quick: { type: "boolean", default: false },
+      peers: { type: "boolean", default: false },
+      tools: { type: "string" },
+      json: { type: "string" },
+      seed: { type: "string", default: "1" },
+      "tree-dir": { type: "string" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  }).values;
+} catch (error) {
+  console.error(`bench: ${error.message}\n\n${HELP}`);
+  process.exit(2);
+}
+if (options.help) {
+  console.log(HELP);
+  process.exit(0);
+}
+const quick = options.quick;
+const rounds = Number(options.rounds ?? (quick ? 1 : 3));
+const seed = Number(options.seed);
+if (!Number.isInteger(rounds) || rounds < 1 || !Number.isInteger(seed)) {
+  console.error("bench: --rounds and --seed take whole numbers (rounds ≥ 1)");
+  process.exit(2);
+}
+const tools = options.tools
+  ? options.tools.split(",").map((t) => t.trim())
+  : quick && !options.peers
+    ? ["ocify", "pigz", "curl"]
+    : ALL_TOOLS;
+for (const tool of tools) {
+  if (!ALL_TOOLS.includes(tool)) {
+    console.error(`bench: unknown tool '${tool}' (known: ${ALL_TOOLS.join(", ")})`);
+    process.exit(2);
+  }
+}
+const commandTimeoutMs = (quick ? 180 : 1800) * 1000;
+
+// ---------------------------------------------------------------------------------------------- logging
+
+const started = Date.now();
+function log(message) {
+  const seconds = ((Date.now() - started) / 1000).toFixed(0).padStart(5);
+  process.stderr.write(`[${seconds} s] ${message}\n`);
+}
+
+function which(command) {
+  return spawnSync("sh", ["-c", `command -v ${command}`], { encoding: "utf8" }).status === 0;
+}
+
+function versionOf(command, args) {
+  const result = spawnSync(command, args, { encoding: "utf8", timeout: 20_000 });
+  return `${result.stdout ?? ""}${result.stderr ?? ""}`.trim().split("\n")[0] ?? "";
+}
+
+// ---------------------------------------------------------------------------------------------- cleanup
+
+const cleanups = [];
+const children = new Set();
+let cleaning;
+function cleanup() {
+  cleaning ??= (async () => {
+    for (const child of children) {
+      try {
+        process.kill(-child.pid, "SIGKILL");
+      } catch {}
+    }
+    while (cleanups.length > 0) {
+      try {
+        await cleanups.pop()();
+      } catch (error) {
+        log(`cleanup: ${error.message}`);
+      }
+    }
+  })();
+  return cleaning;
+}
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) {
+  process.once(signal, () => {
+    log(`${signal}: stopping, cleaning up`);
+    cleanup().finally(() => process.exit(130));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------- measuring
+
+const haveTime = existsSync(TIME);
+
+/**
+ * Run one process under /usr/bin/time and return its wall seconds (measured here), user and sys CPU seconds
+ * and peak RSS in KiB (the kernel's accounting of it and every descendant it waited for).
+ */
+function measure(command, args, { env = {}, cwd = REPO, timeoutMs = commandTimeoutMs } = {}) {
+  return new Promise((resolve) => {
+    const timeFile = join(work, `time-${process.hrtime.bigint()}`);
+    const argv = haveTime ? [TIME, "-f", "%e %U %S %M", "-o", timeFile, command, ...args] : [command, ...args];
+    const begin = process.hrtime.bigint();
+    const child = spawn(argv[0], argv.slice(1), {
+      cwd,
+      env: { ...process.env, TMPDIR: join(work, "tmp"), ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true, // its own process group, so Ctrl-C or a timeout ends the whole pipeline
+    });
+    children.add(child);
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => {
+      stdout = (stdout + d).slice(-65536);
+    });
+    child.stderr.on("data", (d) => {
+      stderr = (stderr + d).slice(-65536);
+    });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      try {
+        process.kill(-child.pid, "SIGKILL");
+      } catch {}
+    }, timeoutMs);
+    const finish = (code, spawnError) => {
+      clearTimeout(timer);
+      children.delete(child);
+      const wall = Number(process.hrtime.bigint() - begin) / 1e9;
+      let user = null;
+      let sys = null;
+      let rssKiB = null;
+      if (haveTime && existsSync(timeFile)) {
+        const lines = readFileSync(timeFile, "utf8").trim().split("\n");
+        const fields = (lines.at(-1) ?? "").split(" ").map(Number);
+        if (fields.length === 4 && fields.every(Number.isFinite)) [, user, sys, rssKiB] = fields;
+        // time(1) reports the command's own exit status as "Command exited with non-zero status N".
+        rmSync(timeFile, { force: true });
+      }
+      const ok = code === 0 && !timedOut && !spawnError;
+      const reason = spawnError ? spawnError.message : timedOut ? `timed out after ${timeoutMs / 1000} s` : `exit ${code}`;
+      resolve({ ok, code, wall, user, sys, rssKiB, stdout, stderr, reason, command: [command, ...args].join(" ") });
+    };
+    child.once("error", (error) => finish(-1, error));
+    child.once("close", (code) => finish(code ?? 128));
+  });
+}
+
+class StepError extends Error {}
+
+/** A tool's job as a sequence of processes: times add up, peak RSS is the largest of them. */
+function newJob() {
+  const job = { ok: true, wall: 0, user: 0, sys: 0, rssKiB: 0, cpuKnown: haveTime, steps: [] };
+  job.step = async (command, args, opts) => {
+    const r = await measure(command, args, opts);
+    job.steps.push({ command: r.command, ok: r.ok, wall: r.wall, user: r.user, sys: r.sys, rssKiB: r.rssKiB });
+    job.wall += r.wall;
+    if (r.user === null) job.cpuKnown = false;
+    job.user += r.user ?? 0;
+    job.sys += r.sys ?? 0;
+    job.rssKiB = Math.max(job.rssKiB, r.rssKiB ?? 0);
+    if (!r.ok) {
+      const tail = (r.stderr || r.stdout).trim().split("\n").slice(-3).join(" | ").slice(0, 400);
+      throw new StepError(`${basename(command)} ${args[0] ?? ""}: ${r.reason}: ${tail}`);
+    }
+    return r;
+  };
+  return job;
+}
+
+const results = [];
+
+/** Run `fn(job)` as one measured attempt of `tool` in `scenario`, record and print it. */
+async function attempt(round, scenario, tool, fn) {
+  const job = newJob();
+  let error;
+  try {
+    const extra = await fn(job);
+    Object.assign(job, extra ?? {});
+  } catch (e) {
+    job.ok = false;
+    error = e instanceof StepError ? e.message : String(e?.stack ?? e);
+  }
+  const record = {
+    round,
+    scenario,
+    tool,
+    ok: job.ok,
+    wall: job.wall,
+    cpu: job.cpuKnown ? job.user + job.sys : null,
+    user: job.cpuKnown ? job.user : null,
+    sys: job.cpuKnown ? job.sys : null,
+    rssMiB: job.cpuKnown ? job.rssKiB / 1024 : null,
+    steps: job.steps,
+    ...(error ? { error } : {}),
+    ...(job.pushed ? { pushed: job.pushed } : {}),
+    ...(job.digest ? { digest: job.digest } : {}),
+  };
+  results.push(record);
+  const figures = record.ok
+    ? `${record.wall.toFixed(2).padStart(7)} s  cpu ${fmt(record.cpu, 1).padStart(6)} s  rss ${fmt(record.rssMiB, 0).padStart(4)} MiB${
+        !record.pushed
+          ? ""
+          : record.pushed.layers === null
+            ? `  archive ${(record.pushed.bytes / 1048576).toFixed(0)} MiB`
+            : `  pushed ${(record.pushed.bytes / 1048576).toFixed(0)} MiB in ${record.pushed.layers} layer(s)`
+      }`
+    : `FAILED: ${error}`;
+  log(`round ${round}/${rounds} ${scenario.padEnd(13)} ${LABEL[tool].padEnd(40)} ${figures}`);
+  return record;
+}
+
+function fmt(value, digits) {
+  return value === null || value === undefined || Number.isNaN(value) ? "?" : value.toFixed(digits);
+}
+
+// ---------------------------------------------------------------------------------------------- setup
+
+const work = mkdtempSync(join(tmpdir(), "ocify-bench-"));
+cleanups.push(() => rmSync(work, { recursive: true, force: true }));
+mkdirSync(join(work, "tmp"));
+
+async function main() {
+  const missing = [];
+  if (!haveTime) missing.push("time (CPU and RSS are not measured without /usr/bin/time)");
+  for (const [command, needed] of [
+    ["docker-registry", true],
+    ["skopeo", true],
+    ["umoci", tools.includes("umoci")],
+    ["buildah", tools.includes("buildah")],
+    ["pigz", tools.includes("pigz") || tools.includes("curl")],
+    ["curl", tools.includes("curl")],
+  ]) {
+    if (needed && !which(command)) missing.push(command);
+  }
+  if (missing.length > 0)
+    log(`missing: ${missing.join(", ")}; install with: apt-get install -y ${missing.map((m) => m.split(" ")[0]).join(" ")}`);
+  for (const command of ["docker-registry", "skopeo"]) {
+    if (!which(command)) throw new Error(`${command} is required (apt-get install -y ${command})`);
+  }
+  const unavailable = {};
+  for (const [tool, command] of [
+    ["umoci", "umoci"],
+    ["buildah", "buildah"],
+    ["pigz", "pigz"],
+    ["curl", "curl"],
+  ]) {
+    if (tools.includes(tool) && !which(command)) unavailable[tool] = `${command} is not installed`;
+  }
+  if (tools.includes("curl") && !which("pigz")) unavailable.curl = "pigz (to make the blob) is not installed";
+
+  const testSupport = join(REPO, "dist", "test-support");
+  if (!existsSync(join(testSupport, "base-image.js"))) throw new Error("dist/test-support/base-image.js is missing: run `npm run build`");
+  const { writeBaseImageLayout } = await import(pathToFileURL(join(testSupport, "base-image.js")).href);
+  const startRegistry = existsSync(join(testSupport, "registry.js"))
+    ? (await import(pathToFileURL(join(testSupport, "registry.js")).href)).startRegistry
+    : (await import("./registry.mjs")).startRegistry;
+
+  const machine = machineInfo();
+  log(`${machine.cpu}, ${machine.cpus} CPUs, ${machine.ramGiB} GiB RAM, Node ${machine.node}`);
+
+  // The tree, kept between runs (generating 1 GiB takes ~15 s); the edited file is reset on every start.
+  const sizes = quick ? TREE_SIZES.quick : TREE_SIZES.full;
+  const treeDir = options["tree-dir"] ?? join(REPO, ".bench", quick ? "tree-quick" : "tree-full");
+  mkdirSync(dirname(treeDir), { recursive: true });
+  const tree = ensureTree(treeDir, seed, sizes, log);
+  cleanups.push(() => tree.restore());
+  const smallDir = join(work, "etc");
+  const smallEdited = writeSmallDir(smallDir, seed);
+  const smallOriginal = readFileSync(smallEdited);
+  const treeBytes = sizes.bigBytes + sizes.smallBytes;
+  log(`tree ${treeDir}: ${(treeBytes / 1048576).toFixed(0)} MiB, 1 binary-like file + ${sizes.smallFiles} small files`);
+
+  // Base image (generated), pushed to each round's fresh registry.
+  const baseLayout = join(work, "base");
+  writeBaseImageLayout(baseLayout, "latest");
+
+  // containerify, installed into a temp prefix with npm's ordinary client.
+  let containerifyBin;
+  if (tools.includes("containerify")) {
+    const prefix = join(work, "containerify");
+    log("installing containerify into a temp dir (npm install --prefix)");
+    const r = await measure("npm", ["install", "--prefix", prefix, "--no-audit", "--no-fund", "--loglevel=error", "containerify"], {
+      timeoutMs: 300_000,
+    });
+    const pkgPath = join(prefix, "node_modules", "containerify", "package.json");
+    if (r.ok && existsSync(pkgPath)) {
+      const pkg = JSON.parse(readFileSync(pkgPath, "utf8"));
+      const bin = typeof pkg.bin === "string" ? pkg.bin : pkg.bin?.containerify;
+      containerifyBin = join(prefix, "node_modules", "containerify", bin);
+      machine.versions.containerify = `${pkg.version} (engines: node ${pkg.engines?.node ?? "any"})`;
+    } else {
+      unavailable.containerify = `npm install failed: ${(r.stderr || r.stdout).trim().split("\n").slice(-2).join(" ")}`;
+    }
+  }
+
+  // The yardstick's upload: a blob as large as the tree gzipped (tar | pigz), uploaded as one PUT.
+  let blob;
+  if (tools.includes("curl") && !unavailable.curl) {
+    log("making the upload yardstick's blob (tar | pigz -6)");
+    const path = join(work, "blob.gz");
+    const r = await measure("sh", ["-c", 'tar -C "$1" -cf - . | pigz -p2 -6 > "$2"', "sh", treeDir, path]);
+    if (r.ok) blob = { path, size: statSync(path).size, digest: `sha256:${await sha256File(path)}` };
+    else unavailable.curl = `making the blob failed: ${r.stderr.trim()}`;
+    if (blob) log(`blob: ${(blob.size / 1048576).toFixed(0)} MiB (tree gzip ratio ${(blob.size / treeBytes).toFixed(3)})`);
+  }
+
+  for (const [tool, command, args] of [
+    ["skopeo", "skopeo", ["--version"]],
+    ["umoci", "umoci", ["--version"]],
+    ["buildah", "buildah", ["--version"]],
+    ["pigz", "pigz", ["--version"]],
+    ["curl", "curl", ["--version"]],
+    ["docker-registry", "docker-registry", ["--version"]],
+  ]) {
+    if (which(command)) machine.versions[tool] = versionOf(command, args);
+  }
+  machine.versions.ocify = versionOf(process.execPath, [OCIFY, "--version"]);
+
+  // `ocify --version`: whole-process start-up, median of 10 after a warm-up.
+  if (tools.includes("ocify")) {
+    await measure(process.execPath, [OCIFY, "--version"]);
+    for (let i = 0; i < 10; i++) await attempt(0, "version", "ocify", (job) => job.step(process.execPath, [OCIFY, "--version"]));
+  }
+
+  const runnable = (list) => list.filter((t) => tools.includes(t));
+  const skipped = (tool, scenario) => {
+    results.push({ round: 0, scenario, tool, ok: false, skipped: true, error: unavailable[tool] });
+  };
+  for (const tool of Object.keys(unavailable)) {
+    for (const scenario of ["cold", "rebuild", "pull"]) {
+      if (scenarioTools[scenario].includes(tool)) skipped(tool, scenario);
+    }
+    log(`${LABEL[tool]}: not measured: ${unavailable[tool]}`);
+  }
+  const can = (tool) => !unavailable[tool];
+
+  for (let round = 1; round <= rounds; round++) {
+    tree.restore();
+    writeFileSync(smallEdited, smallOriginal);
+    const roundDir = join(work, `round${round}`);
+    mkdirSync(roundDir);
+    const registry = await startRegistry();
+    const stopRegistry = () => registry.stop();
+    cleanups.push(stopRegistry);
+    const H = registry.host;
+    const base = `${H}/base:latest`;
+    const push = await measure("skopeo", [
+      "--insecure-policy",
+      "copy",
+      "--quiet",
+      "--dest-tls-verify=false",
+      `oci:${baseLayout}:latest`,
+      `docker://${base}`,
+    ]);
+    if (!push.ok) throw new Error(`pushing the base image failed: ${push.stderr}`);
+    log(`round ${round}/${rounds}: registry ${H} holds ${base}`);
+
+    const ctx = {
+      round,
+      H,
+      url: registry.url,
+      base,
+      tree: treeDir,
+      roundDir,
+      ocifyCache: join(roundDir, "ocify-cache"),
+      buildah: ["--root", join(roundDir, "buildah-root"), "--runroot", join(roundDir, "buildah-run"), "--storage-driver", "vfs"],
+      containerifyBin,
+      blob,
+    };
+    const order = (list) => {
+      const active = runnable(list).filter(can);
+      const shift = (round - 1) % Math.max(1, active.length);
+      return [...active.slice(shift), ...active.slice(0, shift)];
+    };
+
+    for (const tool of order(scenarioTools.cold)) await attempt(round, "cold", tool, (job) => jobs.cold[tool](job, ctx));
+
+    // One small file of the tree edited: content and size change.
+    writeFileSync(tree.editedFile, `${readFileSync(tree.editedFile, "utf8")}edited in round ${round}\n`);
+    for (const tool of order(scenarioTools.rebuild)) await attempt(round, "rebuild", tool, (job) => jobs.rebuild[tool](job, ctx));
+
+    if (tools.includes("ocify")) {
+      // The edited file in a small layer of its own: first the two-layer image (not counted), then the edit.
+      const split = ["--layer", `${treeDir}:/app`, "--layer", `${smallDir}:/app/etc`];
+      const setup = await measure(process.execPath, ocifyBuildArgs(ctx, split, `${H}/app-split:latest`), {
+        env: { OCIFY_CACHE_DIR: ctx.ocifyCache },
+      });
+      if (!setup.ok) log(`round ${round}: the two-layer build before the small-layer rebuild failed: ${setup.stderr.trim()}`);
+      writeFileSync(smallEdited, `${smallOriginal}edited in round ${round}\n`);
+      await attempt(round, "rebuild-small", "ocify", async (job) => {
+        await job.step(process.execPath, ocifyBuildArgs(ctx, split, `${H}/app-split:latest`), { env: { OCIFY_CACHE_DIR: ctx.ocifyCache } });
+        return { pushed: await pushedSize(ctx.url, "app-split") };
+      });
+    }
+
+    // Pull what ocify pushed (or, without ocify, what skopeo + umoci pushed) into a docker-archive.
+    ctx.pullRepo = tools.includes("ocify") ? "app" : "app-umoci";
+    for (const tool of order(scenarioTools.pull)) await attempt(round, "pull", tool, (job) => jobs.pull[tool](job, ctx));
+
+    await stopRegistry();
+    cleanups.splice(cleanups.indexOf(stopRegistry), 1);
+    rmSync(roundDir, { recursive: true, force: true });
+  }
+  tree.restore();
+
+  const summary = summarize();
+  const targets = checkTargets(summary);
+  const report = renderReport(machine, summary, targets, { treeBytes, sizes, blob });
+  process.stdout.write(report);
+  if (options.json) {
+    writeFileSync(
+      options.json,
+      `${JSON.stringify({ date: new Date().toISOString(), machine, options: { quick, rounds, seed, tools }, tree: { treeBytes, ...sizes, blobBytes: blob?.size }, results, summary, targets }, null, 2)}\n`,
+    );
+    log(`wrote ${options.json}`);
+  }
+  const ocifyFailed = results.some((r) => r.tool === "ocify" && !r.ok);
+  if (ocifyFailed) {
+    log("an ocify command failed (see FAILED lines above)");
+    exitCode = 1;
+  }
+  if (!quick && targets.some((t) => t.status === "FAIL")) exitCode = 1;
+}
+
+// ---------------------------------------------------------------------------------------------- the jobs
+
+const scenarioTools = {
+  cold: ["ocify", "umoci", "buildah", "containerify", "pigz", "curl"],
+  rebuild: ["ocify", "umoci", "buildah", "containerify"],
+  "rebuild-small": ["ocify"],
+  pull: ["ocify", "skopeo"],
+};
+
+function ocifyBuildArgs(ctx, layers, target) {
+  return [OCIFY, "build", "--from", ctx.base, ...layers, "--entrypoint", '["/app/bin/x"]', "-t", target];
+}
+
+async function ocifyBuild(job, ctx) {
+  const r = await job.step(process.execPath, ocifyBuildArgs(ctx, ["--layer", `${ctx.tree}:/app`], `${ctx.H}/app:latest`), {
+    env: { OCIFY_CACHE_DIR: ctx.ocifyCache },
+  });
+  return { digest: r.stdout.trim().split(/\s+/)[0], pushed: await pushedSize(ctx.url, "app") };
+}
+
+/** skopeo + umoci: pull the base into an OCI layout, add the tree as a layer, set the entrypoint, push. */
+async function umociBuild(job, ctx) {
+  const layout = join(ctx.roundDir, "umoci-layout");
+  rmSync(layout, { recursive: true, force: true });
+  try {
+    await job.step("skopeo", [
+      "--insecure-policy",
+      "copy",
+      "--quiet",
+      "--src-tls-verify=false",
+      `docker://${ctx.base}`,
+      `oci:${layout}:base`,
+    ]);
+    await job.step("umoci", ["insert", "--image", `${layout}:base`, ctx.tree, "/app"]);
+    await job.step("umoci", ["config", "--image", `${layout}:base`, "--config.entrypoint", "/app/bin/x", "--tag", "app"]);
+    await job.step("skopeo", [
+      "--insecure-policy",
+      "copy",
+      "--quiet",
+      "--dest-tls-verify=false",
+      `oci:${layout}:app`,
+      `docker://${ctx.H}/app-umoci:latest`,
+    ]);
+  } finally {
+    rmSync(layout, { recursive: true, force: true });
+  }
+  return { pushed: await pushedSize(ctx.url, "app-umoci") };
+}
+
+/** buildah with the vfs driver and its own storage: from, copy, config, commit, push. */
+async function buildahBuild(job, ctx) {
+  const b = ctx.buildah;
+  const from = await job.step("buildah", [...b, "from", "--quiet", "--tls-verify=false", ctx.base]);
+  const container = from.stdout.trim().split("\n").at(-1);
+  try {
+    await job.step("buildah", [...b, "copy", "--quiet", container, ctx.tree, "/app"]);
+    await job.step("buildah", [...b, "config", "--entrypoint", '["/app/bin/x"]', container]);
+    await job.step("buildah", [...b, "commit", "--quiet", container, "app-buildah"]);
+    await job.step("buildah", [...b, "push", "--quiet", "--tls-verify=false", "app-buildah", `docker://${ctx.H}/app-buildah:latest`]);
+  } finally {
+    await measure("buildah", [...b, "rm", container]); // not counted: housekeeping
+  }
+  return { pushed: await pushedSize(ctx.url, "app-buildah") };
+}
+
+/** containerify: base from the registry, the tree as custom content at /app, pushed back. */
+async function containerifyBuild(job, ctx) {
+  const buildFolder = join(ctx.roundDir, "containerify-build");
+  rmSync(buildFolder, { recursive: true, force: true });
+  try {
+    await job.step(process.execPath, [
+      ctx.containerifyBin,
+      "--registry",
+      `${ctx.url}/v2/`,
+      "--fromImage",
+      "base:latest",
+      "--toImage",
+      "app-containerify:latest",
+      "--folder",
+      dirname(ctx.tree),
+      "--customContent",
+      `${basename(ctx.tree)}:/app`,
+      "--entrypoint",
+      "/app/bin/x",
+      "--allowInsecureRegistries",
+      "--allowNoPushAuth",
+      "--buildFolder",
+      buildFolder,
+    ]);
+  } finally {
+    rmSync(buildFolder, { recursive: true, force: true });
+  }
+  return { pushed: await pushedSize(ctx.url, "app-containerify") };
+}
+
+const jobs = {
+  cold: {
+    ocify: async (job, ctx) => {
+      rmSync(ctx.ocifyCache, { recursive: true, force: true });
+      return ocifyBuild(job, ctx);
+    },
+    umoci: umociBuild,
+    buildah: buildahBuild,
+    containerify: containerifyBuild,
+    pigz: async (job, ctx) => {
+      await job.step("sh", ["-c", 'tar -C "$1" -cf - . | pigz -p2 -6 | sha256sum', "sh", ctx.tree]);
+    },
+    curl: async (job, ctx) => {
+      // POST opens an upload; one monolithic PUT with the digest closes it (distribution-spec end-4a, end-6).
+      const script = `set -e
+loc=$(curl -sSf -X POST -o /dev/null -D - "$1/v2/yardstick/blobs/uploads/" | tr -d '\\r' | sed -n 's/^[Ll]ocation: //p')
+case "$loc" in /*) loc="$1$loc";; esac
+case "$loc" in *\\?*) sep='&';; *) sep='?';; esac
+curl -sSf -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' -T "$2" "$loc\${sep}digest=$3"`;
+      await job.step("sh", ["-c", script, "sh", ctx.url, ctx.blob.path, ctx.blob.digest]);
+      const head = await fetch(`${ctx.url}/v2/yardstick/blobs/${ctx.blob.digest}`, { method: "HEAD" });
+      if (head.status !== 200) throw new StepError(`the uploaded blob is not in the registry (HEAD ${head.status})`);
+      return { pushed: { layers: 1, bytes: ctx.blob.size } };
+    },
+  },
+  rebuild: {
+    ocify: async (job, ctx) => {
+      const built = await ocifyBuild(job, ctx);
+      const cold = results.find((r) => r.scenario === "cold" && r.tool === "ocify" && r.round === ctx.round && r.ok);
+      if (cold?.digest && cold.digest === built.digest)
+        throw new StepError(`the rebuild gave the cold build's digest ${built.digest}: the edit was not picked up`);
+      return built;
+    },
+    umoci: umociBuild,
+    buildah: buildahBuild,
+    containerify: containerifyBuild,
+  },
+  pull: {
+    ocify: async (job, ctx) => {
+      const out = join(ctx.roundDir, "pull-ocify.tar");
+      const cache = join(ctx.roundDir, "ocify-pull-cache");
+      try {
+        await job.step(process.execPath, [OCIFY, "copy", `docker://${ctx.H}/${ctx.pullRepo}:latest`, `docker-archive:${out}:app:latest`], {
+          env: { OCIFY_CACHE_DIR: cache },
+        });
+        return { pushed: { layers: null, bytes: statSync(out).size } };
+      } finally {
+        rmSync(out, { force: true });
+        rmSync(cache, { recursive: true, force: true });
+      }
+    },
+    skopeo: async (job, ctx) => {
+      const out = join(ctx.roundDir, "pull-skopeo.tar");
+      try {
+        await job.step("skopeo", [
+          "--insecure-policy",
+          "copy",
+          "--quiet",
+          "--src-tls-verify=false",
+          `docker://${ctx.H}/${ctx.pullRepo}:latest`,
+          `docker-archive:${out}:app:latest`,
+        ]);
+        return { pushed: { layers: null, bytes: statSync(out).size } };
+      } finally {
+        rmSync(out, { force: true });
+      }
+    },
+  },
+};
+
+/** Layers and bytes (layers + config) of what a tool pushed, read back from the registry. */
+async function pushedSize(url, repository) {
+  const response = await fetch(`${url}/v2/${repository}/manifests/latest`, {
+    headers: { accept: "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json" },
+  });
+  if (!response.ok) throw new StepError(`${repository}:latest is not in the registry after the push (HTTP ${response.status})`);
+  const manifest = await response.json();
+  const layers = manifest.layers ?? [];
+  return { layers: layers.length, bytes: layers.reduce((sum, l) => sum + l.size, 0) + (manifest.config?.size ?? 0) };
+}
+
+function sha256File(path) {
+  return new Promise((resolve, reject) => {
+    const hash = createHash("sha256");
+    createReadStream(path, { highWaterMark: 1 << 20 })
+      .on("data", (d) => hash.update(d))
+      .on("end", () => resolve(hash.digest("hex")))
+      .on("error", reject);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------- report
+
+function median(values) {
+  const sorted = values.filter((v) => v !== null && Number.isFinite(v)).sort((a, b) => a - b);
+  if (sorted.length === 0) return null;
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+function summarize() {
+  const rows = [];
+  for (const scenario of ["version", "cold", "rebuild", "rebuild-small", "pull"]) {
+    for (const tool of ALL_TOOLS) {
+      const all = results.filter((r) => r.scenario === scenario && r.tool === tool);
+      if (all.length === 0) continue;
+      const ok = all.filter((r) => r.ok);
+      const walls = ok.map((r) => r.wall);
+      const ratios = [];
+      for (const r of ok) {
+        const ocify = results.find((o) => o.scenario === scenario && o.tool === "ocify" && o.round === r.round && o.ok);
+        if (ocify && tool !== "ocify") ratios.push(r.wall / ocify.wall);
+      }
+      const pushed = median(ok.map((r) => r.pushed?.bytes ?? null));
+      rows.push({
+        scenario,
+        tool,
+        runs: all.filter((r) => !r.skipped).length,
+        ok: ok.length,
+        wallMedian: median(walls),
+        wallMin: walls.length ? Math.min(...walls) : null,
+        wallMax: walls.length ? Math.max(...walls) : null,
+        cpuMedian: median(ok.map((r) => r.cpu)),
+        rssPeakMiB: ok.some((r) => r.rssMiB !== null) ? Math.max(...ok.map((r) => r.rssMiB ?? 0)) : null,
+        ratioToOcify: median(ratios),
+        outputMiB: pushed === null ? null : pushed / 1048576,
+        failure: ok.length < all.length ? (all.find((r) => !r.ok)?.error ?? "failed") : undefined,
+      });
+    }
+  }
+  return rows;
+}
+
+function checkTargets(summary) {
+  const row = (scenario, tool) => summary.find((r) => r.scenario === scenario && r.tool === tool);
+  const targets = [];
+  const relative = (scenario, peer, limit, what) => {
+    const ours = row(scenario, "ocify");
+    const theirs = row(scenario, peer);
+    if (!ours || !theirs || theirs.ratioToOcify === null || ours.ok === 0) {
+      targets.push({ name: what, status: "SKIP", detail: `needs ocify and ${LABEL[peer]} measured in the same rounds` });
+      return;
+    }
+    const ratio = 1 / theirs.ratioToOcify;
+    // Ratio ocify / peer from the paired medians (the median of peer/ocify, inverted).
+    targets.push({
+      name: what,
+      status: ratio <= limit ? "PASS" : "FAIL",
+      value: ratio,
+      detail: `ocify / ${LABEL[peer]} = ${ratio.toFixed(2)} (target ≤ ${limit})`,
+    });
+  };
+  relative("cold", "umoci", 0.8, "cold build + push");
+  relative("rebuild", "umoci", 0.2, "1-file rebuild, one layer");
+  const small = row("rebuild-small", "ocify");
+  if (small?.wallMedian != null) {
+    targets.push({
+      name: "1-file rebuild, small own layer",
+      status: small.wallMedian <= 0.5 ? "PASS" : "FAIL",
+      value: small.wallMedian,
+      detail: `median ${small.wallMedian.toFixed(2)} s (target ≤ 0.5 s)`,
+    });
+  } else targets.push({ name: "1-file rebuild, small own layer", status: "SKIP", detail: "not measured" });
+  relative("pull", "skopeo", 0.7, "pull to docker-archive");
+  const ocifyRuns = results.filter((r) => r.tool === "ocify" && r.ok && r.rssMiB !== null);
+  if (ocifyRuns.length > 0) {
+    const peak = Math.max(...ocifyRuns.map((r) => r.rssMiB));
+    targets.push({
+      name: "peak RSS",
+      status: peak < 200 ? "PASS" : "FAIL",
+      value: peak,
+      detail: `largest ocify process ${peak.toFixed(0)} MiB (target < 200 MiB)`,
+    });
+  } else targets.push({ name: "peak RSS", status: "SKIP", detail: "no ocify run measured (needs /usr/bin/time)" });
+  const version = row("version", "ocify");
+  if (version?.wallMedian != null) {
+    targets.push({
+      name: "ocify --version",
+      status: version.wallMedian < 0.15 ? "PASS" : "FAIL",
+      value: version.wallMedian,
+      detail: `median ${(version.wallMedian * 1000).toFixed(0)} ms of 10 (target < 150 ms)`,
+    });
+  } else targets.push({ name: "ocify --version", status: "SKIP", detail: "not measured" });
+  return targets;
+}
+
+function machineInfo() {
+  let cpu = cpus()[0]?.model ?? "unknown CPU";
+  try {
+    cpu = /^model name\s*:\s*(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? cpu;
+  } catch {}
+  const nproc = spawnSync("nproc", { encoding: "utf8" }).stdout?.trim();
+  return { cpu, cpus: Number(nproc) || cpus().length, ramGiB: (totalmem() / 2 ** 30).toFixed(1), node: process.version, versions: {} };
+}
+
+function renderReport(machine, summary, targets, { treeBytes, sizes, blob }) {
+  const lines = [];
+  lines.push("");
+  lines.push(`ocify benchmark, ${new Date().toISOString().slice(0, 10)}${quick ? " (--quick)" : ""}: ${rounds} round(s)`);
+  lines.push(`machine: ${machine.cpu}, ${machine.cpus} CPUs, ${machine.ramGiB} GiB RAM, Node ${machine.node}`);
+  lines.push(
+    `tree: ${(treeBytes / 1048576).toFixed(0)} MiB (bin/x ${(sizes.bigBytes / 1048576).toFixed(0)} MiB binary-like + ${sizes.smallFiles} text files)${
+      blob ? `, gzip -6 of its tar ${(blob.size / 1048576).toFixed(0)} MiB` : ""
+    }`,
+  );
+  lines.push("");
+  lines.push("| scenario | tool | wall s, median (min–max) | CPU s | peak RSS MiB | × ocify (paired) | output MiB |");
+  lines.push("| --- | --- | --- | --- | --- | --- | --- |");
+  for (const r of summary) {
+    const label = LABEL[r.tool];
+    if (r.ok === 0) {
+      lines.push(
+        `| ${r.scenario} | ${label} | ${r.failure ? `not measured: ${r.failure.replace(/\|/g, "/").slice(0, 160)}` : "—"} | | | | |`,
+      );
+      continue;
+    }
+    const digits = r.wallMedian < 1 ? 3 : r.wallMedian < 10 ? 2 : 1;
+    const wall = `${r.wallMedian.toFixed(digits)} (${r.wallMin.toFixed(digits)}–${r.wallMax.toFixed(digits)})${r.ok < r.runs ? ` ${r.runs - r.ok} failed` : ""}`;
+    const ratio = r.tool === "ocify" ? "1" : r.ratioToOcify === null ? "—" : `${r.ratioToOcify.toFixed(2)}×`;
+    lines.push(
+      `| ${r.scenario} | ${label} | ${wall} | ${fmt(r.cpuMedian, 2)} | ${fmt(r.rssPeakMiB, 0)} | ${ratio} | ${r.outputMiB === null ? "" : r.outputMiB.toFixed(0)} |`,
+    );
+  }
+  lines.push("");
+  lines.push("× ocify: the peer's wall time divided by ocify's in the same round, median over rounds (2× = twice as long).");
+  lines.push("output MiB: what was pushed (layers + config) for builds, the archive's size for pulls.");
+  lines.push("");
+  for (const t of targets)
+    lines.push(`${t.status.padEnd(4)} ${t.name}: ${t.detail}${quick && t.status !== "SKIP" ? " (quick mode: not enforced)" : ""}`);
+  lines.push("");
+  return lines.join("\n");
+}
+
+// ---------------------------------------------------------------------------------------------- run
+
+let exitCode = 0;
+try {
+  await main();
+} catch (error) {
+  log(`bench failed: ${error?.stack ?? error}`);
+  exitCode = 1;
+} finally {
+  await cleanup();
+}
+process.exit(exitCode);
