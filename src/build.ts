@@ -9,7 +9,7 @@ import { Readable } from "node:stream";
 import { finished } from "node:stream/promises";
 import { readBounded } from "./bounded.js";
 import { BlobCache, defaultCacheDir } from "./cache.js";
-import { type BlobPlan, pushBlobs, type WriteResult } from "./copy.js";
+import { type BlobPlan, forDestination, pushBlobs, type WriteResult } from "./copy.js";
 import { digestOf } from "./digest.js";
 import { InputError, UsageError } from "./errors.js";
 import { type ImageConfig, parseImageConfig } from "./image/config.js";
@@ -137,6 +137,28 @@ async function resolveBases(
   return { bases };
 }
 
+/** An index over one manifest per platform. */
+function indexOf(
+  manifests: readonly RawManifest[],
+  images: readonly BuiltImage[],
+  format: ManifestFormat,
+  annotations?: Record<string, string>,
+): RawManifest {
+  const types = familyMediaTypes(format);
+  const index: ImageIndex = {
+    schemaVersion: 2,
+    mediaType: types.index,
+    manifests: manifests.map((m, i) => ({
+      mediaType: m.mediaType,
+      digest: m.digest,
+      size: m.bytes.length,
+      platform: (images[i] as BuiltImage).platform,
+    })),
+  };
+  if (format === "oci" && annotations && Object.keys(annotations).length) index.annotations = { ...annotations };
+  return rawManifest(encodeJson(index), types.index);
+}
+
 /** Fetch each base layer at most once into the blob cache (verified), whatever the number of destinations. */
 function cachedBlobOpener(cache: BlobCache, source: ImageSource): (descriptor: Descriptor) => Promise<Readable> {
   const fetching = new Map<string, Promise<void>>();
@@ -168,7 +190,12 @@ async function buildLayerStreaming(layer: LayerSource, options: LayerBuildOption
   });
   let upload: Promise<void> | undefined;
   const tee = async (content: Readable): Promise<void> => {
-    upload = (destination.putBlobStreaming as NonNullable<ImageDestination["putBlobStreaming"]>).call(destination, options.mediaType, content, final);
+    upload = (destination.putBlobStreaming as NonNullable<ImageDestination["putBlobStreaming"]>).call(
+      destination,
+      options.mediaType,
+      content,
+      final,
+    );
     upload.catch(() => {});
     await Promise.race([finished(content), upload.then(() => finished(content))]);
   };
@@ -303,38 +330,41 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       images.push({ platform: base.platform, manifest: rawManifest(encodeJson(manifest), types.manifest), config: configBytes, blobs });
     }
 
-    let top: RawManifest;
-    if (images.length === 1) {
-      top = (images[0] as BuiltImage).manifest;
-    } else {
-      const index: ImageIndex = {
-        schemaVersion: 2,
-        mediaType: types.index,
-        manifests: images.map((image) => ({
-          mediaType: image.manifest.mediaType,
-          digest: image.manifest.digest,
-          size: image.manifest.bytes.length,
-          platform: image.platform,
-        })),
-      };
-      if (format === "oci" && options.annotations && Object.keys(options.annotations).length)
-        index.annotations = { ...options.annotations };
-      top = rawManifest(encodeJson(index), types.index);
-    }
+    const top =
+      images.length === 1
+        ? (images[0] as BuiltImage).manifest
+        : indexOf(
+            images.map((i) => i.manifest),
+            images,
+            format,
+            options.annotations,
+          );
 
     // Every destination gets its blobs and manifests before any is committed, so a failure leaves no archive.
+    // An OCI layout gets OCI manifests even when the image follows a Docker base (as skopeo converts).
+    const tops: RawManifest[] = [];
     for (const destination of destinations) {
-      for (const image of images) {
+      const stored = images.map((image) => forDestination(image.manifest, destination));
+      for (const [i, image] of images.entries()) {
         await pushBlobs(destination, image.blobs, options);
-        if (images.length > 1) await destination.putManifest(image.manifest, { top: false });
+        if (images.length > 1) await destination.putManifest(stored[i] as RawManifest, { top: false });
       }
-      await destination.putManifest(top, { top: true });
+      let destinationTop = top;
+      if (stored.some((m, i) => m !== images[i]?.manifest)) {
+        destinationTop =
+          images.length === 1
+            ? (stored[0] as RawManifest)
+            : indexOf(stored, images, destination.preferredManifestFormat ?? format, options.annotations);
+      }
+      await destination.putManifest(destinationTop, { top: true });
+      tops.push(destinationTop);
     }
     const written: WriteResult[] = [];
-    for (const destination of destinations) {
+    for (const [i, destination] of destinations.entries()) {
+      const stored = tops[i] as RawManifest;
       await destination.commit();
-      written.push({ destination: destination.description, digest: top.digest, mediaType: top.mediaType });
-      progress({ phase: "done", kind: "manifest", id: top.digest, bytes: top.bytes.length, target: destination.description });
+      written.push({ destination: destination.description, digest: stored.digest, mediaType: stored.mediaType });
+      progress({ phase: "done", kind: "manifest", id: stored.digest, bytes: stored.bytes.length, target: destination.description });
     }
     return { digest: top.digest, manifest: top.bytes, configs: images.map((i) => i.config), written };
   } catch (error) {

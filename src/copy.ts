@@ -7,8 +7,16 @@ import { pipeline } from "node:stream/promises";
 import { type Digest, shortDigest } from "./digest.js";
 import { addContext, InvalidImageError, UsageError } from "./errors.js";
 import { type Descriptor, hostPlatform, type Platform, selectPlatform } from "./image/descriptor.js";
-import { parseImageIndex, parseImageManifest, type RawManifest } from "./image/manifest.js";
-import { isIndexMediaType } from "./media-types.js";
+import {
+  convertImageManifest,
+  encodeJson,
+  type ImageIndex,
+  parseImageIndex,
+  parseImageManifest,
+  type RawManifest,
+  rawManifest,
+} from "./image/manifest.js";
+import { familyMediaTypes, isIndexMediaType } from "./media-types.js";
 import { noProgress, type ProgressSink } from "./progress.js";
 import type { ImageDestination, ImageSource, RegistryLocation } from "./transport/transport.js";
 
@@ -113,6 +121,22 @@ export function sourceBlobs(source: ImageSource, manifest: RawManifest): BlobPla
   return [...parsed.layers.map((d) => plan(d, "layer")), plan(parsed.config, "config")];
 }
 
+/** The manifest as the destination can hold it: a Docker manifest becomes OCI for an OCI layout (only its digest changes). */
+export function forDestination(raw: RawManifest, destination: ImageDestination): RawManifest {
+  const format = destination.preferredManifestFormat;
+  return format && !isIndexMediaType(raw.mediaType) ? convertImageManifest(raw, format, `manifest of ${destination.description}`) : raw;
+}
+
+/** The index to store after its children were stored as `children` (unchanged bytes when nothing was converted). */
+function convertIndexFor(top: RawManifest, index: ImageIndex, children: Descriptor[], destination: ImageDestination): RawManifest {
+  const format = destination.preferredManifestFormat;
+  if (!format || children.every((c, i) => c.digest === index.manifests[i]?.digest)) return top;
+  const types = familyMediaTypes(format);
+  const converted: ImageIndex = { schemaVersion: 2, mediaType: types.index, manifests: children };
+  if (index.annotations && format === "oci") converted.annotations = index.annotations;
+  return rawManifest(encodeJson(converted), types.index);
+}
+
 /** What `copyImage` should take from an index. */
 export interface CopyImageOptions extends CopyOptions {
   /** Copy one platform of an index (default: the host's, unless `all`). */
@@ -144,22 +168,26 @@ export async function copyImage(source: ImageSource, destination: ImageDestinati
             hint: "use --platform to pick one image",
           });
         }
+        const children: Descriptor[] = [];
         for (const child of index.manifests) {
           const raw = await source.getManifest(child.digest);
           if (isIndexMediaType(raw.mediaType))
             throw new InvalidImageError(`nested index ${shortDigest(child.digest)} in ${source.description} is not supported`);
           await pushBlobs(destination, sourceBlobs(source, raw), options);
-          await destination.putManifest(raw, { top: false });
+          const stored = forDestination(raw, destination);
+          await destination.putManifest(stored, { top: false });
+          children.push({ ...child, mediaType: stored.mediaType, digest: stored.digest, size: stored.bytes.length });
         }
-        written = top;
+        written = convertIndexFor(top, index, children, destination);
       } else {
         const chosen = selectPlatform(index.manifests, options.platform ?? hostPlatform(), source.description);
-        written = await source.getManifest(chosen.digest);
-        await pushBlobs(destination, sourceBlobs(source, written), options);
+        const image = await source.getManifest(chosen.digest);
+        await pushBlobs(destination, sourceBlobs(source, image), options);
+        written = forDestination(image, destination);
       }
     } else {
-      written = top;
-      await pushBlobs(destination, sourceBlobs(source, written), options);
+      await pushBlobs(destination, sourceBlobs(source, top), options);
+      written = forDestination(top, destination);
     }
     await destination.putManifest(written, { top: true });
     await destination.commit();

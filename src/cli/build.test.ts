@@ -182,6 +182,36 @@ describe("ocify build against a real registry", () => {
     const rawOci = JSON.parse(await runOk("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${registry.host}/team/d:oci`]));
     assert.equal(rawOci.mediaType, "application/vnd.oci.image.manifest.v1+json");
     assert.equal(rawOci.config.mediaType, "application/vnd.oci.image.config.v1+json");
+
+    // The same Docker image written to an OCI layout and a registry: the layout gets an OCI manifest that
+    // skopeo can list (it skips Docker manifests in index.json), with the very same config bytes.
+    const ociLayout = join(work, "docker-to-oci");
+    const both = await runOcify(
+      [
+        "build",
+        "--from",
+        `${registry.host}/library/dockerbase:latest`,
+        "--layer",
+        `${artifacts}:/app`,
+        "-t",
+        `${registry.host}/team/d:2`,
+        "-t",
+        `oci:${ociLayout}:v1`,
+      ],
+      { env: env() },
+    );
+    assert.equal(both.code, 0, both.stderr);
+    const [registryLine, layoutLine] = both.stdout.trim().split("\n");
+    assert.notEqual(registryLine?.split(" ")[0], layoutLine?.split(" ")[0], "each destination reports its own digest");
+    const fromLayout = JSON.parse(await runOk("skopeo", ["inspect", "--raw", `oci:${ociLayout}:v1`]));
+    assert.equal(fromLayout.mediaType, "application/vnd.oci.image.manifest.v1+json");
+    assert.equal(
+      await runOk("skopeo", ["inspect", "--config", "--raw", `oci:${ociLayout}:v1`]),
+      await runOk("skopeo", ["inspect", "--config", "--raw", "--tls-verify=false", `docker://${registry.host}/team/d:2`]),
+    );
+    const copied = await runOcify(["copy", `${registry.host}/team/d:2`, `oci:${ociLayout}:copied`], { env: env() });
+    assert.equal(copied.code, 0, copied.stderr);
+    assert.equal(copied.stdout.split(" ")[0], layoutLine?.split(" ")[0], "copy converts exactly as build does");
   });
 
   it("fails with one line, a non-zero exit and no partial output", async () => {

@@ -56,6 +56,7 @@ export async function openOciArchiveSource(
 
 class OciArchiveDestination implements ImageDestination {
   readonly acceptsIndex = true;
+  readonly preferredManifestFormat = "oci" as const;
   #top: Descriptor | undefined;
 
   constructor(

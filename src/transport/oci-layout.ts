@@ -233,6 +233,7 @@ export async function openOciLayoutSource(
 
 class OciLayoutDestination implements ImageDestination {
   readonly acceptsIndex = true;
+  readonly preferredManifestFormat = "oci" as const;
   #created: boolean;
   #newFiles = new Set<string>();
   #top: Descriptor | undefined;

@@ -6,8 +6,9 @@
 import type { Readable } from "node:stream";
 import type { Digest } from "../digest.js";
 import { InvalidReferenceError } from "../errors.js";
-import type { Descriptor, Platform } from "../image/descriptor.js";
+import type { Descriptor } from "../image/descriptor.js";
 import type { RawManifest } from "../image/manifest.js";
+import type { ManifestFormat } from "../media-types.js";
 import type { ProgressSink } from "../progress.js";
 import { parseReference, parseReferenceWithDefaultTag, type Reference } from "../reference.js";
 
@@ -61,6 +62,11 @@ export interface ImageDestination {
   readonly location?: RegistryLocation;
   /** Whether an index (several platforms) can be stored; docker-archive cannot. */
   readonly acceptsIndex: boolean;
+  /**
+   * The manifest family the destination needs, when it cannot hold the other: an OCI layout lists only OCI
+   * manifests for most readers (skopeo skips Docker ones), so Docker images are converted on the way in.
+   */
+  readonly preferredManifestFormat?: ManifestFormat;
   /** Whether the blob is already there (it is then not sent). */
   hasBlob(descriptor: Descriptor): Promise<boolean>;
   /** Try to mount the blob from another repository of the same registry; true when it is now present. */
