@@ -11,7 +11,6 @@
  */
 import { createHash, type Hash } from "node:crypto";
 import { closeSync, openSync, readSync } from "node:fs";
-import { crc32 } from "node:zlib";
 import { InputError } from "../errors.js";
 import { detectorSize, encodedHead, type LayerPlan } from "./plan.js";
 import { endOfArchiveSize, paddingFor } from "./tar.js";
@@ -156,11 +155,10 @@ export function blockKeys(plan: PackedPlan, salt: string): string[] {
   return keys;
 }
 
-/** Bytes of one block, the CRC-32 of those bytes. */
+/** Bytes of one block. */
 export interface ProducedBlock {
   index: number;
   data: Buffer;
-  crc: number;
 }
 
 /**
@@ -278,7 +276,7 @@ export class BlockProducer {
     this.#diffID.update(data);
     this.#next++;
     if (this.#next === plan.cuts.length) this.close();
-    return { index, data, crc: crc32(data) };
+    return { index, data };
   }
 
   /** Close the open file, if any. */

@@ -91,9 +91,12 @@ export interface BuiltLayer {
 const recordVersion = 1;
 /** Layers whose tar is at least this large are produced in a worker thread (measured: docs/compression.md). */
 const workerThreshold = 32 << 20;
-/** Blocks being looked up or compressed at once, and blocks the worker may produce ahead of them. */
-const window = 6;
-const lookahead = 4;
+/**
+ * Blocks being looked up or compressed at once, and blocks in memory in all (in flight, or produced and
+ * waiting): 4 MiB each at most.
+ */
+const window = 4;
+const lookahead = 6;
 
 interface LayerRecord {
   version: number;
@@ -129,8 +132,11 @@ export function isRacy(mtimeNs: bigint, scanStartNs: bigint): boolean {
 /** Produces blocks in order, on this thread or a worker. */
 interface BlockSource {
   take(): Promise<ProducedBlock | undefined>;
-  /** Give a block's memory back for reuse; the buffer must not be used afterwards. */
-  release(data: Buffer): void;
+  /**
+   * Say a block is done with, letting the producer make another; with `reuse` its memory is given back
+   * too (the buffer must not be used afterwards). Blocks in memory never exceed `lookahead`.
+   */
+  release(data: Buffer, reuse: boolean): void;
   diffID(): Promise<string>;
   close(): Promise<void>;
 }
@@ -145,8 +151,8 @@ function inlineSource(plan: PackedPlan): BlockSource {
       const memory = index >= 0 ? (free.splice(index, 1)[0] as ArrayBuffer) : new ArrayBuffer(Math.max(size, blockCapacity));
       return size > 0 ? producer.next(memory) : undefined;
     },
-    release(data) {
-      free.push(data.buffer as ArrayBuffer);
+    release(data, reuse) {
+      if (reuse) free.push(data.buffer as ArrayBuffer);
     },
     async diffID() {
       return producer.diffID();
@@ -160,7 +166,7 @@ function inlineSource(plan: PackedPlan): BlockSource {
 function workerSource(plan: PackedPlan): BlockSource {
   const control = new SharedArrayBuffer(8);
   const state = new Int32Array(control);
-  state[0] = lookahead + window;
+  state[0] = lookahead;
   const channel = new MessageChannel();
   const worker = new Worker(new URL("./producer-worker.js", import.meta.url), {
     workerData: { plan, control, recycle: channel.port2 },
@@ -191,7 +197,6 @@ function workerSource(plan: PackedPlan): BlockSource {
     (message: {
       type: string;
       index: number;
-      crc: number;
       data: ArrayBuffer;
       length: number;
       diffID: string;
@@ -199,8 +204,7 @@ function workerSource(plan: PackedPlan): BlockSource {
       code?: string;
       hint?: string;
     }) => {
-      if (message.type === "block")
-        queue.push({ index: message.index, crc: message.crc, data: Buffer.from(message.data, 0, message.length) });
+      if (message.type === "block") queue.push({ index: message.index, data: Buffer.from(message.data, 0, message.length) });
       else if (message.type === "done") {
         diffID = message.diffID;
         finished = true;
@@ -226,22 +230,17 @@ function workerSource(plan: PackedPlan): BlockSource {
   return {
     take() {
       return new Promise((resolve, reject) => {
-        waiter = {
-          resolve: (block) => {
-            if (block) {
-              Atomics.add(state, 0, 1);
-              Atomics.notify(state, 0);
-            }
-            resolve(block);
-          },
-          reject,
-        };
+        waiter = { resolve, reject };
         settle();
       });
     },
-    release(data) {
-      const memory = data.buffer as ArrayBuffer;
-      channel.port1.postMessage(memory, [memory]);
+    release(data, reuse) {
+      if (reuse) {
+        const memory = data.buffer as ArrayBuffer;
+        channel.port1.postMessage(memory, [memory]);
+      }
+      Atomics.add(state, 0, 1);
+      Atomics.notify(state, 0);
     },
     async diffID() {
       if (diffID === undefined) throw new Error("the layer producer thread did not finish");
@@ -329,13 +328,16 @@ interface Finished {
   reused: boolean;
 }
 
+/** Whether a cached block was made from exactly these bytes: its recorded CRC-32 and size (and a gzip trailer) against the fresh block's. */
 function cachedBlockMatches(codec: BlockCodec, cached: { info: BlockInfo; data: Buffer }, block: ProducedBlock): boolean {
-  if (cached.info.usize !== block.data.length || cached.info.ucrc !== block.crc >>> 0) return false;
+  if (cached.info.usize !== block.data.length) return false;
+  const crc = crc32(block.data) >>> 0;
+  if (cached.info.ucrc !== crc) return false;
   if (codec.compression === "gzip") {
     const trailer = gzipTrailer(cached.data);
-    return trailer !== undefined && trailer.crc === block.crc >>> 0 && trailer.size === block.data.length % 2 ** 32;
+    return trailer !== undefined && trailer.crc === crc && trailer.size === block.data.length % 2 ** 32;
   }
-  if (codec.compression === "none") return cached.info.ccrc === cached.info.ucrc && cached.info.csize === cached.info.usize;
+  if (codec.compression === "none") return cached.info.ccrc === crc && cached.info.csize === cached.info.usize;
   return true;
 }
 
@@ -361,19 +363,19 @@ async function produce(
     const key = keys[block.index] as string;
     const cached = await cache.read(key);
     if (cached && cachedBlockMatches(codec, cached, block)) {
-      source.release(block.data);
+      source.release(block.data, true);
       return { index: block.index, info: cached.info, chunks: [cached.data], reused: true };
     }
     const usize = block.data.length;
-    const chunks = await codec.compress(block.data, block.crc);
-    if (!chunks.includes(block.data)) source.release(block.data);
+    const { chunks, crc } = await codec.compress(block.data);
+    source.release(block.data, !chunks.includes(block.data));
     let ccrc = 0;
     let csize = 0;
     for (const chunk of chunks) {
       ccrc = crc32(chunk, ccrc);
       csize += chunk.length;
     }
-    const info: BlockInfo = { key, usize, ucrc: block.crc >>> 0, csize, ccrc: ccrc >>> 0 };
+    const info: BlockInfo = { key, usize, ucrc: crc >>> 0, csize, ccrc: ccrc >>> 0 };
     await cache.write(info, chunks);
     return { index: block.index, info, chunks, reused: false };
   };

@@ -16,25 +16,30 @@ export interface BlockCodec {
   /** Names the codec, level and implementation: part of every block cache key. */
   readonly id: string;
   readonly compression: Compression;
-  /** Compress `data` (whose CRC-32 is `crc`) into one member/frame, as one or more buffers. */
-  compress(data: Buffer, crc: number): Promise<Buffer[]>;
+  /** Compress `data` into one member/frame, as one or more buffers, with the CRC-32 of `data`. */
+  compress(data: Buffer): Promise<Compressed>;
   /** Release threads the codec holds. */
   close(): Promise<void>;
+}
+
+/** A compressed block and the CRC-32 of its uncompressed bytes. */
+export interface Compressed {
+  chunks: Buffer[];
+  crc: number;
 }
 
 /** Default levels: gzip 1 and zstd 3 (measurements in docs/compression.md). */
 export const defaultLevel: Record<Compression, number> = { gzip: 1, zstd: 3, none: 0 };
 
-// A fixed member header: no name, mtime 0, XFL 0, OS 255 ("unknown"), so the bytes never depend on the
-// machine, the time or the level.
-const gzipHeader = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0xff]);
-
-/** Build a gzip member from a raw deflate stream. */
-function gzipMember(deflated: Buffer, crc: number, size: number): Buffer[] {
-  const trailer = Buffer.alloc(8);
-  trailer.writeUInt32LE(crc >>> 0, 0);
-  trailer.writeUInt32LE(size % 2 ** 32, 4);
-  return [gzipHeader, deflated, trailer];
+/**
+ * Make zlib's gzip member canonical: no name, mtime 0 (zlib writes these already), XFL 0 and OS 255
+ * ("unknown") instead of a level- and platform-dependent pair, so the bytes never depend on the machine.
+ * zlib computes the CRC-32 for the trailer on the pool thread that compresses.
+ */
+function canonicalMember(member: Buffer): Buffer {
+  member[8] = 0;
+  member[9] = 0xff;
+  return member;
 }
 
 /** Read back a gzip member's trailer: the CRC-32 and size (mod 2^32) of its uncompressed bytes. */
@@ -48,9 +53,12 @@ function gzipCodec(level: number): BlockCodec {
   return {
     id: `gzip/${level}/zlib-${process.versions.zlib}`,
     compression: "gzip",
-    compress(data, crc) {
+    compress(data) {
       return new Promise((resolve, reject) => {
-        zlib.deflateRaw(data, options, (error, deflated) => (error ? reject(error) : resolve(gzipMember(deflated, crc, data.length))));
+        zlib.gzip(data, options, (error, member) => {
+          if (error) reject(error);
+          else resolve({ chunks: [canonicalMember(member)], crc: member.readUInt32LE(member.length - 8) });
+        });
       });
     },
     async close() {},
@@ -61,7 +69,7 @@ const noneCodec: BlockCodec = {
   id: "none",
   compression: "none",
   async compress(data) {
-    return [data];
+    return { chunks: [data], crc: zlib.crc32(data) };
   },
   async close() {},
 };
@@ -85,7 +93,9 @@ function nodeZstdCodec(level: number): BlockCodec {
     id: `zstd/${level}/node-${process.versions.zstd ?? process.version}`,
     compression: "zstd",
     compress(data) {
-      return new Promise((resolve, reject) => compress(data, { params }, (error, out) => (error ? reject(error) : resolve([out]))));
+      return new Promise((resolve, reject) =>
+        compress(data, { params }, (error, out) => (error ? reject(error) : resolve({ chunks: [out], crc: zlib.crc32(data) }))),
+      );
     },
     async close() {},
   };
@@ -98,7 +108,7 @@ function nodeZstdCodec(level: number): BlockCodec {
  */
 async function napiZstdCodec(level: number): Promise<BlockCodec> {
   const worker = new Worker(new URL("./zstd-worker.js", import.meta.url), { workerData: { level } });
-  const pending = new Map<number, { resolve: (b: Buffer[]) => void; reject: (e: Error) => void }>();
+  const pending = new Map<number, { resolve: (b: Buffer) => void; reject: (e: Error) => void }>();
   let failure: Error | undefined;
   const version = await new Promise<string>((resolve, reject) => {
     worker.once("message", (message: { version?: string; error?: string }) =>
@@ -119,7 +129,7 @@ async function napiZstdCodec(level: number): Promise<BlockCodec> {
     pending.delete(message.id);
     if (waiter) {
       if (message.error !== undefined || !message.data) waiter.reject(new Error(message.error ?? "zstd worker failed"));
-      else waiter.resolve([Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength)]);
+      else waiter.resolve(Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength));
     }
     if (pending.size === 0) idle?.();
   });
@@ -132,15 +142,17 @@ async function napiZstdCodec(level: number): Promise<BlockCodec> {
   return {
     id: `zstd/${level}/napi-${version}`,
     compression: "zstd",
-    compress(data) {
-      if (failure) return Promise.reject(failure);
-      return new Promise((resolve, reject) => {
+    async compress(data) {
+      if (failure) throw failure;
+      const out = new Promise<Buffer>((resolve, reject) => {
         const id = nextId++;
         pending.set(id, { resolve, reject });
         // Copy into a transferable buffer: the caller keeps `data` for hashing and retries.
         const copy = new Uint8Array(data);
         worker.postMessage({ id, data: copy }, [copy.buffer]);
       });
+      const crc = zlib.crc32(data);
+      return { chunks: [await out], crc };
     },
     async close() {
       if (pending.size > 0) await new Promise<void>((resolve) => (idle = resolve));

@@ -41,9 +41,7 @@ try {
     const block = size > 0 ? producer.next(memoryFor(size)) : undefined;
     if (!block) break;
     const { buffer } = block.data;
-    port.postMessage({ type: "block", index: block.index, crc: block.crc, data: buffer, length: block.data.length }, [
-      buffer as ArrayBuffer,
-    ]);
+    port.postMessage({ type: "block", index: block.index, data: buffer, length: block.data.length }, [buffer as ArrayBuffer]);
   }
   if (Atomics.load(state, 1) === 0) port.postMessage({ type: "done", diffID: producer.diffID() });
 } catch (error) {
