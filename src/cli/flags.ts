@@ -4,7 +4,7 @@ import { type ParseArgsConfig, parseArgs } from "node:util";
 import { UsageError } from "../errors.js";
 import { type Platform, parsePlatform } from "../image/descriptor.js";
 import type { Compression, ManifestFormat } from "../media-types.js";
-import { parseKeyValue } from "../mutate.js";
+import { type ConfigEdits, parseCommand, parseKeyValue } from "../mutate.js";
 import type { TransportOptions } from "../transport/transport.js";
 import { createProgressView } from "./progress-view.js";
 
@@ -19,6 +19,42 @@ export const transportFlags = {
   "digest-file": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const satisfies Options;
+
+/** The config flags `build` and `import` share. */
+export const configFlags = {
+  entrypoint: { type: "string" },
+  cmd: { type: "string" },
+  env: { type: "string", multiple: true, short: "e" },
+  workdir: { type: "string", short: "w" },
+  user: { type: "string", short: "u" },
+  expose: { type: "string", multiple: true },
+  volume: { type: "string", multiple: true },
+  label: { type: "string", multiple: true, short: "l" },
+} as const satisfies Options;
+
+/** The config edits the config flags ask for. */
+export function configEdits(values: {
+  entrypoint?: string | undefined;
+  cmd?: string | undefined;
+  env?: string[] | undefined;
+  workdir?: string | undefined;
+  user?: string | undefined;
+  expose?: string[] | undefined;
+  volume?: string[] | undefined;
+  label?: string[] | undefined;
+}): ConfigEdits {
+  const config: ConfigEdits = {};
+  if (values.entrypoint !== undefined) config.entrypoint = parseCommand(values.entrypoint, "--entrypoint");
+  if (values.cmd !== undefined) config.cmd = parseCommand(values.cmd, "--cmd");
+  if (values.env) config.env = values.env;
+  if (values.workdir !== undefined) config.workdir = values.workdir;
+  if (values.user !== undefined) config.user = values.user;
+  if (values.expose) config.expose = values.expose;
+  if (values.volume) config.volumes = values.volume;
+  const labels = keyValues(values.label, "--label");
+  if (labels) config.labels = labels;
+  return config;
+}
 
 /** Parse argv against `options`; unknown flags are usage errors. */
 export function parseFlags<T extends Options>(

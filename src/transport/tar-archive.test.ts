@@ -6,9 +6,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough, Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
+import { readBounded } from "../bounded.js";
 import { createVerifier } from "../digest.js";
 import { InputError, InvalidImageError, OcifyError } from "../errors.js";
-import { readCapped, TarFileWriter, TarIndex } from "./tar-archive.js";
+import { TarFileWriter, TarIndex } from "./tar-archive.js";
 
 let dir: string;
 before(() => {
@@ -35,7 +36,7 @@ function sha256(bytes: Uint8Array): string {
 async function read(index: TarIndex, name: string): Promise<Buffer> {
   const entry = index.find(name);
   assert.ok(entry, `${name} is in the index`);
-  return readCapped(index.stream(entry), 1 << 30, name);
+  return readBounded(index.stream(entry), 1 << 30, name);
 }
 
 describe("TarIndex", () => {

@@ -586,21 +586,6 @@ export function blobPath(digest: string): string {
   return `blobs/${algorithm}/${encoded}`;
 }
 
-/** Read a whole stream of at most `cap` bytes (manifests, configs); throws InvalidImageError beyond it. */
-export async function readCapped(content: Readable, cap: number, what: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of content) {
-    size += (chunk as Buffer).length;
-    if (size > cap) {
-      content.destroy();
-      throw new InvalidImageError(`${what} is larger than ${cap} bytes`, { hint: "it is not a manifest or config" });
-    }
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks, size);
-}
-
 /**
  * An OCI image layout being written into a tar (oci-archive, and the layout inside a docker-archive):
  * `blobs/<alg>/<hex>` entries streamed as they arrive, small metadata files appended by finish().

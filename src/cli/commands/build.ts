@@ -3,9 +3,10 @@ import { type BuildOptions, build, type PlatformLayer } from "../../build.js";
 import { UsageError } from "../../errors.js";
 import type { Platform } from "../../image/descriptor.js";
 import { parseLayerFlag } from "../../layer/build.js";
-import { type ConfigEdits, parseCommand } from "../../mutate.js";
 import {
   compressionFlag,
+  configEdits,
+  configFlags,
   formatFlag,
   helpRequested,
   intFlag,
@@ -54,19 +55,12 @@ SOURCE_DATE_EPOCH sets 'created', history and file times (default: 0, the epoch)
 export async function run(argv: string[], signal: AbortSignal): Promise<number> {
   const { values, positionals } = parseFlags(argv, {
     ...transportFlags,
+    ...configFlags,
     from: { type: "string" },
     layer: { type: "string", multiple: true },
     chown: { type: "string" },
     compression: { type: "string" },
     "compression-level": { type: "string" },
-    entrypoint: { type: "string" },
-    cmd: { type: "string" },
-    env: { type: "string", multiple: true, short: "e" },
-    workdir: { type: "string", short: "w" },
-    user: { type: "string", short: "u" },
-    expose: { type: "string", multiple: true },
-    volume: { type: "string", multiple: true },
-    label: { type: "string", multiple: true, short: "l" },
     annotation: { type: "string", multiple: true },
     format: { type: "string" },
     platform: { type: "string" },
@@ -77,16 +71,7 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
   if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`, { hint: "see ocify build --help" });
   if (values.from === undefined) throw new UsageError("--from is required", { hint: "give a base image, or --from scratch" });
 
-  const config: ConfigEdits = {};
-  if (values.entrypoint !== undefined) config.entrypoint = parseCommand(values.entrypoint, "--entrypoint");
-  if (values.cmd !== undefined) config.cmd = parseCommand(values.cmd, "--cmd");
-  if (values.env) config.env = values.env;
-  if (values.workdir !== undefined) config.workdir = values.workdir;
-  if (values.user !== undefined) config.user = values.user;
-  if (values.expose) config.expose = values.expose;
-  if (values.volume) config.volumes = values.volume;
-  const labels = keyValues(values.label, "--label");
-  if (labels) config.labels = labels;
+  const config = configEdits(values);
 
   const { options: transport, finish } = transportOptions(values, signal);
   const options: BuildOptions = {

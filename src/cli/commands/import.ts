@@ -1,12 +1,12 @@
 /** `ocify import ROOTFS -t DEST`: the `docker import` of a root filesystem directory or tarball. */
 import { type BuildOptions, build } from "../../build.js";
 import { UsageError } from "../../errors.js";
-import { type ConfigEdits, parseCommand } from "../../mutate.js";
 import {
   compressionFlag,
+  configEdits,
+  configFlags,
   formatFlag,
   helpRequested,
-  keyValues,
   parseFlags,
   platformFlag,
   sourceDateEpoch,
@@ -31,15 +31,8 @@ modes, owners, device nodes, links. Entries that would escape the root are refus
 export async function run(argv: string[], signal: AbortSignal): Promise<number> {
   const { values, positionals } = parseFlags(argv, {
     ...transportFlags,
+    ...configFlags,
     platform: { type: "string" },
-    entrypoint: { type: "string" },
-    cmd: { type: "string" },
-    env: { type: "string", multiple: true, short: "e" },
-    workdir: { type: "string", short: "w" },
-    user: { type: "string", short: "u" },
-    expose: { type: "string", multiple: true },
-    volume: { type: "string", multiple: true },
-    label: { type: "string", multiple: true, short: "l" },
     format: { type: "string" },
     compression: { type: "string" },
     tag: { type: "string", multiple: true, short: "t" },
@@ -47,16 +40,7 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
   if (helpRequested(values, help)) return 0;
   if (positionals.length !== 1)
     throw new UsageError("import needs one ROOTFS (a directory or a tarball)", { hint: "see ocify import --help" });
-  const config: ConfigEdits = {};
-  if (values.entrypoint !== undefined) config.entrypoint = parseCommand(values.entrypoint, "--entrypoint");
-  if (values.cmd !== undefined) config.cmd = parseCommand(values.cmd, "--cmd");
-  if (values.env) config.env = values.env;
-  if (values.workdir !== undefined) config.workdir = values.workdir;
-  if (values.user !== undefined) config.user = values.user;
-  if (values.expose) config.expose = values.expose;
-  if (values.volume) config.volumes = values.volume;
-  const labels = keyValues(values.label, "--label");
-  if (labels) config.labels = labels;
+  const config = configEdits(values);
   const { options: transport, finish } = transportOptions(values, signal);
   const options: BuildOptions = {
     ...transport,
