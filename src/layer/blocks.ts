@@ -12,8 +12,8 @@
 import { createHash, type Hash } from "node:crypto";
 import { closeSync, openSync, readSync } from "node:fs";
 import { InputError } from "../errors.js";
-import { detectorSize, encodedHead, type LayerPlan } from "./plan.js";
-import { endOfArchiveSize, paddingFor } from "./tar.js";
+import { detectorSize, type LayerPlan } from "./plan.js";
+import { endOfArchiveSize, extendedHeader, paddingFor, writeHeader } from "./tar.js";
 
 /** Block-size policy. */
 export interface BlockPolicy {
@@ -31,8 +31,8 @@ export const blockCapacity = (4 << 20) + (64 << 10);
 export const defaultPolicy: BlockPolicy = { minBlock: 1 << 20, maxBlock: 4 << 20, largeFile: 1 << 20, chunkSize: 4 << 20, hashCut: 8 };
 
 /**
- * A plan in flat typed arrays: cheap to send to a worker thread (no per-entry objects, no pooled Buffer
- * views that would drag whole 8 KiB pools along).
+ * A plan in flat typed arrays over shared memory: a worker thread gets it without a copy (no per-entry
+ * objects, no pooled Buffer views that would drag whole 8 KiB pools along).
  */
 export interface PackedPlan {
   heads: Uint8Array;
@@ -48,29 +48,46 @@ export interface PackedPlan {
   cuts: Float64Array;
 }
 
-/** Pack a plan and compute its block cuts. */
+/** Memory a worker thread sees without a copy. */
+function shared(bytes: number): SharedArrayBuffer {
+  return new SharedArrayBuffer(bytes);
+}
+
+/** Pack a plan (in shared memory, so a worker reads it in place) and compute its block cuts. */
 export function packPlan(plan: LayerPlan, policy: BlockPolicy = defaultPolicy): PackedPlan {
   const n = plan.entries.length;
-  const headList = plan.entries.map(encodedHead);
-  const heads = new Uint8Array(headList.reduce((sum, h) => sum + h.length, 0));
-  const headEnd = new Float64Array(n);
-  const size = new Float64Array(n);
-  const source = new Int32Array(n);
-  const sourceOffset = new Float64Array(n);
-  const detectors = new Uint8Array(n * detectorSize);
+  // Headers are written straight into one buffer; only the few that need pax records are encoded apart.
+  const extended = new Map<number, Buffer>();
+  let headBytes = 0;
+  plan.entries.forEach((entry, i) => {
+    const head = extendedHeader(entry.header);
+    if (head) extended.set(i, head);
+    headBytes += head ? head.length : 512;
+  });
+  const heads = Buffer.from(new SharedArrayBuffer(headBytes));
+  const headEnd = new Float64Array(shared(n * 8));
+  const size = new Float64Array(shared(n * 8));
+  const source = new Int32Array(shared(n * 4));
+  const sourceOffset = new Float64Array(shared(n * 8));
+  const detectors = new Uint8Array(shared(n * detectorSize));
   let at = 0;
   plan.entries.forEach((entry, i) => {
-    const head = headList[i] as Buffer;
-    heads.set(head, at);
-    at += head.length;
+    const head = extended.get(i);
+    if (head) {
+      heads.set(head, at);
+      at += head.length;
+    } else {
+      writeHeader(entry.header, heads, at);
+      at += 512;
+    }
     headEnd[i] = at;
     size[i] = entry.header.size;
     source[i] = entry.source;
     sourceOffset[i] = entry.sourceOffset;
     detectors.set(entry.detector, i * detectorSize);
   });
-  const paths = new Uint8Array(plan.sources.reduce((sum, p) => sum + p.length, 0));
-  const pathEnd = new Float64Array(plan.sources.length);
+  const paths = new Uint8Array(shared(plan.sources.reduce((sum, p) => sum + p.length, 0)));
+  const pathEnd = new Float64Array(shared(plan.sources.length * 8));
   at = 0;
   plan.sources.forEach((path, i) => {
     paths.set(path, at);

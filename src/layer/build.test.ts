@@ -157,6 +157,26 @@ describe("rebuilds", () => {
     assert.equal(sha256(await collect(rebuilt.open())), cold.descriptor.digest);
   });
 
+  it("the worker-thread and main-thread producers make the same blobs, cold and rebuilt", async () => {
+    const digests: Record<string, string[]> = {};
+    for (const mode of ["worker", "inline"]) {
+      const tree = fresh(`modes-${mode}`, 30, 150);
+      process.env.OCIFY_LAYER_PRODUCER = mode;
+      try {
+        const cold = await buildLayer({ source: tree, dest: "/" }, options(`modes-${mode}`));
+        appendFileSync(join(tree, "dir2", "sub2", "file2.txt"), "edited\n");
+        const rebuilt = await buildLayer({ source: tree, dest: "/" }, options(`modes-${mode}`));
+        assert.ok(rebuilt.reusedBlocks > 0);
+        const again = await buildLayer({ source: tree, dest: "/" }, options(`modes-${mode}-cold`));
+        assert.equal(again.descriptor.digest, rebuilt.descriptor.digest);
+        digests[mode] = [cold.descriptor.digest, cold.diffID, rebuilt.descriptor.digest];
+      } finally {
+        delete process.env.OCIFY_LAYER_PRODUCER;
+      }
+    }
+    assert.deepEqual(digests.worker, digests.inline);
+  });
+
   it("a change inside a large file recompresses only the blocks of that file", async () => {
     const tree = fresh("rebuild-big", 22, 30);
     const first = await buildLayer({ source: tree, dest: "/" }, options("rebuild-big"));

@@ -49,13 +49,16 @@ export function gzipTrailer(member: Buffer): { crc: number; size: number } | und
 }
 
 function gzipCodec(level: number): BlockCodec {
-  const options: zlib.ZlibOptions = { level, windowBits: 15, memLevel: 8, strategy: zlib.constants.Z_DEFAULT_STRATEGY, chunkSize: 1 << 20 };
+  const options = { level, windowBits: 15, memLevel: 8, strategy: zlib.constants.Z_DEFAULT_STRATEGY };
   return {
     id: `gzip/${level}/zlib-${process.versions.zlib}`,
     compression: "gzip",
     compress(data) {
       return new Promise((resolve, reject) => {
-        zlib.gzip(data, options, (error, member) => {
+        // One output buffer of about the member's size: fewer round trips through the main thread than
+        // zlib's 16 KiB default (25-45% slower in parallel), and no concatenation of chunks.
+        const chunkSize = Math.max(64 << 10, Math.ceil((data.length * (level >= 4 ? 0.5 : 0.6)) / 4096) * 4096);
+        zlib.gzip(data, { ...options, chunkSize }, (error, member) => {
           if (error) reject(error);
           else resolve({ chunks: [canonicalMember(member)], crc: member.readUInt32LE(member.length - 8) });
         });

@@ -6,7 +6,7 @@
 import { createHash } from "node:crypto";
 import { type BigIntStats, lstatSync, readdirSync, readlinkSync, statSync } from "node:fs";
 import { InputError } from "../errors.js";
-import { encodeHeader, endOfArchiveSize, paddingFor, type TarHeader } from "./tar.js";
+import type { TarHeader } from "./tar.js";
 
 /** Bytes of a change detector: size, mtime (ns), ctime (ns), inode and device, as little-endian u64s. */
 export const detectorSize = 40;
@@ -43,9 +43,17 @@ export interface EntryOptions {
 
 const noDetector = Buffer.alloc(detectorSize);
 
-/** The change detector of a file from its bigint lstat. */
+let detectorSlab = Buffer.alloc(0);
+let detectorSlabUsed = 0;
+
+/** The change detector of a file from its bigint lstat (carved from a shared slab: one allocation per 1,600 files). */
 export function detectorOf(stat: BigIntStats): Buffer {
-  const out = Buffer.alloc(detectorSize);
+  if (detectorSlabUsed + detectorSize > detectorSlab.length) {
+    detectorSlab = Buffer.alloc(detectorSize * 1600);
+    detectorSlabUsed = 0;
+  }
+  const out = detectorSlab.subarray(detectorSlabUsed, detectorSlabUsed + detectorSize);
+  detectorSlabUsed += detectorSize;
   out.writeBigUInt64LE(BigInt.asUintN(64, stat.size), 0);
   out.writeBigUInt64LE(BigInt.asUintN(64, stat.mtimeNs), 8);
   out.writeBigUInt64LE(BigInt.asUintN(64, stat.ctimeNs), 16);
@@ -275,25 +283,6 @@ export function planPath(path: string, dest: string, options: EntryOptions): Lay
     }
   }
   return { entries: finishEntries(entries, options, links), sources, description: path };
-}
-
-/** The bytes of the tar a plan describes (headers, contents, padding and the end-of-archive marker). */
-export function tarSize(plan: LayerPlan): number {
-  let size = endOfArchiveSize;
-  for (const entry of plan.entries) size += encodedHead(entry).length + entry.header.size + paddingFor(entry.header.size);
-  return size;
-}
-
-const heads = new WeakMap<PlanEntry, Buffer>();
-
-/** The encoded header of an entry (memoized). */
-export function encodedHead(entry: PlanEntry): Buffer {
-  let head = heads.get(entry);
-  if (!head) {
-    head = encodeHeader(entry.header);
-    heads.set(entry, head);
-  }
-  return head;
 }
 
 /**

@@ -153,6 +153,24 @@ export function paddingFor(size: number): number {
  * the ustar header. Directories get their trailing "/".
  */
 export function encodeHeader(entry: TarHeader): Buffer {
+  return encode(entry, Buffer.alloc(recordSize), 0) as Buffer;
+}
+
+/**
+ * Write an entry's header into `target` at `offset` when it is one ustar record (512 bytes) and return
+ * undefined; otherwise write nothing and return the pax and ustar headers as a new buffer.
+ */
+export function writeHeader(entry: TarHeader, target: Buffer, offset: number): Buffer | undefined {
+  const out = encode(entry, target, offset);
+  return out === target ? undefined : out;
+}
+
+/** Whether an entry needs a pax header (its encoding is then longer than 512 bytes). */
+export function extendedHeader(entry: TarHeader): Buffer | undefined {
+  return encode(entry, undefined, 0);
+}
+
+function encode(entry: TarHeader, target: Buffer | undefined, offset: number): Buffer | undefined {
   const directory = entry.type === "directory";
   const nameKind = classify(entry.name);
   const linkKind = entry.linkname === undefined ? 0 : classify(entry.linkname);
@@ -181,9 +199,9 @@ export function encodeHeader(entry: TarHeader): Buffer {
     devminor: entry.type === "char" || entry.type === "block" ? (entry.devminor ?? 0) : undefined,
   };
   if (simple) {
-    const header = Buffer.alloc(recordSize);
-    ustarHeader(header, fields);
-    return header;
+    if (!target) return undefined;
+    ustarHeader(target.subarray(offset, offset + recordSize), fields);
+    return target;
   }
   const name = directory ? Buffer.concat([entry.name, Buffer.from("/")]) : entry.name;
   // Records in key order, so equal entries give equal bytes.
