@@ -5,6 +5,7 @@
  */
 import { spawn } from "node:child_process";
 import { closeSync, createReadStream, openSync, readSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { type Duplex, pipeline, type Readable } from "node:stream";
 import { Worker } from "node:worker_threads";
 import * as zlib from "node:zlib";
@@ -105,43 +106,52 @@ function nodeZstdCodec(level: number): BlockCodec {
 }
 
 /**
- * zstd through @cloudpss/zstd (Node 20). Its binding compresses synchronously and is not safe to use from
- * two threads at once (measured: concurrent calls crash), so it runs in one worker thread, which is
- * shut down only once idle.
+ * zstd through @cloudpss/zstd (Node 20), which compresses synchronously: one worker thread per core, each
+ * with its own compressor (see zstd-worker.ts). Workers are shut down only once idle.
  */
 async function napiZstdCodec(level: number): Promise<BlockCodec> {
-  const worker = new Worker(new URL("./zstd-worker.js", import.meta.url), { workerData: { level } });
+  const size = Math.max(1, Math.min(availableParallelism(), 4));
+  const workers = Array.from({ length: size }, () => new Worker(new URL("./zstd-worker.js", import.meta.url), { workerData: { level } }));
   const pending = new Map<number, { resolve: (b: Buffer) => void; reject: (e: Error) => void }>();
   let failure: Error | undefined;
-  const version = await new Promise<string>((resolve, reject) => {
-    worker.once("message", (message: { version?: string; error?: string }) =>
-      message.version ? resolve(message.version) : reject(new Error(message.error ?? "zstd worker failed")),
-    );
-    worker.once("error", reject);
-  }).catch(async (error: unknown) => {
-    await worker.terminate();
+  let idle: (() => void) | undefined;
+  const started = workers.map(
+    (worker) =>
+      new Promise<string>((resolve, reject) => {
+        worker.once("message", (message: { version?: string; error?: string }) =>
+          message.version ? resolve(message.version) : reject(new Error(message.error ?? "zstd worker failed")),
+        );
+        worker.once("error", reject);
+      }),
+  );
+  let version: string;
+  try {
+    [version] = (await Promise.all(started)) as [string];
+  } catch (error) {
+    await Promise.all(workers.map((w) => w.terminate()));
     throw new InputError("zstd compression needs Node >= 22.15 or the optional dependency @cloudpss/zstd", {
       hint: "upgrade Node, reinstall ocify with optional dependencies, or use --compression gzip",
       cause: error,
     });
-  });
+  }
+  for (const worker of workers) {
+    worker.on("message", (message: { id: number; data?: Uint8Array; error?: string }) => {
+      const waiter = pending.get(message.id);
+      pending.delete(message.id);
+      if (waiter) {
+        if (message.error !== undefined || !message.data) waiter.reject(new Error(message.error ?? "zstd worker failed"));
+        else waiter.resolve(Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength));
+      }
+      if (pending.size === 0) idle?.();
+    });
+    worker.on("error", (error) => {
+      failure = error;
+      for (const waiter of pending.values()) waiter.reject(error);
+      pending.clear();
+      idle?.();
+    });
+  }
   let nextId = 0;
-  let idle: (() => void) | undefined;
-  worker.on("message", (message: { id: number; data?: Uint8Array; error?: string }) => {
-    const waiter = pending.get(message.id);
-    pending.delete(message.id);
-    if (waiter) {
-      if (message.error !== undefined || !message.data) waiter.reject(new Error(message.error ?? "zstd worker failed"));
-      else waiter.resolve(Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength));
-    }
-    if (pending.size === 0) idle?.();
-  });
-  worker.on("error", (error) => {
-    failure = error;
-    for (const waiter of pending.values()) waiter.reject(error);
-    pending.clear();
-    idle?.();
-  });
   return {
     id: `zstd/${level}/napi-${version}`,
     compression: "zstd",
@@ -152,16 +162,20 @@ async function napiZstdCodec(level: number): Promise<BlockCodec> {
         pending.set(id, { resolve, reject });
         // Copy into a transferable buffer: the caller keeps `data` for hashing and retries.
         const copy = new Uint8Array(data);
-        worker.postMessage({ id, data: copy }, [copy.buffer]);
+        (workers[id % workers.length] as Worker).postMessage({ id, data: copy }, [copy.buffer]);
       });
       const crc = zlib.crc32(data);
       return { chunks: [await out], crc };
     },
     async close() {
       if (pending.size > 0) await new Promise<void>((resolve) => (idle = resolve));
-      const exited = new Promise((resolve) => worker.once("exit", resolve));
-      worker.postMessage({ close: true });
-      await exited;
+      await Promise.all(
+        workers.map((worker) => {
+          const exited = new Promise((resolve) => worker.once("exit", resolve));
+          worker.postMessage({ close: true });
+          return exited;
+        }),
+      );
     },
   };
 }
