@@ -12,8 +12,8 @@
 import { createHash, type Hash } from "node:crypto";
 import { closeSync, openSync, readSync } from "node:fs";
 import { InputError } from "../errors.js";
-import { detectorSize, type LayerPlan } from "./plan.js";
-import { endOfArchiveSize, extendedHeader, paddingFor, writeHeader } from "./tar.js";
+import { detectorSize, headerOf, type LayerPlan } from "./plan.js";
+import { endOfArchiveSize, extendedHeader, paddingFor, type TarHeader, writeHeader } from "./tar.js";
 
 /** Block-size policy. */
 export interface BlockPolicy {
@@ -58,9 +58,10 @@ export function packPlan(plan: LayerPlan, policy: BlockPolicy = defaultPolicy): 
   const n = plan.entries.length;
   // Headers are written straight into one buffer; only the few that need pax records are encoded apart.
   const extended = new Map<number, Buffer>();
+  const headers = plan.entries.map(headerOf);
   let headBytes = 0;
-  plan.entries.forEach((entry, i) => {
-    const head = extendedHeader(entry.header);
+  headers.forEach((header, i) => {
+    const head = extendedHeader(header);
     if (head) extended.set(i, head);
     headBytes += head ? head.length : 512;
   });
@@ -77,21 +78,20 @@ export function packPlan(plan: LayerPlan, policy: BlockPolicy = defaultPolicy): 
       heads.set(head, at);
       at += head.length;
     } else {
-      writeHeader(entry.header, heads, at);
+      writeHeader(headers[i] as TarHeader, heads, at);
       at += 512;
     }
     headEnd[i] = at;
-    size[i] = entry.header.size;
+    size[i] = entry.size;
     source[i] = entry.source;
     sourceOffset[i] = entry.sourceOffset;
-    detectors.set(entry.detector, i * detectorSize);
+    if (entry.detector >= 0) detectors.set(plan.detectors.bytes(entry.detector), i * detectorSize);
   });
-  const paths = new Uint8Array(shared(plan.sources.reduce((sum, p) => sum + p.length, 0)));
+  const paths = Buffer.from(shared(plan.sources.reduce((sum, p) => sum + p.length, 0)));
   const pathEnd = new Float64Array(shared(plan.sources.length * 8));
   at = 0;
   plan.sources.forEach((path, i) => {
-    paths.set(path, at);
-    at += path.length;
+    at += paths.write(path, at, "latin1");
     pathEnd[i] = at;
   });
   const packed: PackedPlan = { heads, headEnd, size, source, sourceOffset, detectors, paths, pathEnd, cuts: new Float64Array(0) };
@@ -99,10 +99,10 @@ export function packPlan(plan: LayerPlan, policy: BlockPolicy = defaultPolicy): 
   return packed;
 }
 
-function nameHash(name: Buffer): number {
-  // FNV-1a, 32 bits.
+function nameHash(name: string): number {
+  // FNV-1a, 32 bits, over the bytes of the name (a latin1 string: one char per byte).
   let hash = 0x811c9dc5;
-  for (const byte of name) hash = Math.imul(hash ^ byte, 0x01000193);
+  for (let i = 0; i < name.length; i++) hash = Math.imul(hash ^ name.charCodeAt(i), 0x01000193);
   return hash >>> 0;
 }
 
@@ -131,7 +131,7 @@ function cutBlocks(packed: PackedPlan, plan: LayerPlan, policy: BlockPolicy): Fl
       cut(offset + total);
     } else {
       const current = offset - blockStart;
-      const name = plan.entries[i]?.header.name as Buffer;
+      const name = plan.entries[i]?.key as string;
       if ((current >= policy.minBlock && nameHash(name) % policy.hashCut === 0) || current + total > policy.maxBlock) cut(offset);
     }
     offset += total;

@@ -19,7 +19,7 @@ import { noProgress, type ProgressSink } from "../progress.js";
 import { BlockCache, type BlockInfo } from "./block-cache.js";
 import { BlockProducer, blockCapacity, blockKeys, type PackedPlan, type ProducedBlock, packPlan } from "./blocks.js";
 import { type BlockCodec, createCodec, gzipTrailer } from "./compression.js";
-import { detectorMtimeNs, detectorOf, type EntryOptions, type LayerPlan, planFingerprint, planPath } from "./plan.js";
+import { Detectors, type EntryOptions, type LayerPlan, planFingerprint, planPath } from "./plan.js";
 import { isTarballName, planTarball } from "./tarball.js";
 
 /** A `--layer SRC[:DEST]` flag: a directory, file or tarball and where it goes in the image. */
@@ -127,6 +127,11 @@ function readRecord(path: string): LayerRecord | undefined {
 export function isRacy(mtimeNs: bigint, scanStartNs: bigint): boolean {
   const margin = mtimeNs % 1_000_000_000n === 0n ? 2_000_000_000n : 100_000_000n;
   return mtimeNs + margin >= scanStartNs;
+}
+
+function anyRacy(detectors: Detectors, scanStartNs: bigint): boolean {
+  for (let i = 0; i < detectors.count; i++) if (isRacy(detectors.mtimeNs(i), scanStartNs)) return true;
+  return false;
 }
 
 /** Produces blocks in order, on this thread or a worker. */
@@ -466,7 +471,9 @@ interface Prepared {
   plan?: LayerPlan | undefined;
   fingerprint: string;
   /** Change detectors of every file whose content goes into the layer (the tarball itself for a tarball). */
-  detectors: Buffer[];
+  detectors: Detectors;
+  /** The tarball's own lstat, for a tarball. */
+  tarballStat?: BigIntStats;
 }
 
 function prepare(source: LayerSource, options: LayerBuildOptions, codecId: string): Prepared {
@@ -496,20 +503,13 @@ function prepare(source: LayerSource, options: LayerBuildOptions, codecId: strin
   ]);
   const recordPath = join(options.cacheDir, "layers", `${createHash("sha256").update(identity).digest("hex")}.json`);
   if (tarball) {
-    const detector = detectorOf(top);
-    return {
-      identity,
-      recordPath,
-      entryOptions,
-      tarball,
-      fingerprint: createHash("sha256").update(identity).update(detector).digest("hex"),
-      detectors: [detector],
-    };
+    const detectors = new Detectors();
+    detectors.add(top);
+    const fingerprint = createHash("sha256").update(identity).update(detectors.bytes(0)).digest("hex");
+    return { identity, recordPath, entryOptions, tarball, fingerprint, detectors, tarballStat: top };
   }
   const plan = planPath(source.source, source.dest, entryOptions);
-  const detectors: Buffer[] = [];
-  for (const entry of plan.entries) if (entry.source >= 0) detectors.push(entry.detector);
-  return { identity, recordPath, entryOptions, tarball, plan, fingerprint: planFingerprint(plan, identity), detectors };
+  return { identity, recordPath, entryOptions, tarball, plan, fingerprint: planFingerprint(plan, identity), detectors: plan.detectors };
 }
 
 /** Where a layer's record lives and the fingerprint its sources have now (for tests and diagnostics). */
@@ -536,7 +536,7 @@ export async function buildLayer(source: LayerSource, options: LayerBuildOptions
     if (
       record &&
       record.fingerprint === prepared.fingerprint &&
-      !prepared.detectors.some((detector) => isRacy(detectorMtimeNs(detector), BigInt(record.scanStartNs))) &&
+      !anyRacy(prepared.detectors, BigInt(record.scanStartNs)) &&
       cache.has(record.blocks)
     ) {
       options.progress?.({ phase: "skipped", kind: "build", id: source.source, bytes: record.tarSize, total: record.tarSize });
@@ -550,14 +550,21 @@ export async function buildLayer(source: LayerSource, options: LayerBuildOptions
       if (!plan) {
         mkdirSync(join(options.cacheDir, "tmp"), { recursive: true });
         spool = tempPathFor(join(options.cacheDir, "tmp", "spool"));
-        plan = await planTarball(source.source, source.dest, prepared.entryOptions, spool, prepared.detectors[0] as Buffer, options.signal);
+        plan = await planTarball(
+          source.source,
+          source.dest,
+          prepared.entryOptions,
+          spool,
+          prepared.tarballStat as BigIntStats,
+          options.signal,
+        );
       }
       const packed = packPlan(plan);
       // The entries (tens of thousands of small objects) are not needed any more: let them go before the
       // long part, where every garbage collection would otherwise walk them.
       plan = undefined;
       prepared.plan = undefined;
-      prepared.detectors = [];
+      prepared.detectors = new Detectors();
       const produced = await produce(packed, codec, cache, options, source.source);
       const built: LayerRecord = {
         version: recordVersion,

@@ -50,9 +50,9 @@ export function gzipTrailer(member: Buffer): { crc: number; size: number } | und
 }
 
 function gzipCodec(level: number): BlockCodec {
-  const options = { level, windowBits: 15, memLevel: 8, strategy: zlib.constants.Z_DEFAULT_STRATEGY };
+  const options = { level, windowBits: 15, memLevel: 9, strategy: zlib.constants.Z_DEFAULT_STRATEGY };
   return {
-    id: `gzip/${level}/zlib-${process.versions.zlib}`,
+    id: `gzip/${level}/mem9/zlib-${process.versions.zlib}`,
     compression: "gzip",
     compress(data) {
       return new Promise((resolve, reject) => {

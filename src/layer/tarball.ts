@@ -4,13 +4,13 @@
  * a directory's, sorted and re-rooted under the destination. Names that climb out of the root are
  * refused, as `docker import` does.
  */
-import { closeSync, openSync, writeSync } from "node:fs";
+import { type BigIntStats, closeSync, openSync, writeSync } from "node:fs";
 import type { Readable } from "node:stream";
 import tarStream from "tar-stream";
 import { InputError } from "../errors.js";
 import { openTarball } from "./compression.js";
-import { destPrefix, type EntryOptions, finishEntries, type LayerPlan, type PlanEntry } from "./plan.js";
-import type { EntryType, TarHeader } from "./tar.js";
+import { Detectors, destPrefix, type EntryOptions, finishEntries, type LayerPlan, type PlanEntry } from "./plan.js";
+import type { EntryType } from "./tar.js";
 
 /** Whether a file name says it is a tarball (its compression is then detected by content). */
 export function isTarballName(path: string): boolean {
@@ -63,7 +63,7 @@ export async function planTarball(
   dest: string,
   options: EntryOptions,
   spoolPath: string,
-  detector: Buffer,
+  tarballStat: BigIntStats,
   signal?: AbortSignal,
 ): Promise<LayerPlan> {
   const decoded = await openTarball(path);
@@ -71,6 +71,9 @@ export async function planTarball(
   const extract = tarStream.extract({ filenameEncoding: "latin1", allowUnknownFormat: true } as never);
   const spool = openSync(spoolPath, "w");
   const entries: PlanEntry[] = [];
+  // Every content comes from the spool; the tarball's own change detector stands for all of them.
+  const detectors = new Detectors();
+  const detector = detectors.add(tarballStat);
   const byName = new Map<string, PlanEntry>();
   const links = new Map<PlanEntry, PlanEntry[]>();
   const rootOf = new Map<PlanEntry, PlanEntry>();
@@ -109,18 +112,20 @@ export async function planTarball(
       const name = prefix && normalized ? `${prefix}/${normalized}` : prefix || normalized;
       const uid = pax?.uid !== undefined ? Number(pax.uid) : header.uid;
       const gid = pax?.gid !== undefined ? Number(pax.gid) : header.gid;
-      const tar: TarHeader = {
-        name: Buffer.from(name, "latin1"),
+      const planned: PlanEntry = {
+        key: name,
         type,
         mode: header.mode & 0o7777,
         uid: options.preserveOwners ? uid : options.uid,
         gid: options.preserveOwners ? gid : options.gid,
         size: 0,
         mtime: options.mtime,
+        source: -1,
+        sourceOffset: 0,
+        detector: -1,
       };
-      const planned: PlanEntry = { header: tar, key: name, source: -1, sourceOffset: 0, detector: Buffer.alloc(detector.length) };
       if (type === "file") {
-        tar.size = header.size;
+        planned.size = header.size;
         if (header.size > 0) {
           planned.source = 0;
           planned.sourceOffset = spooled;
@@ -136,10 +141,10 @@ export async function planTarball(
       } else {
         entry.resume();
         const rawLink = pax?.linkpath !== undefined ? Buffer.from(pax.linkpath, "utf8").toString("latin1") : (header.linkname ?? "");
-        if (type === "symlink") tar.linkname = Buffer.from(rawLink, "latin1");
+        if (type === "symlink") planned.linkname = rawLink;
         if (type === "char" || type === "block") {
-          tar.devmajor = header.devmajor;
-          tar.devminor = header.devminor;
+          planned.devmajor = header.devmajor;
+          planned.devminor = header.devminor;
         }
         if (type === "link") {
           const target = normalizeEntryName(rawLink);
@@ -147,13 +152,13 @@ export async function planTarball(
           const targetName = prefix && target ? `${prefix}/${target}` : prefix || target;
           const linked = byName.get(targetName);
           if (!linked) refuse(path, rawName, `is a hardlink to "${rawLink}", which is not earlier in the archive`);
-          if (linked.header.type === "directory") refuse(path, rawName, "is a hardlink to a directory");
+          if (linked.type === "directory") refuse(path, rawName, "is a hardlink to a directory");
           const root = rootOf.get(linked) ?? linked;
           rootOf.set(planned, root);
           const group = links.get(root);
           if (group) group.push(planned);
           else links.set(root, [root, planned]);
-          tar.linkname = Buffer.from(targetName, "latin1");
+          planned.linkname = targetName;
         }
       }
       if (name === "") continue; // the root itself is not an entry of a layer
@@ -173,8 +178,10 @@ export async function planTarball(
     closeSync(spool);
   }
   if (count === 0) throw new InputError(`${path} is an empty or unreadable tar archive`, { hint: "check the file" });
-  const groups = new Map<string, PlanEntry[]>();
-  let n = 0;
-  for (const group of links.values()) groups.set(String(n++), group);
-  return { entries: finishEntries(entries, options, groups), sources: [Buffer.from(spoolPath)], description: path };
+  return {
+    entries: finishEntries(entries, options, links.values()),
+    sources: [Buffer.from(spoolPath).toString("latin1")],
+    detectors,
+    description: path,
+  };
 }
