@@ -13,7 +13,7 @@ import { createHash, type Hash } from "node:crypto";
 import { closeSync, openSync, readSync } from "node:fs";
 import { InputError } from "../errors.js";
 import { detectorSize, headerOf, type LayerPlan } from "./plan.js";
-import { endOfArchiveSize, extendedHeader, paddingFor, type TarHeader, writeHeader } from "./tar.js";
+import { encodeHeader, endOfArchiveSize, fitsUstar, paddingFor, writeSimpleHeader } from "./tar.js";
 
 /** Block-size policy. */
 export interface BlockPolicy {
@@ -58,12 +58,14 @@ export function packPlan(plan: LayerPlan, policy: BlockPolicy = defaultPolicy): 
   const n = plan.entries.length;
   // Headers are written straight into one buffer; only the few that need pax records are encoded apart.
   const extended = new Map<number, Buffer>();
-  const headers = plan.entries.map(headerOf);
   let headBytes = 0;
-  headers.forEach((header, i) => {
-    const head = extendedHeader(header);
-    if (head) extended.set(i, head);
-    headBytes += head ? head.length : 512;
+  plan.entries.forEach((entry, i) => {
+    if (fitsUstar(entry)) headBytes += 512;
+    else {
+      const head = encodeHeader(headerOf(entry));
+      extended.set(i, head);
+      headBytes += head.length;
+    }
   });
   const heads = Buffer.from(new SharedArrayBuffer(headBytes));
   const headEnd = new Float64Array(shared(n * 8));
@@ -78,7 +80,7 @@ export function packPlan(plan: LayerPlan, policy: BlockPolicy = defaultPolicy): 
       heads.set(head, at);
       at += head.length;
     } else {
-      writeHeader(headers[i] as TarHeader, heads, at);
+      writeSimpleHeader(entry, heads, at);
       at += 512;
     }
     headEnd[i] = at;

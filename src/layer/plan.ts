@@ -142,7 +142,6 @@ export function headerOf(entry: PlanEntry): TarHeader {
 
 /** A path given as latin1 string, as fs wants it: the string itself when ASCII, else its bytes. */
 export function fsPath(latin1: string): string | Buffer {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: byte range check
   return /^[\x00-\x7f]*$/.test(latin1) ? latin1 : Buffer.from(latin1, "latin1");
 }
 

@@ -6,7 +6,8 @@ import { after, before, describe, it } from "node:test";
 import { MediaType } from "../media-types.js";
 import { buildLayer, type LayerBuildOptions } from "./build.js";
 import { collect, fixture, gunzip, makeTree, type ReadEntry, readTar, sha256, tempDir } from "./fixtures.test.js";
-import { encodeHeader } from "./tar.js";
+import { headerOf, type PlanEntry, planPath } from "./plan.js";
+import { encodeHeader, writeSimpleHeader } from "./tar.js";
 
 const work = tempDir();
 const tree = join(work.path, "tree");
@@ -144,6 +145,51 @@ describe("deterministic tar", () => {
 });
 
 describe("tar headers", () => {
+  it("the fast ustar path writes exactly what the general encoder writes", () => {
+    const dir = join(work.path, "fast");
+    makeTree(dir, 3, 20, 1000);
+    const plan = planPath(dir, "/some/where", { uid: 1000, gid: 1000, preserveOwners: false, mtime: 1_700_000_000 });
+    const devices: PlanEntry[] = [
+      {
+        key: "dev/null",
+        type: "char",
+        mode: 0o666,
+        uid: 0,
+        gid: 0,
+        size: 0,
+        mtime: 0,
+        devmajor: 1,
+        devminor: 3,
+        source: -1,
+        sourceOffset: 0,
+        detector: -1,
+      },
+      { key: "x".repeat(100), type: "file", mode: 0o644, uid: 0, gid: 0, size: 5, mtime: 0, source: -1, sourceOffset: 0, detector: -1 },
+      {
+        key: "x".repeat(100),
+        type: "directory",
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        size: 0,
+        mtime: 0,
+        source: -1,
+        sourceOffset: 0,
+        detector: -1,
+      },
+    ];
+    let fast = 0;
+    for (const entry of [...plan.entries, ...devices]) {
+      const out = Buffer.alloc(512);
+      const general = encodeHeader(headerOf(entry));
+      if (writeSimpleHeader(entry, out, 0)) {
+        fast++;
+        assert.deepEqual(out, general, entry.key);
+      } else assert.ok(general.length > 512, `${entry.key} needs a pax header`);
+    }
+    assert.ok(fast > 20);
+  });
+
   it("uses a pax header with hdrcharset=BINARY for names that are not UTF-8", () => {
     const name = Buffer.from([0x61, 0xff, 0x62]);
     const encoded = encodeHeader({ name, type: "file", mode: 0o644, uid: 0, gid: 0, size: 0, mtime: 0 });
