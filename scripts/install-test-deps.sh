@@ -10,4 +10,4 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   docker-registry skopeo umoci docker.io containerd busybox-static \
   tar gzip xz-utils bzip2 zstd pigz openssl time curl ca-certificates >/dev/null
-npm ci --no-audit --no-fund
+npm install --no-audit --no-fund

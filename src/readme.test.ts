@@ -28,8 +28,8 @@ describe("README quick start", () => {
 
   it("the first command builds the bundled example into an archive skopeo reads", async () => {
     const [first] = quickStart();
-    // npm ci has run already (we are its test); the rest of the line runs as written, in a scratch directory.
-    const command = (first as string).replace(/^npm ci && /, "");
+    // npm install has run already (we are its test); the rest of the line runs as written, in a scratch directory.
+    const command = (first as string).replace(/^npm install && /, "");
     const dir = mkdtempSync(join(tmpdir(), "ocify-readme-"));
     try {
       symlinkSync(join(repoRoot, "bin"), join(dir, "bin"));
