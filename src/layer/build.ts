@@ -380,7 +380,7 @@ async function produce(
 
   const finish = async (block: ProducedBlock): Promise<Finished> => {
     const key = keys[block.index] as string;
-    const cached = await cache.read(key);
+    const cached = cache.readNow(key);
     if (cached && cachedBlockMatches(codec, cached, block)) {
       source.release(block.data, true);
       return { index: block.index, info: cached.info, chunks: [cached.data], reused: true };
