@@ -301,6 +301,28 @@ describe("rebuilds", () => {
   });
 });
 
+describe("aborting", () => {
+  it("stops a build when its signal aborts, writing no layer record", async () => {
+    const tree = fresh("abort", 40, 300);
+    const controller = new AbortController();
+    let events = 0;
+    const build = buildLayer(
+      { source: tree, dest: "/" },
+      options("abort", {
+        signal: controller.signal,
+        progress: (event) => {
+          if (event.phase === "progress" && ++events === 2) controller.abort();
+        },
+      }),
+    );
+    await assert.rejects(build, (error: Error) => error.name === "AbortError");
+    assert.deepEqual(readdirSync(join(work.path, "abort")).includes("layers") ? readdirSync(join(work.path, "abort", "layers")) : [], []);
+    const after = await buildLayer({ source: tree, dest: "/" }, options("abort"));
+    const cold = await buildLayer({ source: tree, dest: "/" }, options("abort-cold"));
+    assert.equal(after.descriptor.digest, cold.descriptor.digest);
+  });
+});
+
 describe("layer sources", () => {
   it("parses --layer SRC[:DEST]", () => {
     assert.deepEqual(parseLayerFlag("./out"), { source: "./out", dest: "/" });

@@ -8,6 +8,7 @@ import { createHash } from "node:crypto";
 import { type BigIntStats, existsSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Readable } from "node:stream";
+import { fileURLToPath } from "node:url";
 import { MessageChannel, Worker } from "node:worker_threads";
 import { crc32 } from "node:zlib";
 import type { Digest } from "../digest.js";
@@ -146,6 +147,8 @@ interface BlockSource {
   close(): Promise<void>;
 }
 
+const producerWorkerUrl = new URL("./producer-worker.js", import.meta.url);
+
 function inlineSource(plan: PackedPlan): BlockSource {
   const producer = new BlockProducer(plan);
   const free: ArrayBuffer[] = [];
@@ -173,7 +176,7 @@ function workerSource(plan: PackedPlan): BlockSource {
   const state = new Int32Array(control);
   state[0] = lookahead;
   const channel = new MessageChannel();
-  const worker = new Worker(new URL("./producer-worker.js", import.meta.url), {
+  const worker = new Worker(producerWorkerUrl, {
     workerData: { plan, control, recycle: channel.port2 },
     transferList: [channel.port2],
   });
@@ -353,6 +356,8 @@ function cachedBlockMatches(codec: BlockCodec, cached: { info: BlockInfo; data: 
  * compressing anyway, and a worker measured 1.18x the CPU and +35 MiB RSS (docs/compression.md).
  */
 function producerMode(forced: string | undefined, tarTotal: number, keys: readonly string[], cache: BlockCache): "worker" | "inline" {
+  // A bundler that inlined this module may have left the worker's file behind: produce inline then.
+  if (!existsSync(fileURLToPath(producerWorkerUrl))) return "inline";
   if (forced === "worker" || forced === "inline") return forced;
   if (tarTotal < workerThreshold) return "inline";
   let cached = 0;
