@@ -48,6 +48,8 @@ export interface CachedBlock {
 /** The block store under a cache directory. */
 export class BlockCache {
   readonly dir: string;
+  /** Directories known to exist (256 at most). */
+  readonly #made = new Set<string>();
 
   constructor(cacheDir: string) {
     this.dir = join(cacheDir, "blocks");
@@ -143,11 +145,20 @@ export class BlockCache {
   /** Store a block (temp file + rename, so a reader never sees half of one). */
   async write(info: BlockInfo, chunks: readonly Buffer[]): Promise<void> {
     const target = this.path(info.key);
-    await mkdir(join(this.dir, info.key.slice(0, 2)), { recursive: true });
+    const dir = join(this.dir, info.key.slice(0, 2));
+    if (!this.#made.has(dir)) {
+      await mkdir(dir, { recursive: true });
+      this.#made.add(dir);
+    }
     const temp = tempPathFor(target);
-    const handle = await open(temp, "w");
+    const handle = await open(temp, "w").catch(async (error: NodeJS.ErrnoException) => {
+      if (error.code !== "ENOENT") throw error;
+      await mkdir(dir, { recursive: true }); // removed while we ran
+      return open(temp, "w");
+    });
     try {
-      await handle.writev([encodePrefix(info), ...chunks]);
+      const { bytesWritten } = await handle.writev([encodePrefix(info), ...chunks]);
+      if (bytesWritten !== prefixSize + info.csize) throw new Error(`short write to ${temp}`);
       await handle.close();
       await rename(temp, target);
     } catch (error) {
