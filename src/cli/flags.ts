@@ -1,6 +1,7 @@
 /** Flag parsing shared by the commands (node:util parseArgs; no dependency, fast to load). */
 import { writeFile } from "node:fs/promises";
 import { type ParseArgsConfig, parseArgs } from "node:util";
+import type { BuildOptions } from "../build.js";
 import { UsageError } from "../errors.js";
 import { type Platform, parsePlatform } from "../image/descriptor.js";
 import type { Compression, ManifestFormat } from "../media-types.js";
@@ -130,6 +131,15 @@ export function transportOptions(
 /** Write the digest to --digest-file when asked. */
 export async function writeDigestFile(path: string | undefined, digest: string): Promise<void> {
   if (path !== undefined) await writeFile(path, `${digest}\n`);
+}
+
+/** Run a build, then print one `DIGEST DESTINATION` line per destination and write --digest-file. */
+export async function buildAndReport(options: BuildOptions, finish: () => void, digestFile: string | undefined): Promise<void> {
+  const { build } = await import("../build.js");
+  const result = await build(options);
+  finish();
+  for (const written of result.written) process.stdout.write(`${written.digest} ${written.destination}\n`);
+  await writeDigestFile(digestFile, result.digest);
 }
 
 /** Print help and return true when --help was given. */

@@ -1,9 +1,10 @@
 /** `ocify build`: flags → BuildOptions → build() → one digest line per destination. */
-import { type BuildOptions, build, type PlatformLayer } from "../../build.js";
+import type { BuildOptions, PlatformLayer } from "../../build.js";
 import { UsageError } from "../../errors.js";
 import type { Platform } from "../../image/descriptor.js";
 import { parseLayerFlag } from "../../layer/build.js";
 import {
+  buildAndReport,
   compressionFlag,
   configEdits,
   configFlags,
@@ -16,7 +17,6 @@ import {
   sourceDateEpoch,
   transportFlags,
   transportOptions,
-  writeDigestFile,
 } from "../flags.js";
 
 export const help = `Usage: ocify build --from BASE [--layer SRC[:DEST]]... [CONFIG OPTIONS] -t DEST [-t DEST]...
@@ -104,9 +104,6 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
   const epoch = sourceDateEpoch();
   if (epoch !== undefined) options.sourceDateEpoch = epoch;
 
-  const result = await build(options);
-  finish();
-  for (const written of result.written) process.stdout.write(`${written.digest} ${written.destination}\n`);
-  await writeDigestFile(values["digest-file"], result.digest);
+  await buildAndReport(options, finish, values["digest-file"]);
   return 0;
 }

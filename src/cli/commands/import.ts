@@ -1,7 +1,8 @@
 /** `ocify import ROOTFS -t DEST`: the `docker import` of a root filesystem directory or tarball. */
-import { type BuildOptions, build } from "../../build.js";
+import type { BuildOptions } from "../../build.js";
 import { UsageError } from "../../errors.js";
 import {
+  buildAndReport,
   compressionFlag,
   configEdits,
   configFlags,
@@ -12,7 +13,6 @@ import {
   sourceDateEpoch,
   transportFlags,
   transportOptions,
-  writeDigestFile,
 } from "../flags.js";
 
 export const help = `Usage: ocify import [OPTIONS] ROOTFS -t DEST [-t DEST]...
@@ -58,9 +58,6 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
   if (compression) options.compression = compression;
   const epoch = sourceDateEpoch();
   if (epoch !== undefined) options.sourceDateEpoch = epoch;
-  const result = await build(options);
-  finish();
-  for (const written of result.written) process.stdout.write(`${written.digest} ${written.destination}\n`);
-  await writeDigestFile(values["digest-file"], result.digest);
+  await buildAndReport(options, finish, values["digest-file"]);
   return 0;
 }
