@@ -96,8 +96,8 @@ const workerThreshold = 32 << 20;
  * Blocks being looked up or compressed at once, and blocks in memory in all (in flight, or produced and
  * waiting): 4 MiB each at most.
  */
-const window = 4;
-const lookahead = 6;
+const window = 3;
+const lookahead = 4;
 
 interface LayerRecord {
   version: number;
@@ -273,7 +273,7 @@ class TeeFeed {
 
   constructor(tee: (content: Readable) => Promise<void>) {
     this.stream = new Readable({
-      highWaterMark: 4 << 20,
+      highWaterMark: 2 << 20,
       read: () => {
         const wake = this.#wake;
         this.#wake = undefined;
