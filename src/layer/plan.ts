@@ -8,24 +8,13 @@
 import { createHash } from "node:crypto";
 import { type BigIntStats, lstatSync, readdirSync, readlinkSync, statSync } from "node:fs";
 import { InputError } from "../errors.js";
-import type { EntryType, TarHeader } from "./tar.js";
+import type { EntryType, StringHeader, TarHeader } from "./tar.js";
 
 /** Bytes of a change detector: size, mtime (ns), ctime (ns), inode and device, as little-endian u64s. */
 export const detectorSize = 40;
 
 /** One entry of a planned layer. Names and link targets are latin1 strings: one char per byte. */
-export interface PlanEntry {
-  /** Path inside the layer, without leading "/" or trailing "/"; sorts in byte order. */
-  key: string;
-  type: EntryType;
-  mode: number;
-  uid: number;
-  gid: number;
-  size: number;
-  mtime: number;
-  linkname?: string | undefined;
-  devmajor?: number | undefined;
-  devminor?: number | undefined;
+export interface PlanEntry extends StringHeader {
   /** Index into `LayerPlan.sources` of the file holding the content, or -1. */
   source: number;
   /** Position of the content in that file. */

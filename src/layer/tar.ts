@@ -145,6 +145,7 @@ function ustarHeader(
 
 /** Fields of an entry with its name and link target as latin1 strings (see plan.ts). */
 export interface StringHeader {
+  /** Path inside the layer, without leading "/" or trailing "/"; sorts in byte order. */
   key: string;
   type: EntryType;
   mode: number;
