@@ -2,8 +2,11 @@
 import type { Readable } from "node:stream";
 import { InvalidImageError } from "./errors.js";
 
-/** Read a stream into memory, failing once it exceeds `limit` bytes (the stream is destroyed). */
-export async function readBounded(stream: Readable, limit: number, what: string): Promise<Buffer> {
+/**
+ * Read a stream into memory, failing once it exceeds `limit` bytes (the stream is destroyed); `tooLarge`
+ * makes the error when the caller has a better one than InvalidImageError.
+ */
+export async function readBounded(stream: Readable, limit: number, what: string, tooLarge?: () => Error): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of stream) {
@@ -11,7 +14,10 @@ export async function readBounded(stream: Readable, limit: number, what: string)
     size += buffer.length;
     if (size > limit) {
       stream.destroy();
-      throw new InvalidImageError(`${what} is larger than ${limit} bytes`, { hint: "this is not a manifest or config ocify can read" });
+      throw (
+        tooLarge?.() ??
+        new InvalidImageError(`${what} is larger than ${limit} bytes`, { hint: "this is not a manifest or config ocify can read" })
+      );
     }
     chunks.push(buffer);
   }

@@ -121,6 +121,8 @@ describe("requests", () => {
   it("caps small bodies", async () => {
     const response = await httpRequest({ method: "GET", url: new URL("/big", origin), registry: "r" });
     await assert.rejects(readBody(response, 1000, "token"), /larger than 1000 bytes/);
+    const again = await httpRequest({ method: "GET", url: new URL("/big", origin), registry: "r" });
+    await assert.rejects(readBody(again, 1000, "token"), (error: unknown) => (error as { code?: string }).code === "RESPONSE_TOO_LARGE");
   });
 });
 

@@ -4,9 +4,11 @@
  * Authorization header never leaves the registry's origin, retries of idempotent reads, and network
  * failures turned into one-line errors that name the host (URLs in messages have their query redacted).
  */
+
 import type { IncomingHttpHeaders } from "node:http";
 import { isIP } from "node:net";
 import { Readable } from "node:stream";
+import { readBounded } from "../bounded.js";
 import { OcifyError } from "../errors.js";
 import { RegistryError, RegistryUnreachableError } from "./errors.js";
 
@@ -372,18 +374,12 @@ function safeRedact(text: string): string {
 
 /** Read a small response body whole, failing beyond `limit` bytes (error and token bodies: 1 MiB). */
 export async function readBody(response: HttpResponse, limit: number, what: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of response.body) {
-    const buffer = chunk as Buffer;
-    size += buffer.length;
-    if (size > limit) {
-      response.body.destroy();
-      throw new RegistryError("RESPONSE_TOO_LARGE", `${what}: the response is larger than ${limit} bytes`, { status: response.status });
-    }
-    chunks.push(buffer);
-  }
-  return Buffer.concat(chunks, size);
+  return readBounded(
+    response.body,
+    limit,
+    what,
+    () => new RegistryError("RESPONSE_TOO_LARGE", `${what}: the response is larger than ${limit} bytes`, { status: response.status }),
+  );
 }
 
 /** Read at most `limit` bytes of a body, for error messages; never fails. */
