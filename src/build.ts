@@ -4,14 +4,13 @@
  * has them or can mount them; otherwise they are fetched once, verified, into the blob cache.
  * With several platforms, one image is built per platform and an index ties them together.
  */
-import { stat } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { finished } from "node:stream/promises";
 import { readBounded } from "./bounded.js";
 import { BlobCache, defaultCacheDir } from "./cache.js";
 import { type BlobPlan, forDestination, pushBlobs, type WriteResult } from "./copy.js";
 import { digestOf } from "./digest.js";
-import { InputError, UsageError } from "./errors.js";
+import { UsageError } from "./errors.js";
 import { type ImageConfig, parseImageConfig } from "./image/config.js";
 import { type Descriptor, formatPlatform, hostPlatform, type Platform, platformMatches, selectPlatform } from "./image/descriptor.js";
 import {
@@ -25,6 +24,7 @@ import {
   rawManifest,
 } from "./image/manifest.js";
 import { type BuiltLayer, buildLayer, type LayerBuildOptions, type LayerSource } from "./layer/build.js";
+import { statLayerSource } from "./layer/plan.js";
 import {
   type Compression,
   convertLayerMediaType,
@@ -211,14 +211,8 @@ async function buildLayerStreaming(layer: LayerSource, options: LayerBuildOption
   }
 }
 
-async function checkLayerSources(layers: readonly LayerSource[]): Promise<void> {
-  for (const layer of layers) {
-    try {
-      await stat(layer.source);
-    } catch {
-      throw new InputError(`layer source ${layer.source} does not exist`, { hint: "check the path given to --layer" });
-    }
-  }
+function checkLayerSources(layers: readonly LayerSource[]): void {
+  for (const layer of layers) statLayerSource(layer.source);
 }
 
 /** Build an image (or an index of images) and write it to every destination; nothing partial is left on failure. */
@@ -240,7 +234,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       hint: "write it to a registry, oci: or oci-archive:, or build one --platform",
     });
   }
-  await checkLayerSources([...options.layers, ...platformLayers.map((p) => p.layer)]);
+  checkLayerSources([...options.layers, ...platformLayers.map((p) => p.layer)]);
   const progress = options.progress ?? noProgress;
   const cacheDir = options.cacheDir ?? defaultCacheDir();
   const cache = new BlobCache(cacheDir);

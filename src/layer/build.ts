@@ -5,7 +5,7 @@
  * (change detectors equal, racy-clean) the recorded layer is reused without reading any content.
  */
 import { createHash } from "node:crypto";
-import { type BigIntStats, existsSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { type BigIntStats, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
@@ -20,7 +20,7 @@ import { noProgress, type ProgressSink } from "../progress.js";
 import { BlockCache, type BlockInfo } from "./block-cache.js";
 import { BlockProducer, blockCapacity, blockKeys, type PackedPlan, type ProducedBlock, packPlan } from "./blocks.js";
 import { type BlockCodec, createCodec, gzipTrailer } from "./compression.js";
-import { Detectors, type EntryOptions, type LayerPlan, planFingerprint, planPath } from "./plan.js";
+import { Detectors, type EntryOptions, type LayerPlan, planFingerprint, planPath, statLayerSource } from "./plan.js";
 import { isTarballName, planTarball } from "./tarball.js";
 
 /** A `--layer SRC[:DEST]` flag: a directory, file or tarball and where it goes in the image. */
@@ -482,12 +482,7 @@ interface Prepared {
 }
 
 function prepare(source: LayerSource, options: LayerBuildOptions, codecId: string): Prepared {
-  let top: BigIntStats;
-  try {
-    top = statSync(source.source, { bigint: true });
-  } catch {
-    throw new InputError(`layer source ${source.source} does not exist`, { hint: "check the path given to --layer" });
-  }
+  const top = statLayerSource(source.source);
   if (!source.dest.startsWith("/"))
     throw new UsageError(`layer destination "${source.dest}" is not an absolute path`, { hint: "write SRC:/path" });
   const entryOptions: EntryOptions = {

@@ -236,20 +236,24 @@ export function finishEntries(entries: PlanEntry[], options: EntryOptions, links
   return sorted;
 }
 
-/**
- * Plan a directory (its contents under `dest`, the directory itself as `dest`) or a single file (at
- * `dest`, or inside it when `dest` ends with "/").
- */
-export function planPath(path: string, dest: string, options: EntryOptions): LayerPlan {
-  let top: BigIntStats;
+/** Stat a layer source (following a symlink), with a one-line error when it is missing or unreadable. */
+export function statLayerSource(path: string): BigIntStats {
   try {
-    top = statSync(path, { bigint: true });
+    return statSync(path, { bigint: true });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") {
       throw new InputError(`layer source ${path} does not exist`, { hint: "check the path given to --layer" });
     }
     fail(Buffer.from(path).toString("latin1"), error);
   }
+}
+
+/**
+ * Plan a directory (its contents under `dest`, the directory itself as `dest`) or a single file (at
+ * `dest`, or inside it when `dest` ends with "/").
+ */
+export function planPath(path: string, dest: string, options: EntryOptions): LayerPlan {
+  const top = statLayerSource(path);
   const prefix = Buffer.from(destPrefix(dest)).toString("latin1");
   const sources: string[] = [];
   const detectors = new Detectors();
