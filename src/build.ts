@@ -23,8 +23,10 @@ import {
   type RawManifest,
   rawManifest,
 } from "./image/manifest.js";
-import { type BuiltLayer, buildLayer, type LayerBuildOptions, type LayerSource } from "./layer/build.js";
+import { type BuiltLayer, buildLayer, type LayerBuildOptions, type LayerSource, type PlannedLayer, planOptionsOf } from "./layer/build.js";
+import { codecIdOf } from "./layer/compression.js";
 import { statLayerSource } from "./layer/plan.js";
+import { LayerPlanner } from "./layer/planner.js";
 import {
   type Compression,
   convertLayerMediaType,
@@ -181,7 +183,12 @@ function cachedBlobOpener(cache: BlobCache, source: ImageSource): (descriptor: D
  * with the first compressed byte; `tee` resolves once the stream is consumed (buildLayer awaits it), and the
  * upload is finished with the digest once buildLayer has it. A failed upload fails the build.
  */
-async function buildLayerStreaming(layer: LayerSource, options: LayerBuildOptions, destination: ImageDestination): Promise<BuiltLayer> {
+async function buildLayerStreaming(
+  layer: LayerSource,
+  options: LayerBuildOptions,
+  destination: ImageDestination,
+  planned: Promise<PlannedLayer | undefined>,
+): Promise<BuiltLayer> {
   let resolveFinal: (descriptor: Descriptor) => void = () => {};
   let rejectFinal: (error: unknown) => void = () => {};
   const final = new Promise<Descriptor>((resolve, reject) => {
@@ -200,7 +207,7 @@ async function buildLayerStreaming(layer: LayerSource, options: LayerBuildOption
     await Promise.race([finished(content), upload.then(() => finished(content))]);
   };
   try {
-    const built = await buildLayer(layer, { ...options, tee });
+    const built = await buildLayer(layer, { ...options, tee }, planned);
     resolveFinal(built.descriptor);
     await upload;
     return built;
@@ -211,8 +218,11 @@ async function buildLayerStreaming(layer: LayerSource, options: LayerBuildOption
   }
 }
 
-function checkLayerSources(layers: readonly LayerSource[]): void {
-  for (const layer of layers) statLayerSource(layer.source);
+/** Check that every layer source exists (a one-line error before any work); whether any is a directory. */
+function checkLayerSources(layers: readonly LayerSource[]): boolean {
+  let directories = false;
+  for (const layer of layers) directories = statLayerSource(layer.source).isDirectory() || directories;
+  return directories;
 }
 
 /** Build an image (or an index of images) and write it to every destination; nothing partial is left on failure. */
@@ -234,13 +244,38 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       hint: "write it to a registry, oci: or oci-archive:, or build one --platform",
     });
   }
-  checkLayerSources([...options.layers, ...platformLayers.map((p) => p.layer)]);
+  const allLayers = [...options.layers, ...platformLayers.map((p) => p.layer)];
+  const directories = checkLayerSources(allLayers);
   const progress = options.progress ?? noProgress;
   const cacheDir = options.cacheDir ?? defaultCacheDir();
   const cache = new BlobCache(cacheDir);
-  const source = options.from === "scratch" ? undefined : await openSource(parseTransportReference(options.from), options);
+  const compression = options.compression ?? "gzip";
+  const layerOptions: LayerBuildOptions = {
+    cacheDir,
+    compression,
+    mediaType: "", // set once the manifest family is known
+    mtime: options.sourceDateEpoch ?? 0,
+    progress,
+  };
+  if (options.compressionLevel !== undefined) layerOptions.level = options.compressionLevel;
+  if (options.chown) layerOptions.chown = options.chown;
+  if (options.preserveOwners) layerOptions.preserveOwners = true;
+  if (options.signal) layerOptions.signal = options.signal;
+  // Layers are listed and fingerprinted on a worker thread while the base is resolved, when there is
+  // network work to overlap and a directory to list.
+  const codecId = codecIdOf(compression, options.compressionLevel);
+  const planner =
+    codecId === undefined
+      ? undefined
+      : LayerPlanner.start(
+          allLayers,
+          planOptionsOf(layerOptions, codecId),
+          directories && (options.from !== "scratch" || targets.some((t) => t.transport === "docker")),
+        );
+  let source: ImageSource | undefined;
   const destinations: ImageDestination[] = [];
   try {
+    if (options.from !== "scratch") source = await openSource(parseTransportReference(options.from), options);
     const { bases } = await resolveBases(source, platforms);
     const format = options.format ?? bases[0]?.format ?? "oci";
     if (options.annotations && Object.keys(options.annotations).length && format === "docker") {
@@ -249,19 +284,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     for (const target of targets) destinations.push(await openDestination(target, { ...options, cacheDir }));
 
     const types = familyMediaTypes(format);
-    const compression = options.compression ?? "gzip";
     const created = createdTimestamp(options.sourceDateEpoch);
-    const layerOptions: LayerBuildOptions = {
-      cacheDir,
-      compression,
-      mediaType: layerMediaType(format, compression),
-      mtime: options.sourceDateEpoch ?? 0,
-      progress,
-    };
-    if (options.compressionLevel !== undefined) layerOptions.level = options.compressionLevel;
-    if (options.chown) layerOptions.chown = options.chown;
-    if (options.preserveOwners) layerOptions.preserveOwners = true;
-    if (options.signal) layerOptions.signal = options.signal;
+    layerOptions.mediaType = layerMediaType(format, compression);
     // The first registry destination receives each new layer while it is compressed (upload overlaps the build).
     const streamingTarget = destinations.find((d) => d.putBlobStreaming);
     // A layer shared by several platforms is built once.
@@ -270,7 +294,10 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       const key = `${layer.source}\0${layer.dest}`;
       let built = builtLayers.get(key);
       if (!built) {
-        built = streamingTarget ? buildLayerStreaming(layer, layerOptions, streamingTarget) : buildLayer(layer, layerOptions);
+        const planned = planner?.plan(allLayers.indexOf(layer)) ?? Promise.resolve(undefined);
+        built = streamingTarget
+          ? buildLayerStreaming(layer, layerOptions, streamingTarget, planned)
+          : buildLayer(layer, layerOptions, planned);
         builtLayers.set(key, built);
       }
       return built;
@@ -365,6 +392,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     await Promise.all(destinations.map((d) => d.abort().catch(() => {})));
     throw error;
   } finally {
+    await planner?.close();
     await source?.close().catch(() => {});
   }
 }

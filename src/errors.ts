@@ -99,3 +99,28 @@ export function addContext(context: string, error: unknown): unknown {
 export function oneLine(text: string): string {
   return text.replace(/\s*\n\s*/g, " ").trim();
 }
+
+/** An error as plain data, to cross a worker thread boundary. */
+export interface ErrorData {
+  code?: string | undefined;
+  message: string;
+  hint?: string | undefined;
+  stack?: string | undefined;
+}
+
+/** An error as data: its code and hint when it is an OcifyError, its stack when it is a bug. */
+export function errorToData(error: unknown): ErrorData {
+  if (error instanceof OcifyError) return { code: error.code, message: error.message, hint: error.hint };
+  return { message: (error as Error)?.message ?? String(error), stack: (error as Error)?.stack };
+}
+
+/** The error again on this side: a usage or input error keeps its class (and so its exit code). */
+export function errorFromData(data: ErrorData): Error {
+  const options = { hint: data.hint };
+  if (data.code === "USAGE") return new UsageError(data.message, options);
+  if (data.code === "INPUT") return new InputError(data.message, options);
+  if (data.code !== undefined) return new OcifyError(data.code, data.message, options);
+  const error = new Error(data.message);
+  if (data.stack) error.stack = data.stack;
+  return error;
+}

@@ -5,14 +5,14 @@
  * (change detectors equal, racy-clean) the recorded layer is reused without reading any content.
  */
 import { createHash } from "node:crypto";
-import { type BigIntStats, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { existsSync, mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { MessageChannel, Worker } from "node:worker_threads";
 import { crc32 } from "node:zlib";
 import type { Digest } from "../digest.js";
-import { InputError, OcifyError, UsageError } from "../errors.js";
+import { type ErrorData, errorFromData, UsageError } from "../errors.js";
 import { tempPathFor, writeFileAtomic } from "../fs-atomic.js";
 import type { Descriptor } from "../image/descriptor.js";
 import type { Compression } from "../media-types.js";
@@ -20,14 +20,18 @@ import { noProgress, type ProgressSink } from "../progress.js";
 import { BlockCache, type BlockInfo } from "./block-cache.js";
 import { BlockProducer, blockCapacity, blockKeys, type PackedPlan, type ProducedBlock, packPlan } from "./blocks.js";
 import { type BlockCodec, createCodec, gzipTrailer } from "./compression.js";
-import { Detectors, type EntryOptions, type LayerPlan, planFingerprint, planPath, statLayerSource } from "./plan.js";
-import { isTarballName, planTarball } from "./tarball.js";
+import {
+  type LayerRecord,
+  type LayerSource,
+  layerFingerprint,
+  type PlannedLayer,
+  type PlanOptions,
+  planLayer,
+  recordVersion,
+} from "./prepare.js";
+import { planTarball } from "./tarball.js";
 
-/** A `--layer SRC[:DEST]` flag: a directory, file or tarball and where it goes in the image. */
-export interface LayerSource {
-  source: string;
-  dest: string;
-}
+export { isRacy, type LayerSource, type PlannedLayer } from "./prepare.js";
 
 /** Parse `SRC[:DEST]` (split at the last ":"); DEST defaults to "/" and must be absolute. */
 export function parseLayerFlag(text: string): LayerSource {
@@ -89,7 +93,6 @@ export interface BuiltLayer {
   unchanged: boolean;
 }
 
-const recordVersion = 1;
 /** Layers whose tar is at least this large, mostly in the block cache, are produced in a worker thread. */
 const workerThreshold = 32 << 20;
 /**
@@ -98,42 +101,6 @@ const workerThreshold = 32 << 20;
  */
 const window = 3;
 const lookahead = 4;
-
-interface LayerRecord {
-  version: number;
-  fingerprint: string;
-  /** When the build that wrote this record started listing files (ns since the epoch), for the racy-clean check. */
-  scanStartNs: string;
-  diffID: Digest;
-  digest: Digest;
-  size: number;
-  tarSize: number;
-  blocks: BlockInfo[];
-}
-
-function readRecord(path: string): LayerRecord | undefined {
-  try {
-    const record = JSON.parse(readFileSync(path, "utf8")) as LayerRecord;
-    return record.version === recordVersion && Array.isArray(record.blocks) ? record : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Whether a file could have changed without its change detector changing: its mtime is too close to (or
- * after) the moment the recorded build began listing files. Like git's racy-clean rule; a coarse
- * timestamp (whole seconds) gets a 2 s margin, a fine one 100 ms.
- */
-export function isRacy(mtimeNs: bigint, scanStartNs: bigint): boolean {
-  const margin = mtimeNs % 1_000_000_000n === 0n ? 2_000_000_000n : 100_000_000n;
-  return mtimeNs + margin >= scanStartNs;
-}
-
-function anyRacy(detectors: Detectors, scanStartNs: bigint): boolean {
-  for (let i = 0; i < detectors.count; i++) if (isRacy(detectors.mtimeNs(i), scanStartNs)) return true;
-  return false;
-}
 
 /** Produces blocks in order, on this thread or a worker. */
 interface BlockSource {
@@ -202,28 +169,20 @@ function workerSource(plan: PackedPlan): BlockSource {
   };
   worker.on(
     "message",
-    (message: {
-      type: string;
-      index: number;
-      data: ArrayBuffer;
-      length: number;
-      diffID: string;
-      message: string;
-      code?: string;
-      hint?: string;
-    }) => {
+    (
+      message: {
+        type: string;
+        index: number;
+        data: ArrayBuffer;
+        length: number;
+        diffID: string;
+      } & ErrorData,
+    ) => {
       if (message.type === "block") queue.push({ index: message.index, data: Buffer.from(message.data, 0, message.length) });
       else if (message.type === "done") {
         diffID = message.diffID;
         finished = true;
-      } else if (message.type === "error") {
-        failure =
-          message.code === "INPUT"
-            ? new InputError(message.message, { hint: message.hint })
-            : message.code
-              ? new OcifyError(message.code, message.message, { hint: message.hint })
-              : new Error(message.message);
-      }
+      } else if (message.type === "error") failure = errorFromData(message);
       settle();
     },
   );
@@ -466,117 +425,66 @@ function layerOf(
   };
 }
 
-/** What decides whether a recorded layer can be reused: computed before any content is read. */
-interface Prepared {
-  identity: string;
-  recordPath: string;
-  entryOptions: EntryOptions;
-  tarball: boolean;
-  /** The plan of a directory or file source (a tarball is planned only when it must be read). */
-  plan?: LayerPlan | undefined;
-  fingerprint: string;
-  /** Change detectors of every file whose content goes into the layer (the tarball itself for a tarball). */
-  detectors: Detectors;
-  /** The tarball's own lstat, for a tarball. */
-  tarballStat?: BigIntStats;
-}
-
-function prepare(source: LayerSource, options: LayerBuildOptions, codecId: string): Prepared {
-  const top = statLayerSource(source.source);
-  if (!source.dest.startsWith("/"))
-    throw new UsageError(`layer destination "${source.dest}" is not an absolute path`, { hint: "write SRC:/path" });
-  const entryOptions: EntryOptions = {
-    uid: options.chown?.uid ?? 0,
-    gid: options.chown?.gid ?? 0,
-    preserveOwners: options.preserveOwners ?? false,
-    mtime: options.mtime ?? 0,
-  };
-  const tarball = top.isFile() && (isTarballName(source.source) || entryOptions.preserveOwners);
-  const identity = JSON.stringify([
-    recordVersion,
-    resolve(source.source),
-    source.dest,
-    options.mediaType,
-    codecId,
-    entryOptions,
-    tarball ? "tarball" : "tree",
-  ]);
-  const recordPath = join(options.cacheDir, "layers", `${createHash("sha256").update(identity).digest("hex")}.json`);
-  if (tarball) {
-    const detectors = new Detectors();
-    detectors.add(top);
-    const fingerprint = createHash("sha256").update(identity).update(detectors.bytes(0)).digest("hex");
-    return { identity, recordPath, entryOptions, tarball, fingerprint, detectors, tarballStat: top };
-  }
-  const plan = planPath(source.source, source.dest, entryOptions);
-  return { identity, recordPath, entryOptions, tarball, plan, fingerprint: planFingerprint(plan, identity), detectors: plan.detectors };
+/** The planning inputs of a build's options, with the codec's id. */
+export function planOptionsOf(options: LayerBuildOptions, codecId: string): PlanOptions {
+  return { cacheDir: options.cacheDir, codecId, chown: options.chown, preserveOwners: options.preserveOwners, mtime: options.mtime };
 }
 
 /** Where a layer's record lives and the fingerprint its sources have now (for tests and diagnostics). */
 export async function layerState(source: LayerSource, options: LayerBuildOptions): Promise<{ recordPath: string; fingerprint: string }> {
   const codec = await createCodec(options.compression, options.level);
   try {
-    const { recordPath, fingerprint } = prepare(source, options, codec.id);
-    return { recordPath, fingerprint };
+    return layerFingerprint(source, planOptionsOf(options, codec.id));
   } finally {
     await codec.close();
   }
 }
 
-/** Build a layer from a directory, a file or a tarball into the cache (or reuse what an earlier build left there). */
-export async function buildLayer(source: LayerSource, options: LayerBuildOptions): Promise<BuiltLayer> {
+/**
+ * Build a layer from a directory, a file or a tarball into the cache (or reuse what an earlier build left
+ * there). `planned` is the layer's plan made ahead (by the planner worker, while the base image was being
+ * resolved); without it, or when it was made for another codec, the layer is planned here.
+ */
+export async function buildLayer(
+  source: LayerSource,
+  options: LayerBuildOptions,
+  planned?: Promise<PlannedLayer | undefined>,
+): Promise<BuiltLayer> {
   options.signal?.throwIfAborted();
   const createdBy = options.createdBy ?? `ocify layer ${source.source} -> ${source.dest}`;
   const codec = await createCodec(options.compression, options.level);
   try {
-    const scanStartNs = BigInt(Date.now()) * 1_000_000n;
-    const prepared = prepare(source, options, codec.id);
+    let plan = await planned;
+    if (plan?.codecId !== codec.id) plan = planLayer(source, planOptionsOf(options, codec.id));
     const cache = new BlockCache(options.cacheDir);
-    const record = readRecord(prepared.recordPath);
-    if (
-      record &&
-      record.fingerprint === prepared.fingerprint &&
-      !anyRacy(prepared.detectors, BigInt(record.scanStartNs)) &&
-      cache.has(record.blocks)
-    ) {
+    if (plan.kind === "unchanged") {
+      const { record } = plan;
       options.progress?.({ phase: "skipped", kind: "build", id: source.source, bytes: record.tarSize, total: record.tarSize });
       // No tee: the blob was produced before, and the caller asks the destination whether it has it.
       return layerOf(record, cache, options.mediaType, createdBy, true, record.blocks.length);
     }
-
     let spool: string | undefined;
     try {
-      let plan = prepared.plan;
-      if (!plan) {
+      let packed: PackedPlan;
+      if (plan.kind === "tarball") {
         mkdirSync(join(options.cacheDir, "tmp"), { recursive: true });
         spool = tempPathFor(join(options.cacheDir, "tmp", "spool"));
-        plan = await planTarball(
-          source.source,
-          source.dest,
-          prepared.entryOptions,
-          spool,
-          prepared.tarballStat as BigIntStats,
-          options.signal,
-        );
-      }
-      const packed = packPlan(plan);
-      // The entries (tens of thousands of small objects) are not needed any more: let them go before the
-      // long part, where every garbage collection would otherwise walk them.
-      plan = undefined;
-      prepared.plan = undefined;
-      prepared.detectors = new Detectors();
+        packed = packPlan(await planTarball(source.source, source.dest, plan.entryOptions, spool, plan.stat, options.signal));
+      } else packed = plan.packed;
+      const { recordPath, fingerprint, scanStartNs } = plan;
+      plan = undefined; // a tree's entries are packed; let the rest go before the long part
       const produced = await produce(packed, codec, cache, options, source.source);
       const built: LayerRecord = {
         version: recordVersion,
-        fingerprint: prepared.fingerprint,
-        scanStartNs: String(scanStartNs),
+        fingerprint,
+        scanStartNs,
         diffID: produced.diffID,
         digest: produced.digest,
         size: produced.size,
         tarSize: packed.cuts[packed.cuts.length - 1] as number,
         blocks: produced.blocks,
       };
-      await writeFileAtomic(prepared.recordPath, JSON.stringify(built));
+      await writeFileAtomic(recordPath, JSON.stringify(built));
       return layerOf(built, cache, options.mediaType, createdBy, false, produced.reused);
     } finally {
       if (spool) rmSync(spool, { force: true });

@@ -52,7 +52,7 @@ export function gzipTrailer(member: Buffer): { crc: number; size: number } | und
 function gzipCodec(level: number): BlockCodec {
   const options = { level, windowBits: 15, memLevel: 9, strategy: zlib.constants.Z_DEFAULT_STRATEGY };
   return {
-    id: `gzip/${level}/mem9/zlib-${process.versions.zlib}`,
+    id: gzipCodecId(level),
     compression: "gzip",
     compress(data) {
       return new Promise((resolve, reject) => {
@@ -90,11 +90,25 @@ export function hasNodeZstd(): boolean {
   return typeof nodeZstd.zstdCompress === "function" && typeof nodeZstd.constants.ZSTD_c_compressionLevel === "number";
 }
 
+const gzipCodecId = (level: number): string => `gzip/${level}/mem9/zlib-${process.versions.zlib}`;
+const nodeZstdCodecId = (level: number): string => `zstd/${level}/node-${process.versions.zstd ?? process.version}`;
+
+/**
+ * The id createCodec's codec will have, known without making it; undefined when only the codec can tell
+ * (zstd from the npm package: its version) or the level is out of range (createCodec says why).
+ */
+export function codecIdOf(compression: Compression, level?: number): string | undefined {
+  if (compression === "none") return noneCodec.id;
+  const chosen = level ?? defaultLevel[compression];
+  if (compression === "gzip") return Number.isInteger(chosen) && chosen >= 0 && chosen <= 9 ? gzipCodecId(chosen) : undefined;
+  return hasNodeZstd() && Number.isInteger(chosen) && chosen >= 1 && chosen <= 22 ? nodeZstdCodecId(chosen) : undefined;
+}
+
 function nodeZstdCodec(level: number): BlockCodec {
   const compress = nodeZstd.zstdCompress as NonNullable<typeof nodeZstd.zstdCompress>;
   const params = { [nodeZstd.constants.ZSTD_c_compressionLevel as number]: level };
   return {
-    id: `zstd/${level}/node-${process.versions.zstd ?? process.version}`,
+    id: nodeZstdCodecId(level),
     compression: "zstd",
     compress(data) {
       return new Promise((resolve, reject) =>

@@ -87,6 +87,11 @@ export function splitDevice(rdev: bigint): { major: number; minor: number } {
   return { major: Number(major), minor: Number(minor & 0xffffffffn) };
 }
 
+/** Whether a file name says it is a tarball (its compression is then detected by content). */
+export function isTarballName(path: string): boolean {
+  return /\.(tar|tgz|tbz2?|txz|tzst|tar\.(gz|zst|zstd|xz|bz2|bzip2))$/i.test(path);
+}
+
 /** Normalize a layer destination: "/app/" → "app", "/" → "". */
 export function destPrefix(dest: string): string {
   const parts: string[] = [];

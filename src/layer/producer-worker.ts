@@ -4,7 +4,7 @@
  * blob digest. Flow control: the main thread grants credits in a shared Int32Array ([credits, abort]).
  */
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
-import { OcifyError } from "../errors.js";
+import { errorToData } from "../errors.js";
 import { BlockProducer, blockCapacity, type PackedPlan } from "./blocks.js";
 
 const { plan, control, recycle } = workerData as { plan: PackedPlan; control: SharedArrayBuffer; recycle: MessagePort };
@@ -45,13 +45,7 @@ try {
   }
   if (Atomics.load(state, 1) === 0) port.postMessage({ type: "done", diffID: producer.diffID() });
 } catch (error) {
-  const known = error instanceof OcifyError;
-  port.postMessage({
-    type: "error",
-    message: (error as Error).message,
-    code: known ? error.code : undefined,
-    hint: known ? error.hint : undefined,
-  });
+  port.postMessage({ type: "error", ...errorToData(error) });
 } finally {
   producer.close();
 }

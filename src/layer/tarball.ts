@@ -12,11 +12,6 @@ import { openTarball } from "./compression.js";
 import { Detectors, destPrefix, type EntryOptions, finishEntries, type LayerPlan, type PlanEntry } from "./plan.js";
 import type { EntryType } from "./tar.js";
 
-/** Whether a file name says it is a tarball (its compression is then detected by content). */
-export function isTarballName(path: string): boolean {
-  return /\.(tar|tgz|tbz2?|txz|tzst|tar\.(gz|zst|zstd|xz|bz2|bzip2))$/i.test(path);
-}
-
 /**
  * Normalize an entry name given as a byte string (latin1): strip leading "/" and "./", resolve "." and
  * "..", drop the trailing "/". Returns undefined when ".." climbs above the root.

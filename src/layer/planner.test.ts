@@ -1,0 +1,135 @@
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+import { InputError } from "../errors.js";
+import { MediaType } from "../media-types.js";
+import { buildLayer, type LayerBuildOptions, planOptionsOf } from "./build.js";
+import { codecIdOf, createCodec } from "./compression.js";
+import { makeTree, tempDir } from "./fixtures.test.js";
+import { LayerPlanner } from "./planner.js";
+import { type PlannedLayer, type PlanOptions, planLayer } from "./prepare.js";
+
+const work = tempDir("ocify-planner-test-");
+after(() => work.remove());
+
+function options(cache: string): LayerBuildOptions {
+  return { cacheDir: join(work.path, cache), compression: "gzip", mediaType: MediaType.ociLayerGzip };
+}
+
+function planOptions(cache: string): PlanOptions {
+  return planOptionsOf(options(cache), codecIdOf("gzip") as string);
+}
+
+function planIn(
+  sources: { source: string; dest: string }[],
+  cache: string,
+): { planner: LayerPlanner; plans: Promise<PlannedLayer | undefined>[] } {
+  const planner = LayerPlanner.start(sources, planOptions(cache), true) as LayerPlanner;
+  assert.ok(planner, "the planner starts when it is worth it");
+  return { planner, plans: sources.map((_, i) => planner.plan(i)) };
+}
+
+describe("layer planner (worker thread)", () => {
+  it("plans a tree exactly as the main thread does, shared plan memory included", async () => {
+    const tree = join(work.path, "same-tree");
+    makeTree(tree, 41, 60);
+    const source = { source: tree, dest: "/app" };
+    const { planner, plans } = planIn([source], "same");
+    try {
+      const there = await plans[0];
+      const here = planLayer(source, planOptions("same"));
+      assert.equal(there?.kind, "tree");
+      assert.equal(here.kind, "tree");
+      if (there?.kind !== "tree" || here.kind !== "tree") return;
+      assert.equal(there.fingerprint, here.fingerprint);
+      assert.equal(there.recordPath, here.recordPath);
+      assert.deepEqual([...there.packed.cuts], [...here.packed.cuts]);
+      assert.deepEqual(Buffer.from(there.packed.heads), Buffer.from(here.packed.heads));
+      // A layer built from the worker's plan is the layer a main-thread plan gives.
+      const fromWorker = await buildLayer(source, options("from-worker"), Promise.resolve(there));
+      const fromMain = await buildLayer(source, options("from-main"));
+      assert.equal(fromWorker.descriptor.digest, fromMain.descriptor.digest);
+      assert.equal(fromWorker.diffID, fromMain.diffID);
+    } finally {
+      await planner.close();
+    }
+  });
+
+  it("recognizes an unchanged layer, and a changed one once a file changes", async () => {
+    const tree = join(work.path, "unchanged-tree");
+    makeTree(tree, 42, 40);
+    execFileSync("find", [tree, "-exec", "touch", "-h", "-d", "@1600000000", "{}", "+"]);
+    const source = { source: tree, dest: "/" };
+    const first = await buildLayer(source, options("unchanged"));
+    let { planner, plans } = planIn([source], "unchanged");
+    const again = await plans[0];
+    await planner.close();
+    assert.equal(again?.kind, "unchanged");
+    if (again?.kind === "unchanged") assert.equal(again.record.digest, first.descriptor.digest);
+
+    writeFileSync(join(tree, "added.txt"), "new\n");
+    ({ planner, plans } = planIn([source], "unchanged"));
+    const changed = await plans[0];
+    await planner.close();
+    assert.equal(changed?.kind, "tree");
+  });
+
+  it("fails a layer with the main thread's one-line error and its class, and plans the others", async () => {
+    const bad = join(work.path, "bad");
+    mkdirSync(bad);
+    symlinkSync("../../etc/passwd", join(bad, "escape"));
+    const good = join(work.path, "good");
+    makeTree(good, 43, 10);
+    const { planner, plans } = planIn(
+      [
+        { source: bad, dest: "/" },
+        { source: good, dest: "/" },
+      ],
+      "errors",
+    );
+    try {
+      let here: unknown;
+      try {
+        planLayer({ source: bad, dest: "/" }, planOptions("errors"));
+      } catch (error) {
+        here = error;
+      }
+      assert.ok(here instanceof InputError);
+      await assert.rejects(plans[0] as Promise<unknown>, (error: unknown) => {
+        assert.ok(error instanceof InputError, "an InputError still (exit 1, no stack)");
+        assert.equal(error.message, here.message);
+        assert.equal(error.hint, here.hint);
+        return true;
+      });
+      assert.equal((await plans[1])?.kind, "tree");
+    } finally {
+      await planner.close();
+    }
+  });
+
+  it("leaves a tarball to the main thread, and is not started when nothing is worth a thread", async () => {
+    const dir = join(work.path, "for-tar");
+    makeTree(dir, 44, 5);
+    const tarball = join(work.path, "layer.tar");
+    execFileSync("tar", ["-cf", tarball, "-C", dir, "."]);
+    const { planner, plans } = planIn([{ source: tarball, dest: "/" }], "tarball");
+    assert.equal(await plans[0], undefined);
+    await planner.close();
+    assert.equal(LayerPlanner.start([{ source: dir, dest: "/" }], planOptions("x"), false), undefined);
+  });
+
+  it("knows the codec ids createCodec gives without making the codec", async () => {
+    for (const [compression, level] of [
+      ["gzip", undefined],
+      ["gzip", 6],
+      ["none", undefined],
+    ] as const) {
+      const codec = await createCodec(compression, level);
+      assert.equal(codecIdOf(compression, level), codec.id);
+      await codec.close();
+    }
+    assert.equal(codecIdOf("gzip", 12), undefined, "out of range: createCodec says why");
+  });
+});

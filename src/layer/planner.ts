@@ -1,0 +1,68 @@
+/**
+ * Planning layers ahead, on a worker thread. Listing and stat'ing a tree of tens of thousands of files
+ * is synchronous work of a few hundred milliseconds; started with the build, it runs beside the main
+ * thread's own start (loading the registry client, resolving the base image) instead of after it. On a
+ * rebuild whose big layers did not change, that is most of the time the build takes.
+ */
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
+import { type ErrorData, errorFromData } from "../errors.js";
+import type { LayerSource, PlannedLayer, PlanOptions } from "./prepare.js";
+
+const workerUrl = new URL("./planner-worker.js", import.meta.url);
+
+interface Slot {
+  promise: Promise<PlannedLayer | undefined>;
+  resolve(plan: PlannedLayer | undefined): void;
+  reject(error: unknown): void;
+}
+
+/** Plans of a build's layers, made on a worker thread in the order given. */
+export class LayerPlanner {
+  readonly #slots: Slot[];
+  readonly #worker: Worker;
+
+  private constructor(sources: readonly LayerSource[], options: PlanOptions) {
+    this.#slots = sources.map(() => {
+      const slot = {} as Slot;
+      slot.promise = new Promise((resolve, reject) => Object.assign(slot, { resolve, reject }));
+      slot.promise.catch(() => {}); // a layer never asked for may fail unobserved
+      return slot;
+    });
+    this.#worker = new Worker(workerUrl, { workerData: { sources, options } });
+    this.#worker.on("message", (message: { index: number; plan?: PlannedLayer; error?: ErrorData }) => {
+      const slot = this.#slots[message.index] as Slot;
+      if (message.error) slot.reject(errorFromData(message.error));
+      else slot.resolve(message.plan);
+    });
+    // Whatever the worker did not plan (it failed, or was stopped) is planned on the main thread.
+    const release = (): void => {
+      for (const slot of this.#slots) slot.resolve(undefined);
+    };
+    this.#worker.on("error", release);
+    this.#worker.on("exit", release);
+  }
+
+  /**
+   * Start planning `sources`; undefined when there is nothing worth a thread (no directory among them)
+   * or the worker's file is missing (a bundler inlined this module).
+   */
+  static start(sources: readonly LayerSource[], options: PlanOptions, worthIt: boolean): LayerPlanner | undefined {
+    if (!worthIt || sources.length === 0 || !existsSync(fileURLToPath(workerUrl))) return undefined;
+    return new LayerPlanner(sources, options);
+  }
+
+  /**
+   * The plan of source `index`, or undefined (planned on the main thread then). Rejects with the error
+   * planning met (a missing or unreadable file), as planning on the main thread would.
+   */
+  plan(index: number): Promise<PlannedLayer | undefined> {
+    return this.#slots[index]?.promise ?? Promise.resolve(undefined);
+  }
+
+  /** Stop the worker (at once if it is still listing). */
+  async close(): Promise<void> {
+    await this.#worker.terminate();
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * Layer planning: everything decided before any file content is read. A layer's sources are listed and
+ * stat'ed, fingerprinted, and compared with the record the previous build of the same sources left; an
+ * unchanged layer is reused as recorded, a changed one leaves with its packed plan (block cuts and
+ * headers in shared memory). Runs on the main thread or in the planner worker (planner.ts): it is
+ * synchronous and does no I/O but listing, lstat and reading the small record.
+ */
+import { createHash } from "node:crypto";
+import { type BigIntStats, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { Digest } from "../digest.js";
+import { UsageError } from "../errors.js";
+import { BlockCache, type BlockInfo } from "./block-cache.js";
+import { type PackedPlan, packPlan } from "./blocks.js";
+import { Detectors, type EntryOptions, isTarballName, planFingerprint, planPath, statLayerSource } from "./plan.js";
+
+/** A `--layer SRC[:DEST]` flag: a directory, file or tarball and where it goes in the image. */
+export interface LayerSource {
+  source: string;
+  dest: string;
+}
+
+/** What decides a layer's bytes besides its files. */
+export interface PlanOptions {
+  /** The ocify cache root (records in `<cacheDir>/layers`, blocks in `<cacheDir>/blocks`). */
+  cacheDir: string;
+  /** The block codec's id (compression, level, implementation). */
+  codecId: string;
+  /** Owner of every entry (default 0:0). */
+  chown?: { uid: number; gid: number } | undefined;
+  /** Keep on-disk (or in-archive) owners. */
+  preserveOwners?: boolean | undefined;
+  /** Seconds since the epoch for every entry's mtime. */
+  mtime?: number | undefined;
+}
+
+/** What a build of a layer leaves in `<cacheDir>/layers`, keyed by the layer's identity. */
+export interface LayerRecord {
+  version: number;
+  fingerprint: string;
+  /** When the build that wrote this record started listing files (ns since the epoch), for the racy-clean check. */
+  scanStartNs: string;
+  diffID: Digest;
+  digest: Digest;
+  size: number;
+  tarSize: number;
+  blocks: BlockInfo[];
+}
+
+export const recordVersion = 1;
+
+/** A planned layer. Plain data (shared memory for the plan), so it crosses from the planner worker as is. */
+export type PlannedLayer =
+  /** No file changed since the recorded build (detectors equal, racy-clean) and every block is cached. */
+  | { kind: "unchanged"; codecId: string; record: LayerRecord }
+  /** A directory or file source to build: its packed plan. */
+  | { kind: "tree"; codecId: string; recordPath: string; fingerprint: string; scanStartNs: string; packed: PackedPlan }
+  /** A tarball: planned while it is read (asynchronously), on the main thread. */
+  | {
+      kind: "tarball";
+      codecId: string;
+      recordPath: string;
+      fingerprint: string;
+      scanStartNs: string;
+      entryOptions: EntryOptions;
+      stat: BigIntStats;
+    };
+
+export function readRecord(path: string): LayerRecord | undefined {
+  try {
+    const record = JSON.parse(readFileSync(path, "utf8")) as LayerRecord;
+    return record.version === recordVersion && Array.isArray(record.blocks) ? record : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether a file could have changed without its change detector changing: its mtime is too close to (or
+ * after) the moment the recorded build began listing files. Like git's racy-clean rule; a coarse
+ * timestamp (whole seconds) gets a 2 s margin, a fine one 100 ms.
+ */
+export function isRacy(mtimeNs: bigint, scanStartNs: bigint): boolean {
+  const margin = mtimeNs % 1_000_000_000n === 0n ? 2_000_000_000n : 100_000_000n;
+  return mtimeNs + margin >= scanStartNs;
+}
+
+function anyRacy(detectors: Detectors, scanStartNs: bigint): boolean {
+  for (let i = 0; i < detectors.count; i++) if (isRacy(detectors.mtimeNs(i), scanStartNs)) return true;
+  return false;
+}
+
+function entryOptionsOf(options: PlanOptions): EntryOptions {
+  return {
+    uid: options.chown?.uid ?? 0,
+    gid: options.chown?.gid ?? 0,
+    preserveOwners: options.preserveOwners ?? false,
+    mtime: options.mtime ?? 0,
+  };
+}
+
+/**
+ * Where a layer's record lives: a digest of its identity (the source's absolute path, destination, codec
+ * and entry options). The media type is not part of it: Docker and OCI layers have the same bytes.
+ */
+function identityOf(source: LayerSource, options: PlanOptions, tarball: boolean): { identity: string; recordPath: string } {
+  const identity = JSON.stringify([
+    recordVersion,
+    resolve(source.source),
+    source.dest,
+    options.codecId,
+    entryOptionsOf(options),
+    tarball ? "tarball" : "tree",
+  ]);
+  const recordPath = join(options.cacheDir, "layers", `${createHash("sha256").update(identity).digest("hex")}.json`);
+  return { identity, recordPath };
+}
+
+/** Where a layer's record lives and the fingerprint its sources have now (for tests and diagnostics). */
+export function layerFingerprint(source: LayerSource, options: PlanOptions): { recordPath: string; fingerprint: string } {
+  const planned = planLayer(source, options);
+  if (planned.kind === "unchanged")
+    return { recordPath: identityOf(source, options, false).recordPath, fingerprint: planned.record.fingerprint };
+  return { recordPath: planned.recordPath, fingerprint: planned.fingerprint };
+}
+
+/** List and stat a layer's sources and decide: reuse the recorded layer, or build from this plan. */
+export function planLayer(source: LayerSource, options: PlanOptions): PlannedLayer {
+  const scanStartNs = BigInt(Date.now()) * 1_000_000n;
+  const top = statLayerSource(source.source);
+  if (!source.dest.startsWith("/"))
+    throw new UsageError(`layer destination "${source.dest}" is not an absolute path`, { hint: "write SRC:/path" });
+  const entryOptions = entryOptionsOf(options);
+  const tarball = top.isFile() && (isTarballName(source.source) || entryOptions.preserveOwners);
+  const { identity, recordPath } = identityOf(source, options, tarball);
+  const { codecId } = options;
+  const reusable = (fingerprint: string, detectors: Detectors): LayerRecord | undefined => {
+    const record = readRecord(recordPath);
+    if (!record || record.fingerprint !== fingerprint || anyRacy(detectors, BigInt(record.scanStartNs))) return undefined;
+    return new BlockCache(options.cacheDir).has(record.blocks) ? record : undefined;
+  };
+  if (tarball) {
+    const detectors = new Detectors();
+    detectors.add(top);
+    const fingerprint = createHash("sha256").update(identity).update(detectors.bytes(0)).digest("hex");
+    const record = reusable(fingerprint, detectors);
+    if (record) return { kind: "unchanged", codecId, record };
+    return { kind: "tarball", codecId, recordPath, fingerprint, scanStartNs: String(scanStartNs), entryOptions, stat: top };
+  }
+  const plan = planPath(source.source, source.dest, entryOptions);
+  const fingerprint = planFingerprint(plan, identity);
+  const record = reusable(fingerprint, plan.detectors);
+  if (record) return { kind: "unchanged", codecId, record };
+  return { kind: "tree", codecId, recordPath, fingerprint, scanStartNs: String(scanStartNs), packed: packPlan(plan) };
+}
