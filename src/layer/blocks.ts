@@ -142,15 +142,28 @@ function cutBlocks(packed: PackedPlan, plan: LayerPlan, policy: BlockPolicy): Fl
   return Float64Array.from(cuts);
 }
 
-/** Block keys: a digest of what went into each block, salted with the codec (so gzip-1 and zstd-3 never mix). */
-export function blockKeys(plan: PackedPlan, salt: string): string[] {
+/** Block keys, and which blocks hold a file whose change detector may not be trusted. */
+export interface BlockKeys {
+  keys: string[];
+  /** Per block: a file in it has an mtime `racy` called racy. */
+  racy: boolean[];
+}
+
+/**
+ * Block keys: a digest of what went into each block, salted with the codec (so gzip-1 and zstd-3 never
+ * mix). With `racy`, each block is also marked when any of its files' mtimes is racy by that rule.
+ */
+export function blockKeys(plan: PackedPlan, salt: string, racy?: (mtimeNs: bigint) => boolean): BlockKeys {
   const keys: string[] = [];
+  const racyBlocks: boolean[] = [];
+  const mtimes = new BigUint64Array(plan.detectors.buffer, plan.detectors.byteOffset, plan.detectors.byteLength / 8);
   let entry = 0;
   let entryStart = 0;
   let blockStart = 0;
   const position = Buffer.alloc(16);
   for (const end of plan.cuts) {
     const hash = createHash("sha256").update(salt);
+    let racyBlock = false;
     while (entry < plan.size.length && entryStart < end) {
       const head = headLength(plan, entry);
       const content = plan.size[entry] as number;
@@ -162,6 +175,8 @@ export function blockKeys(plan: PackedPlan, salt: string): string[] {
       position.writeDoubleLE(lo, 0);
       position.writeDoubleLE(hi, 8);
       hash.update(plan.detectors.subarray(entry * detectorSize, (entry + 1) * detectorSize)).update(position);
+      // A detector is (size, mtime, ctime, ino, dev) as 64-bit words; an entry without content has none (zeros).
+      if (racy && content > 0 && racy(mtimes[(entry * detectorSize) / 8 + 1] as bigint)) racyBlock = true;
       if (entryStart + total <= end) {
         entryStart += total;
         entry++;
@@ -169,9 +184,10 @@ export function blockKeys(plan: PackedPlan, salt: string): string[] {
     }
     if (end > entryStart) hash.update("end-of-archive");
     keys.push(hash.digest("hex"));
+    racyBlocks.push(racyBlock);
     blockStart = end;
   }
-  return keys;
+  return { keys, racy: racyBlocks };
 }
 
 /** Bytes of one block. */

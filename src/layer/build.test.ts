@@ -6,6 +6,7 @@ import type { Readable } from "node:stream";
 import { after, describe, it } from "node:test";
 import { InputError, UsageError } from "../errors.js";
 import { MediaType } from "../media-types.js";
+import { defaultPolicy } from "./blocks.js";
 import { buildLayer, isRacy, type LayerBuildOptions, layerState, parseLayerFlag } from "./build.js";
 import { collect, content, fixture, gunzip, makeTree, random, sha256, tempDir } from "./fixtures.test.js";
 
@@ -155,6 +156,24 @@ describe("rebuilds", () => {
     assert.ok(rebuilt.blocks > 4);
     assert.ok(rebuilt.reusedBlocks >= rebuilt.blocks - 2, `${rebuilt.reusedBlocks} of ${rebuilt.blocks} blocks reused`);
     assert.equal(sha256(await collect(rebuilt.open())), cold.descriptor.digest);
+  });
+
+  it("takes the previous build's unchanged blocks on trust, except blocks holding a racy file", async () => {
+    const tree = fresh("trust", 22, 300);
+    execFileSync("find", [tree, "-type", "f", "-exec", "touch", "-d", "@1600000000", "{}", "+"]);
+    // big.bin is modified "now" as far as any record can tell: its blocks must be compared every time.
+    const future = new Date(Date.now() + 3600_000);
+    utimesSync(join(tree, fixture.big), future, future);
+    await buildLayer({ source: tree, dest: "/" }, options("trust"));
+    appendFileSync(join(tree, "dir2", "sub2", "file5.txt"), "one more line\n");
+    const rebuilt = await buildLayer({ source: tree, dest: "/" }, options("trust"));
+    const cold = await buildLayer({ source: tree, dest: "/" }, options("trust-cold"));
+    assert.equal(rebuilt.descriptor.digest, cold.descriptor.digest);
+    assert.equal(rebuilt.diffID, cold.diffID);
+    assert.equal(rebuilt.reusedBlocks, rebuilt.blocks - 1, "only the edited file's block is compressed");
+    const bigBlocks = Math.ceil(fixture.bigSize / defaultPolicy.chunkSize);
+    assert.equal(rebuilt.reusedBlocks - rebuilt.trustedBlocks, bigBlocks, "the racy file's blocks are compared, the rest trusted");
+    assert.equal(cold.trustedBlocks, 0, "nothing is trusted without a previous build");
   });
 
   it("the worker-thread and main-thread producers make the same blobs, cold and rebuilt", async () => {

@@ -18,14 +18,16 @@ import type { Descriptor } from "../image/descriptor.js";
 import type { Compression } from "../media-types.js";
 import { noProgress, type ProgressSink } from "../progress.js";
 import { BlockCache, type BlockInfo } from "./block-cache.js";
-import { BlockProducer, blockCapacity, blockKeys, type PackedPlan, type ProducedBlock, packPlan } from "./blocks.js";
+import { type BlockKeys, BlockProducer, blockCapacity, blockKeys, type PackedPlan, type ProducedBlock, packPlan } from "./blocks.js";
 import { type BlockCodec, createCodec, gzipTrailer } from "./compression.js";
 import {
+  isRacy,
   type LayerRecord,
   type LayerSource,
   layerFingerprint,
   type PlannedLayer,
   type PlanOptions,
+  type Previous,
   planLayer,
   recordVersion,
 } from "./prepare.js";
@@ -89,6 +91,11 @@ export interface BuiltLayer {
   /** Blocks in the blob, and how many were taken from the cache instead of compressed. */
   blocks: number;
   reusedBlocks: number;
+  /**
+   * Of the reused blocks, how many were taken on the previous build's word (same key, no racy file)
+   * without comparing them with the files' bytes again.
+   */
+  trustedBlocks: number;
   /** Whether nothing was read: no file changed since the recorded build. */
   unchanged: boolean;
 }
@@ -286,13 +293,26 @@ interface Produced {
   size: number;
   blocks: BlockInfo[];
   reused: number;
+  trusted: number;
 }
 
 interface Finished {
   index: number;
   info: BlockInfo;
   chunks: readonly Buffer[];
-  reused: boolean;
+  /** Compressed now, or taken from the cache after comparing it with the block's bytes, or on trust. */
+  from: "compressed" | "verified" | "trusted";
+}
+
+/** Whether a cached block is the one a trusted record describes (its own bytes were checked against its prefix on reading). */
+function sameBlock(recorded: BlockInfo | undefined, cached: BlockInfo): boolean {
+  return (
+    recorded !== undefined &&
+    recorded.usize === cached.usize &&
+    recorded.ucrc === cached.ucrc &&
+    recorded.csize === cached.csize &&
+    recorded.ccrc === cached.ccrc
+  );
 }
 
 /** Whether a cached block was made from exactly these bytes: its recorded CRC-32 and size (and a gzip trailer) against the fresh block's. */
@@ -324,14 +344,31 @@ function producerMode(forced: string | undefined, tarTotal: number, keys: readon
   return cached * 2 >= keys.length ? "worker" : "inline";
 }
 
+/**
+ * The blocks of the previous build of this layer that can be taken as they are: same key (same headers,
+ * change detectors and ranges) and no file in them racy against that build's listing. The same rule that
+ * lets an unchanged layer be reused whole, applied to each block: the content is not compared again.
+ */
+function trustedBlocks(previous: Previous | undefined, keys: BlockKeys): Map<string, BlockInfo> {
+  const trusted = new Map<string, BlockInfo>();
+  if (!previous) return trusted;
+  const wanted = new Set(keys.keys.filter((_, i) => !keys.racy[i]));
+  for (const block of previous.blocks) if (wanted.has(block.key)) trusted.set(block.key, block);
+  return trusted;
+}
+
 async function produce(
   packed: PackedPlan,
   codec: BlockCodec,
   cache: BlockCache,
   options: LayerBuildOptions,
   label: string,
+  previous?: Previous,
 ): Promise<Produced> {
-  const keys = blockKeys(packed, codec.id);
+  const scanStartNs = previous ? BigInt(previous.scanStartNs) : 0n;
+  const blockKeyed = blockKeys(packed, codec.id, previous && ((mtimeNs) => isRacy(mtimeNs, scanStartNs)));
+  const { keys } = blockKeyed;
+  const trusted = trustedBlocks(previous, blockKeyed);
   const tarTotal = packed.cuts[packed.cuts.length - 1] as number;
   const useWorker = producerMode(process.env.OCIFY_LAYER_PRODUCER, tarTotal, keys, cache) === "worker";
   const source = useWorker ? workerSource(packed) : inlineSource(packed);
@@ -341,13 +378,17 @@ async function produce(
   const blocks: BlockInfo[] = [];
   let size = 0;
   let reused = 0;
+  let trustedCount = 0;
 
   const finish = async (block: ProducedBlock): Promise<Finished> => {
     const key = keys[block.index] as string;
     const cached = cache.readNow(key);
-    if (cached && cachedBlockMatches(codec, cached, block)) {
-      source.release(block.data, true);
-      return { index: block.index, info: cached.info, chunks: [cached.data], reused: true };
+    if (cached) {
+      const from = sameBlock(trusted.get(key), cached.info) ? "trusted" : cachedBlockMatches(codec, cached, block) ? "verified" : undefined;
+      if (from) {
+        source.release(block.data, true);
+        return { index: block.index, info: cached.info, chunks: [cached.data], from };
+      }
     }
     const usize = block.data.length;
     const { chunks, crc } = await codec.compress(block.data);
@@ -360,7 +401,7 @@ async function produce(
     }
     const info: BlockInfo = { key, usize, ucrc: crc >>> 0, csize, ccrc: ccrc >>> 0 };
     await cache.write(info, chunks);
-    return { index: block.index, info, chunks, reused: false };
+    return { index: block.index, info, chunks, from: "compressed" };
   };
 
   progress({ phase: "start", kind: "build", id: label, bytes: 0, total: tarTotal });
@@ -388,13 +429,14 @@ async function produce(
         if (tee) await tee.push(chunk);
       }
       blocks.push(done.info);
-      if (done.reused) reused++;
+      if (done.from !== "compressed") reused++;
+      if (done.from === "trusted") trustedCount++;
       progress({ phase: "progress", kind: "build", id: label, bytes: packed.cuts[done.index] as number, total: tarTotal });
     }
     const diffID = (await source.diffID()) as Digest;
     if (tee) await tee.end();
     progress({ phase: "done", kind: "build", id: label, bytes: tarTotal, total: tarTotal });
-    return { diffID, digest: `sha256:${digest.digest("hex")}`, size, blocks, reused };
+    return { diffID, digest: `sha256:${digest.digest("hex")}`, size, blocks, reused, trusted: trustedCount };
   } catch (error) {
     await Promise.allSettled(inFlight);
     if (tee) await tee.fail(error);
@@ -409,8 +451,7 @@ function layerOf(
   cache: BlockCache,
   mediaType: string,
   createdBy: string,
-  unchanged: boolean,
-  reused: number,
+  counts: { unchanged: boolean; reused: number; trusted: number },
 ): BuiltLayer {
   const descriptor: Descriptor = { mediaType, digest: record.digest, size: record.size };
   return {
@@ -419,8 +460,9 @@ function layerOf(
     createdBy,
     tarSize: record.tarSize,
     blocks: record.blocks.length,
-    reusedBlocks: reused,
-    unchanged,
+    reusedBlocks: counts.reused,
+    trustedBlocks: counts.trusted,
+    unchanged: counts.unchanged,
     open: () => cache.open(record.blocks, descriptor, `layer ${record.digest}`),
   };
 }
@@ -461,7 +503,11 @@ export async function buildLayer(
       const { record } = plan;
       options.progress?.({ phase: "skipped", kind: "build", id: source.source, bytes: record.tarSize, total: record.tarSize });
       // No tee: the blob was produced before, and the caller asks the destination whether it has it.
-      return layerOf(record, cache, options.mediaType, createdBy, true, record.blocks.length);
+      return layerOf(record, cache, options.mediaType, createdBy, {
+        unchanged: true,
+        reused: record.blocks.length,
+        trusted: record.blocks.length,
+      });
     }
     let spool: string | undefined;
     try {
@@ -472,8 +518,9 @@ export async function buildLayer(
         packed = packPlan(await planTarball(source.source, source.dest, plan.entryOptions, spool, plan.stat, options.signal));
       } else packed = plan.packed;
       const { recordPath, fingerprint, scanStartNs } = plan;
+      const previous = plan.kind === "tree" ? plan.previous : undefined;
       plan = undefined; // a tree's entries are packed; let the rest go before the long part
-      const produced = await produce(packed, codec, cache, options, source.source);
+      const produced = await produce(packed, codec, cache, options, source.source, previous);
       const built: LayerRecord = {
         version: recordVersion,
         fingerprint,
@@ -485,7 +532,7 @@ export async function buildLayer(
         blocks: produced.blocks,
       };
       await writeFileAtomic(recordPath, JSON.stringify(built));
-      return layerOf(built, cache, options.mediaType, createdBy, false, produced.reused);
+      return layerOf(built, cache, options.mediaType, createdBy, { unchanged: false, ...produced });
     } finally {
       if (spool) rmSync(spool, { force: true });
     }

@@ -49,12 +49,29 @@ export interface LayerRecord {
 
 export const recordVersion = 1;
 
+/** The blocks of a layer's previous build, and when that build began listing files. */
+export interface Previous {
+  scanStartNs: string;
+  blocks: BlockInfo[];
+}
+
 /** A planned layer. Plain data (shared memory for the plan), so it crosses from the planner worker as is. */
 export type PlannedLayer =
   /** No file changed since the recorded build (detectors equal, racy-clean) and every block is cached. */
   | { kind: "unchanged"; codecId: string; record: LayerRecord }
-  /** A directory or file source to build: its packed plan. */
-  | { kind: "tree"; codecId: string; recordPath: string; fingerprint: string; scanStartNs: string; packed: PackedPlan }
+  /**
+   * A directory or file source to build: its packed plan, and what the previous build of the same
+   * sources recorded (its blocks, trusted where no file changed: see build.ts).
+   */
+  | {
+      kind: "tree";
+      codecId: string;
+      recordPath: string;
+      fingerprint: string;
+      scanStartNs: string;
+      packed: PackedPlan;
+      previous?: Previous | undefined;
+    }
   /** A tarball: planned while it is read (asynchronously), on the main thread. */
   | {
       kind: "tarball";
@@ -134,8 +151,8 @@ export function planLayer(source: LayerSource, options: PlanOptions): PlannedLay
   const tarball = top.isFile() && (isTarballName(source.source) || entryOptions.preserveOwners);
   const { identity, recordPath } = identityOf(source, options, tarball);
   const { codecId } = options;
+  const record = readRecord(recordPath);
   const reusable = (fingerprint: string, detectors: Detectors): LayerRecord | undefined => {
-    const record = readRecord(recordPath);
     if (!record || record.fingerprint !== fingerprint || anyRacy(detectors, BigInt(record.scanStartNs))) return undefined;
     return new BlockCache(options.cacheDir).has(record.blocks) ? record : undefined;
   };
@@ -143,13 +160,14 @@ export function planLayer(source: LayerSource, options: PlanOptions): PlannedLay
     const detectors = new Detectors();
     detectors.add(top);
     const fingerprint = createHash("sha256").update(identity).update(detectors.bytes(0)).digest("hex");
-    const record = reusable(fingerprint, detectors);
-    if (record) return { kind: "unchanged", codecId, record };
+    const reused = reusable(fingerprint, detectors);
+    if (reused) return { kind: "unchanged", codecId, record: reused };
     return { kind: "tarball", codecId, recordPath, fingerprint, scanStartNs: String(scanStartNs), entryOptions, stat: top };
   }
   const plan = planPath(source.source, source.dest, entryOptions);
   const fingerprint = planFingerprint(plan, identity);
-  const record = reusable(fingerprint, plan.detectors);
-  if (record) return { kind: "unchanged", codecId, record };
-  return { kind: "tree", codecId, recordPath, fingerprint, scanStartNs: String(scanStartNs), packed: packPlan(plan) };
+  const reused = reusable(fingerprint, plan.detectors);
+  if (reused) return { kind: "unchanged", codecId, record: reused };
+  const previous = record && { scanStartNs: record.scanStartNs, blocks: record.blocks };
+  return { kind: "tree", codecId, recordPath, fingerprint, scanStartNs: String(scanStartNs), packed: packPlan(plan), previous };
 }
