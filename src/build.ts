@@ -290,27 +290,47 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     const streamingTarget = destinations.find((d) => d.putBlobStreaming);
     // A layer shared by several platforms is built once.
     const builtLayers = new Map<string, Promise<BuiltLayer>>();
+    const planOf = (layer: LayerSource): Promise<PlannedLayer | undefined> =>
+      planner?.plan(allLayers.indexOf(layer)) ?? Promise.resolve(undefined);
     const layerFor = (layer: LayerSource): Promise<BuiltLayer> => {
       const key = `${layer.source}\0${layer.dest}`;
       let built = builtLayers.get(key);
       if (!built) {
-        const planned = planner?.plan(allLayers.indexOf(layer)) ?? Promise.resolve(undefined);
         built = streamingTarget
-          ? buildLayerStreaming(layer, layerOptions, streamingTarget, planned)
-          : buildLayer(layer, layerOptions, planned);
+          ? buildLayerStreaming(layer, layerOptions, streamingTarget, planOf(layer))
+          : buildLayer(layer, layerOptions, planOf(layer));
         builtLayers.set(key, built);
       }
       return built;
+    };
+    // Layers are built one at a time (one pipeline in memory at once), in the order their plans arrive:
+    // a small layer need not wait for the listing of a big tree before it.
+    const buildAll = async (wanted: readonly LayerSource[]): Promise<BuiltLayer[]> => {
+      const result: BuiltLayer[] = [];
+      const ready = new Map(
+        wanted.map((layer, i) => [
+          i,
+          planOf(layer).then(
+            () => i,
+            () => i,
+          ),
+        ]),
+      );
+      while (ready.size > 0) {
+        const i = await Promise.race(ready.values());
+        ready.delete(i);
+        result[i] = await layerFor(wanted[i] as LayerSource);
+      }
+      return result;
     };
     const openBaseLayer = source ? cachedBlobOpener(cache, source) : undefined;
 
     const images: BuiltImage[] = [];
     for (const base of bases) {
-      const built: BuiltLayer[] = [];
-      for (const layer of options.layers) built.push(await layerFor(layer));
-      for (const extra of platformLayers) {
-        if (platformMatches(base.platform, extra.platform)) built.push(await layerFor(extra.layer));
-      }
+      const built = await buildAll([
+        ...options.layers,
+        ...platformLayers.filter((extra) => platformMatches(base.platform, extra.platform)).map((extra) => extra.layer),
+      ]);
       const config = mutateConfig(
         base.config,
         options.config ?? {},

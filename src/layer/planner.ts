@@ -1,5 +1,5 @@
 /**
- * Planning layers ahead, on a worker thread. Listing and stat'ing a tree of tens of thousands of files
+ * Planning layers ahead, on worker threads. Listing and stat'ing a tree of tens of thousands of files
  * is synchronous work of a few hundred milliseconds; started with the build, it runs beside the main
  * thread's own start (loading the registry client, resolving the base image) instead of after it. On a
  * rebuild whose big layers did not change, that is most of the time the build takes.
@@ -18,10 +18,13 @@ interface Slot {
   reject(error: unknown): void;
 }
 
-/** Plans of a build's layers, made on a worker thread in the order given. */
+/** At most this many planner threads: one big tree need not hold back the small layers after it. */
+const maxWorkers = 2;
+
+/** Plans of a build's layers, made on up to two worker threads, each taking the next source when done. */
 export class LayerPlanner {
   readonly #slots: Slot[];
-  readonly #worker: Worker;
+  readonly #workers: Worker[] = [];
 
   private constructor(sources: readonly LayerSource[], options: PlanOptions) {
     this.#slots = sources.map(() => {
@@ -30,18 +33,34 @@ export class LayerPlanner {
       slot.promise.catch(() => {}); // a layer never asked for may fail unobserved
       return slot;
     });
-    this.#worker = new Worker(workerUrl, { workerData: { sources, options } });
-    this.#worker.on("message", (message: { index: number; plan?: PlannedLayer; error?: ErrorData }) => {
-      const slot = this.#slots[message.index] as Slot;
-      if (message.error) slot.reject(errorFromData(message.error));
-      else slot.resolve(message.plan);
-    });
-    // Whatever the worker did not plan (it failed, or was stopped) is planned on the main thread.
-    const release = (): void => {
-      for (const slot of this.#slots) slot.resolve(undefined);
-    };
-    this.#worker.on("error", release);
-    this.#worker.on("exit", release);
+    let next = 0;
+    let alive = 0;
+    // Whatever the workers did not plan (one failed, or they were stopped) is planned on the main thread.
+    const release = (index: number): void => this.#slots[index]?.resolve(undefined);
+    for (let i = 0; i < Math.min(maxWorkers, sources.length); i++) {
+      const worker = new Worker(workerUrl, { workerData: { options } });
+      let current = -1;
+      const feed = (): void => {
+        current = next < sources.length ? next++ : -1;
+        worker.postMessage(current < 0 ? null : { index: current, source: sources[current] });
+      };
+      worker.on("message", (message: { index: number; plan?: PlannedLayer; error?: ErrorData }) => {
+        const slot = this.#slots[message.index] as Slot;
+        if (message.error) slot.reject(errorFromData(message.error));
+        else slot.resolve(message.plan);
+        feed();
+      });
+      const gone = (): void => {
+        release(current);
+        current = -1;
+        if (--alive === 0) while (next < sources.length) release(next++);
+      };
+      worker.on("error", () => {}); // "exit" follows, and the main thread plans what is left
+      worker.once("exit", gone);
+      this.#workers.push(worker);
+      alive++;
+      feed();
+    }
   }
 
   /**
@@ -61,8 +80,8 @@ export class LayerPlanner {
     return this.#slots[index]?.promise ?? Promise.resolve(undefined);
   }
 
-  /** Stop the worker (at once if it is still listing). */
+  /** Stop the workers (at once if they are still listing). */
   async close(): Promise<void> {
-    await this.#worker.terminate();
+    await Promise.all(this.#workers.map((worker) => worker.terminate()));
   }
 }
