@@ -55,7 +55,7 @@ describe("hosts and policies", () => {
     const cases: [string, RegExp][] = [
       ["ECONNREFUSED", /^cannot reach reg\.example\.com: connection refused \(check that the registry is running/],
       ["ENOTFOUND", /^cannot reach reg\.example\.com: host name not found \(check the registry name/],
-      ["UND_ERR_CONNECT_TIMEOUT", /^cannot reach reg\.example\.com: timed out/],
+      ["ETIMEDOUT", /^cannot reach reg\.example\.com: timed out/],
       ["SELF_SIGNED_CERT_IN_CHAIN", /TLS certificate not trusted .*NODE_EXTRA_CA_CERTS.*--insecure-registry reg\.example\.com/],
       ["ERR_SSL_WRONG_VERSION_NUMBER", /TLS handshake failed .*--insecure-registry reg\.example\.com/],
     ];

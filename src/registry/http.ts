@@ -1,58 +1,65 @@
 /**
- * The only place ocify sends HTTP: one lazily loaded undici Agent (keep-alive, a pool per origin), TLS
+ * The only place ocify sends HTTP: Node's own http/https clients with keep-alive agents (loaded when the
+ * first request is sent: ~10 ms, where undici took 100-160 ms of every registry command's start), TLS
  * verification except for registries the user marked insecure, redirects followed here so that the
  * Authorization header never leaves the registry's origin, retries of idempotent reads, and network
  * failures turned into one-line errors that name the host (URLs in messages have their query redacted).
  */
 
-import type { IncomingHttpHeaders } from "node:http";
+import type { Agent as HttpAgent, IncomingHttpHeaders, IncomingMessage } from "node:http";
+import type { Agent as HttpsAgent } from "node:https";
 import { isIP } from "node:net";
-import { Readable } from "node:stream";
+import { Readable, Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { readBounded } from "../bounded.js";
 import { OcifyError } from "../errors.js";
 import { RegistryError, RegistryUnreachableError } from "./errors.js";
 
-type Undici = typeof import("undici");
-type Dispatcher = import("undici").Dispatcher;
+interface Clients {
+  http: typeof import("node:http");
+  https: typeof import("node:https");
+  plain: HttpAgent;
+  verified: HttpsAgent;
+  unverified: HttpsAgent;
+}
 
-let undiciModule: Promise<Undici> | undefined;
-let agent: Promise<Dispatcher> | undefined;
+let clients: Promise<Clients> | undefined;
 // Origins (`https://host:port`) whose certificate is not verified: registries listed as insecure.
 const unverifiedOrigins = new Set<string>();
+/** Idle keep-alive sockets are closed after this long (or sooner when the server's Keep-Alive hint says so). */
+const keepAliveMs = 30_000;
 
 /** The default User-Agent header. */
 export const defaultUserAgent = "ocify/0.1";
 
 /**
- * The process-wide Agent. Idle sockets are kept alive and unref'd (they never hold the process open).
- * The per-origin pool is not capped: concurrency is bounded by `jobs` in copy.ts, and a registry-to-registry
- * copy holds a GET and a PUT per job on one origin, so a cap below 2×jobs could deadlock. No `ca` is
- * passed, so Node's default store, including NODE_EXTRA_CA_CERTS read at startup, verifies certificates.
+ * The process-wide agents: plain HTTP, verified HTTPS, and unverified HTTPS for insecure registries. Idle
+ * sockets are kept alive and unref'd by Node (they never hold the process open). Sockets per origin are not
+ * capped: concurrency is bounded by `jobs` in copy.ts, and a registry-to-registry copy holds a GET and a
+ * PUT per job on one origin, so a cap below 2×jobs could deadlock. No `ca` is passed, so Node's default
+ * store, including NODE_EXTRA_CA_CERTS read at startup, verifies certificates.
  */
-function getAgent(): Promise<Dispatcher> {
-  agent ??= loadUndici().then(
-    ({ Agent, Pool }) =>
-      new Agent({
-        keepAliveTimeout: 30_000,
-        factory: (origin, options) => {
-          const key = typeof origin === "string" ? new URL(origin).origin : origin.origin;
-          return new Pool(origin, { ...options, connect: { rejectUnauthorized: !unverifiedOrigins.has(key) } });
-        },
-      }),
-  );
-  return agent;
+function getClients(): Promise<Clients> {
+  clients ??= Promise.all([import("node:http"), import("node:https")]).then(([http, https]) => {
+    const options = { keepAlive: true, timeout: keepAliveMs, scheduling: "lifo" as const };
+    return {
+      http,
+      https,
+      plain: new http.Agent(options),
+      verified: new https.Agent(options),
+      unverified: new https.Agent({ ...options, rejectUnauthorized: false }),
+    };
+  });
+  return clients;
 }
 
-function loadUndici(): Promise<Undici> {
-  undiciModule ??= import("undici");
-  return undiciModule;
-}
-
-/** Close the shared Agent (tests; the CLI does not need it, idle sockets are unref'd). */
+/** Close every idle socket (tests; the CLI does not need it, idle sockets are unref'd). */
 export async function closeHttp(): Promise<void> {
-  const current = agent;
-  agent = undefined;
-  if (current) await (await current).close();
+  const current = clients;
+  clients = undefined;
+  if (!current) return;
+  const { plain, verified, unverified } = await current;
+  for (const agent of [plain, verified, unverified]) agent.destroy();
 }
 
 /** Whether a host (with or without port) is loopback: `localhost`, 127.0.0.0/8 or ::1. */
@@ -143,10 +150,12 @@ export interface HttpResponse {
 
 const redirectStatuses = new Set([301, 302, 303, 307, 308]);
 const retryStatuses = new Set([502, 503, 504]);
-const retryCodes = new Set(["ECONNRESET", "EPIPE", "UND_ERR_SOCKET", "UND_ERR_CLOSED"]);
+const retryCodes = new Set(["ECONNRESET", "EPIPE"]);
 const maxRedirects = 10;
-// After a streamed body is sent, how long the registry may take to answer (it hashes and moves the blob).
-const responseAfterBodyTimeoutMs = 300_000;
+// How long a connection may stay silent in both directions: the registry may take a while to answer
+// after the last byte of a big upload (it hashes and moves the blob).
+const responseTimeoutMs = 300_000;
+const connectTimeoutMs = 10_000;
 
 /** Send a request, following redirects when asked and retrying idempotent reads on transient failures. */
 export async function httpRequest(request: HttpRequest): Promise<HttpResponse> {
@@ -195,70 +204,85 @@ async function sendFollowing(request: HttpRequest): Promise<HttpResponse> {
 }
 
 async function sendOnce(request: HttpRequest, url: URL, authorization: string | undefined): Promise<HttpResponse> {
-  const dispatcher = await getAgent();
+  const { http, https, plain, verified, unverified } = await getClients();
   const headers: Record<string, string> = { "user-agent": request.userAgent ?? defaultUserAgent, ...request.headers };
   if (authorization) headers.authorization = authorization;
-  const streamed = request.body instanceof Readable;
-  // undici's headers timeout runs while a body is still being written; a streamed body of unknown duration
-  // gets its own timer that starts once the last byte is sent.
-  const controller = new AbortController();
-  const onAbort = () => controller.abort(request.signal?.reason);
-  if (request.signal?.aborted) throw request.signal.reason;
-  request.signal?.addEventListener("abort", onAbort, { once: true });
-  let timer: NodeJS.Timeout | undefined;
-  if (streamed) {
-    (request.body as Readable).once("end", () => {
-      timer = setTimeout(
-        () =>
-          controller.abort(new RegistryUnreachableError(`${request.registry} did not answer ${request.method} ${redactUrl(url)} in time`)),
-        responseAfterBodyTimeoutMs,
-      );
-      timer.unref();
-    });
-  }
+  const { body, signal } = request;
+  const streamed = body instanceof Readable;
+  if (Buffer.isBuffer(body) && headers["content-length"] === undefined) headers["content-length"] = String(body.length);
+  if (signal?.aborted) throw signal.reason;
+  const secure = url.protocol === "https:";
+  const agent = secure ? (unverifiedOrigins.has(url.origin) ? unverified : verified) : plain;
+  const req = (secure ? https : http).request(url, { method: request.method, headers, agent });
+  req.once("socket", (socket) => {
+    if (!socket.connecting) return; // a kept-alive socket
+    const timer = setTimeout(() => req.destroy(Object.assign(new Error("connect timed out"), { code: "ETIMEDOUT" })), connectTimeoutMs);
+    const done = (): void => clearTimeout(timer);
+    socket.once("connect", done);
+    socket.once("close", done);
+  });
+  // No byte in either direction for this long (the registry may hash and move a big blob after the last
+  // byte of an upload) is a dead registry.
+  req.setTimeout(responseTimeoutMs, () =>
+    req.destroy(new RegistryUnreachableError(`${request.registry} did not answer ${request.method} ${redactUrl(url)} in time`)),
+  );
+  const onAbort = (): void => {
+    req.destroy(signal?.reason);
+  };
+  signal?.addEventListener("abort", onAbort, { once: true });
   try {
-    const response = await dispatcher.request({
-      origin: url.origin,
-      path: `${url.pathname}${url.search}`,
-      method: request.method,
-      headers,
-      body: request.body ?? null,
-      signal: controller.signal,
-      highWaterMark: 1 << 20,
-      ...(streamed ? { headersTimeout: 0 } : {}),
+    const response = await new Promise<IncomingMessage>((resolve, reject) => {
+      req.once("response", resolve);
+      req.once("error", reject);
+      if (streamed) {
+        // The registry may answer before it read everything (an error): the answer wins then.
+        const declared = headers["content-length"];
+        const stages = declared === undefined ? [body, req] : [body, exactly(Number(declared)), req];
+        pipeline(stages).catch((error: unknown) => reject(body.errored ?? error));
+      } else req.end(body);
     });
-    const responseHeaders = response.headers;
+    req.removeAllListeners("error");
+    req.on("error", () => {}); // after the answer, a failure shows on the response body
+    const distinct = response.headersDistinct;
     return {
-      status: response.statusCode,
-      headers: responseHeaders,
-      body: response.body,
+      status: response.statusCode ?? 0,
+      headers: response.headers,
+      body: response,
       url,
       header(name) {
-        const value = responseHeaders[name.toLowerCase()];
-        return Array.isArray(value) ? value[0] : value;
+        return distinct[name.toLowerCase()]?.[0];
       },
       headerValues(name) {
-        const value = responseHeaders[name.toLowerCase()];
-        return value === undefined ? [] : Array.isArray(value) ? value : [value];
+        return distinct[name.toLowerCase()] ?? [];
       },
     };
   } catch (error) {
-    if (controller.signal.aborted && controller.signal.reason !== undefined) throw controller.signal.reason;
+    req.destroy();
+    if (signal?.aborted && signal.reason !== undefined) throw signal.reason;
     if (error instanceof OcifyError) throw error;
-    if (errorCode(error) === "UND_ERR_REQ_CONTENT_LENGTH_MISMATCH") {
-      throw new RegistryError("SIZE_INVALID", "the content is not as long as its descriptor says", {
-        hint: "the source changed or is corrupt",
-        cause: error,
-      });
-    }
     // The body stream's own failure (a source that broke, a verifier that caught a mismatch) is not a network error.
-    const bodyError = streamed ? (request.body as Readable).errored : null;
+    const bodyError = streamed ? body.errored : null;
     if (bodyError) throw bodyError;
     throw networkError(error, request.registry, url);
   } finally {
-    if (timer) clearTimeout(timer);
-    request.signal?.removeEventListener("abort", onAbort);
+    signal?.removeEventListener("abort", onAbort);
   }
+}
+
+/** Passes exactly `length` bytes, failing (before the request sends a wrong body) on more or fewer. */
+function exactly(length: number): Transform {
+  let seen = 0;
+  const wrongLength = (): RegistryError =>
+    new RegistryError("SIZE_INVALID", "the content is not as long as its descriptor says", { hint: "the source changed or is corrupt" });
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      seen += chunk.length;
+      callback(seen > length ? wrongLength() : null, chunk);
+    },
+    flush(callback) {
+      callback(seen === length ? null : wrongLength());
+    },
+  });
 }
 
 function delay(ms: number, signal: AbortSignal | undefined): Promise<void> {
@@ -344,17 +368,12 @@ export function networkError(error: unknown, registry: string, url: URL): Regist
         hint: "check the registry name and your DNS",
       });
     case "ETIMEDOUT":
-    case "UND_ERR_CONNECT_TIMEOUT":
-    case "UND_ERR_HEADERS_TIMEOUT":
-    case "UND_ERR_BODY_TIMEOUT":
       return new RegistryUnreachableError(`cannot reach ${about}: timed out`, {
         ...options,
         hint: "check the network or proxy settings and retry",
       });
     case "ECONNRESET":
     case "EPIPE":
-    case "UND_ERR_SOCKET":
-    case "UND_ERR_CLOSED":
       return new RegistryUnreachableError(`connection to ${about} was closed unexpectedly`, { ...options, hint: "retry" });
     case "EHOSTUNREACH":
     case "ENETUNREACH":

@@ -99,7 +99,7 @@ class RegistryDestination implements ImageDestination {
 
   async putBlob(descriptor: Descriptor, content: Readable): Promise<void> {
     // Hold the bytes until the PUT takes them: a caller may already listen for 'data' (progress), which would
-    // otherwise let them flow away while the upload session is opened. undici resumes the stream when it sends.
+    // otherwise let them flow away while the upload session is opened. The request resumes it when it sends.
     content.pause();
     // Errors carry no subject of their own: callers add theirs ("writing layer sha256:… to …").
     const what = "";
