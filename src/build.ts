@@ -304,20 +304,23 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       return built;
     };
     // Layers are built one at a time (one pipeline in memory at once), in the order their plans arrive:
-    // a small layer need not wait for the listing of a big tree before it.
+    // a small layer need not wait for the listing of a big tree before it. With no plan ready, this
+    // thread plans a source the planner thread has not started yet instead of waiting.
     const buildAll = async (wanted: readonly LayerSource[]): Promise<BuiltLayer[]> => {
       const result: BuiltLayer[] = [];
-      const ready = new Map(
-        wanted.map((layer, i) => [
-          i,
-          planOf(layer).then(
-            () => i,
-            () => i,
-          ),
-        ]),
-      );
+      const settled = (layer: LayerSource, i: number): Promise<number> =>
+        planOf(layer).then(
+          () => i,
+          () => i,
+        );
+      const ready = new Map(wanted.map((layer, i) => [i, settled(layer, i)]));
+      const noneYet = Promise.resolve(-1);
       while (ready.size > 0) {
-        const i = await Promise.race(ready.values());
+        let i = await Promise.race([...ready.values(), noneYet]);
+        if (i < 0) {
+          planner?.steal();
+          i = await Promise.race(ready.values());
+        }
         ready.delete(i);
         result[i] = await layerFor(wanted[i] as LayerSource);
       }

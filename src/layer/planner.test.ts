@@ -109,6 +109,27 @@ describe("layer planner (worker thread)", () => {
     }
   });
 
+  it("lets the main thread take the last source the worker has not started", async () => {
+    const a = join(work.path, "steal-a");
+    const b = join(work.path, "steal-b");
+    const c = join(work.path, "steal-c");
+    for (const [i, dir] of [a, b, c].entries()) makeTree(dir, 50 + i, 20);
+    const { planner, plans } = planIn(
+      [a, b, c].map((source) => ({ source, dest: "/" })),
+      "steal",
+    );
+    try {
+      const stolen = planner.steal();
+      assert.equal(stolen, 2, "the last source");
+      assert.equal(await plans[2], undefined, "its plan is left to the caller");
+      assert.equal((await plans[0])?.kind, "tree");
+      assert.equal((await plans[1])?.kind, "tree");
+      assert.equal(planner.steal(), undefined, "nothing left to take");
+    } finally {
+      await planner.close();
+    }
+  });
+
   it("leaves a tarball to the main thread, and is not started when nothing is worth a thread", async () => {
     const dir = join(work.path, "for-tar");
     makeTree(dir, 44, 5);

@@ -18,13 +18,17 @@ interface Slot {
   reject(error: unknown): void;
 }
 
-/** At most this many planner threads: one big tree need not hold back the small layers after it. */
-const maxWorkers = 2;
-
-/** Plans of a build's layers, made on up to two worker threads, each taking the next source when done. */
+/**
+ * Plans of a build's layers, made by one worker thread from the first source on, while the main thread,
+ * whenever it waits, takes the last source not yet started and plans it itself (steal()): a big tree
+ * first does not hold back the small layers after it, and a second thread's start-up is not paid for.
+ */
 export class LayerPlanner {
   readonly #slots: Slot[];
-  readonly #workers: Worker[] = [];
+  readonly #worker: Worker;
+  /** Sources [front, back) are not started yet. */
+  #front = 0;
+  #back: number;
 
   private constructor(sources: readonly LayerSource[], options: PlanOptions) {
     this.#slots = sources.map(() => {
@@ -33,34 +37,28 @@ export class LayerPlanner {
       slot.promise.catch(() => {}); // a layer never asked for may fail unobserved
       return slot;
     });
-    let next = 0;
-    let alive = 0;
-    // Whatever the workers did not plan (one failed, or they were stopped) is planned on the main thread.
-    const release = (index: number): void => this.#slots[index]?.resolve(undefined);
-    for (let i = 0; i < Math.min(maxWorkers, sources.length); i++) {
-      const worker = new Worker(workerUrl, { workerData: { options } });
-      let current = -1;
-      const feed = (): void => {
-        current = next < sources.length ? next++ : -1;
-        worker.postMessage(current < 0 ? null : { index: current, source: sources[current] });
-      };
-      worker.on("message", (message: { index: number; plan?: PlannedLayer; error?: ErrorData }) => {
-        const slot = this.#slots[message.index] as Slot;
-        if (message.error) slot.reject(errorFromData(message.error));
-        else slot.resolve(message.plan);
-        feed();
-      });
-      const gone = (): void => {
-        release(current);
-        current = -1;
-        if (--alive === 0) while (next < sources.length) release(next++);
-      };
-      worker.on("error", () => {}); // "exit" follows, and the main thread plans what is left
-      worker.once("exit", gone);
-      this.#workers.push(worker);
-      alive++;
+    this.#back = sources.length;
+    const worker = new Worker(workerUrl, { workerData: { options } });
+    let current = -1;
+    const feed = (): void => {
+      current = this.#front < this.#back ? this.#front++ : -1;
+      worker.postMessage(current < 0 ? null : { index: current, source: sources[current] });
+    };
+    worker.on("message", (message: { index: number; plan?: PlannedLayer; error?: ErrorData }) => {
+      const slot = this.#slots[message.index] as Slot;
+      if (message.error) slot.reject(errorFromData(message.error));
+      else slot.resolve(message.plan);
       feed();
-    }
+    });
+    worker.on("error", () => {}); // "exit" follows
+    // Whatever the worker did not plan (it failed, or was stopped) is planned on the main thread.
+    worker.once("exit", () => {
+      this.#slots[current]?.resolve(undefined);
+      current = -1;
+      while (this.#front < this.#back) this.#slots[this.#front++]?.resolve(undefined);
+    });
+    this.#worker = worker;
+    feed();
   }
 
   /**
@@ -80,8 +78,19 @@ export class LayerPlanner {
     return this.#slots[index]?.promise ?? Promise.resolve(undefined);
   }
 
-  /** Stop the workers (at once if they are still listing). */
+  /**
+   * Take the last source the worker has not started: its plan becomes undefined (the caller plans it on
+   * this thread). Returns its index, or undefined when every source is started.
+   */
+  steal(): number | undefined {
+    if (this.#front >= this.#back) return undefined;
+    const index = --this.#back;
+    this.#slots[index]?.resolve(undefined);
+    return index;
+  }
+
+  /** Stop the worker (at once if it is still listing). */
   async close(): Promise<void> {
-    await Promise.all(this.#workers.map((worker) => worker.terminate()));
+    await this.#worker.terminate();
   }
 }
