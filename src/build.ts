@@ -23,10 +23,9 @@ import {
   type RawManifest,
   rawManifest,
 } from "./image/manifest.js";
-import { type BuiltLayer, buildLayer, type LayerBuildOptions, type LayerSource, type PlannedLayer, planOptionsOf } from "./layer/build.js";
-import { codecIdOf } from "./layer/compression.js";
+import { type BuiltLayer, buildLayer, type LayerBuildOptions, type LayerSource, type PlannedLayer } from "./layer/build.js";
 import { statLayerSource } from "./layer/plan.js";
-import { LayerPlanner } from "./layer/planner.js";
+import { type LayerPlanner, startLayerPlanning } from "./layer/planner.js";
 import {
   type Compression,
   convertLayerMediaType,
@@ -77,6 +76,11 @@ export interface BuildOptions extends TransportOptions {
   sourceDateEpoch?: number;
   /** Destinations as transport references (a bare reference means a registry). */
   tags: readonly string[];
+  /**
+   * The layers already being planned, by startLayerPlanning(options) (the CLI starts it before loading
+   * the rest of the build code). build() uses it, and stops it when done.
+   */
+  planner?: LayerPlanner | undefined;
 }
 
 /** What a build produced. */
@@ -218,11 +222,9 @@ async function buildLayerStreaming(
   }
 }
 
-/** Check that every layer source exists (a one-line error before any work); whether any is a directory. */
-function checkLayerSources(layers: readonly LayerSource[]): boolean {
-  let directories = false;
-  for (const layer of layers) directories = statLayerSource(layer.source).isDirectory() || directories;
-  return directories;
+/** Check that every layer source exists: a one-line error before any work. */
+function checkLayerSources(layers: readonly LayerSource[]): void {
+  for (const layer of layers) statLayerSource(layer.source);
 }
 
 /** Build an image (or an index of images) and write it to every destination; nothing partial is left on failure. */
@@ -245,7 +247,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     });
   }
   const allLayers = [...options.layers, ...platformLayers.map((p) => p.layer)];
-  const directories = checkLayerSources(allLayers);
+  checkLayerSources(allLayers);
   const progress = options.progress ?? noProgress;
   const cacheDir = options.cacheDir ?? defaultCacheDir();
   const cache = new BlobCache(cacheDir);
@@ -261,17 +263,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   if (options.chown) layerOptions.chown = options.chown;
   if (options.preserveOwners) layerOptions.preserveOwners = true;
   if (options.signal) layerOptions.signal = options.signal;
-  // Layers are listed and fingerprinted on a worker thread while the base is resolved, when there is
-  // network work to overlap and a directory to list.
-  const codecId = codecIdOf(compression, options.compressionLevel);
-  const planner =
-    codecId === undefined
-      ? undefined
-      : LayerPlanner.start(
-          allLayers,
-          planOptionsOf(layerOptions, codecId),
-          directories && (options.from !== "scratch" || targets.some((t) => t.transport === "docker")),
-        );
+  // Layers are listed and fingerprinted on a worker thread while the base is resolved.
+  const planner = options.planner ?? startLayerPlanning(options);
   let source: ImageSource | undefined;
   const destinations: ImageDestination[] = [];
   try {

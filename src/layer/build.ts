@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { MessageChannel, Worker } from "node:worker_threads";
 import { crc32 } from "node:zlib";
 import type { Digest } from "../digest.js";
-import { type ErrorData, errorFromData, UsageError } from "../errors.js";
+import { type ErrorData, errorFromData } from "../errors.js";
 import { tempPathFor, writeFileAtomic } from "../fs-atomic.js";
 import type { Descriptor } from "../image/descriptor.js";
 import type { Compression } from "../media-types.js";
@@ -33,21 +33,8 @@ import {
 } from "./prepare.js";
 import { planTarball } from "./tarball.js";
 
+export { parseLayerFlag } from "./plan.js";
 export { isRacy, type LayerSource, type PlannedLayer } from "./prepare.js";
-
-/** Parse `SRC[:DEST]` (split at the last ":"); DEST defaults to "/" and must be absolute. */
-export function parseLayerFlag(text: string): LayerSource {
-  const colon = text.lastIndexOf(":");
-  const source = colon < 0 ? text : text.slice(0, colon);
-  const dest = colon < 0 ? "/" : text.slice(colon + 1);
-  if (source === "") throw new UsageError(`--layer ${text}: no source path`, { hint: "write --layer SRC[:DEST], e.g. --layer ./out:/app" });
-  if (!dest.startsWith("/")) {
-    throw new UsageError(`--layer ${text}: destination "${dest}" is not an absolute path`, {
-      hint: "write --layer SRC:/path; a SRC that contains ':' needs an explicit :DEST",
-    });
-  }
-  return { source, dest };
-}
 
 /** How to build a layer. */
 export interface LayerBuildOptions {

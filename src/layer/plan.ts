@@ -7,7 +7,7 @@
  */
 import { createHash } from "node:crypto";
 import { type BigIntStats, lstatSync, readdirSync, readlinkSync, statSync } from "node:fs";
-import { InputError } from "../errors.js";
+import { InputError, UsageError } from "../errors.js";
 import type { EntryType, StringHeader, TarHeader } from "./tar.js";
 
 /** Bytes of a change detector: size, mtime (ns), ctime (ns), inode and device, as little-endian u64s. */
@@ -85,6 +85,26 @@ export function splitDevice(rdev: bigint): { major: number; minor: number } {
   const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn);
   const minor = (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn);
   return { major: Number(major), minor: Number(minor & 0xffffffffn) };
+}
+
+/** A `--layer SRC[:DEST]` flag: a directory, file or tarball and where it goes in the image. */
+export interface LayerSource {
+  source: string;
+  dest: string;
+}
+
+/** Parse `SRC[:DEST]` (split at the last ":"); DEST defaults to "/" and must be absolute. */
+export function parseLayerFlag(text: string): LayerSource {
+  const colon = text.lastIndexOf(":");
+  const source = colon < 0 ? text : text.slice(0, colon);
+  const dest = colon < 0 ? "/" : text.slice(colon + 1);
+  if (source === "") throw new UsageError(`--layer ${text}: no source path`, { hint: "write --layer SRC[:DEST], e.g. --layer ./out:/app" });
+  if (!dest.startsWith("/")) {
+    throw new UsageError(`--layer ${text}: destination "${dest}" is not an absolute path`, {
+      hint: "write --layer SRC:/path; a SRC that contains ':' needs an explicit :DEST",
+    });
+  }
+  return { source, dest };
 }
 
 /** Whether a file name says it is a tarball (its compression is then detected by content). */

@@ -8,7 +8,7 @@ import { MediaType } from "../media-types.js";
 import { buildLayer, type LayerBuildOptions, planOptionsOf } from "./build.js";
 import { codecIdOf, createCodec } from "./compression.js";
 import { makeTree, tempDir } from "./fixtures.test.js";
-import { LayerPlanner } from "./planner.js";
+import { LayerPlanner, startLayerPlanning } from "./planner.js";
 import { type PlannedLayer, type PlanOptions, planLayer } from "./prepare.js";
 
 const work = tempDir("ocify-planner-test-");
@@ -26,7 +26,7 @@ function planIn(
   sources: { source: string; dest: string }[],
   cache: string,
 ): { planner: LayerPlanner; plans: Promise<PlannedLayer | undefined>[] } {
-  const planner = LayerPlanner.start(sources, planOptions(cache), true) as LayerPlanner;
+  const planner = LayerPlanner.start(sources, planOptions(cache)) as LayerPlanner;
   assert.ok(planner, "the planner starts when it is worth it");
   return { planner, plans: sources.map((_, i) => planner.plan(i)) };
 }
@@ -130,7 +130,7 @@ describe("layer planner (worker thread)", () => {
     }
   });
 
-  it("leaves a tarball to the main thread, and is not started when nothing is worth a thread", async () => {
+  it("leaves a tarball to the main thread, and is started only when worth a thread", async () => {
     const dir = join(work.path, "for-tar");
     makeTree(dir, 44, 5);
     const tarball = join(work.path, "layer.tar");
@@ -138,7 +138,18 @@ describe("layer planner (worker thread)", () => {
     const { planner, plans } = planIn([{ source: tarball, dest: "/" }], "tarball");
     assert.equal(await plans[0], undefined);
     await planner.close();
-    assert.equal(LayerPlanner.start([{ source: dir, dest: "/" }], planOptions("x"), false), undefined);
+    // Not worth a thread: no registry to talk to meanwhile, or no directory to list, or a missing source.
+    const request = { from: "scratch", tags: ["oci:/tmp/x"], layers: [{ source: dir, dest: "/" }], cacheDir: join(work.path, "x") };
+    assert.equal(startLayerPlanning(request), undefined);
+    assert.equal(startLayerPlanning({ ...request, layers: [{ source: tarball, dest: "/" }], tags: ["127.0.0.1:5000/a"] }), undefined);
+    assert.equal(
+      startLayerPlanning({ ...request, layers: [{ source: join(dir, "missing"), dest: "/" }], tags: ["127.0.0.1:5000/a"] }),
+      undefined,
+    );
+    const worth = startLayerPlanning({ ...request, tags: ["127.0.0.1:5000/a"] });
+    assert.ok(worth, "a directory and a registry destination");
+    assert.equal((await worth.plan(0))?.kind, "tree");
+    await worth.close();
   });
 
   it("knows the codec ids createCodec gives without making the codec", async () => {

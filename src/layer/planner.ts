@@ -4,10 +4,14 @@
  * thread's own start (loading the registry client, resolving the base image) instead of after it. On a
  * rebuild whose big layers did not change, that is most of the time the build takes.
  */
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
+import { defaultCacheDir } from "../cache.js";
 import { type ErrorData, errorFromData } from "../errors.js";
+import type { Compression } from "../media-types.js";
+import { parseTransportReference } from "../transport/transport.js";
+import { codecIdOf } from "./compression.js";
 import type { LayerSource, PlannedLayer, PlanOptions } from "./prepare.js";
 
 const workerUrl = new URL("./planner-worker.js", import.meta.url);
@@ -61,12 +65,9 @@ export class LayerPlanner {
     feed();
   }
 
-  /**
-   * Start planning `sources`; undefined when there is nothing worth a thread (no directory among them)
-   * or the worker's file is missing (a bundler inlined this module).
-   */
-  static start(sources: readonly LayerSource[], options: PlanOptions, worthIt: boolean): LayerPlanner | undefined {
-    if (!worthIt || sources.length === 0 || !existsSync(fileURLToPath(workerUrl))) return undefined;
+  /** Start planning `sources`; undefined when the worker's file is missing (a bundler inlined this module). */
+  static start(sources: readonly LayerSource[], options: PlanOptions): LayerPlanner | undefined {
+    if (sources.length === 0 || !existsSync(fileURLToPath(workerUrl))) return undefined;
     return new LayerPlanner(sources, options);
   }
 
@@ -92,5 +93,43 @@ export class LayerPlanner {
   /** Stop the worker (at once if it is still listing). */
   async close(): Promise<void> {
     await this.#worker.terminate();
+  }
+}
+
+/** What a build's layers are planned from: the fields of BuildOptions that decide them. */
+export interface PlanningRequest {
+  from: string;
+  tags: readonly string[];
+  layers: readonly LayerSource[];
+  platformLayers?: readonly { layer: LayerSource }[] | undefined;
+  cacheDir?: string | undefined;
+  compression?: Compression | undefined;
+  compressionLevel?: number | undefined;
+  chown?: { uid: number; gid: number } | undefined;
+  preserveOwners?: boolean | undefined;
+  sourceDateEpoch?: number | undefined;
+}
+
+/**
+ * Start planning a build's layers on a worker thread, when that pays: a directory among the sources and
+ * a registry to talk to meanwhile (the base or a destination). The CLI calls it before it loads the rest
+ * of the build code; build() does it itself otherwise. Never throws: anything wrong with the request is
+ * build()'s to report, and undefined means "plan on the main thread".
+ */
+export function startLayerPlanning(request: PlanningRequest): LayerPlanner | undefined {
+  try {
+    const sources = [...request.layers, ...(request.platformLayers ?? []).map((extra) => extra.layer)];
+    const codecId = codecIdOf(request.compression ?? "gzip", request.compressionLevel);
+    const registry = request.from !== "scratch" || request.tags.some((tag) => parseTransportReference(tag).transport === "docker");
+    if (codecId === undefined || !registry || !sources.some((layer) => statSync(layer.source).isDirectory())) return undefined;
+    return LayerPlanner.start(sources, {
+      cacheDir: request.cacheDir ?? defaultCacheDir(),
+      codecId,
+      chown: request.chown,
+      preserveOwners: request.preserveOwners,
+      mtime: request.sourceDateEpoch ?? 0,
+    });
+  } catch {
+    return undefined;
   }
 }

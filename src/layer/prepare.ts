@@ -12,13 +12,9 @@ import type { Digest } from "../digest.js";
 import { UsageError } from "../errors.js";
 import { BlockCache, type BlockInfo } from "./block-cache.js";
 import { type PackedPlan, packPlan } from "./blocks.js";
-import { Detectors, type EntryOptions, isTarballName, planFingerprint, planPath, statLayerSource } from "./plan.js";
+import { Detectors, type EntryOptions, isTarballName, type LayerSource, planFingerprint, planPath, statLayerSource } from "./plan.js";
 
-/** A `--layer SRC[:DEST]` flag: a directory, file or tarball and where it goes in the image. */
-export interface LayerSource {
-  source: string;
-  dest: string;
-}
+export type { LayerSource } from "./plan.js";
 
 /** What decides a layer's bytes besides its files. */
 export interface PlanOptions {

@@ -2,7 +2,8 @@
 import type { BuildOptions, PlatformLayer } from "../../build.js";
 import { UsageError } from "../../errors.js";
 import type { Platform } from "../../image/descriptor.js";
-import { parseLayerFlag } from "../../layer/build.js";
+import { parseLayerFlag } from "../../layer/plan.js";
+import { startLayerPlanning } from "../../layer/planner.js";
 import {
   buildAndReport,
   compressionFlag,
@@ -104,6 +105,12 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
   const epoch = sourceDateEpoch();
   if (epoch !== undefined) options.sourceDateEpoch = epoch;
 
-  await buildAndReport(options, finish, values["digest-file"]);
+  // Listing the layers' files starts now, on its own thread, while the rest of the build code loads.
+  options.planner = startLayerPlanning(options);
+  try {
+    await buildAndReport(options, finish, values["digest-file"]);
+  } finally {
+    await options.planner?.close();
+  }
   return 0;
 }
