@@ -10,7 +10,7 @@ import { cpus, tmpdir, totalmem } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
-import { ensureTree, TREE_SIZES, writeSmallDir } from "./tree.mjs";
+import { ensureBigLayerDir, ensureTree, TREE_SIZES, writeSmallDir } from "./tree.mjs";
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
 const OCIFY = join(REPO, "bin", "ocify.js");
@@ -28,6 +28,8 @@ Times ocify and its peers on the same jobs against a local docker-registry, in i
   --json FILE     write every measurement (and the summary) to FILE
   --seed N        tree seed (default 1)
   --tree-dir DIR  where the generated tree is kept between runs (default .bench/tree-full or tree-quick)
+  --big-layer GIB also build + push one layer of a GIB GiB file once, cold, for its peak RSS (kept in
+                  .bench/big-GIBg; needs ~2.5x GIB of free disk while it runs)
   -h, --help
 
 Exit status: 1 when an ocify command failed, or (not with --quick) a target was missed.`;
@@ -56,6 +58,7 @@ try {
       json: { type: "string" },
       seed: { type: "string", default: "1" },
       "tree-dir": { type: "string" },
+      "big-layer": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   }).values;
@@ -84,6 +87,11 @@ for (const tool of tools) {
     console.error(`bench: unknown tool '${tool}' (known: ${ALL_TOOLS.join(", ")})`);
     process.exit(2);
   }
+}
+const bigLayerGiB = options["big-layer"] === undefined ? 0 : Number(options["big-layer"]);
+if (!Number.isInteger(bigLayerGiB) || bigLayerGiB < 0) {
+  console.error("bench: --big-layer takes a whole number of GiB");
+  process.exit(2);
 }
 const commandTimeoutMs = (quick ? 180 : 1800) * 1000;
 
@@ -379,14 +387,13 @@ async function main() {
     log(`${LABEL[tool]}: not measured: ${unavailable[tool]}`);
   }
   const can = (tool) => !unavailable[tool];
-
-  for (let round = 1; round <= rounds; round++) {
-    tree.restore();
-    writeFileSync(smallEdited, smallOriginal);
-    const roundDir = join(work, `round${round}`);
-    mkdirSync(roundDir);
+  /** A fresh registry holding only the base image. */
+  const registryWithBase = async () => {
     const registry = await startRegistry();
-    const stopRegistry = () => registry.stop();
+    const stopRegistry = async () => {
+      cleanups.splice(cleanups.indexOf(stopRegistry), 1);
+      await registry.stop();
+    };
     cleanups.push(stopRegistry);
     const H = registry.host;
     const base = `${H}/base:latest`;
@@ -399,6 +406,15 @@ async function main() {
       `docker://${base}`,
     ]);
     if (!push.ok) throw new Error(`pushing the base image failed: ${push.stderr}`);
+    return { registry, stopRegistry, H, base };
+  };
+
+  for (let round = 1; round <= rounds; round++) {
+    tree.restore();
+    writeFileSync(smallEdited, smallOriginal);
+    const roundDir = join(work, `round${round}`);
+    mkdirSync(roundDir);
+    const { registry, stopRegistry, H, base } = await registryWithBase();
     log(`round ${round}/${rounds}: registry ${H} holds ${base}`);
 
     const ctx = {
@@ -444,10 +460,25 @@ async function main() {
     for (const tool of order(scenarioTools.pull)) await attempt(round, "pull", tool, (job) => jobs.pull[tool](job, ctx));
 
     await stopRegistry();
-    cleanups.splice(cleanups.indexOf(stopRegistry), 1);
     rmSync(roundDir, { recursive: true, force: true });
   }
   tree.restore();
+
+  if (bigLayerGiB && tools.includes("ocify")) {
+    // One layer of a big file, cold, once: its peak RSS must not grow with the layer.
+    const bigDir = ensureBigLayerDir(join(REPO, ".bench", `big-${bigLayerGiB}g`), seed, bigLayerGiB, log);
+    const { registry, stopRegistry, H, base } = await registryWithBase();
+    const cacheDir = join(work, "big-layer-cache");
+    log(`big layer: ${bigLayerGiB} GiB to ${H}`);
+    await attempt(1, "big-layer", "ocify", async (job) => {
+      await job.step(process.execPath, [OCIFY, "build", "--from", base, "--layer", `${bigDir}:/data`, "-t", `${H}/big:latest`], {
+        env: { OCIFY_CACHE_DIR: cacheDir },
+      });
+      return { pushed: await pushedSize(registry.url, "big") };
+    });
+    await stopRegistry();
+    rmSync(cacheDir, { recursive: true, force: true });
+  }
 
   const summary = summarize();
   const targets = checkTargets(summary);

@@ -54,7 +54,7 @@ const W_STR = 0.93;
  * alphabet, NUL-separated) and structured runs (zero padding, tables of offsets), weighted so gzip -6 gets
  * about 0.35 with the many short matches real code gives deflate.
  */
-function writeBigFile(path, size, seed) {
+export function writeBigFile(path, size, seed) {
   const rnd = prng(seedOf(seed, "big"));
   const bytes = randomStream(`${seed}/big`);
   // The dictionary, flat: token t is dict[offsets[t] .. offsets[t] + lengths[t]).
@@ -237,4 +237,21 @@ export function writeSmallDir(dir, seed) {
   mkdirSync(dir, { recursive: true });
   for (let i = 0; i < 12; i++) writeFileSync(join(dir, `conf${i}.ini`), smallFileContent(seed + 1, i, 2048));
   return join(dir, "conf0.ini");
+}
+
+/**
+ * A directory holding one big binary-like file of `gib` GiB (the big-layer scenario), kept between runs
+ * like the tree. Returns its path.
+ */
+export function ensureBigLayerDir(dir, seed, gib, log = () => {}) {
+  const markerPath = `${dir}.json`;
+  const wanted = JSON.stringify({ version: GENERATOR_VERSION, seed, gib });
+  if (!existsSync(markerPath) || readFileSync(markerPath, "utf8") !== wanted) {
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    log(`generating ${gib} GiB in ${dir} (seed ${seed})`);
+    writeBigFile(join(dir, "data.bin"), gib * 1024 * 1024 * 1024, `${seed}-big-layer`);
+    writeFileSync(markerPath, wanted);
+  }
+  return dir;
 }
