@@ -30,6 +30,7 @@ import {
   type Previous,
   planLayer,
   recordVersion,
+  statIndexPath,
 } from "./prepare.js";
 import { planTarball } from "./tarball.js";
 
@@ -454,6 +455,11 @@ function layerOf(
   };
 }
 
+/** Keep a stat index beside its record; failing to is harmless (the next build lists the files). */
+async function writeStatIndex(recordPath: string, index: Uint8Array): Promise<void> {
+  await writeFileAtomic(statIndexPath(recordPath), index).catch(() => {});
+}
+
 /** The planning inputs of a build's options, with the codec's id. */
 export function planOptionsOf(options: LayerBuildOptions, codecId: string): PlanOptions {
   return { cacheDir: options.cacheDir, codecId, chown: options.chown, preserveOwners: options.preserveOwners, mtime: options.mtime };
@@ -488,6 +494,7 @@ export async function buildLayer(
     const cache = new BlockCache(options.cacheDir);
     if (plan.kind === "unchanged") {
       const { record } = plan;
+      if (plan.statIndex) await writeStatIndex(plan.recordPath, plan.statIndex);
       options.progress?.({ phase: "skipped", kind: "build", id: source.source, bytes: record.tarSize, total: record.tarSize });
       // No tee: the blob was produced before, and the caller asks the destination whether it has it.
       return layerOf(record, cache, options.mediaType, createdBy, {
@@ -505,6 +512,7 @@ export async function buildLayer(
         packed = packPlan(await planTarball(source.source, source.dest, plan.entryOptions, spool, plan.stat, options.signal));
       } else packed = plan.packed;
       const { recordPath, fingerprint, scanStartNs } = plan;
+      const statIndex = plan.kind === "tree" ? plan.statIndex : undefined;
       const previous = plan.kind === "tree" ? plan.previous : undefined;
       plan = undefined; // a tree's entries are packed; let the rest go before the long part
       const produced = await produce(packed, codec, cache, options, source.source, previous);
@@ -519,6 +527,8 @@ export async function buildLayer(
         blocks: produced.blocks,
       };
       await writeFileAtomic(recordPath, JSON.stringify(built));
+      // After the record: an index names the record it belongs to, so one left from another build is ignored.
+      if (statIndex) await writeStatIndex(recordPath, statIndex);
       return layerOf(built, cache, options.mediaType, createdBy, { unchanged: false, ...produced });
     } finally {
       if (spool) rmSync(spool, { force: true });

@@ -8,6 +8,7 @@
 import { createHash } from "node:crypto";
 import { type BigIntStats, lstatSync, readdirSync, readlinkSync, statSync } from "node:fs";
 import { InputError, UsageError } from "../errors.js";
+import type { StatIndexBuilder } from "./stat-index.js";
 import type { EntryType, StringHeader, TarHeader } from "./tar.js";
 
 /** Bytes of a change detector: size, mtime (ns), ctime (ns), inode and device, as little-endian u64s. */
@@ -277,7 +278,7 @@ export function statLayerSource(path: string): BigIntStats {
  * Plan a directory (its contents under `dest`, the directory itself as `dest`) or a single file (at
  * `dest`, or inside it when `dest` ends with "/").
  */
-export function planPath(path: string, dest: string, options: EntryOptions): LayerPlan {
+export function planPath(path: string, dest: string, options: EntryOptions, index?: StatIndexBuilder): LayerPlan {
   const top = statLayerSource(path);
   const prefix = Buffer.from(destPrefix(dest)).toString("latin1");
   const sources: string[] = [];
@@ -330,6 +331,7 @@ export function planPath(path: string, dest: string, options: EntryOptions): Lay
   };
 
   const root = Buffer.from(path).toString("latin1");
+  index?.add(root, top);
   if (!top.isDirectory()) {
     if (!top.isFile())
       throw new InputError(`layer source ${path} is not a file or directory`, { hint: "give a directory, a file or a tarball" });
@@ -359,6 +361,7 @@ export function planPath(path: string, dest: string, options: EntryOptions): Lay
           fail(full, error);
         }
         const key = name ? `${name}/${child}` : child;
+        index?.add(full, stat);
         add(key, full, stat);
         if (stat.isDirectory()) stack.push([full, key]);
       }

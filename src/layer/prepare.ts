@@ -13,6 +13,7 @@ import { UsageError } from "../errors.js";
 import { BlockCache, type BlockInfo } from "./block-cache.js";
 import { type PackedPlan, packPlan } from "./blocks.js";
 import { Detectors, type EntryOptions, isTarballName, type LayerSource, planFingerprint, planPath, statLayerSource } from "./plan.js";
+import { StatIndexBuilder, unchangedSince } from "./stat-index.js";
 
 export type { LayerSource } from "./plan.js";
 
@@ -53,8 +54,11 @@ export interface Previous {
 
 /** A planned layer. Plain data (shared memory for the plan), so it crosses from the planner worker as is. */
 export type PlannedLayer =
-  /** No file changed since the recorded build (detectors equal, racy-clean) and every block is cached. */
-  | { kind: "unchanged"; codecId: string; record: LayerRecord }
+  /**
+   * No file changed since the recorded build (detectors equal, racy-clean) and every block is cached.
+   * `statIndex` is a fresh stat index to keep beside the record, when the layer had to be listed.
+   */
+  | { kind: "unchanged"; codecId: string; record: LayerRecord; recordPath: string; statIndex?: Uint8Array | undefined }
   /**
    * A directory or file source to build: its packed plan, and what the previous build of the same
    * sources recorded (its blocks, trusted where no file changed: see build.ts).
@@ -67,6 +71,8 @@ export type PlannedLayer =
       scanStartNs: string;
       packed: PackedPlan;
       previous?: Previous | undefined;
+      /** The stat index to keep beside the new record. */
+      statIndex: Uint8Array;
     }
   /** A tarball: planned while it is read (asynchronously), on the main thread. */
   | {
@@ -78,6 +84,19 @@ export type PlannedLayer =
       entryOptions: EntryOptions;
       stat: BigIntStats;
     };
+
+/** Where a record's stat index lives. */
+export function statIndexPath(recordPath: string): string {
+  return `${recordPath}.stat`;
+}
+
+function readStatIndex(recordPath: string): Buffer | undefined {
+  try {
+    return readFileSync(statIndexPath(recordPath));
+  } catch {
+    return undefined;
+  }
+}
 
 export function readRecord(path: string): LayerRecord | undefined {
   try {
@@ -157,13 +176,36 @@ export function planLayer(source: LayerSource, options: PlanOptions): PlannedLay
     detectors.add(top);
     const fingerprint = createHash("sha256").update(identity).update(detectors.bytes(0)).digest("hex");
     const reused = reusable(fingerprint, detectors);
-    if (reused) return { kind: "unchanged", codecId, record: reused };
+    if (reused) return { kind: "unchanged", codecId, record: reused, recordPath };
     return { kind: "tarball", codecId, recordPath, fingerprint, scanStartNs: String(scanStartNs), entryOptions, stat: top };
   }
-  const plan = planPath(source.source, source.dest, entryOptions);
+  // The quick way first: the paths the recorded build listed, stat'ed again.
+  if (record) {
+    const index = readStatIndex(recordPath);
+    const recordStart = BigInt(record.scanStartNs);
+    if (
+      index &&
+      unchangedSince(index, record.fingerprint, (ns) => isRacy(ns, recordStart)) &&
+      new BlockCache(options.cacheDir).has(record.blocks)
+    ) {
+      return { kind: "unchanged", codecId, record, recordPath };
+    }
+  }
+  const index = new StatIndexBuilder();
+  const plan = planPath(source.source, source.dest, entryOptions, index);
   const fingerprint = planFingerprint(plan, identity);
+  const statIndex = index.encode(fingerprint);
   const reused = reusable(fingerprint, plan.detectors);
-  if (reused) return { kind: "unchanged", codecId, record: reused };
+  if (reused) return { kind: "unchanged", codecId, record: reused, recordPath, statIndex };
   const previous = record && { scanStartNs: record.scanStartNs, blocks: record.blocks };
-  return { kind: "tree", codecId, recordPath, fingerprint, scanStartNs: String(scanStartNs), packed: packPlan(plan), previous };
+  return {
+    kind: "tree",
+    codecId,
+    recordPath,
+    fingerprint,
+    scanStartNs: String(scanStartNs),
+    packed: packPlan(plan),
+    previous,
+    statIndex,
+  };
 }

@@ -1,0 +1,102 @@
+/**
+ * The stat index of a directory layer: every path the build listed, with its lstat, kept beside the
+ * layer's record. The next build can then tell that nothing changed by stat'ing those paths again, without
+ * listing directories or planning the tar: a name added, removed or renamed changes its directory's mtime
+ * and ctime; a mode, owner, size, link count or content change changes the entry's ctime (and mtime). A
+ * difference anywhere, or a racy timestamp, sends the build back to the full listing.
+ */
+import { type BigIntStats, lstatSync, statSync } from "node:fs";
+
+/** Fields compared per path: what lstat says about the entry and its place in the tree. */
+const fields = 10;
+const magic = 0x31697473; // "sti1"
+
+/** Collects the lstat of every path a directory walk visits, in visit order. */
+export class StatIndexBuilder {
+  readonly #paths: string[] = [];
+  #values = new BigUint64Array(fields * 1024);
+
+  /** Record a path (a latin1 string, as the walk uses) and its lstat (its stat for the walk's root). */
+  add(path: string, stat: BigIntStats): void {
+    const at = this.#paths.length * fields;
+    if (at + fields > this.#values.length) {
+      const grown = new BigUint64Array(this.#values.length * 2);
+      grown.set(this.#values);
+      this.#values = grown;
+    }
+    writeTuple(this.#values, at, stat);
+    this.#paths.push(path);
+  }
+
+  /** The index as bytes, tied to the record whose fingerprint is given. */
+  encode(fingerprint: string): Buffer {
+    const count = this.#paths.length;
+    const pathBytes = this.#paths.reduce((sum, p) => sum + 2 + p.length, 0);
+    const head = 4 + 4 + 64;
+    const valuesAt = align8(head + pathBytes);
+    const out = Buffer.alloc(valuesAt + count * fields * 8);
+    out.writeUInt32LE(magic, 0);
+    out.writeUInt32LE(count, 4);
+    out.write(fingerprint.padEnd(64, " ").slice(0, 64), 8, "latin1");
+    let at = head;
+    for (const path of this.#paths) {
+      at = out.writeUInt16LE(path.length, at);
+      at += out.write(path, at, "latin1");
+    }
+    Buffer.from(this.#values.buffer, 0, count * fields * 8).copy(out, valuesAt);
+    return out;
+  }
+}
+
+function align8(n: number): number {
+  return (n + 7) & ~7;
+}
+
+function writeTuple(values: BigUint64Array, at: number, stat: BigIntStats): void {
+  values[at] = BigInt.asUintN(64, stat.mode);
+  values[at + 1] = BigInt.asUintN(64, stat.uid);
+  values[at + 2] = BigInt.asUintN(64, stat.gid);
+  values[at + 3] = BigInt.asUintN(64, stat.size);
+  values[at + 4] = BigInt.asUintN(64, stat.mtimeNs);
+  values[at + 5] = BigInt.asUintN(64, stat.ctimeNs);
+  values[at + 6] = BigInt.asUintN(64, stat.ino);
+  values[at + 7] = BigInt.asUintN(64, stat.dev);
+  values[at + 8] = BigInt.asUintN(64, stat.nlink);
+  values[at + 9] = BigInt.asUintN(64, stat.rdev);
+}
+
+/**
+ * Whether every path of the index still has the lstat it had, none of them racy against the recorded
+ * build's start (`isRacy`), and the index belongs to that record (`fingerprint`). The first path (the
+ * walk's root) is stat'ed, the others lstat'ed, as the walk did. False on any doubt: a damaged index, a
+ * missing path, a difference.
+ */
+export function unchangedSince(index: Buffer, fingerprint: string, isRacy: (mtimeNs: bigint) => boolean): boolean {
+  try {
+    if (index.length < 72 || index.readUInt32LE(0) !== magic) return false;
+    if (index.toString("latin1", 8, 72) !== fingerprint.padEnd(64, " ").slice(0, 64)) return false;
+    const count = index.readUInt32LE(4);
+    const paths: string[] = [];
+    let at = 72;
+    for (let i = 0; i < count; i++) {
+      const length = index.readUInt16LE(at);
+      paths.push(index.toString("latin1", at + 2, at + 2 + length));
+      at += 2 + length;
+    }
+    const valuesAt = align8(at);
+    if (index.length !== valuesAt + count * fields * 8) return false;
+    const values = new BigUint64Array(index.buffer.slice(index.byteOffset + valuesAt, index.byteOffset + index.length));
+    const now = new BigUint64Array(fields);
+    for (let i = 0; i < count; i++) {
+      const path = paths[i] as string;
+      const name = /^[\x00-\x7f]*$/.test(path) ? path : Buffer.from(path, "latin1");
+      const stat = i === 0 ? statSync(name, { bigint: true }) : lstatSync(name, { bigint: true });
+      writeTuple(now, 0, stat);
+      for (let f = 0; f < fields; f++) if (now[f] !== values[i * fields + f]) return false;
+      if (isRacy(stat.mtimeNs) || isRacy(stat.ctimeNs)) return false;
+    }
+    return true;
+  } catch {
+    return false;
+  }
+}
