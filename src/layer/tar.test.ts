@@ -10,6 +10,7 @@ import { headerOf, type PlanEntry, planPath } from "./plan.js";
 import { encodeHeader, writeSimpleHeader } from "./tar.js";
 
 const work = tempDir();
+after(() => work.remove());
 const tree = join(work.path, "tree");
 
 function options(cache: string, extra: Partial<LayerBuildOptions> = {}): LayerBuildOptions {
@@ -29,7 +30,6 @@ describe("deterministic tar", () => {
     tar = await tarOf(tree, "/opt/app", "cache-a");
     entries = await readTar(tar);
   });
-  after(() => work.remove());
 
   it("writes the same bytes for the same tree (another cache, another run)", async () => {
     const again = await tarOf(tree, "/opt/app", "cache-b");

@@ -21,6 +21,7 @@ let rssHook: string | undefined;
 function rssHookPath(): string {
   if (!rssHook) {
     const dir = mkdtempSync(join(tmpdir(), "ocify-rss-"));
+    process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
     rssHook = join(dir, "rss-hook.mjs");
     // Preloaded into the child: on exit, write the process's peak RSS (KiB) where the parent asked.
     writeFileSync(
