@@ -109,6 +109,26 @@ describe("layer blobs", () => {
     assert.equal(seen.length, layer.descriptor.size);
   });
 
+  it("does not feed tee when a layer read again has exactly the recorded build's blocks", async () => {
+    const tree = fresh("tee-same", 15, 40);
+    // A file modified "in the future" is racy for every record: the layer is read again each time.
+    const future = new Date(Date.now() + 3600_000);
+    utimesSync(join(tree, "dir1", "sub1", "file1.txt"), future, future);
+    const fed: string[] = [];
+    const tee = async (stream: Readable): Promise<void> => {
+      fed.push(sha256(await collect(stream)));
+    };
+    const first = await buildLayer({ source: tree, dest: "/" }, options("tee-same", { tee }));
+    assert.deepEqual(fed, [first.descriptor.digest], "a first build streams its blob");
+    const again = await buildLayer({ source: tree, dest: "/" }, options("tee-same", { tee }));
+    assert.equal(again.unchanged, false, "read again (racy)");
+    assert.equal(again.descriptor.digest, first.descriptor.digest);
+    assert.equal(fed.length, 1, "the same blocks: nothing streamed");
+    appendFileSync(join(tree, "dir2", "sub2", "file2.txt"), "changed\n");
+    const changed = await buildLayer({ source: tree, dest: "/" }, options("tee-same", { tee }));
+    assert.deepEqual(fed, [first.descriptor.digest, changed.descriptor.digest], "a change streams the new blob");
+  });
+
   it("fails the build when tee fails", async () => {
     const tree = fresh("tee-fail", 15, 10);
     await assert.rejects(

@@ -57,7 +57,8 @@ export interface LayerBuildOptions {
   progress?: ProgressSink;
   /**
    * Receives the compressed blob as it is produced (a concurrent upload); awaited, and it applies backpressure.
-   * Not called when the layer is unchanged since the recorded build: nothing is produced then.
+   * Not called when the layer is unchanged since the recorded build (nothing is produced then), nor when
+   * its blocks are the recorded build's (the blob is then most likely one the destination has).
    */
   tee?: (content: Readable) => Promise<void>;
   /** The history line; default "ocify layer SRC -> DEST". */
@@ -361,7 +362,10 @@ async function produce(
   const useWorker = producerMode(process.env.OCIFY_LAYER_PRODUCER, tarTotal, keys, cache) === "worker";
   const source = useWorker ? workerSource(packed) : inlineSource(packed);
   const progress = options.progress ?? noProgress;
-  const tee = options.tee ? new TeeFeed(options.tee) : undefined;
+  // Blocks that are exactly the previous build's (a layer read again only because a file looked racy)
+  // most likely make the same blob, which the destination then has: no upload while building.
+  const sameBlocks = previous !== undefined && previous.blocks.length === keys.length && previous.blocks.every((b, i) => b.key === keys[i]);
+  const tee = options.tee && !sameBlocks ? new TeeFeed(options.tee) : undefined;
   const digest = createHash("sha256");
   const blocks: BlockInfo[] = [];
   let size = 0;
