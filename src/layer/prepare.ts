@@ -182,19 +182,14 @@ export function planLayer(source: LayerSource, options: PlanOptions): PlannedLay
   // The quick way first: the paths the recorded build listed, stat'ed again.
   if (record) {
     const index = readStatIndex(recordPath);
-    const recordStart = BigInt(record.scanStartNs);
-    if (
-      index &&
-      unchangedSince(index, record.fingerprint, (ns) => isRacy(ns, recordStart)) &&
-      new BlockCache(options.cacheDir).has(record.blocks)
-    ) {
+    if (index && unchangedSince(index, record.fingerprint, isRacy) && new BlockCache(options.cacheDir).has(record.blocks)) {
       return { kind: "unchanged", codecId, record, recordPath };
     }
   }
   const index = new StatIndexBuilder();
   const plan = planPath(source.source, source.dest, entryOptions, index);
   const fingerprint = planFingerprint(plan, identity);
-  const statIndex = index.encode(fingerprint);
+  const statIndex = index.encode(fingerprint, scanStartNs);
   const reused = reusable(fingerprint, plan.detectors);
   if (reused) return { kind: "unchanged", codecId, record: reused, recordPath, statIndex };
   const previous = record && { scanStartNs: record.scanStartNs, blocks: record.blocks };

@@ -87,6 +87,18 @@ describe("stat index (an unchanged layer without listing it)", () => {
     });
   }
 
+  it("refreshes the index when a listing finds the layer unchanged, and uses it next time", async () => {
+    const { tree, cache } = await built();
+    // What umoci and others do to directories they read: the same mode set again, only the ctime moves.
+    chmodSync(join(tree, "dir1"), statSync(join(tree, "dir1")).mode & 0o7777);
+    await sleep(250);
+    const listed = await buildLayer({ source: tree, dest: "/app" }, options(cache));
+    assert.equal(listed.unchanged, true, "a ctime alone does not change the layer");
+    const again = plan(tree, cache);
+    assert.equal(again.kind, "unchanged");
+    assert.equal(again.kind === "unchanged" && again.statIndex, undefined, "the refreshed index was enough");
+  });
+
   it("does not trust paths touched close to the recorded build's start", async () => {
     const name = `t${counter++}`;
     const tree = join(work.path, name);

@@ -9,7 +9,9 @@ import { type BigIntStats, lstatSync, statSync } from "node:fs";
 
 /** Fields compared per path: what lstat says about the entry and its place in the tree. */
 const fields = 10;
-const magic = 0x31697473; // "sti1"
+const magic = 0x32697473; // "sti2"
+/** magic, count, the record's fingerprint, the walk's start (ns). */
+const headSize = 4 + 4 + 64 + 8;
 
 /** Collects the lstat of every path a directory walk visits, in visit order. */
 export class StatIndexBuilder {
@@ -29,23 +31,25 @@ export class StatIndexBuilder {
   }
 
   /**
-   * The index as bytes, tied to the record whose fingerprint is given. After the walk's root, paths are
+   * The index as bytes, tied to the record whose fingerprint is given, with the moment the walk began
+   * (for the racy check: the stats are as of then). After the walk's root, paths are
    * kept newest change first: the file being worked on is likely to be the one that changed again, and
    * a changed layer is then told from the first few stats instead of after half of them.
    */
-  encode(fingerprint: string): Buffer {
+  encode(fingerprint: string, scanStartNs: bigint): Buffer {
     const count = this.#paths.length;
     const values = this.#values;
     const order = Array.from({ length: count }, (_, i) => i);
     const ctime = (i: number): bigint => values[i * fields + 5] as bigint;
     order.sort((a, b) => (a === 0 ? -1 : b === 0 ? 1 : ctime(a) > ctime(b) ? -1 : ctime(a) < ctime(b) ? 1 : a - b));
     const pathBytes = this.#paths.reduce((sum, p) => sum + 2 + p.length, 0);
-    const head = 4 + 4 + 64;
+    const head = headSize;
     const valuesAt = align8(head + pathBytes);
     const out = Buffer.alloc(valuesAt + count * fields * 8);
     out.writeUInt32LE(magic, 0);
     out.writeUInt32LE(count, 4);
     out.write(fingerprint.padEnd(64, " ").slice(0, 64), 8, "latin1");
+    out.writeBigUInt64LE(BigInt.asUintN(64, scanStartNs), 72);
     let at = head;
     const sorted = new BigUint64Array(out.buffer, out.byteOffset + valuesAt, count * fields);
     for (const [k, i] of order.entries()) {
@@ -76,18 +80,19 @@ function writeTuple(values: BigUint64Array, at: number, stat: BigIntStats): void
 }
 
 /**
- * Whether every path of the index still has the lstat it had, none of them racy against the recorded
- * build's start (`isRacy`), and the index belongs to that record (`fingerprint`). The first path (the
+ * Whether every path of the index still has the lstat it had, none of them racy (`isRacy`) against the
+ * moment the index's walk began, and the index belongs to the record (`fingerprint`). The first path (the
  * walk's root) is stat'ed, the others lstat'ed, as the walk did. False on any doubt: a damaged index, a
  * missing path, a difference.
  */
-export function unchangedSince(index: Buffer, fingerprint: string, isRacy: (mtimeNs: bigint) => boolean): boolean {
+export function unchangedSince(index: Buffer, fingerprint: string, isRacy: (ns: bigint, scanStartNs: bigint) => boolean): boolean {
   try {
-    if (index.length < 72 || index.readUInt32LE(0) !== magic) return false;
+    if (index.length < headSize || index.readUInt32LE(0) !== magic) return false;
     if (index.toString("latin1", 8, 72) !== fingerprint.padEnd(64, " ").slice(0, 64)) return false;
+    const scanStartNs = index.readBigUInt64LE(72);
     const count = index.readUInt32LE(4);
     const paths: string[] = [];
-    let at = 72;
+    let at = headSize;
     for (let i = 0; i < count; i++) {
       const length = index.readUInt16LE(at);
       paths.push(index.toString("latin1", at + 2, at + 2 + length));
@@ -103,7 +108,7 @@ export function unchangedSince(index: Buffer, fingerprint: string, isRacy: (mtim
       const stat = i === 0 ? statSync(name, { bigint: true }) : lstatSync(name, { bigint: true });
       writeTuple(now, 0, stat);
       for (let f = 0; f < fields; f++) if (now[f] !== values[i * fields + f]) return false;
-      if (isRacy(stat.mtimeNs) || isRacy(stat.ctimeNs)) return false;
+      if (isRacy(stat.mtimeNs, scanStartNs) || isRacy(stat.ctimeNs, scanStartNs)) return false;
     }
     return true;
   } catch {
