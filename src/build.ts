@@ -251,18 +251,6 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const progress = options.progress ?? noProgress;
   const cacheDir = options.cacheDir ?? defaultCacheDir();
   const cache = new BlobCache(cacheDir);
-  const compression = options.compression ?? "gzip";
-  const layerOptions: LayerBuildOptions = {
-    cacheDir,
-    compression,
-    mediaType: "", // set once the manifest family is known
-    mtime: options.sourceDateEpoch ?? 0,
-    progress,
-  };
-  if (options.compressionLevel !== undefined) layerOptions.level = options.compressionLevel;
-  if (options.chown) layerOptions.chown = options.chown;
-  if (options.preserveOwners) layerOptions.preserveOwners = true;
-  if (options.signal) layerOptions.signal = options.signal;
   // Layers are listed and fingerprinted on a worker thread while the base is resolved.
   const planner = options.planner ?? startLayerPlanning(options);
   let source: ImageSource | undefined;
@@ -277,8 +265,19 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     for (const target of targets) destinations.push(await openDestination(target, { ...options, cacheDir }));
 
     const types = familyMediaTypes(format);
+    const compression = options.compression ?? "gzip";
     const created = createdTimestamp(options.sourceDateEpoch);
-    layerOptions.mediaType = layerMediaType(format, compression);
+    const layerOptions: LayerBuildOptions = {
+      cacheDir,
+      compression,
+      mediaType: layerMediaType(format, compression),
+      mtime: options.sourceDateEpoch ?? 0,
+      progress,
+    };
+    if (options.compressionLevel !== undefined) layerOptions.level = options.compressionLevel;
+    if (options.chown) layerOptions.chown = options.chown;
+    if (options.preserveOwners) layerOptions.preserveOwners = true;
+    if (options.signal) layerOptions.signal = options.signal;
     // The first registry destination receives each new layer while it is compressed (upload overlaps the build).
     const streamingTarget = destinations.find((d) => d.putBlobStreaming);
     // A layer shared by several platforms is built once.

@@ -28,6 +28,7 @@ import {
   type PlannedLayer,
   type PlanOptions,
   type Previous,
+  planKeyOf,
   planLayer,
   recordVersion,
   statIndexPath,
@@ -482,7 +483,7 @@ export async function layerState(source: LayerSource, options: LayerBuildOptions
 /**
  * Build a layer from a directory, a file or a tarball into the cache (or reuse what an earlier build left
  * there). `planned` is the layer's plan made ahead (by the planner worker, while the base image was being
- * resolved); without it, or when it was made for another codec, the layer is planned here.
+ * resolved); without it, or when it was made with other options, the layer is planned here.
  */
 export async function buildLayer(
   source: LayerSource,
@@ -493,8 +494,9 @@ export async function buildLayer(
   const createdBy = options.createdBy ?? `ocify layer ${source.source} -> ${source.dest}`;
   const codec = await createCodec(options.compression, options.level);
   try {
+    const planOptions = planOptionsOf(options, codec.id);
     let plan = await planned;
-    if (plan?.codecId !== codec.id) plan = planLayer(source, planOptionsOf(options, codec.id));
+    if (plan?.key !== planKeyOf(planOptions)) plan = planLayer(source, planOptions);
     const cache = new BlockCache(options.cacheDir);
     if (plan.kind === "unchanged") {
       const { record } = plan;

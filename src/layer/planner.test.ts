@@ -57,6 +57,24 @@ describe("layer planner (worker thread)", () => {
     }
   });
 
+  it("a plan made with other options (another owner) is not used by the build", async () => {
+    const tree = join(work.path, "owner-tree");
+    makeTree(tree, 45, 20);
+    const source = { source: tree, dest: "/" };
+    const { planner, plans } = planIn([source], "owner");
+    try {
+      const root = await plans[0]; // planned for 0:0
+      const chowned = { ...options("owner"), chown: { uid: 1000, gid: 1000 } };
+      const fromPlan = await buildLayer(source, chowned, Promise.resolve(root));
+      const fromMain = await buildLayer(source, { ...options("owner-main"), chown: { uid: 1000, gid: 1000 } });
+      assert.equal(fromPlan.descriptor.digest, fromMain.descriptor.digest, "the build planned again, with its own owner");
+      const asRoot = await buildLayer(source, options("owner-root"));
+      assert.notEqual(fromPlan.descriptor.digest, asRoot.descriptor.digest);
+    } finally {
+      await planner.close();
+    }
+  });
+
   it("recognizes an unchanged layer, and a changed one once a file changes", async () => {
     const tree = join(work.path, "unchanged-tree");
     makeTree(tree, 42, 40);

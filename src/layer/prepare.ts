@@ -52,20 +52,23 @@ export interface Previous {
   blocks: BlockInfo[];
 }
 
-/** A planned layer. Plain data (shared memory for the plan), so it crosses from the planner worker as is. */
+/**
+ * A planned layer. Plain data (shared memory for the plan), so it crosses from the planner worker as is.
+ * `key` says which options it was planned with (planKeyOf): a plan is used only by a build with the same.
+ */
 export type PlannedLayer =
   /**
    * No file changed since the recorded build (detectors equal, racy-clean) and every block is cached.
    * `statIndex` is a fresh stat index to keep beside the record, when the layer had to be listed.
    */
-  | { kind: "unchanged"; codecId: string; record: LayerRecord; recordPath: string; statIndex?: Uint8Array | undefined }
+  | { kind: "unchanged"; key: string; record: LayerRecord; recordPath: string; statIndex?: Uint8Array | undefined }
   /**
    * A directory or file source to build: its packed plan, and what the previous build of the same
    * sources recorded (its blocks, trusted where no file changed: see build.ts).
    */
   | {
       kind: "tree";
-      codecId: string;
+      key: string;
       recordPath: string;
       fingerprint: string;
       scanStartNs: string;
@@ -77,7 +80,7 @@ export type PlannedLayer =
   /** A tarball: planned while it is read (asynchronously), on the main thread. */
   | {
       kind: "tarball";
-      codecId: string;
+      key: string;
       recordPath: string;
       fingerprint: string;
       scanStartNs: string;
@@ -148,12 +151,16 @@ function identityOf(source: LayerSource, options: PlanOptions, tarball: boolean)
   return { identity, recordPath };
 }
 
+/** Everything in the options that decides a plan: a plan made with another key is not this build's. */
+export function planKeyOf(options: PlanOptions): string {
+  return JSON.stringify([options.cacheDir, options.codecId, entryOptionsOf(options)]);
+}
+
 /** Where a layer's record lives and the fingerprint its sources have now (for tests and diagnostics). */
 export function layerFingerprint(source: LayerSource, options: PlanOptions): { recordPath: string; fingerprint: string } {
   const planned = planLayer(source, options);
-  if (planned.kind === "unchanged")
-    return { recordPath: identityOf(source, options, false).recordPath, fingerprint: planned.record.fingerprint };
-  return { recordPath: planned.recordPath, fingerprint: planned.fingerprint };
+  const fingerprint = planned.kind === "unchanged" ? planned.record.fingerprint : planned.fingerprint;
+  return { recordPath: planned.recordPath, fingerprint };
 }
 
 /** List and stat a layer's sources and decide: reuse the recorded layer, or build from this plan. */
@@ -165,7 +172,7 @@ export function planLayer(source: LayerSource, options: PlanOptions): PlannedLay
   const entryOptions = entryOptionsOf(options);
   const tarball = top.isFile() && (isTarballName(source.source) || entryOptions.preserveOwners);
   const { identity, recordPath } = identityOf(source, options, tarball);
-  const { codecId } = options;
+  const key = planKeyOf(options);
   const record = readRecord(recordPath);
   const reusable = (fingerprint: string, detectors: Detectors): LayerRecord | undefined => {
     if (!record || record.fingerprint !== fingerprint || anyRacy(detectors, BigInt(record.scanStartNs))) return undefined;
@@ -176,14 +183,14 @@ export function planLayer(source: LayerSource, options: PlanOptions): PlannedLay
     detectors.add(top);
     const fingerprint = createHash("sha256").update(identity).update(detectors.bytes(0)).digest("hex");
     const reused = reusable(fingerprint, detectors);
-    if (reused) return { kind: "unchanged", codecId, record: reused, recordPath };
-    return { kind: "tarball", codecId, recordPath, fingerprint, scanStartNs: String(scanStartNs), entryOptions, stat: top };
+    if (reused) return { kind: "unchanged", key, record: reused, recordPath };
+    return { kind: "tarball", key, recordPath, fingerprint, scanStartNs: String(scanStartNs), entryOptions, stat: top };
   }
   // The quick way first: the paths the recorded build listed, stat'ed again.
   if (record) {
     const index = readStatIndex(recordPath);
     if (index && unchangedSince(index, record.fingerprint, isRacy) && new BlockCache(options.cacheDir).has(record.blocks)) {
-      return { kind: "unchanged", codecId, record, recordPath };
+      return { kind: "unchanged", key, record, recordPath };
     }
   }
   const index = new StatIndexBuilder();
@@ -191,11 +198,11 @@ export function planLayer(source: LayerSource, options: PlanOptions): PlannedLay
   const fingerprint = planFingerprint(plan, identity);
   const statIndex = index.encode(fingerprint, scanStartNs);
   const reused = reusable(fingerprint, plan.detectors);
-  if (reused) return { kind: "unchanged", codecId, record: reused, recordPath, statIndex };
+  if (reused) return { kind: "unchanged", key, record: reused, recordPath, statIndex };
   const previous = record && { scanStartNs: record.scanStartNs, blocks: record.blocks };
   return {
     kind: "tree",
-    codecId,
+    key,
     recordPath,
     fingerprint,
     scanStartNs: String(scanStartNs),
