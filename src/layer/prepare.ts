@@ -174,9 +174,10 @@ export function planLayer(source: LayerSource, options: PlanOptions): PlannedLay
   const { identity, recordPath } = identityOf(source, options, tarball);
   const key = planKeyOf(options);
   const record = readRecord(recordPath);
+  const blocksCached = (recorded: LayerRecord): boolean => new BlockCache(options.cacheDir).has(recorded.blocks);
   const reusable = (fingerprint: string, detectors: Detectors): LayerRecord | undefined => {
     if (!record || record.fingerprint !== fingerprint || anyRacy(detectors, BigInt(record.scanStartNs))) return undefined;
-    return new BlockCache(options.cacheDir).has(record.blocks) ? record : undefined;
+    return blocksCached(record) ? record : undefined;
   };
   if (tarball) {
     const detectors = new Detectors();
@@ -189,7 +190,7 @@ export function planLayer(source: LayerSource, options: PlanOptions): PlannedLay
   // The quick way first: the paths the recorded build listed, stat'ed again.
   if (record) {
     const index = readStatIndex(recordPath);
-    if (index && unchangedSince(index, record.fingerprint, isRacy) && new BlockCache(options.cacheDir).has(record.blocks)) {
+    if (index && unchangedSince(index, record.fingerprint, isRacy) && blocksCached(record)) {
       return { kind: "unchanged", key, record, recordPath };
     }
   }

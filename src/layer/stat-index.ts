@@ -6,6 +6,7 @@
  * difference anywhere, or a racy timestamp, sends the build back to the full listing.
  */
 import { type BigIntStats, lstatSync, statSync } from "node:fs";
+import { fsPath } from "./plan.js";
 
 /** Fields compared per path: what lstat says about the entry and its place in the tree. */
 const fields = 10;
@@ -104,7 +105,7 @@ export function unchangedSince(index: Buffer, fingerprint: string, isRacy: (ns: 
     const now = new BigUint64Array(fields);
     for (let i = 0; i < count; i++) {
       const path = paths[i] as string;
-      const name = /^[\x00-\x7f]*$/.test(path) ? path : Buffer.from(path, "latin1");
+      const name = fsPath(path);
       const stat = i === 0 ? statSync(name, { bigint: true }) : lstatSync(name, { bigint: true });
       writeTuple(now, 0, stat);
       for (let f = 0; f < fields; f++) if (now[f] !== values[i * fields + f]) return false;
