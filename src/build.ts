@@ -6,6 +6,7 @@
  */
 import { Readable } from "node:stream";
 import { finished } from "node:stream/promises";
+import { knownLocations, rememberLocation } from "./blob-locations.js";
 import { readBounded } from "./bounded.js";
 import { BlobCache, defaultCacheDir } from "./cache.js";
 import { type BlobPlan, forDestination, pushBlobs, type WriteResult } from "./copy.js";
@@ -107,6 +108,8 @@ interface BuiltImage {
   manifest: RawManifest;
   config: Buffer;
   blobs: BlobPlan[];
+  /** The layers built for it (not the base's). */
+  built: BuiltLayer[];
 }
 
 /** Resolve the base image of every platform before any work, so an absent platform fails before anything is built. */
@@ -360,10 +363,21 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           open: () => (openBaseLayer as (d: Descriptor) => Promise<Readable>)(original),
           location: source?.location,
         })),
-        ...built.map((b) => ({ descriptor: b.descriptor, kind: "layer", open: async () => b.open() })),
+        ...built.map((b) => ({
+          descriptor: b.descriptor,
+          kind: "layer",
+          open: async () => b.open(),
+          alsoAt: knownLocations(cacheDir, b.descriptor.digest),
+        })),
         { descriptor: configDescriptor, kind: "config", open: async () => Readable.from([configBytes]) },
       ];
-      images.push({ platform: base.platform, manifest: rawManifest(encodeJson(manifest), types.manifest), config: configBytes, blobs });
+      images.push({
+        platform: base.platform,
+        manifest: rawManifest(encodeJson(manifest), types.manifest),
+        config: configBytes,
+        blobs,
+        built,
+      });
     }
 
     const top =
@@ -399,6 +413,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     for (const [i, destination] of destinations.entries()) {
       const stored = tops[i] as RawManifest;
       await destination.commit();
+      const here = destination.location;
+      // Built layers are remembered where they were pushed, for a mount when they go to another repository.
+      if (here) for (const image of images) for (const b of image.built) await rememberLocation(cacheDir, b.descriptor.digest, here);
       written.push({ destination: destination.description, digest: stored.digest, mediaType: stored.mediaType });
       progress({ phase: "done", kind: "manifest", id: stored.digest, bytes: stored.bytes.length, target: destination.description });
     }

@@ -28,6 +28,8 @@ export interface BlobPlan {
   open(): Promise<Readable>;
   /** Where it already lives in a registry, for a cross-repository mount. */
   location?: RegistryLocation | undefined;
+  /** Other repositories that may hold it (pushed there before): mount candidates too. */
+  alsoAt?: readonly RegistryLocation[] | undefined;
 }
 
 /** Options for moving blobs and images. */
@@ -87,13 +89,11 @@ export async function pushBlobs(destination: ImageDestination, blobs: readonly B
         progress({ ...event, phase: "skipped", bytes: descriptor.size });
         return;
       }
-      const from = blob.location;
-      if (
-        from &&
-        destination.mountBlob &&
-        destination.location?.registry === from.registry &&
-        destination.location.repository !== from.repository
-      ) {
+      const here = destination.location;
+      const from = [blob.location, ...(blob.alsoAt ?? [])].find(
+        (at) => at && here && at.registry === here.registry && at.repository !== here.repository,
+      );
+      if (from && destination.mountBlob) {
         if (await destination.mountBlob(descriptor, from)) {
           progress({ ...event, phase: "mounted", bytes: descriptor.size });
           return;

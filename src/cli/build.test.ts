@@ -154,6 +154,19 @@ describe("ocify build against a real registry", () => {
     assert.notEqual(third.stdout.split(" ")[0], first.stdout.split(" ")[0], "the timestamp is part of the image");
   });
 
+  it("mounts a layer it pushed before when the same layer goes to another repository", async () => {
+    const cache = join(work, "cache-mount");
+    const first = await runOcify(buildArgs(`${registry.host}/team/mount-a:1`), { env: { ...env(), OCIFY_CACHE_DIR: cache } });
+    assert.equal(first.code, 0, first.stderr);
+    assert.doesNotMatch(first.stderr, /^layer [0-9a-f]{12}: mounted/m, "the first push uploads the layer (while building it)");
+    const second = await runOcify(buildArgs(`${registry.host}/team/mount-b:1`), { env: { ...env(), OCIFY_CACHE_DIR: cache } });
+    assert.equal(second.code, 0, second.stderr);
+    assert.match(second.stderr, /^layer [0-9a-f]{12}: mounted/m, `mounted, not uploaded again:\n${second.stderr}`);
+    assert.equal(second.stdout.split(" ")[0], first.stdout.split(" ")[0]);
+    // What the registry serves from the second repository is whole.
+    await runOk("skopeo", ["copy", "--src-tls-verify=false", `docker://${registry.host}/team/mount-b:1`, `oci:${join(work, "mounted")}:x`]);
+  });
+
   it("keeps Docker schema 2 for a Docker base and honours --format oci", async () => {
     const layout = join(work, "docker-base");
     writeBaseImageLayout(layout, "latest");
