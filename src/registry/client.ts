@@ -126,6 +126,9 @@ export class RegistryClient {
         });
       } catch (error) {
         if (!(error instanceof RegistryUnreachableError)) throw error;
+        // A server that speaks TLS with a certificate we cannot verify is answered with that, never by
+        // trying it without TLS.
+        if (scheme === "https" && isCertificateError(error)) throw error;
         failures.push(error);
         continue;
       }

@@ -7,6 +7,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer as createHttpServer, type IncomingMessage, request, type ServerResponse } from "node:http";
+import { request as httpsRequest } from "node:https";
 import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,13 +23,15 @@ export interface StartRegistryOptions {
   htpasswd?: { username: string; password: string };
   /** Require Bearer tokens from a token service (distribution `auth.token`). */
   token?: { realm: string; service: string; issuer: string; rootCertBundle: string };
+  /** Serve HTTPS with this certificate and key (PEM files); `url` is then https://. */
+  tls?: { certificate: string; key: string };
 }
 
 /** A running test registry. */
 export interface TestRegistry {
   /** `127.0.0.1:PORT`, as used in image references. */
   host: string;
-  /** `http://127.0.0.1:PORT`. */
+  /** `http://127.0.0.1:PORT` (https:// with `tls`). */
   url: string;
   /** The temp directory holding config and storage. */
   dir: string;
@@ -51,7 +54,9 @@ export async function freePort(): Promise<number> {
 
 function probe(url: string): Promise<number | undefined> {
   return new Promise((resolve) => {
-    const req = request(url, { method: "GET", timeout: 1000 }, (res) => {
+    // The registry's own certificate is not checked here: this only waits for it to answer.
+    const send = url.startsWith("https:") ? httpsRequest : request;
+    const req = send(url, { method: "GET", timeout: 1000, rejectUnauthorized: false }, (res) => {
       res.resume();
       resolve(res.statusCode);
     });
@@ -88,7 +93,7 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
         delete: { enabled: true },
         maintenance: { uploadpurging: { enabled: false } },
       },
-      http: { addr: host, secret: randomBytes(16).toString("hex") },
+      http: { addr: host, secret: randomBytes(16).toString("hex"), ...(options.tls ? { tls: options.tls } : {}) },
       ...(auth ? { auth } : {}),
     };
     const configPath = join(dir, "config.yml");
@@ -114,7 +119,7 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
       output += String(error);
       exited = -1;
     });
-    const url = `http://${host}`;
+    const url = `${options.tls ? "https" : "http"}://${host}`;
     const deadline = Date.now() + 20_000;
     for (;;) {
       if (exited !== undefined) throw new Error(`docker-registry exited (${exited}) before it answered: ${output}`);
