@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { runOcify, runOk } from "../test-support/cli.js";
 import { startRegistry } from "../test-support/registry.js";
+import { makeTestCertificates } from "../test-support/tls.js";
 
 type Registry = Awaited<ReturnType<typeof startRegistry>>;
 
@@ -21,54 +22,9 @@ describe("ocify against a registry served over HTTPS", () => {
 
   before(async () => {
     work = mkdtempSync(join(tmpdir(), "ocify-tls-test-"));
-    ca = join(work, "ca.pem");
-    const key = (name: string) => join(work, name);
-    await runOk("openssl", [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-keyout",
-      key("ca.key"),
-      "-out",
-      ca,
-      "-days",
-      "2",
-      "-subj",
-      "/CN=ocify test CA",
-    ]);
-    await runOk("openssl", [
-      "req",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-keyout",
-      key("server.key"),
-      "-out",
-      key("server.csr"),
-      "-subj",
-      "/CN=127.0.0.1",
-    ]);
-    writeFileSync(key("ext.cnf"), "subjectAltName=IP:127.0.0.1\n");
-    await runOk("openssl", [
-      "x509",
-      "-req",
-      "-in",
-      key("server.csr"),
-      "-CA",
-      ca,
-      "-CAkey",
-      key("ca.key"),
-      "-CAcreateserial",
-      "-out",
-      key("server.pem"),
-      "-days",
-      "2",
-      "-extfile",
-      key("ext.cnf"),
-    ]);
-    registry = await startRegistry({ tls: { certificate: key("server.pem"), key: key("server.key") } });
+    const certificates = makeTestCertificates(work);
+    ca = certificates.ca;
+    registry = await startRegistry({ tls: { certificate: certificates.cert, key: certificates.key } });
     app = join(work, "app");
     mkdirSync(app);
     writeFileSync(join(app, "hello.txt"), "hello over TLS\n");

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { execFile, execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { makeTestCertificates } from "../test-support/tls.js";
 import { RegistryUnreachableError } from "./errors.js";
 import { allowUnverifiedTls, hostName, httpRequest, isLoopbackHost, networkError, readBody, redactUrl, transportPolicy } from "./http.js";
 
@@ -134,42 +135,8 @@ describe("TLS trust", () => {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), "ocify-tls-"));
-    const openssl = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "ignore" });
-    openssl(
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-keyout",
-      "ca.key",
-      "-out",
-      "ca.pem",
-      "-days",
-      "2",
-      "-subj",
-      "/CN=ocify test CA",
-    );
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1");
-    writeFileSync(join(dir, "ext.cnf"), "subjectAltName=IP:127.0.0.1\n");
-    openssl(
-      "x509",
-      "-req",
-      "-in",
-      "server.csr",
-      "-CA",
-      "ca.pem",
-      "-CAkey",
-      "ca.key",
-      "-CAcreateserial",
-      "-out",
-      "server.pem",
-      "-days",
-      "2",
-      "-extfile",
-      "ext.cnf",
-    );
-    server = createHttpsServer({ key: readFileSync(join(dir, "server.key")), cert: readFileSync(join(dir, "server.pem")) }, (req, res) => {
+    const certificates = makeTestCertificates(dir);
+    server = createHttpsServer({ key: readFileSync(certificates.key), cert: readFileSync(certificates.cert) }, (req, res) => {
       if (req.url === "/downgrade") {
         res.writeHead(302, { location: "http://127.0.0.1:9/blob?sig=secret" }).end();
         return;
