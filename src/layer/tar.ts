@@ -104,23 +104,23 @@ function fallbackName(name: Buffer): Buffer {
 
 const ustarMagic = Buffer.from("ustar\u000000", "latin1");
 
-function ustarHeader(
-  target: Buffer,
-  fields: {
-    /** Bytes, or a latin1 string (one char per byte). */
-    name: Buffer | string;
-    slash: boolean;
-    mode: number;
-    uid: number;
-    gid: number;
-    size: number;
-    mtime: number;
-    typeflag: number;
-    linkname?: Buffer | string | undefined;
-    devmajor?: number | undefined;
-    devminor?: number | undefined;
-  },
-): void {
+/** What a ustar record holds. */
+interface UstarFields {
+  /** Bytes, or a latin1 string (one char per byte). */
+  name: Buffer | string;
+  slash: boolean;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtime: number;
+  typeflag: number;
+  linkname?: Buffer | string | undefined;
+  devmajor?: number | undefined;
+  devminor?: number | undefined;
+}
+
+function ustarHeader(target: Buffer, fields: UstarFields): void {
   const header = target;
   const nameLength = typeof fields.name === "string" ? header.write(fields.name, 0, 100, "latin1") : fields.name.copy(header, 0, 0, 100);
   if (fields.slash && nameLength < 100) header[nameLength] = 0x2f;
@@ -174,22 +174,30 @@ export function fitsUstar(entry: StringHeader): boolean {
  */
 export function writeSimpleHeader(entry: StringHeader, target: Buffer, offset: number): boolean {
   if (!fitsUstar(entry)) return false;
-  const directory = entry.type === "directory";
+  ustarHeader(target.subarray(offset, offset + recordSize), ustarFields(entry, entry.key, entry.linkname));
+  return true;
+}
+
+/** The ustar fields of an entry whose name and link target are given as bytes or latin1 strings. */
+function ustarFields(
+  entry: Pick<StringHeader, "type" | "mode" | "uid" | "gid" | "size" | "mtime" | "devmajor" | "devminor">,
+  name: Buffer | string,
+  linkname: Buffer | string | undefined,
+): UstarFields {
   const device = entry.type === "char" || entry.type === "block";
-  ustarHeader(target.subarray(offset, offset + recordSize), {
-    name: entry.key,
-    slash: directory,
+  return {
+    name,
+    slash: entry.type === "directory",
     mode: entry.mode & 0o7777,
     uid: entry.uid,
     gid: entry.gid,
     size: entry.size,
     mtime: entry.mtime,
     typeflag: typeflags[entry.type],
-    linkname: entry.linkname,
+    linkname,
     devmajor: device ? (entry.devmajor ?? 0) : undefined,
     devminor: device ? (entry.devminor ?? 0) : undefined,
-  });
-  return true;
+  };
 }
 
 /** The number of zero bytes that follow `size` content bytes to fill the last record. */
@@ -222,19 +230,7 @@ function encode(entry: TarHeader, target: Buffer | undefined, offset: number): B
     entry.mtime >= 0 &&
     entry.mtime <= maxOctal11 &&
     !entry.pax?.length;
-  const fields = {
-    name: entry.name,
-    slash: directory,
-    mode: entry.mode & 0o7777,
-    uid: entry.uid,
-    gid: entry.gid,
-    size: entry.size,
-    mtime: entry.mtime,
-    typeflag: typeflags[entry.type],
-    linkname: entry.linkname,
-    devmajor: entry.type === "char" || entry.type === "block" ? (entry.devmajor ?? 0) : undefined,
-    devminor: entry.type === "char" || entry.type === "block" ? (entry.devminor ?? 0) : undefined,
-  };
+  const fields = ustarFields(entry, entry.name, entry.linkname);
   if (simple) {
     if (!target) return undefined;
     ustarHeader(target.subarray(offset, offset + recordSize), fields);
