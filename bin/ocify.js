@@ -11,5 +11,8 @@ if (first === "--version" || first === "-v") {
 } else {
   // Node ≥ 22.1 keeps compiled code between runs; on Node 20 this is absent and nothing changes.
   require("node:module").enableCompileCache?.();
+  // Layer data lives in ArrayBuffers, outside the JS heap. Letting V8's young generation grow to its
+  // default 16 MiB semi-spaces only added ~12-17 MiB to a build's peak RSS, for no measured speed-up.
+  require("node:v8").setFlagsFromString("--semi-space-growth-factor=1");
   import("../dist/cli/main.js");
 }

@@ -384,8 +384,10 @@ async function produce(
       }
     }
     const usize = block.data.length;
-    const { chunks, crc } = await codec.compress(block.data);
-    source.release(block.data, !chunks.includes(block.data));
+    // The block's memory is ours alone (a source gives each block a whole buffer): the codec may move it.
+    const { chunks, crc, input } = await codec.compress(block.data, true);
+    const data = input ?? block.data;
+    source.release(data, !chunks.includes(data));
     let ccrc = 0;
     let csize = 0;
     for (const chunk of chunks) {

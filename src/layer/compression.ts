@@ -4,8 +4,10 @@
  * decodable on its own, so blocks compress in parallel on the libuv pool and are cached one by one.
  */
 import { spawn } from "node:child_process";
-import { closeSync, createReadStream, openSync, readSync } from "node:fs";
+import { closeSync, createReadStream, openSync, readFileSync, readSync } from "node:fs";
+import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
+import { dirname, join } from "node:path";
 import { type Duplex, pipeline, type Readable } from "node:stream";
 import { Worker } from "node:worker_threads";
 import * as zlib from "node:zlib";
@@ -17,8 +19,12 @@ export interface BlockCodec {
   /** Names the codec, level and implementation: part of every block cache key. */
   readonly id: string;
   readonly compression: Compression;
-  /** Compress `data` into one member/frame, as one or more buffers, with the CRC-32 of `data`. */
-  compress(data: Buffer): Promise<Compressed>;
+  /**
+   * Compress `data` into one member/frame, as one or more buffers, with the CRC-32 of `data`. With `owned`,
+   * `data` is the only view of its whole ArrayBuffer, and the codec may move that memory to another thread:
+   * the caller then uses the result's `input` instead of `data`.
+   */
+  compress(data: Buffer, owned?: boolean): Promise<Compressed>;
   /** Release threads the codec holds. */
   close(): Promise<void>;
 }
@@ -27,6 +33,8 @@ export interface BlockCodec {
 export interface Compressed {
   chunks: Buffer[];
   crc: number;
+  /** The bytes given to compress, back from the thread they were moved to (only when `owned`). */
+  input?: Buffer;
 }
 
 /** Default levels: gzip 1 and zstd 3 (measurements in docs/compression.md). */
@@ -90,7 +98,25 @@ export function hasNodeZstd(): boolean {
   return typeof nodeZstd.zstdCompress === "function" && typeof nodeZstd.constants.ZSTD_c_compressionLevel === "number";
 }
 
-const gzipCodecId = (level: number): string => `gzip/${level}/mem9/zlib-${process.versions.zlib}`;
+/**
+ * gzip levels 1-9 go to libdeflate, unless OCIFY_GZIP=zlib asks for Node's zlib (to compare them, or as a
+ * way out); level 0 (stored) is zlib's.
+ */
+const gzipWithZlib = (level: number): boolean => level === 0 || process.env.OCIFY_GZIP === "zlib";
+
+let libdeflateVersion: string | undefined;
+/** The libdeflate package's version, from its package.json (its exports do not include that file). */
+function libdeflateVersionOf(): string {
+  if (libdeflateVersion === undefined) {
+    const require = createRequire(import.meta.url);
+    const manifest = join(dirname(require.resolve("libdeflate")), "package.json");
+    libdeflateVersion = (JSON.parse(readFileSync(manifest, "utf8")) as { version: string }).version;
+  }
+  return libdeflateVersion;
+}
+
+const gzipCodecId = (level: number): string =>
+  gzipWithZlib(level) ? `gzip/${level}/mem9/zlib-${process.versions.zlib}` : `gzip/${level}/libdeflate-${libdeflateVersionOf()}`;
 const nodeZstdCodecId = (level: number): string => `zstd/${level}/node-${process.versions.zstd ?? process.version}`;
 
 /**
@@ -194,6 +220,112 @@ async function napiZstdCodec(level: number): Promise<BlockCodec> {
   };
 }
 
+/** One compressing thread and what it has in hand. */
+interface DeflateThread {
+  worker: Worker;
+  busy: number;
+}
+
+/**
+ * gzip through libdeflate (WebAssembly) on worker threads, one per core (up to 4), started as blocks
+ * arrive: a layer of one small block costs one thread. A block's memory moves to the thread and back
+ * when the caller owns it, and is copied otherwise.
+ */
+function libdeflateCodec(level: number): BlockCodec {
+  const limit = Math.max(1, Math.min(availableParallelism(), 4));
+  const threads: DeflateThread[] = [];
+  const pending = new Map<
+    number,
+    { thread: DeflateThread; length: number; resolve: (c: Compressed) => void; reject: (e: Error) => void }
+  >();
+  let failure: Error | undefined;
+  let idle: (() => void) | undefined;
+  let nextId = 0;
+
+  const fail = (thread: DeflateThread | undefined, error: Error): void => {
+    failure ??= error;
+    for (const [id, waiter] of pending) {
+      if (thread && waiter.thread !== thread) continue;
+      pending.delete(id);
+      waiter.reject(error);
+    }
+    if (pending.size === 0) idle?.();
+  };
+  const start = (): DeflateThread => {
+    const worker = new Worker(new URL("./deflate-worker.js", import.meta.url), { workerData: { level } });
+    const thread: DeflateThread = { worker, busy: 0 };
+    worker.on("message", (message: { id?: number; member?: Uint8Array; data?: ArrayBuffer; error?: string; ready?: boolean }) => {
+      if (message.ready) return;
+      if (message.id === undefined) {
+        fail(
+          thread,
+          new InputError(`gzip compression could not start: ${message.error ?? "unknown error"}`, {
+            hint: "reinstall ocify with its dependencies, or set OCIFY_GZIP=zlib",
+          }),
+        );
+        return;
+      }
+      const waiter = pending.get(message.id);
+      pending.delete(message.id);
+      thread.busy--;
+      if (waiter) {
+        if (message.error !== undefined || !message.member || !message.data)
+          waiter.reject(new Error(message.error ?? "gzip worker failed"));
+        else {
+          const member = canonicalMember(Buffer.from(message.member.buffer, message.member.byteOffset, message.member.byteLength));
+          const crc = member.readUInt32LE(member.length - 8);
+          waiter.resolve({ chunks: [member], crc, input: Buffer.from(message.data, 0, waiter.length) });
+        }
+      }
+      if (pending.size === 0) idle?.();
+    });
+    worker.on("error", (error) => fail(thread, error));
+    worker.on("exit", () => {
+      const index = threads.indexOf(thread);
+      if (index >= 0) threads.splice(index, 1);
+      if (thread.busy > 0) fail(thread, new Error("a gzip thread stopped unexpectedly"));
+    });
+    threads.push(thread);
+    return thread;
+  };
+
+  return {
+    id: gzipCodecId(level),
+    compression: "gzip",
+    compress(data, owned) {
+      if (failure) return Promise.reject(failure);
+      const thread =
+        threads.find((t) => t.busy === 0) ??
+        (threads.length < limit ? start() : threads.reduce((a, b) => (b.busy < a.busy ? b : a), threads[0] as DeflateThread));
+      const length = data.length;
+      // The thread gets memory of its own: the caller's when it owns it, else a copy.
+      const memory =
+        owned && data.byteOffset === 0 && data.buffer instanceof ArrayBuffer ? data.buffer : (new Uint8Array(data).buffer as ArrayBuffer);
+      const id = nextId++;
+      thread.busy++;
+      return new Promise<Compressed>((resolve, reject) => {
+        pending.set(id, {
+          thread,
+          length,
+          resolve: (compressed) => resolve(owned ? compressed : { chunks: compressed.chunks, crc: compressed.crc }),
+          reject,
+        });
+        thread.worker.postMessage({ id, data: memory, length }, [memory]);
+      });
+    },
+    async close() {
+      if (pending.size > 0) await new Promise<void>((resolve) => (idle = resolve));
+      await Promise.all(
+        threads.map((thread) => {
+          const exited = new Promise((resolve) => thread.worker.once("exit", resolve));
+          thread.worker.postMessage({ close: true });
+          return exited;
+        }),
+      );
+    },
+  };
+}
+
 /** The block codec for a compression and level (default level when undefined). */
 export async function createCodec(compression: Compression, level?: number): Promise<BlockCodec> {
   if (compression === "none") return noneCodec;
@@ -201,7 +333,7 @@ export async function createCodec(compression: Compression, level?: number): Pro
     const chosen = level ?? defaultLevel.gzip;
     if (!Number.isInteger(chosen) || chosen < 0 || chosen > 9)
       throw new InputError(`gzip level ${chosen} is out of range`, { hint: "use 0 to 9" });
-    return gzipCodec(chosen);
+    return gzipWithZlib(chosen) ? gzipCodec(chosen) : libdeflateCodec(chosen);
   }
   const chosen = level ?? defaultLevel.zstd;
   if (!Number.isInteger(chosen) || chosen < 1 || chosen > 22)

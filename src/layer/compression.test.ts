@@ -1,0 +1,109 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { crc32, gunzipSync } from "node:zlib";
+import { codecIdOf, createCodec } from "./compression.js";
+
+/** Block-like data: compressible text with some noise, of `size` bytes. */
+function blockOf(size: number, seed: number): Buffer {
+  const block = Buffer.alloc(size);
+  let state = seed >>> 0 || 1;
+  for (let at = 0; at < size; ) {
+    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+    const line = `line ${state % 977} of block ${seed}: ${"abcdefghij".repeat(state % 7)}\n`;
+    at += block.write(line, at, "latin1");
+  }
+  // Some incompressible bytes too (still seeded).
+  for (let at = size >> 1, end = at + Math.min(4096, size >> 3); at < end; at++) {
+    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+    block[at] = state >>> 24;
+  }
+  return block;
+}
+
+/** A buffer that is the only view of its own ArrayBuffer, as a layer's block source hands out. */
+function owned(data: Buffer): Buffer {
+  const memory = new ArrayBuffer(data.length);
+  const view = Buffer.from(memory);
+  data.copy(view);
+  return view;
+}
+
+describe("gzip codec (libdeflate on worker threads)", () => {
+  it("makes one canonical gzip member per block that zlib decodes, with the block's CRC-32", async () => {
+    const codec = await createCodec("gzip");
+    try {
+      assert.match(codec.id, /^gzip\/1\/libdeflate-\d+\.\d+\.\d+$/);
+      assert.equal(codecIdOf("gzip"), codec.id, "the planner knows the id without the codec");
+      for (const size of [0, 1, 4095, 1 << 20, (4 << 20) + 1000]) {
+        const data = blockOf(size, size + 1);
+        const { chunks, crc, input } = await codec.compress(data);
+        assert.equal(input, undefined, "nothing moved: the caller did not say it owns the block");
+        const member = Buffer.concat(chunks);
+        assert.deepEqual([member[0], member[1], member[8], member[9]], [0x1f, 0x8b, 0, 0xff], "magic, XFL 0, OS unknown");
+        assert.equal(member.readUInt32LE(4), 0, "no mtime");
+        assert.ok(gunzipSync(member).equals(data), `round trip of ${size} bytes`);
+        assert.equal(crc >>> 0, crc32(data) >>> 0);
+        assert.ok(data.equals(blockOf(size, size + 1)), "the caller's bytes are untouched");
+      }
+    } finally {
+      await codec.close();
+    }
+  });
+
+  it("gives the same bytes whatever the thread, order or concurrency, and as the package's own gzip()", async () => {
+    const blocks = Array.from({ length: 9 }, (_, i) => blockOf((1 << 20) + i * 7919, i + 100));
+    const first = await createCodec("gzip");
+    const second = await createCodec("gzip");
+    try {
+      const sequential: Buffer[] = [];
+      for (const block of blocks) sequential.push(Buffer.concat((await first.compress(block)).chunks));
+      const parallel = await Promise.all([...blocks].reverse().map((block) => second.compress(owned(block))));
+      parallel.reverse();
+      for (const [i, result] of parallel.entries()) assert.ok(Buffer.concat(result.chunks).equals(sequential[i] as Buffer), `block ${i}`);
+      const { gzip } = (await import("libdeflate" as string)) as { gzip(data: Uint8Array, level: number): Uint8Array };
+      const reference = Buffer.from(gzip(blocks[3] as Buffer, 1));
+      reference[8] = 0;
+      reference[9] = 0xff;
+      assert.ok(reference.equals(sequential[3] as Buffer), "the module used directly compresses as the package does");
+    } finally {
+      await Promise.all([first.close(), second.close()]);
+    }
+  });
+
+  it("moves an owned block to the thread and hands the same bytes back", async () => {
+    const codec = await createCodec("gzip", 6);
+    try {
+      const original = blockOf(3 << 20, 7);
+      const block = owned(original);
+      const memory = block.buffer;
+      const { chunks, input } = await codec.compress(block, true);
+      assert.equal(memory.byteLength, 0, "the caller's buffer was transferred");
+      assert.ok(input, "the bytes come back");
+      assert.ok(input.equals(original));
+      assert.equal(input.buffer.byteLength, 3 << 20, "the whole memory, ready to be reused");
+      assert.ok(gunzipSync(Buffer.concat(chunks)).equals(original));
+    } finally {
+      await codec.close();
+    }
+  });
+
+  it("leaves level 0 and OCIFY_GZIP=zlib to Node's zlib, with an id of their own", async () => {
+    assert.match(codecIdOf("gzip", 0) as string, /^gzip\/0\/mem9\/zlib-/);
+    const saved = process.env.OCIFY_GZIP;
+    process.env.OCIFY_GZIP = "zlib";
+    try {
+      const codec = await createCodec("gzip");
+      assert.match(codec.id, /^gzip\/1\/mem9\/zlib-/);
+      const data = blockOf(100_000, 3);
+      assert.ok(gunzipSync(Buffer.concat((await codec.compress(data)).chunks)).equals(data));
+      await codec.close();
+    } finally {
+      if (saved === undefined) delete process.env.OCIFY_GZIP;
+      else process.env.OCIFY_GZIP = saved;
+    }
+  });
+
+  it("refuses levels outside 0-9 with a one-line hint", async () => {
+    await assert.rejects(createCodec("gzip", 10), /gzip level 10 is out of range/);
+  });
+});
