@@ -278,7 +278,13 @@ export function statLayerSource(path: string): BigIntStats {
  * Plan a directory (its contents under `dest`, the directory itself as `dest`) or a single file (at
  * `dest`, or inside it when `dest` ends with "/").
  */
-export function planPath(path: string, dest: string, options: EntryOptions, index?: StatIndexBuilder): LayerPlan {
+export function planPath(
+  path: string,
+  dest: string,
+  options: EntryOptions,
+  index?: StatIndexBuilder,
+  known?: ReadonlyMap<string, BigIntStats>,
+): LayerPlan {
   const top = statLayerSource(path);
   const prefix = Buffer.from(destPrefix(dest)).toString("latin1");
   const sources: string[] = [];
@@ -356,7 +362,7 @@ export function planPath(path: string, dest: string, options: EntryOptions, inde
         const full = `${dir}/${child}`;
         let stat: BigIntStats;
         try {
-          stat = lstatSync(fsPath(full), { bigint: true });
+          stat = known?.get(full) ?? lstatSync(fsPath(full), { bigint: true });
         } catch (error) {
           fail(full, error);
         }

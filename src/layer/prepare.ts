@@ -13,7 +13,7 @@ import { UsageError } from "../errors.js";
 import { BlockCache, type BlockInfo } from "./block-cache.js";
 import { type PackedPlan, packPlan } from "./blocks.js";
 import { Detectors, type EntryOptions, isTarballName, type LayerSource, planFingerprint, planPath, statLayerSource } from "./plan.js";
-import { StatIndexBuilder, unchangedSince } from "./stat-index.js";
+import { compareStats, StatIndexBuilder } from "./stat-index.js";
 
 export type { LayerSource } from "./plan.js";
 
@@ -187,15 +187,19 @@ export function planLayer(source: LayerSource, options: PlanOptions): PlannedLay
     if (reused) return { kind: "unchanged", key, record: reused, recordPath };
     return { kind: "tarball", key, recordPath, fingerprint, scanStartNs: String(scanStartNs), entryOptions, stat: top };
   }
-  // The quick way first: the paths the recorded build listed, stat'ed again.
+  // The quick way first: the paths the recorded build listed, stat'ed again. When one changed, the
+  // listing below takes their fresh lstat from here and only lists the directories.
+  let known: Map<string, BigIntStats> | undefined;
   if (record) {
     const index = readStatIndex(recordPath);
-    if (index && unchangedSince(index, record.fingerprint, isRacy) && blocksCached(record)) {
-      return { kind: "unchanged", key, record, recordPath };
+    if (index) {
+      const compared = compareStats(index, record.fingerprint, isRacy);
+      if (compared.unchanged && blocksCached(record)) return { kind: "unchanged", key, record, recordPath };
+      known = compared.stats;
     }
   }
   const index = new StatIndexBuilder();
-  const plan = planPath(source.source, source.dest, entryOptions, index);
+  const plan = planPath(source.source, source.dest, entryOptions, index, known);
   const fingerprint = planFingerprint(plan, identity);
   const statIndex = index.encode(fingerprint, scanStartNs);
   const reused = reusable(fingerprint, plan.detectors);
