@@ -20,6 +20,7 @@ import { noProgress, type ProgressSink } from "../progress.js";
 import { BlockCache, type BlockInfo } from "./block-cache.js";
 import { type BlockKeys, BlockProducer, blockCapacity, blockKeys, type PackedPlan, type ProducedBlock, packPlan } from "./blocks.js";
 import { type BlockCodec, createCodec, gzipTrailer } from "./compression.js";
+import { GarbageNudge } from "./garbage.js";
 import {
   isRacy,
   type LayerRecord,
@@ -368,6 +369,7 @@ async function produce(
   const sameBlocks = previous !== undefined && previous.blocks.length === keys.length && previous.blocks.every((b, i) => b.key === keys[i]);
   const tee = options.tee && !sameBlocks ? new TeeFeed(options.tee) : undefined;
   const digest = createHash("sha256");
+  const garbage = new GarbageNudge();
   const blocks: BlockInfo[] = [];
   let size = 0;
   let reused = 0;
@@ -423,6 +425,8 @@ async function produce(
         size += chunk.length;
         if (tee) await tee.push(chunk);
       }
+      // Members made now come from the compressing threads (see garbage.ts); cached ones are read here.
+      if (done.from === "compressed") garbage.add(done.info.csize);
       blocks.push(done.info);
       if (done.from !== "compressed") reused++;
       if (done.from === "trusted") trustedCount++;

@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import { crc32, gunzipSync } from "node:zlib";
-import { codecIdOf, createCodec } from "./compression.js";
+import { codecIdOf, createCodec, warmCodec } from "./compression.js";
 
 /** Block-like data: compressible text with some noise, of `size` bytes. */
 function blockOf(size: number, seed: number): Buffer {
@@ -84,6 +88,39 @@ describe("gzip codec (libdeflate on worker threads)", () => {
       assert.ok(gunzipSync(Buffer.concat(chunks)).equals(original));
     } finally {
       await codec.close();
+    }
+  });
+
+  it("hands a closed codec's threads (and a warmed one) to the next codec, the same bytes coming out", async () => {
+    const data = blockOf(1 << 20, 11);
+    warmCodec("gzip", 2);
+    const first = await createCodec("gzip", 2);
+    const one = Buffer.concat((await first.compress(data)).chunks);
+    await first.close();
+    const second = await createCodec("gzip", 2);
+    const [again, other] = await Promise.all([second.compress(data), second.compress(blockOf(1 << 20, 12))]);
+    await second.close();
+    assert.ok(Buffer.concat(again.chunks).equals(one));
+    assert.ok(gunzipSync(Buffer.concat(other.chunks)).equals(blockOf(1 << 20, 12)));
+  });
+
+  it("lets the process exit with threads parked or warmed", () => {
+    const module = new URL("./compression.js", import.meta.url).href;
+    const script = `
+      const { createCodec, warmCodec } = await import(${JSON.stringify(module)});
+      warmCodec("gzip", 3);
+      const codec = await createCodec("gzip");
+      await codec.compress(Buffer.alloc(100000, 7));
+      await codec.close();
+      console.log("closed");`;
+    // A file, not -e: worker threads inherit the flags, and --input-type would not let them load theirs.
+    const dir = mkdtempSync(join(tmpdir(), "ocify-codec-exit-"));
+    try {
+      writeFileSync(join(dir, "exit.mjs"), script);
+      const out = execFileSync(process.execPath, [join(dir, "exit.mjs")], { encoding: "utf8", timeout: 20_000 });
+      assert.equal(out.trim(), "closed", "exited on its own, well before the timeout");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -251,9 +251,10 @@ function libdeflateCodec(level: number): BlockCodec {
     }
     if (pending.size === 0) idle?.();
   };
-  const start = (): DeflateThread => {
-    const worker = new Worker(new URL("./deflate-worker.js", import.meta.url), { workerData: { level } });
-    const thread: DeflateThread = { worker, busy: 0 };
+  const adopt = (thread: DeflateThread): DeflateThread => {
+    const { worker } = thread;
+    worker.removeAllListeners();
+    worker.ref();
     worker.on("message", (message: { id?: number; member?: Uint8Array; data?: ArrayBuffer; error?: string; ready?: boolean }) => {
       if (message.ready) return;
       if (message.id === undefined) {
@@ -288,6 +289,8 @@ function libdeflateCodec(level: number): BlockCodec {
     threads.push(thread);
     return thread;
   };
+  // A thread left by an earlier layer (or started ahead by warmCodec) first, else a new one.
+  const start = (): DeflateThread => adopt(parked(level).pop() ?? { worker: startDeflateThread(level), busy: 0 });
 
   return {
     id: gzipCodecId(level),
@@ -315,15 +318,55 @@ function libdeflateCodec(level: number): BlockCodec {
     },
     async close() {
       if (pending.size > 0) await new Promise<void>((resolve) => (idle = resolve));
-      await Promise.all(
-        threads.map((thread) => {
-          const exited = new Promise((resolve) => thread.worker.once("exit", resolve));
-          thread.worker.postMessage({ close: true });
-          return exited;
-        }),
-      );
+      // Idle threads wait for the next layer, without keeping the process alive.
+      for (const thread of threads.splice(0)) park(level, thread.worker);
     },
   };
+}
+
+const parkedThreads = new Map<number, DeflateThread[]>();
+
+function parked(level: number): DeflateThread[] {
+  let list = parkedThreads.get(level);
+  if (!list) {
+    list = [];
+    parkedThreads.set(level, list);
+  }
+  return list;
+}
+
+function startDeflateThread(level: number): Worker {
+  return new Worker(new URL("./deflate-worker.js", import.meta.url), { workerData: { level } });
+}
+
+/** Keep an idle compressing thread for later codecs of the same level; it does not hold the process open. */
+function park(level: number, worker: Worker): void {
+  const thread: DeflateThread = { worker, busy: 0 };
+  worker.removeAllListeners();
+  worker.on("error", () => {});
+  worker.once("exit", () => {
+    const list = parked(level);
+    const index = list.indexOf(thread);
+    if (index >= 0) list.splice(index, 1);
+  });
+  worker.unref();
+  parked(level).push(thread);
+}
+
+/**
+ * Start a compressing thread for `compression` at `level` now, so that it is up when the first block
+ * comes: a build calls it while it resolves the base image. Only gzip through libdeflate has threads to
+ * start; anything else is a no-op.
+ */
+export function warmCodec(compression: Compression, level?: number): void {
+  if (compression !== "gzip") return;
+  const chosen = level ?? defaultLevel.gzip;
+  if (!Number.isInteger(chosen) || chosen < 1 || chosen > 9 || gzipWithZlib(chosen) || parked(chosen).length > 0) return;
+  try {
+    park(chosen, startDeflateThread(chosen));
+  } catch {
+    // The codec starts its own thread, and says what is wrong, when a block comes.
+  }
 }
 
 /** The block codec for a compression and level (default level when undefined). */

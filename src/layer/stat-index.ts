@@ -91,9 +91,10 @@ export function unchangedSince(index: Buffer, fingerprint: string, isRacy: (ns: 
 }
 
 /**
- * unchangedSince, and when a path differs, the fresh lstat of every path after it too (the paths before
- * it are the same, and theirs are kept as well): the walk that follows takes them from `stats` instead
- * of stat'ing each path a second time. No `stats` when the index is damaged or a path is gone.
+ * unchangedSince, and when a path differs, the fresh lstat of every path after it (an unchanged layer
+ * keeps none: holding 20,000 stats cost it memory and time): the walk that follows takes them from
+ * `stats` instead of stat'ing those paths a second time. No `stats` when the index is damaged or a path
+ * is gone.
  */
 export function compareStats(
   index: Buffer,
@@ -122,8 +123,10 @@ export function compareStats(
       const path = paths[i] as string;
       const name = fsPath(path);
       const stat = i === 0 ? statSync(name, { bigint: true }) : lstatSync(name, { bigint: true });
-      stats.set(path, stat);
-      if (!unchanged) continue;
+      if (!unchanged) {
+        stats.set(path, stat);
+        continue;
+      }
       writeTuple(now, 0, stat);
       for (let f = 0; f < fields && unchanged; f++) if (now[f] !== values[i * fields + f]) unchanged = false;
       if (isRacy(stat.mtimeNs, scanStartNs) || isRacy(stat.ctimeNs, scanStartNs)) unchanged = false;
