@@ -1,6 +1,6 @@
 /**
  * Layer builds: files → deterministic tar → diffID → compressed blocks → blob digest, in one streaming
- * pass with bounded memory. Blocks compress in parallel on the libuv pool and are cached by what went
+ * pass with bounded memory. Blocks compress in parallel on worker threads and are cached by what went
  * into them, so a rebuild recompresses only the blocks whose files changed; when no file changed at all
  * (change detectors equal, racy-clean) the recorded layer is reused without reading any content.
  */

@@ -1,7 +1,7 @@
 /**
  * Layer codecs and input detection. A layer blob is a sequence of independently compressed blocks: gzip
  * members (RFC 1952 §2.2: a gzip file is a series of members) or zstd frames (RFC 8878 §3.1), each
- * decodable on its own, so blocks compress in parallel on the libuv pool and are cached one by one.
+ * decodable on its own, so blocks compress in parallel (worker threads, or the libuv pool for zlib) and are cached one by one.
  */
 import { spawn } from "node:child_process";
 import { closeSync, createReadStream, openSync, readFileSync, readSync } from "node:fs";
