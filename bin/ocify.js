@@ -11,10 +11,7 @@ if (first === "--version" || first === "-v") {
 } else {
   // Node ≥ 22.1 keeps compiled code between runs; on Node 20 this is absent and nothing changes.
   require("node:module").enableCompileCache?.();
-  // Layer data lives in ArrayBuffers, outside the JS heap. Letting V8's young generation grow to its
-  // default 16 MiB semi-spaces only added ~12-17 MiB to a build's peak RSS, for no measured speed-up.
-  require("node:v8").setFlagsFromString("--semi-space-growth-factor=1");
-  // Lets a build collect the compressed blocks it is done with (src/layer/garbage.ts).
-  require("node:v8").setFlagsFromString("--expose-gc");
+  // No V8 flags are set here: a flag that differs from the command line's makes every built-in module
+  // and every worker thread compile afresh instead of using Node's cached code (src/layer/garbage.ts).
   import("../dist/cli/main.js");
 }

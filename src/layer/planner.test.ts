@@ -9,6 +9,7 @@ import { buildLayer, type LayerBuildOptions, planOptionsOf } from "./build.js";
 import { codecIdOf, createCodec } from "./compression.js";
 import { makeTree, tempDir } from "./fixtures.test.js";
 import { LayerPlanner, startLayerPlanning } from "./planner.js";
+import { claimPlannerThread, startPlannerThread } from "./planner-thread.js";
 import { type PlannedLayer, type PlanOptions, planLayer } from "./prepare.js";
 
 const work = tempDir("ocify-planner-test-");
@@ -168,6 +169,41 @@ describe("layer planner (worker thread)", () => {
     assert.ok(worth, "a directory and a registry destination");
     assert.equal((await worth.plan(0))?.kind, "tree");
     await worth.close();
+  });
+
+  it("plans on the thread started ahead of it, and a thread started ahead holds nothing open", async () => {
+    const early = startPlannerThread();
+    assert.ok(early);
+    assert.equal(startPlannerThread(), early, "one thread ahead at most");
+    const tree = join(work.path, "ahead-tree");
+    makeTree(tree, 46, 20);
+    const source = { source: tree, dest: "/" };
+    await new Promise((resolve) => setTimeout(resolve, 300)); // booted and idle, waiting for work
+    const { planner, plans } = planIn([source], "ahead");
+    try {
+      const there = await plans[0];
+      assert.equal(there?.kind, "tree");
+      const here = planLayer(source, planOptions("ahead"));
+      if (there?.kind === "tree" && here.kind === "tree") assert.equal(there.fingerprint, here.fingerprint);
+    } finally {
+      await planner.close();
+    }
+    // Claimed once: the next planner gets a thread of its own.
+    const next = claimPlannerThread();
+    assert.ok(next);
+    assert.notEqual(next, early);
+    await next.terminate();
+    // A thread started ahead that died before it was claimed is not handed out.
+    const dead = startPlannerThread();
+    await dead?.terminate();
+    const fresh = claimPlannerThread();
+    assert.ok(fresh && fresh !== dead);
+    await fresh.terminate();
+    // Left unclaimed, it does not keep a process alive.
+    const script = `import(${JSON.stringify(new URL("./planner-thread.js", import.meta.url).href)}).then((m) => m.startPlannerThread())`;
+    const started = Date.now();
+    execFileSync(process.execPath, ["-e", script], { timeout: 10_000 });
+    assert.ok(Date.now() - started < 10_000);
   });
 
   it("knows the codec ids createCodec gives without making the codec", async () => {

@@ -4,17 +4,15 @@
  * thread's own start (loading the registry client, resolving the base image) instead of after it. On a
  * rebuild whose big layers did not change, that is most of the time the build takes.
  */
-import { existsSync, statSync } from "node:fs";
-import { fileURLToPath } from "node:url";
-import { Worker } from "node:worker_threads";
+import { statSync } from "node:fs";
+import type { Worker } from "node:worker_threads";
 import { defaultCacheDir } from "../cache.js";
 import { type ErrorData, errorFromData } from "../errors.js";
 import type { Compression } from "../media-types.js";
 import { parseTransportReference } from "../transport/transport.js";
 import { codecIdOf } from "./compression.js";
+import { claimPlannerThread } from "./planner-thread.js";
 import type { LayerSource, PlannedLayer, PlanOptions } from "./prepare.js";
-
-const workerUrl = new URL("./planner-worker.js", import.meta.url);
 
 interface Slot {
   promise: Promise<PlannedLayer | undefined>;
@@ -34,7 +32,7 @@ export class LayerPlanner {
   #front = 0;
   #back: number;
 
-  private constructor(sources: readonly LayerSource[], options: PlanOptions) {
+  private constructor(sources: readonly LayerSource[], options: PlanOptions, worker: Worker) {
     this.#slots = sources.map(() => {
       const slot = {} as Slot;
       slot.promise = new Promise((resolve, reject) => Object.assign(slot, { resolve, reject }));
@@ -42,11 +40,10 @@ export class LayerPlanner {
       return slot;
     });
     this.#back = sources.length;
-    const worker = new Worker(workerUrl, { workerData: { options } });
     let current = -1;
     const feed = (): void => {
       current = this.#front < this.#back ? this.#front++ : -1;
-      worker.postMessage(current < 0 ? null : { index: current, source: sources[current] });
+      worker.postMessage(current < 0 ? null : { index: current, source: sources[current], options });
     };
     worker.on("message", (message: { index: number; plan?: PlannedLayer; error?: ErrorData }) => {
       const slot = this.#slots[message.index] as Slot;
@@ -65,10 +62,13 @@ export class LayerPlanner {
     feed();
   }
 
-  /** Start planning `sources`; undefined when the worker's file is missing (a bundler inlined this module). */
+  /**
+   * Start planning `sources`, on the thread startPlannerThread() started ahead or a new one; undefined
+   * when the worker's file is missing (a bundler inlined this module).
+   */
   static start(sources: readonly LayerSource[], options: PlanOptions): LayerPlanner | undefined {
-    if (sources.length === 0 || !existsSync(fileURLToPath(workerUrl))) return undefined;
-    return new LayerPlanner(sources, options);
+    const worker = sources.length > 0 ? claimPlannerThread() : undefined;
+    return worker && new LayerPlanner(sources, options, worker);
   }
 
   /**
