@@ -44,6 +44,8 @@ export interface PackedPlan {
   detectors: Uint8Array;
   paths: Uint8Array;
   pathEnd: Float64Array;
+  /** Each entry's name hash (nameHash), which decides the cuts between small files. */
+  nameHash: Uint32Array;
   /** Block ends as tar offsets; the last is the tar's size. */
   cuts: Float64Array;
 }
@@ -73,6 +75,7 @@ export function packPlan(plan: LayerPlan, policy: BlockPolicy = defaultPolicy): 
   const source = new Int32Array(shared(n * 4));
   const sourceOffset = new Float64Array(shared(n * 8));
   const detectors = new Uint8Array(shared(n * detectorSize));
+  const nameHashes = new Uint32Array(shared(n * 4));
   let at = 0;
   plan.entries.forEach((entry, i) => {
     const head = extended.get(i);
@@ -87,6 +90,7 @@ export function packPlan(plan: LayerPlan, policy: BlockPolicy = defaultPolicy): 
     size[i] = entry.size;
     source[i] = entry.source;
     sourceOffset[i] = entry.sourceOffset;
+    nameHashes[i] = nameHash(entry.key);
     if (entry.detector >= 0) detectors.set(plan.detectors.bytes(entry.detector), i * detectorSize);
   });
   const paths = Buffer.from(shared(plan.sources.reduce((sum, p) => sum + p.length, 0)));
@@ -96,9 +100,8 @@ export function packPlan(plan: LayerPlan, policy: BlockPolicy = defaultPolicy): 
     at += paths.write(path, at, "latin1");
     pathEnd[i] = at;
   });
-  const packed: PackedPlan = { heads, headEnd, size, source, sourceOffset, detectors, paths, pathEnd, cuts: new Float64Array(0) };
-  packed.cuts = cutBlocks(packed, plan, policy);
-  return packed;
+  const packed = { heads, headEnd, size, source, sourceOffset, detectors, paths, pathEnd, nameHash: nameHashes };
+  return { ...packed, cuts: cutBlocks(packed, policy) };
 }
 
 function nameHash(name: string): number {
@@ -108,11 +111,24 @@ function nameHash(name: string): number {
   return hash >>> 0;
 }
 
-function headLength(plan: PackedPlan, i: number): number {
+/**
+ * A digest of everything that decides the layer's bytes without reading file contents, salted with the
+ * layer's identity: every header as encoded (names, types, modes, owners, sizes, times, link targets)
+ * and every content's change detector.
+ */
+export function planFingerprint(packed: PackedPlan, salt: string): string {
+  return createHash("sha256").update(salt).update(packed.heads).update(packed.detectors).digest("hex");
+}
+
+function headLength(plan: Pick<PackedPlan, "headEnd">, i: number): number {
   return (plan.headEnd[i] as number) - (i === 0 ? 0 : (plan.headEnd[i - 1] as number));
 }
 
-function cutBlocks(packed: PackedPlan, plan: LayerPlan, policy: BlockPolicy): Float64Array {
+/**
+ * The block cuts of a packed plan's entries (packPlan computes them; a plan whose sizes were changed in
+ * place computes them again).
+ */
+export function cutBlocks(packed: Omit<PackedPlan, "cuts">, policy: BlockPolicy = defaultPolicy): Float64Array {
   const cuts: number[] = [];
   let blockStart = 0;
   let offset = 0;
@@ -133,8 +149,8 @@ function cutBlocks(packed: PackedPlan, plan: LayerPlan, policy: BlockPolicy): Fl
       cut(offset + total);
     } else {
       const current = offset - blockStart;
-      const name = plan.entries[i]?.key as string;
-      if ((current >= policy.minBlock && nameHash(name) % policy.hashCut === 0) || current + total > policy.maxBlock) cut(offset);
+      if ((current >= policy.minBlock && (packed.nameHash[i] as number) % policy.hashCut === 0) || current + total > policy.maxBlock)
+        cut(offset);
     }
     offset += total;
   }

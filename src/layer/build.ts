@@ -21,6 +21,7 @@ import { BlockCache, type BlockInfo } from "./block-cache.js";
 import { type BlockKeys, BlockProducer, blockCapacity, blockKeys, type PackedPlan, type ProducedBlock, packPlan } from "./blocks.js";
 import { type BlockCodec, createCodec, gzipTrailer } from "./compression.js";
 import { GarbageNudge } from "./garbage.js";
+import { writePlanFile } from "./plan-file.js";
 import {
   isRacy,
   type LayerRecord,
@@ -539,8 +540,10 @@ export async function buildLayer(
         blocks: produced.blocks,
       };
       await writeFileAtomic(recordPath, JSON.stringify(built));
-      // After the record: an index names the record it belongs to, so one left from another build is ignored.
+      // After the record: an index or a plan names the record it belongs to, so one left from another
+      // build is ignored.
       if (statIndex) await writeStatIndex(recordPath, statIndex);
+      if (statIndex) await writePlanFile(recordPath, fingerprint, packed);
       return layerOf(built, cache, options.mediaType, createdBy, { unchanged: false, ...produced });
     } finally {
       if (spool) rmSync(spool, { force: true });

@@ -5,11 +5,10 @@
  * lean (names as latin1 strings, change detectors in one typed array): a no-change rebuild of a 20,000
  * file layer is mostly this listing.
  */
-import { createHash } from "node:crypto";
 import { type BigIntStats, lstatSync, readdirSync, readlinkSync, statSync } from "node:fs";
 import { InputError, UsageError } from "../errors.js";
 import type { StatIndexBuilder } from "./stat-index.js";
-import type { EntryType, StringHeader, TarHeader } from "./tar.js";
+import type { StringHeader, TarHeader } from "./tar.js";
 
 /** Bytes of a change detector: size, mtime (ns), ctime (ns), inode and device, as little-endian u64s. */
 export const detectorSize = 40;
@@ -374,42 +373,4 @@ export function planPath(
     }
   }
   return { entries: finishEntries(entries, options, links.values(), true), sources, detectors, description: path };
-}
-
-const typeCodes: Record<EntryType, number> = { file: 0, link: 1, symlink: 2, char: 3, block: 4, directory: 5, fifo: 6 };
-
-/**
- * A digest of everything that decides the layer's bytes without reading file contents: each entry's
- * header fields and change detector (the encoded header is a function of these and the salt).
- */
-export function planFingerprint(plan: LayerPlan, salt: string): string {
-  const hash = createHash("sha256").update(salt);
-  let scratch = Buffer.allocUnsafe(1 << 20);
-  let at = 0;
-  for (const entry of plan.entries) {
-    const need = 128 + 3 * (entry.key.length + (entry.linkname?.length ?? 0));
-    if (at + need > scratch.length) {
-      hash.update(scratch.subarray(0, at));
-      at = 0;
-      if (need > scratch.length) scratch = Buffer.allocUnsafe(need);
-    }
-    at = scratch.writeUInt32LE(entry.key.length, at);
-    at += scratch.write(entry.key, at, "latin1");
-    at = scratch.writeUInt8(typeCodes[entry.type], at);
-    at = scratch.writeUInt32LE(entry.mode, at);
-    at = scratch.writeDoubleLE(entry.uid, at);
-    at = scratch.writeDoubleLE(entry.gid, at);
-    at = scratch.writeDoubleLE(entry.size, at);
-    at = scratch.writeDoubleLE(entry.mtime, at);
-    at = scratch.writeDoubleLE(entry.devmajor ?? -1, at);
-    at = scratch.writeDoubleLE(entry.devminor ?? -1, at);
-    at = scratch.writeInt32LE(entry.linkname?.length ?? -1, at);
-    if (entry.linkname !== undefined) at += scratch.write(entry.linkname, at, "latin1");
-    if (entry.detector >= 0) {
-      scratch.set(plan.detectors.bytes(entry.detector), at);
-      at += detectorSize;
-    } else at = scratch.writeUInt8(0xff, at);
-  }
-  hash.update(scratch.subarray(0, at));
-  return hash.digest("hex");
 }

@@ -11,9 +11,10 @@ import { join, resolve } from "node:path";
 import type { Digest } from "../digest.js";
 import { UsageError } from "../errors.js";
 import { BlockCache, type BlockInfo } from "./block-cache.js";
-import { type PackedPlan, packPlan } from "./blocks.js";
-import { Detectors, type EntryOptions, isTarballName, type LayerSource, planFingerprint, planPath, statLayerSource } from "./plan.js";
-import { compareStats, StatIndexBuilder } from "./stat-index.js";
+import { type PackedPlan, packPlan, planFingerprint } from "./blocks.js";
+import { Detectors, detectorSize, type EntryOptions, isTarballName, type LayerSource, planPath, statLayerSource } from "./plan.js";
+import { patchPlan, readPlanFile } from "./plan-file.js";
+import { compareStats, StatIndexBuilder, updatedStatIndex } from "./stat-index.js";
 
 export type { LayerSource } from "./plan.js";
 
@@ -76,6 +77,8 @@ export type PlannedLayer =
       previous?: Previous | undefined;
       /** The stat index to keep beside the new record. */
       statIndex: Uint8Array;
+      /** Made by patching the previous build's plan (plan-file.ts), not by listing the tree. */
+      patched: boolean;
     }
   /** A tarball: planned while it is read (asynchronously), on the main thread. */
   | {
@@ -122,6 +125,15 @@ export function isRacy(mtimeNs: bigint, scanStartNs: bigint): boolean {
 
 function anyRacy(detectors: Detectors, scanStartNs: bigint): boolean {
   for (let i = 0; i < detectors.count; i++) if (isRacy(detectors.mtimeNs(i), scanStartNs)) return true;
+  return false;
+}
+
+/** anyRacy over a packed plan's detectors (an entry without content has none). */
+function anyRacyPacked(packed: PackedPlan, scanStartNs: bigint): boolean {
+  const words = new BigUint64Array(packed.detectors.buffer, packed.detectors.byteOffset, packed.detectors.length / 8);
+  for (let i = 0; i < packed.size.length; i++) {
+    if ((packed.size[i] as number) > 0 && isRacy(words[(i * detectorSize) / 8 + 1] as bigint, scanStartNs)) return true;
+  }
   return false;
 }
 
@@ -187,32 +199,48 @@ export function planLayer(source: LayerSource, options: PlanOptions): PlannedLay
     if (reused) return { kind: "unchanged", key, record: reused, recordPath };
     return { kind: "tarball", key, recordPath, fingerprint, scanStartNs: String(scanStartNs), entryOptions, stat: top };
   }
-  // The quick way first: the paths the recorded build listed, stat'ed again. When one changed, the
-  // listing below takes their fresh lstat from here and only lists the directories.
+  // The quick way first: the paths the recorded build listed, stat'ed again. When only files' contents
+  // changed, the recorded build's plan is patched (plan-file.ts); when anything else changed, the listing
+  // below takes the fresh lstats from here and only lists the directories.
   let known: Map<string, BigIntStats> | undefined;
   if (record) {
     const index = readStatIndex(recordPath);
     if (index) {
       const compared = compareStats(index, record.fingerprint, isRacy);
       if (compared.unchanged && blocksCached(record)) return { kind: "unchanged", key, record, recordPath };
+      const { changes } = compared;
+      const recorded = changes && compared.stats?.size === 0 ? readPlanFile(recordPath, record.fingerprint) : undefined;
+      const patched = recorded && changes && patchPlan(recorded, changes);
+      if (patched && changes) {
+        const fingerprint = planFingerprint(patched, identity);
+        const statIndex = updatedStatIndex(index, changes, fingerprint, scanStartNs);
+        if (fingerprint === record.fingerprint && !anyRacyPacked(patched, BigInt(record.scanStartNs)) && blocksCached(record)) {
+          return { kind: "unchanged", key, record, recordPath, statIndex };
+        }
+        return { ...treePlan(key, recordPath, fingerprint, scanStartNs, patched, record, statIndex), patched: true };
+      }
       known = compared.stats;
     }
   }
   const index = new StatIndexBuilder();
   const plan = planPath(source.source, source.dest, entryOptions, index, known);
-  const fingerprint = planFingerprint(plan, identity);
+  const packed = packPlan(plan);
+  const fingerprint = planFingerprint(packed, identity);
   const statIndex = index.encode(fingerprint, scanStartNs);
   const reused = reusable(fingerprint, plan.detectors);
   if (reused) return { kind: "unchanged", key, record: reused, recordPath, statIndex };
+  return treePlan(key, recordPath, fingerprint, scanStartNs, packed, record, statIndex);
+}
+
+function treePlan(
+  key: string,
+  recordPath: string,
+  fingerprint: string,
+  scanStartNs: bigint,
+  packed: PackedPlan,
+  record: LayerRecord | undefined,
+  statIndex: Uint8Array,
+): PlannedLayer & { kind: "tree" } {
   const previous = record && { scanStartNs: record.scanStartNs, blocks: record.blocks };
-  return {
-    kind: "tree",
-    key,
-    recordPath,
-    fingerprint,
-    scanStartNs: String(scanStartNs),
-    packed: packPlan(plan),
-    previous,
-    statIndex,
-  };
+  return { kind: "tree", key, recordPath, fingerprint, scanStartNs: String(scanStartNs), packed, previous, statIndex, patched: false };
 }

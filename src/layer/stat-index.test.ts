@@ -50,7 +50,8 @@ describe("stat index (an unchanged layer without listing it)", () => {
     assert.equal(listed.kind === "unchanged" && listed.record.fingerprint, record.fingerprint);
   });
 
-  const changes: [string, (tree: string) => void][] = [
+  // [what, change, whether the previous plan can be patched (only a file's contents changed)]
+  const changes: [string, (tree: string) => void, boolean?][] = [
     ["a file added", (tree) => writeFileSync(join(tree, "dir1", "new.txt"), "new\n")],
     ["a file removed", (tree) => rmSync(join(tree, "dir2", "sub2", "file2.txt"))],
     [
@@ -68,6 +69,7 @@ describe("stat index (an unchanged layer without listing it)", () => {
         writeFileSync(file, bytes);
         utimesSync(file, before.atime, before.mtime);
       },
+      true,
     ],
     [
       "a symlink pointed elsewhere",
@@ -76,9 +78,19 @@ describe("stat index (an unchanged layer without listing it)", () => {
         symlinkSync("dir1", join(tree, "dir-link"));
       },
     ],
-    ["a file appended to", (tree) => appendFileSync(join(tree, "dir6", "sub0", "file6.txt"), "more\n")],
+    ["a file appended to", (tree) => appendFileSync(join(tree, "dir6", "sub0", "file6.txt"), "more\n"), true],
+    [
+      "a file replaced by a new one (rename over it)",
+      (tree) => {
+        writeFileSync(join(tree, "dir0", "sub1", "next.tmp"), "replaced\n");
+        renameSync(join(tree, "dir0", "sub1", "next.tmp"), join(tree, "dir0", "sub1", "file7.txt"));
+      },
+    ],
+    ["a file emptied", (tree) => writeFileSync(join(tree, "dir1", "sub2", "file8.txt"), "")],
+    ["a hard-linked file changed", (tree) => appendFileSync(join(tree, "z-hard"), "more\n")],
+    ["a big file's content changed", (tree) => appendFileSync(join(tree, "big.bin"), "more\n"), true],
   ];
-  for (const [what, change] of changes) {
+  for (const [what, change, patchable = false] of changes) {
     it(`sees ${what}`, async () => {
       const { tree, cache } = await built();
       assert.equal(plan(tree, cache).kind, "unchanged", "before the change");
@@ -88,6 +100,7 @@ describe("stat index (an unchanged layer without listing it)", () => {
       // The plan took the index's fresh stats instead of stat'ing again: it is the plan a plain listing makes.
       const listed = plan(tree, `${cache}-none`);
       assert.ok(changed.kind === "tree" && listed.kind === "tree");
+      assert.equal(changed.patched, patchable, patchable ? "the previous plan, patched" : "a listing");
       assert.equal(changed.fingerprint, listed.fingerprint);
       assert.deepEqual(changed.packed, listed.packed);
     });

@@ -21,28 +21,31 @@ export class StatIndexBuilder {
 
   /** Record a path (a latin1 string, as the walk uses) and its lstat (its stat for the walk's root). */
   add(path: string, stat: BigIntStats): void {
+    writeTuple(this.#slot(path), this.#paths.length * fields - fields, stat);
+  }
+
+  /** Record a path with a tuple already encoded (`fields` values of `values` from `at`). */
+  addTuple(path: string, values: BigUint64Array, at: number): void {
+    this.#slot(path).set(values.subarray(at, at + fields), this.#paths.length * fields - fields);
+  }
+
+  #slot(path: string): BigUint64Array {
     const at = this.#paths.length * fields;
     if (at + fields > this.#values.length) {
       const grown = new BigUint64Array(this.#values.length * 2);
       grown.set(this.#values);
       this.#values = grown;
     }
-    writeTuple(this.#values, at, stat);
     this.#paths.push(path);
+    return this.#values;
   }
 
   /**
-   * The index as bytes, tied to the record whose fingerprint is given, with the moment the walk began
-   * (for the racy check: the stats are as of then). After the walk's root, paths are
-   * kept newest change first: the file being worked on is likely to be the one that changed again, and
-   * a changed layer is then told from the first few stats instead of after half of them.
+   * The index as bytes, in walk order (the root first), tied to the record whose fingerprint is given,
+   * with the moment the walk began (for the racy check: the stats are as of then).
    */
   encode(fingerprint: string, scanStartNs: bigint): Buffer {
     const count = this.#paths.length;
-    const values = this.#values;
-    const order = Array.from({ length: count }, (_, i) => i);
-    const ctime = (i: number): bigint => values[i * fields + 5] as bigint;
-    order.sort((a, b) => (a === 0 ? -1 : b === 0 ? 1 : ctime(a) > ctime(b) ? -1 : ctime(a) < ctime(b) ? 1 : a - b));
     const pathBytes = this.#paths.reduce((sum, p) => sum + 2 + p.length, 0);
     const head = headSize;
     const valuesAt = align8(head + pathBytes);
@@ -52,13 +55,11 @@ export class StatIndexBuilder {
     out.write(fingerprint.padEnd(64, " ").slice(0, 64), 8, "latin1");
     out.writeBigUInt64LE(BigInt.asUintN(64, scanStartNs), 72);
     let at = head;
-    const sorted = new BigUint64Array(out.buffer, out.byteOffset + valuesAt, count * fields);
-    for (const [k, i] of order.entries()) {
-      const path = this.#paths[i] as string;
+    for (const path of this.#paths) {
       at = out.writeUInt16LE(path.length, at);
       at += out.write(path, at, "latin1");
-      sorted.set(values.subarray(i * fields, (i + 1) * fields), k * fields);
     }
+    new BigUint64Array(out.buffer, out.byteOffset + valuesAt, count * fields).set(this.#values.subarray(0, count * fields));
     return out;
   }
 }
@@ -91,16 +92,53 @@ export function unchangedSince(index: Buffer, fingerprint: string, isRacy: (ns: 
 }
 
 /**
- * unchangedSince, and when a path differs, the fresh lstat of every path after it (an unchanged layer
- * keeps none: holding 20,000 stats cost it memory and time): the walk that follows takes them from
- * `stats` instead of stat'ing those paths a second time. No `stats` when the index is damaged or a path
- * is gone.
+ * A path whose lstat differs from the index's: its position in the index, its tuple then (`before`,
+ * `fields` values) and its lstat now.
  */
-export function compareStats(
-  index: Buffer,
-  fingerprint: string,
-  isRacy: (ns: bigint, scanStartNs: bigint) => boolean,
-): { unchanged: boolean; stats?: Map<string, BigIntStats> } {
+export interface StatChange {
+  at: number;
+  path: string;
+  before: BigUint64Array;
+  stat: BigIntStats;
+}
+
+const fileType = 0o170000n;
+const regularFile = 0o100000n;
+
+/**
+ * Whether a change is a change of a regular file's contents only: a file with content before and after,
+ * not hard-linked, the same inode, mode and owner; only its size and times differ. Such a change moves
+ * no name in the tree; any other does, or changes a header field that only a listing sets right.
+ */
+export function isContentChange(change: StatChange): boolean {
+  const { before, stat } = change;
+  if (((before[0] as bigint) & fileType) !== regularFile || (stat.mode & fileType) !== regularFile) return false;
+  if (stat.nlink !== 1n || before[3] === 0n || stat.size === 0n) return false;
+  const now = [stat.mode, stat.uid, stat.gid, 0n, 0n, 0n, stat.ino, stat.dev, stat.nlink, stat.rdev];
+  for (const f of [0, 1, 2, 6, 7, 8, 9]) if (before[f] !== BigInt.asUintN(64, now[f] as bigint)) return false;
+  return true;
+}
+
+/** What comparing an index with the files found. */
+export interface StatComparison {
+  unchanged: boolean;
+  /**
+   * The fresh lstat of every path after the first change that is not a content change (isContentChange):
+   * the walk takes them from here. When every change is a content change, none is kept.
+   */
+  stats?: Map<string, BigIntStats>;
+  /** The paths that differ (not those only racy). Absent when the index is damaged or a path is gone. */
+  changes?: StatChange[];
+}
+
+/**
+ * unchangedSince, and the paths that differ. When they all changed contents only, the previous plan is
+ * patched with them (plan-file.ts); otherwise the walk that follows takes the fresh lstat of the paths
+ * after the first other change from `stats` instead of stat'ing them a second time (a patchable or
+ * unchanged layer keeps none: holding 20,000 stats costs time in the collector). No `changes` when the
+ * index is damaged or a path is gone.
+ */
+export function compareStats(index: Buffer, fingerprint: string, isRacy: (ns: bigint, scanStartNs: bigint) => boolean): StatComparison {
   try {
     if (index.length < headSize || index.readUInt32LE(0) !== magic) return { unchanged: false };
     if (index.toString("latin1", 8, 72) !== fingerprint.padEnd(64, " ").slice(0, 64)) return { unchanged: false };
@@ -118,21 +156,45 @@ export function compareStats(
     const values = new BigUint64Array(index.buffer.slice(index.byteOffset + valuesAt, index.byteOffset + index.length));
     const now = new BigUint64Array(fields);
     const stats = new Map<string, BigIntStats>();
+    const changes: StatChange[] = [];
     let unchanged = true;
+    let listing = false;
     for (let i = 0; i < count; i++) {
       const path = paths[i] as string;
       const name = fsPath(path);
       const stat = i === 0 ? statSync(name, { bigint: true }) : lstatSync(name, { bigint: true });
-      if (!unchanged) {
-        stats.set(path, stat);
-        continue;
-      }
+      if (listing) stats.set(path, stat);
       writeTuple(now, 0, stat);
-      for (let f = 0; f < fields && unchanged; f++) if (now[f] !== values[i * fields + f]) unchanged = false;
-      if (isRacy(stat.mtimeNs, scanStartNs) || isRacy(stat.ctimeNs, scanStartNs)) unchanged = false;
+      let same = true;
+      for (let f = 0; f < fields && same; f++) if (now[f] !== values[i * fields + f]) same = false;
+      if (!same) {
+        const change = { at: i, path, before: values.subarray(i * fields, (i + 1) * fields), stat };
+        changes.push(change);
+        if (!listing && (i === 0 || !isContentChange(change))) listing = true;
+      }
+      if (unchanged && (!same || isRacy(stat.mtimeNs, scanStartNs) || isRacy(stat.ctimeNs, scanStartNs))) unchanged = false;
     }
-    return unchanged ? { unchanged } : { unchanged, stats };
+    return unchanged ? { unchanged } : { unchanged, stats, changes };
   } catch {
     return { unchanged: false };
   }
+}
+
+/**
+ * The index of the same paths after `changes` (their fresh tuples), tied to another record and scan: what
+ * a walk of the same tree would have found, without the walk. The order is kept (every path is compared
+ * anyway).
+ */
+export function updatedStatIndex(index: Buffer, changes: readonly StatChange[], fingerprint: string, scanStartNs: bigint): Buffer {
+  const out = Buffer.from(index);
+  out.write(fingerprint.padEnd(64, " ").slice(0, 64), 8, "latin1");
+  out.writeBigUInt64LE(BigInt.asUintN(64, scanStartNs), 72);
+  const count = out.readUInt32LE(4);
+  const valuesAt = out.length - count * fields * 8;
+  const tuple = new BigUint64Array(fields);
+  for (const change of changes) {
+    writeTuple(tuple, 0, change.stat);
+    Buffer.from(tuple.buffer).copy(out, valuesAt + change.at * fields * 8);
+  }
+  return out;
 }

@@ -143,6 +143,23 @@ function ustarHeader(target: Buffer, fields: UstarFields): void {
   header[155] = 0x20;
 }
 
+/**
+ * Give the single ustar record at `offset` (one writeSimpleHeader wrote) a new content size, checksum
+ * included: the record equals the one written for the entry with that size. False, changing nothing,
+ * when the size does not fit a ustar record (the entry then needs a pax header).
+ */
+export function rewriteUstarSize(target: Uint8Array, offset: number, size: number): boolean {
+  if (!Number.isSafeInteger(size) || size < 0 || size > maxOctal11) return false;
+  const header = Buffer.from(target.buffer, target.byteOffset + offset, recordSize);
+  writeOctal(header, size, 124, 12);
+  header.fill(0x20, 148, 156);
+  let sum = 0;
+  for (let i = 0; i < recordSize; i++) sum += header[i] as number;
+  writeOctal(header, sum, 148, 7);
+  header[155] = 0x20;
+  return true;
+}
+
 /** Fields of an entry with its name and link target as latin1 strings (see plan.ts). */
 export interface StringHeader {
   /** Path inside the layer, without leading "/" or trailing "/"; sorts in byte order. */
