@@ -25,7 +25,6 @@ import {
   rawManifest,
 } from "./image/manifest.js";
 import { type BuiltLayer, buildLayer, type LayerBuildOptions, type LayerSource, type PlannedLayer } from "./layer/build.js";
-import { warmCodec } from "./layer/compression.js";
 import { statLayerSource } from "./layer/plan.js";
 import { type LayerPlanner, startLayerPlanning } from "./layer/planner.js";
 import {
@@ -257,8 +256,6 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const cache = new BlobCache(cacheDir);
   // Layers are listed and fingerprinted on a worker thread while the base is resolved.
   const planner = options.planner ?? startLayerPlanning(options);
-  // A compressing thread starts up meanwhile too: a small changed layer then does not wait for it.
-  if (allLayers.length > 0) warmCodec(options.compression ?? "gzip", options.compressionLevel);
   let source: ImageSource | undefined;
   const destinations: ImageDestination[] = [];
   try {

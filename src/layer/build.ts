@@ -362,6 +362,8 @@ async function produce(
   const { keys } = blockKeyed;
   const trusted = trustedBlocks(previous, blockKeyed);
   const tarTotal = packed.cuts[packed.cuts.length - 1] as number;
+  // A block that is not taken on trust may need compressing: a thread boots while the first is read.
+  if (trusted.size < keys.length) codec.warm?.();
   const useWorker = producerMode(process.env.OCIFY_LAYER_PRODUCER, tarTotal, keys, cache) === "worker";
   const source = useWorker ? workerSource(packed) : inlineSource(packed);
   const progress = options.progress ?? noProgress;

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { crc32, gunzipSync } from "node:zlib";
-import { codecIdOf, createCodec, warmCodec } from "./compression.js";
+import { codecIdOf, createCodec } from "./compression.js";
 
 /** Block-like data: compressible text with some noise, of `size` bytes. */
 function blockOf(size: number, seed: number): Buffer {
@@ -32,7 +32,7 @@ function owned(data: Buffer): Buffer {
   return view;
 }
 
-describe("gzip codec (libdeflate on worker threads)", () => {
+describe("gzip codec (libdeflate on worker threads, small blocks inline)", () => {
   it("makes one canonical gzip member per block that zlib decodes, with the block's CRC-32", async () => {
     const codec = await createCodec("gzip");
     try {
@@ -69,6 +69,13 @@ describe("gzip codec (libdeflate on worker threads)", () => {
       reference[8] = 0;
       reference[9] = 0xff;
       assert.ok(reference.equals(sequential[3] as Buffer), "the module used directly compresses as the package does");
+      // A small block is compressed on this thread, by the same module: the same bytes too.
+      const small = blockOf(40_000, 5);
+      const here = Buffer.concat((await first.compress(small)).chunks);
+      const theirs = Buffer.from(gzip(small, 1));
+      theirs[8] = 0;
+      theirs[9] = 0xff;
+      assert.ok(theirs.equals(here), "inline, as the package does");
     } finally {
       await Promise.all([first.close(), second.close()]);
     }
@@ -93,8 +100,8 @@ describe("gzip codec (libdeflate on worker threads)", () => {
 
   it("hands a closed codec's threads (and a warmed one) to the next codec, the same bytes coming out", async () => {
     const data = blockOf(1 << 20, 11);
-    warmCodec("gzip", 2);
     const first = await createCodec("gzip", 2);
+    first.warm?.();
     const one = Buffer.concat((await first.compress(data)).chunks);
     await first.close();
     const second = await createCodec("gzip", 2);
@@ -107,10 +114,13 @@ describe("gzip codec (libdeflate on worker threads)", () => {
   it("lets the process exit with threads parked or warmed", () => {
     const module = new URL("./compression.js", import.meta.url).href;
     const script = `
-      const { createCodec, warmCodec } = await import(${JSON.stringify(module)});
-      warmCodec("gzip", 3);
+      const { createCodec } = await import(${JSON.stringify(module)});
+      const warmed = await createCodec("gzip", 3);
+      warmed.warm();
+      await warmed.close();
       const codec = await createCodec("gzip");
       await codec.compress(Buffer.alloc(100000, 7));
+      await codec.compress(Buffer.alloc(1000, 7));
       await codec.close();
       console.log("closed");`;
     // A file, not -e: worker threads inherit the flags, and --input-type would not let them load theirs.

@@ -13,6 +13,7 @@ import { Worker } from "node:worker_threads";
 import * as zlib from "node:zlib";
 import { InputError } from "../errors.js";
 import type { Compression } from "../media-types.js";
+import type { Deflater } from "./libdeflate.js";
 
 /** Compresses one block into one self-contained gzip member or zstd frame. */
 export interface BlockCodec {
@@ -25,6 +26,8 @@ export interface BlockCodec {
    * the caller then uses the result's `input` instead of `data`.
    */
   compress(data: Buffer, owned?: boolean): Promise<Compressed>;
+  /** Start a compressing thread now, when the codec uses threads, for blocks that are about to come. */
+  warm?(): void;
   /** Release threads the codec holds. */
   close(): Promise<void>;
 }
@@ -227,8 +230,29 @@ interface DeflateThread {
 }
 
 /**
+ * Blocks up to this size are compressed on the calling thread: the module loads there in ~10 ms and
+ * compresses 64 KiB in well under 1 ms, where starting a thread costs ~45 ms of CPU (the small layer of a
+ * rebuild, the tail of a tree).
+ */
+const inlineLimit = 64 << 10;
+
+const inlineDeflaters = new Map<number, Promise<Deflater>>();
+
+/** The calling thread's Deflater for `level`, its module loaded once. */
+function inlineDeflater(level: number): Promise<Deflater> {
+  let deflater = inlineDeflaters.get(level);
+  if (!deflater) {
+    deflater = import("./libdeflate.js").then((module) => module.loadDeflater(level));
+    deflater.catch(() => inlineDeflaters.delete(level));
+    inlineDeflaters.set(level, deflater);
+  }
+  return deflater;
+}
+
+/**
  * gzip through libdeflate (WebAssembly) on worker threads, one per core (up to 4), started as blocks
- * arrive: a layer of one small block costs one thread. A block's memory moves to the thread and back
+ * arrive: a layer of one block costs one thread, and a block of up to 64 KiB none (it is compressed on
+ * the calling thread, by the same module: the same bytes). A block's memory moves to the thread and back
  * when the caller owns it, and is copied otherwise.
  */
 function libdeflateCodec(level: number): BlockCodec {
@@ -289,14 +313,29 @@ function libdeflateCodec(level: number): BlockCodec {
     threads.push(thread);
     return thread;
   };
-  // A thread left by an earlier layer (or started ahead by warmCodec) first, else a new one.
+  // A thread left by an earlier layer first, else a new one.
   const start = (): DeflateThread => adopt(parked(level).pop() ?? { worker: startDeflateThread(level), busy: 0 });
+
+  const inline = async (data: Buffer): Promise<Compressed> => {
+    let deflater: Deflater;
+    try {
+      deflater = await inlineDeflater(level);
+    } catch (error) {
+      throw new InputError(`gzip compression could not start: ${(error as Error).message}`, {
+        hint: "reinstall ocify with its dependencies, or set OCIFY_GZIP=zlib",
+      });
+    }
+    const compressed = deflater.gzip(data);
+    const member = canonicalMember(Buffer.from(compressed.buffer, compressed.byteOffset, compressed.byteLength));
+    return { chunks: [member], crc: member.readUInt32LE(member.length - 8) };
+  };
 
   return {
     id: gzipCodecId(level),
     compression: "gzip",
     compress(data, owned) {
       if (failure) return Promise.reject(failure);
+      if (data.length <= inlineLimit) return inline(data).then((done) => (owned ? { ...done, input: data } : done));
       const thread =
         threads.find((t) => t.busy === 0) ??
         (threads.length < limit ? start() : threads.reduce((a, b) => (b.busy < a.busy ? b : a), threads[0] as DeflateThread));
@@ -315,6 +354,9 @@ function libdeflateCodec(level: number): BlockCodec {
         });
         thread.worker.postMessage({ id, data: memory, length }, [memory]);
       });
+    },
+    warm() {
+      if (!failure && threads.length === 0) start();
     },
     async close() {
       if (pending.size > 0) await new Promise<void>((resolve) => (idle = resolve));
@@ -351,22 +393,6 @@ function park(level: number, worker: Worker): void {
   });
   worker.unref();
   parked(level).push(thread);
-}
-
-/**
- * Start a compressing thread for `compression` at `level` now, so that it is up when the first block
- * comes: a build calls it while it resolves the base image. Only gzip through libdeflate has threads to
- * start; anything else is a no-op.
- */
-export function warmCodec(compression: Compression, level?: number): void {
-  if (compression !== "gzip") return;
-  const chosen = level ?? defaultLevel.gzip;
-  if (!Number.isInteger(chosen) || chosen < 1 || chosen > 9 || gzipWithZlib(chosen) || parked(chosen).length > 0) return;
-  try {
-    park(chosen, startDeflateThread(chosen));
-  } catch {
-    // The codec starts its own thread, and says what is wrong, when a block comes.
-  }
 }
 
 /** The block codec for a compression and level (default level when undefined). */
