@@ -219,6 +219,7 @@ export interface ProducedBlock {
 export class BlockProducer {
   readonly #plan: PackedPlan;
   readonly #diffID: Hash = createHash("sha256");
+  #hashing = true;
   #next = 0;
   #entry = 0;
   #entryStart = 0;
@@ -271,7 +272,25 @@ export class BlockProducer {
     }
   }
 
-  /** Produce the next block; undefined after the last. */
+  /**
+   * Make block `index` (not before the next one) the next block, without reading the blocks between.
+   * The producer stops hashing: its diffID no longer covers the whole tar.
+   */
+  skipTo(index: number): void {
+    const plan = this.#plan;
+    if (index < this.#next) throw new Error("a block producer only moves forward");
+    this.#hashing = false;
+    const start = index === 0 ? 0 : (plan.cuts[index - 1] as number);
+    while (this.#entry < plan.size.length) {
+      const content = plan.size[this.#entry] as number;
+      const total = headLength(plan, this.#entry) + content + paddingFor(content);
+      if (this.#entryStart + total > start) break;
+      this.#entryStart += total;
+      this.#entry++;
+    }
+    this.#next = index;
+  }
+
   /** Size of the next block, or 0 after the last. */
   nextSize(): number {
     const index = this.#next;
@@ -324,7 +343,7 @@ export class BlockProducer {
     }
     // The end-of-archive marker.
     if (filled < data.length) data.fill(0, filled);
-    this.#diffID.update(data);
+    if (this.#hashing) this.#diffID.update(data);
     this.#next++;
     if (this.#next === plan.cuts.length) this.close();
     return { index, data };

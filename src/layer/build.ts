@@ -17,7 +17,7 @@ import { tempPathFor, writeFileAtomic } from "../fs-atomic.js";
 import type { Descriptor } from "../image/descriptor.js";
 import type { Compression } from "../media-types.js";
 import { noProgress, type ProgressSink } from "../progress.js";
-import { BlockCache, type BlockInfo } from "./block-cache.js";
+import { BlockCache, type BlockInfo, type CachedBlock } from "./block-cache.js";
 import { type BlockKeys, BlockProducer, blockCapacity, blockKeys, type PackedPlan, type ProducedBlock, packPlan } from "./blocks.js";
 import { type BlockCodec, createCodec, gzipTrailer } from "./compression.js";
 import { GarbageNudge } from "./garbage.js";
@@ -137,13 +137,14 @@ function inlineSource(plan: PackedPlan): BlockSource {
   };
 }
 
-function workerSource(plan: PackedPlan): BlockSource {
+/** With `hashOnly`, the thread only hashes the diffID: take() then settles once it is done. */
+function workerSource(plan: PackedPlan, hashOnly = false): BlockSource {
   const control = new SharedArrayBuffer(8);
   const state = new Int32Array(control);
   state[0] = lookahead;
   const channel = new MessageChannel();
   const worker = new Worker(producerWorkerUrl, {
-    workerData: { plan, control, recycle: channel.port2 },
+    workerData: { plan, control, recycle: channel.port2, hashOnly },
     transferList: [channel.port2],
   });
   channel.port1.unref();
@@ -326,6 +327,37 @@ function cachedBlockMatches(codec: BlockCodec, cached: { info: BlockInfo; data: 
  * the main thread's work (CRC checks, blob digest, upload). On a cold build both cores are busy
  * compressing anyway, and a worker measured 1.18x the CPU and +35 MiB RSS (docs/compression.md).
  */
+/**
+ * A rebuild's blocks when nearly all of them are taken from the cache on trust: the blocks that need
+ * their bytes (`needsData`) are read on this thread, the others are handed out without any, and a
+ * thread hashes the whole tar for the diffID on its own, at a lower priority (producer-worker.ts). The
+ * upload of the cached blocks then never waits for the tar to be read.
+ */
+function decoupledSource(plan: PackedPlan, needsData: (index: number) => boolean): BlockSource {
+  const hashing = workerSource(plan, true);
+  const reader = new BlockProducer(plan);
+  const none = Buffer.alloc(0);
+  let next = 0;
+  return {
+    async take() {
+      if (next >= plan.cuts.length) return undefined;
+      const index = next++;
+      if (!needsData(index)) return { index, data: none };
+      reader.skipTo(index);
+      return reader.next();
+    },
+    release() {},
+    async diffID() {
+      await hashing.take(); // no blocks come from a hashing thread: this settles when it is done
+      return hashing.diffID();
+    },
+    async close() {
+      reader.close();
+      await hashing.close();
+    },
+  };
+}
+
 function producerMode(forced: string | undefined, tarTotal: number, keys: readonly string[], cache: BlockCache): "worker" | "inline" {
   // A bundler that inlined this module may have left the worker's file behind: produce inline then.
   if (!existsSync(fileURLToPath(producerWorkerUrl))) return "inline";
@@ -365,7 +397,18 @@ async function produce(
   // A block that is not taken on trust may need compressing: a thread boots while the first is read.
   if (trusted.size < keys.length) codec.warm?.();
   const useWorker = producerMode(process.env.OCIFY_LAYER_PRODUCER, tarTotal, keys, cache) === "worker";
-  const source = useWorker ? workerSource(packed) : inlineSource(packed);
+  // Cached blocks checked ahead, when the source hands them out without their bytes.
+  const onTrust = new Map<number, CachedBlock>();
+  const needsData = (index: number): boolean => {
+    const key = keys[index] as string;
+    const info = trusted.get(key);
+    const cached = info && cache.readNow(key);
+    if (!cached || !sameBlock(info, cached.info)) return true;
+    onTrust.set(index, cached);
+    return false;
+  };
+  const fewToRead = trusted.size > 0 && keys.length - trusted.size <= Math.max(4, keys.length >> 4);
+  const source = !useWorker ? inlineSource(packed) : fewToRead ? decoupledSource(packed, needsData) : workerSource(packed);
   const progress = options.progress ?? noProgress;
   // Blocks that are exactly the previous build's (a layer read again only because a file looked racy)
   // most likely make the same blob, which the destination then has: no upload while building.
@@ -380,6 +423,11 @@ async function produce(
 
   const finish = async (block: ProducedBlock): Promise<Finished> => {
     const key = keys[block.index] as string;
+    const early = onTrust.get(block.index);
+    if (early) {
+      onTrust.delete(block.index);
+      return { index: block.index, info: early.info, chunks: [early.data], from: "trusted" };
+    }
     const cached = cache.readNow(key);
     if (cached) {
       const from = sameBlock(trusted.get(key), cached.info) ? "trusted" : cachedBlockMatches(codec, cached, block) ? "verified" : undefined;

@@ -2,12 +2,24 @@
  * A worker thread that reads a layer's files, writes its tar, hashes the diffID and hands the blocks to
  * the main thread (transferring their memory), so that reading and hashing overlap compression and the
  * blob digest. Flow control: the main thread grants credits in a shared Int32Array ([credits, abort]).
+ *
+ * With `hashOnly`, it only hashes the diffID, keeping nothing, at a lower priority: a rebuild whose
+ * blocks come from the cache needs the tar's bytes for nothing else, and the upload (this process's
+ * main thread and the registry) goes first; the hashing catches up when they wait, as the registry
+ * does at the end of an upload while it syncs the blob to disk.
  */
+import { readlinkSync } from "node:fs";
+import { setPriority } from "node:os";
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
 import { errorToData } from "../errors.js";
 import { BlockProducer, blockCapacity, type PackedPlan } from "./blocks.js";
 
-const { plan, control, recycle } = workerData as { plan: PackedPlan; control: SharedArrayBuffer; recycle: MessagePort };
+const { plan, control, recycle, hashOnly } = workerData as {
+  plan: PackedPlan;
+  control: SharedArrayBuffer;
+  recycle: MessagePort;
+  hashOnly?: boolean;
+};
 const free: ArrayBuffer[] = [];
 
 /** A buffer for the next block: one the main thread gave back, or a new one. */
@@ -34,8 +46,22 @@ function waitForCredit(): boolean {
   }
 }
 
+/** Lower this thread's priority (Linux: a thread's id is a process id to setpriority); best effort. */
+function yieldToOthers(): void {
+  try {
+    setPriority(Number(readlinkSync("/proc/thread-self").split("/").pop()), 10);
+  } catch {
+    // Another system, or not allowed: the same work at the same priority.
+  }
+}
+
 try {
-  for (;;) {
+  if (hashOnly) {
+    yieldToOthers();
+    const memory = new ArrayBuffer(blockCapacity);
+    while (producer.nextSize() > 0 && Atomics.load(state, 1) === 0) producer.next(memory);
+  }
+  for (; !hashOnly; ) {
     if (!waitForCredit()) break;
     const size = producer.nextSize();
     const block = size > 0 ? producer.next(memoryFor(size)) : undefined;
