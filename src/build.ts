@@ -213,6 +213,11 @@ async function buildLayerStreaming(
     upload.catch(() => {});
     await Promise.race([finished(content), upload.then(() => finished(content))]);
   };
+  // A layer to build will be uploaded: the session opens while its build is set up.
+  planned.then(
+    (plan) => plan && plan.kind !== "unchanged" && destination.openUpload?.(),
+    () => {},
+  );
   try {
     const built = await buildLayer(layer, { ...options, tee }, planned);
     resolveFinal(built.descriptor);
@@ -369,7 +374,14 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           open: async () => b.open(),
           alsoAt: knownLocations(cacheDir, b.descriptor.digest),
         })),
-        { descriptor: configDescriptor, kind: "config", open: async () => Readable.from([configBytes]) },
+        // A layer built anew makes a config no registry has seen yet (unless a tree went back to an
+        // earlier state, when sending it again does no harm): no round trip to ask.
+        {
+          descriptor: configDescriptor,
+          kind: "config",
+          open: async () => Readable.from([configBytes]),
+          fresh: built.some((b) => !b.unchanged),
+        },
       ];
       images.push({
         platform: base.platform,

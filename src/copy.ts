@@ -30,6 +30,8 @@ export interface BlobPlan {
   location?: RegistryLocation | undefined;
   /** Other repositories that may hold it (pushed there before): mount candidates too. */
   alsoAt?: readonly RegistryLocation[] | undefined;
+  /** Made by this run (a config after a layer changed): sent without asking whether the destination has it. */
+  fresh?: boolean | undefined;
 }
 
 /** Options for moving blobs and images. */
@@ -85,7 +87,7 @@ export async function pushBlobs(destination: ImageDestination, blobs: readonly B
     const id = descriptor.digest;
     const event = { kind: blob.kind, id, total: descriptor.size, target: destination.description };
     try {
-      if (await destination.hasBlob(descriptor)) {
+      if (!blob.fresh && (await destination.hasBlob(descriptor))) {
         progress({ ...event, phase: "skipped", bytes: descriptor.size });
         return;
       }

@@ -199,6 +199,27 @@ describe("docker:// transport against docker-registry", () => {
     assert.deepEqual(await drain(await src.getBlob(descriptor)), { digest: descriptor.digest, size: descriptor.size });
   });
 
+  it("sends the next blob through an upload opened ahead, and cancels one left unused", async () => {
+    const counter = await proxy();
+    const data = randomBytes(50_000);
+    const descriptor: Descriptor = {
+      mediaType: "application/octet-stream",
+      digest: `sha256:${createHash("sha256").update(data).digest("hex")}`,
+      size: data.length,
+    };
+    const dst = await destination(`${counter.host}/team/ahead:1`);
+    dst.openUpload?.();
+    await new Promise((resolve) => setTimeout(resolve, 100)); // the session is open before the blob comes
+    await dst.putBlob(descriptor, Readable.from([data]));
+    assert.equal(counter.requests.filter((r) => r.method === "POST").length, 1, "the session opened ahead was used");
+    assert.equal(await dst.hasBlob(descriptor), true);
+    dst.openUpload?.();
+    await dst.commit();
+    const methods = counter.requests.filter((r) => r.url.includes("/blobs/uploads/")).map((r) => `${r.method} ${r.status}`);
+    assert.equal(methods.filter((m) => m.startsWith("POST")).length, 2);
+    assert.ok(methods.some((m) => /^DELETE 2\d\d$/.test(m)), `the unused session was cancelled: ${methods.join(", ")}`);
+  });
+
   it("streams a blob whose digest is known only at its end (POST, one PATCH, PUT ?digest=)", async () => {
     const counter = await proxy();
     const dst = await destination(`${counter.host}/team/streamed:1`);

@@ -71,6 +71,8 @@ class RegistryDestination implements ImageDestination {
   readonly #scopes: string[];
   // Upload sessions a refused mount opened (202), kept for the putBlob that follows; cancelled if unused.
   readonly #pendingUploads = new Map<string, URL>();
+  // An upload session opened ahead (openUpload), for the next blob sent.
+  #spare: Promise<URL | undefined> | undefined;
 
   constructor(
     private readonly reference: Reference,
@@ -97,17 +99,27 @@ class RegistryDestination implements ImageDestination {
     return false;
   }
 
+  openUpload(): void {
+    this.#spare ??= this.client.startUpload(this.reference.repository, this.#scopes, this.options.signal).catch(() => undefined);
+  }
+
+  /** The session openUpload opened, if any (and it opened), else a new one. */
+  async #startUpload(): Promise<URL> {
+    const spare = this.#spare;
+    this.#spare = undefined;
+    return (await spare) ?? (await this.client.startUpload(this.reference.repository, this.#scopes, this.options.signal));
+  }
+
   async putBlob(descriptor: Descriptor, content: Readable): Promise<void> {
     // Hold the bytes until the PUT takes them: a caller may already listen for 'data' (progress), which would
     // otherwise let them flow away while the upload session is opened. The request resumes it when it sends.
     content.pause();
     // Errors carry no subject of their own: callers add theirs ("writing layer sha256:… to …").
     const what = "";
-    const { repository } = this.reference;
     let upload = this.#pendingUploads.get(descriptor.digest);
     this.#pendingUploads.delete(descriptor.digest);
     try {
-      upload ??= await this.client.startUpload(repository, this.#scopes, this.options.signal);
+      upload ??= await this.#startUpload();
       await this.client.putBlob(upload, descriptor, content, this.#scopes, what, this.options.signal);
     } catch (error) {
       content.destroy();
@@ -123,7 +135,7 @@ class RegistryDestination implements ImageDestination {
     const what = "";
     let upload: URL | undefined;
     try {
-      upload = await this.client.startUpload(this.reference.repository, this.#scopes, this.options.signal);
+      upload = await this.#startUpload();
       await this.client.putBlobStreaming(upload, content, final, this.#scopes, what, this.options.signal);
     } catch (error) {
       content.destroy();
@@ -158,7 +170,9 @@ class RegistryDestination implements ImageDestination {
   }
 
   async #cancelPending(): Promise<void> {
-    const uploads = [...this.#pendingUploads.values()];
+    const spare = this.#spare;
+    this.#spare = undefined;
+    const uploads = [...this.#pendingUploads.values(), ...[await spare].filter((url) => url !== undefined)];
     this.#pendingUploads.clear();
     await Promise.all(uploads.map((upload) => this.client.cancelUpload(upload, this.#scopes)));
   }

@@ -80,6 +80,11 @@ export interface ImageDestination {
    */
   putBlobStreaming?(mediaType: string, content: Readable, final: Promise<Descriptor>): Promise<void>;
   /**
+   * Open an upload session now for a blob about to come (a registry's POST), so that the putBlob or
+   * putBlobStreaming that follows starts sending at once. One left unused is cancelled by commit/abort.
+   */
+  openUpload?(): void;
+  /**
    * Store a manifest. `top` marks the manifest the destination's tag(s) point at; child manifests of an
    * index are stored with top=false before their index.
    */
