@@ -14,7 +14,7 @@ import { BlockCache, type BlockInfo } from "./block-cache.js";
 import { type PackedPlan, packPlan, planFingerprint } from "./blocks.js";
 import { Detectors, detectorSize, type EntryOptions, isTarballName, type LayerSource, planPath, statLayerSource } from "./plan.js";
 import { patchPlan, readPlanFile } from "./plan-file.js";
-import { compareStats, StatIndexBuilder, updatedStatIndex } from "./stat-index.js";
+import { compareStats, isContentChange, StatIndexBuilder, updatedStatIndex } from "./stat-index.js";
 
 export type { LayerSource } from "./plan.js";
 
@@ -209,7 +209,7 @@ export function planLayer(source: LayerSource, options: PlanOptions): PlannedLay
       const compared = compareStats(index, record.fingerprint, isRacy);
       if (compared.unchanged && blocksCached(record)) return { kind: "unchanged", key, record, recordPath };
       const { changes } = compared;
-      const recorded = changes && compared.stats?.size === 0 ? readPlanFile(recordPath, record.fingerprint) : undefined;
+      const recorded = changes?.every(isContentChange) ? readPlanFile(recordPath, record.fingerprint) : undefined;
       const patched = recorded && changes && patchPlan(recorded, changes);
       if (patched && changes) {
         const fingerprint = planFingerprint(patched, identity);

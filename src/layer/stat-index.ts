@@ -21,23 +21,14 @@ export class StatIndexBuilder {
 
   /** Record a path (a latin1 string, as the walk uses) and its lstat (its stat for the walk's root). */
   add(path: string, stat: BigIntStats): void {
-    writeTuple(this.#slot(path), this.#paths.length * fields - fields, stat);
-  }
-
-  /** Record a path with a tuple already encoded (`fields` values of `values` from `at`). */
-  addTuple(path: string, values: BigUint64Array, at: number): void {
-    this.#slot(path).set(values.subarray(at, at + fields), this.#paths.length * fields - fields);
-  }
-
-  #slot(path: string): BigUint64Array {
     const at = this.#paths.length * fields;
     if (at + fields > this.#values.length) {
       const grown = new BigUint64Array(this.#values.length * 2);
       grown.set(this.#values);
       this.#values = grown;
     }
+    writeTuple(this.#values, at, stat);
     this.#paths.push(path);
-    return this.#values;
   }
 
   /**
@@ -104,6 +95,8 @@ export interface StatChange {
 
 const fileType = 0o170000n;
 const regularFile = 0o100000n;
+/** Tuple fields (see writeTuple) a content change keeps: mode, uid, gid, inode, device, links, rdev. */
+const steadyFields = [0, 1, 2, 6, 7, 8, 9];
 
 /**
  * Whether a change is a change of a regular file's contents only: a file with content before and after,
@@ -112,11 +105,10 @@ const regularFile = 0o100000n;
  */
 export function isContentChange(change: StatChange): boolean {
   const { before, stat } = change;
-  if (((before[0] as bigint) & fileType) !== regularFile || (stat.mode & fileType) !== regularFile) return false;
-  if (stat.nlink !== 1n || before[3] === 0n || stat.size === 0n) return false;
-  const now = [stat.mode, stat.uid, stat.gid, 0n, 0n, 0n, stat.ino, stat.dev, stat.nlink, stat.rdev];
-  for (const f of [0, 1, 2, 6, 7, 8, 9]) if (before[f] !== BigInt.asUintN(64, now[f] as bigint)) return false;
-  return true;
+  const now = new BigUint64Array(fields);
+  writeTuple(now, 0, stat);
+  if (((now[0] as bigint) & fileType) !== regularFile || now[8] !== 1n || before[3] === 0n || now[3] === 0n) return false;
+  return steadyFields.every((f) => before[f] === now[f]);
 }
 
 /** What comparing an index with the files found. */

@@ -217,7 +217,10 @@ describe("docker:// transport against docker-registry", () => {
     await dst.commit();
     const methods = counter.requests.filter((r) => r.url.includes("/blobs/uploads/")).map((r) => `${r.method} ${r.status}`);
     assert.equal(methods.filter((m) => m.startsWith("POST")).length, 2);
-    assert.ok(methods.some((m) => /^DELETE 2\d\d$/.test(m)), `the unused session was cancelled: ${methods.join(", ")}`);
+    assert.ok(
+      methods.some((m) => /^DELETE 2\d\d$/.test(m)),
+      `the unused session was cancelled: ${methods.join(", ")}`,
+    );
   });
 
   it("streams a blob whose digest is known only at its end (POST, one PATCH, PUT ?digest=)", async () => {
