@@ -322,12 +322,6 @@ function cachedBlockMatches(codec: BlockCodec, cached: { info: BlockInfo; data: 
 }
 
 /**
- * Where blocks are produced. Reading and hashing the tar in a worker thread pays off when compression is
- * not the bottleneck, i.e. on a rebuild whose blocks are mostly cached: the diffID hash then runs beside
- * the main thread's work (CRC checks, blob digest, upload). On a cold build both cores are busy
- * compressing anyway, and a worker measured 1.18x the CPU and +35 MiB RSS (docs/compression.md).
- */
-/**
  * A rebuild's blocks when nearly all of them are taken from the cache on trust: the blocks that need
  * their bytes (`needsData`) are read on this thread, the others are handed out without any, and a
  * thread hashes the whole tar for the diffID on its own, at a lower priority (producer-worker.ts). The
@@ -358,6 +352,12 @@ function decoupledSource(plan: PackedPlan, needsData: (index: number) => boolean
   };
 }
 
+/**
+ * Where blocks are produced. Reading and hashing the tar in a worker thread pays off when compression is
+ * not the bottleneck, i.e. on a rebuild whose blocks are mostly cached: the diffID hash then runs beside
+ * the main thread's work (CRC checks, blob digest, upload). On a cold build both cores are busy
+ * compressing anyway, and a worker measured 1.18x the CPU and +35 MiB RSS (docs/compression.md).
+ */
 function producerMode(forced: string | undefined, tarTotal: number, keys: readonly string[], cache: BlockCache): "worker" | "inline" {
   // A bundler that inlined this module may have left the worker's file behind: produce inline then.
   if (!existsSync(fileURLToPath(producerWorkerUrl))) return "inline";
