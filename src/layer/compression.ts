@@ -238,6 +238,13 @@ const inlineLimit = 64 << 10;
 
 const inlineDeflaters = new Map<number, Promise<Deflater>>();
 
+/** libdeflate's module did not load (on a thread or here): what to do about it. */
+function couldNotStart(reason: string): InputError {
+  return new InputError(`gzip compression could not start: ${reason}`, {
+    hint: "reinstall ocify with its dependencies, or set OCIFY_GZIP=zlib",
+  });
+}
+
 /** The calling thread's Deflater for `level`, its module loaded once. */
 function inlineDeflater(level: number): Promise<Deflater> {
   let deflater = inlineDeflaters.get(level);
@@ -282,12 +289,7 @@ function libdeflateCodec(level: number): BlockCodec {
     worker.on("message", (message: { id?: number; member?: Uint8Array; data?: ArrayBuffer; error?: string; ready?: boolean }) => {
       if (message.ready) return;
       if (message.id === undefined) {
-        fail(
-          thread,
-          new InputError(`gzip compression could not start: ${message.error ?? "unknown error"}`, {
-            hint: "reinstall ocify with its dependencies, or set OCIFY_GZIP=zlib",
-          }),
-        );
+        fail(thread, couldNotStart(message.error ?? "unknown error"));
         return;
       }
       const waiter = pending.get(message.id);
@@ -321,9 +323,7 @@ function libdeflateCodec(level: number): BlockCodec {
     try {
       deflater = await inlineDeflater(level);
     } catch (error) {
-      throw new InputError(`gzip compression could not start: ${(error as Error).message}`, {
-        hint: "reinstall ocify with its dependencies, or set OCIFY_GZIP=zlib",
-      });
+      throw couldNotStart((error as Error).message);
     }
     const compressed = deflater.gzip(data);
     const member = canonicalMember(Buffer.from(compressed.buffer, compressed.byteOffset, compressed.byteLength));

@@ -9,7 +9,7 @@ import { closeSync, openSync, readSync } from "node:fs";
 import { writeFileAtomic } from "../fs-atomic.js";
 import { cutBlocks, type PackedPlan } from "./blocks.js";
 import { detectorSize } from "./plan.js";
-import { isContentChange, type StatChange } from "./stat-index.js";
+import { fingerprintField, isContentChange, type StatChange } from "./stat-index.js";
 import { recordSize, rewriteUstarSize } from "./tar.js";
 
 const magic = 0x316e6c70; // "pln1"
@@ -23,19 +23,19 @@ export function planFilePath(recordPath: string): string {
 
 const align8 = (n: number): number => (n + 7) & ~7;
 
-/** The arrays of a packed plan, in file order, with their element sizes. */
+/** Where each array of a packed plan lies in the file (8-aligned), and the file's size. */
 function layoutOf(n: number, sources: number, cuts: number, headBytes: number, pathBytes: number) {
   const parts = [
-    ["heads", headBytes, 1],
-    ["headEnd", n * 8, 8],
-    ["size", n * 8, 8],
-    ["sourceOffset", n * 8, 8],
-    ["detectors", n * detectorSize, 1],
-    ["source", n * 4, 4],
-    ["nameHash", n * 4, 4],
-    ["paths", pathBytes, 1],
-    ["pathEnd", sources * 8, 8],
-    ["cuts", cuts * 8, 8],
+    ["heads", headBytes],
+    ["headEnd", n * 8],
+    ["size", n * 8],
+    ["sourceOffset", n * 8],
+    ["detectors", n * detectorSize],
+    ["source", n * 4],
+    ["nameHash", n * 4],
+    ["paths", pathBytes],
+    ["pathEnd", sources * 8],
+    ["cuts", cuts * 8],
   ] as const;
   let at = align8(headSize);
   const placed = parts.map(([name, bytes]) => {
@@ -56,7 +56,7 @@ export async function writePlanFile(recordPath: string, fingerprint: string, pac
   out.writeUInt32LE(n, 4);
   out.writeUInt32LE(sources, 8);
   out.writeUInt32LE(packed.cuts.length, 12);
-  out.write(fingerprint.padEnd(64, " ").slice(0, 64), 16, "latin1");
+  out.write(fingerprintField(fingerprint), 16, "latin1");
   out.writeDoubleLE(packed.heads.length, 80);
   out.writeDoubleLE(packed.paths.length, 88);
   for (const { name, start, bytes } of placed) {
@@ -73,7 +73,7 @@ export function readPlanFile(recordPath: string, fingerprint: string): PackedPla
     fd = openSync(planFilePath(recordPath), "r");
     const head = Buffer.alloc(headSize);
     if (readSync(fd, head, 0, headSize, 0) !== headSize || head.readUInt32LE(0) !== magic) return undefined;
-    if (head.toString("latin1", 16, 80) !== fingerprint.padEnd(64, " ").slice(0, 64)) return undefined;
+    if (head.toString("latin1", 16, 80) !== fingerprintField(fingerprint)) return undefined;
     const n = head.readUInt32LE(4);
     const { placed, total } = layoutOf(n, head.readUInt32LE(8), head.readUInt32LE(12), head.readDoubleLE(80), head.readDoubleLE(88));
     const memory = new SharedArrayBuffer(total);
@@ -122,7 +122,7 @@ export function patchPlan(packed: PackedPlan, changes: readonly StatChange[]): P
     const s = packed.source[i] as number;
     if (s >= 0) sourceEntry[s] = i;
   }
-  const patches: { entry: number; change: StatChange }[] = [];
+  const patches: { entry: number; headStart: number; change: StatChange }[] = [];
   for (const change of changes) {
     const { stat } = change;
     const s = sourceOf(packed, change.path);
@@ -130,12 +130,11 @@ export function patchPlan(packed: PackedPlan, changes: readonly StatChange[]): P
     if (entry < 0) return undefined;
     const headStart = entry === 0 ? 0 : (packed.headEnd[entry - 1] as number);
     if ((packed.headEnd[entry] as number) - headStart !== recordSize || stat.size > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
-    patches.push({ entry, change });
+    patches.push({ entry, headStart, change });
   }
   const heads = Buffer.from(new SharedArrayBuffer(packed.heads.length));
   heads.set(packed.heads);
-  for (const { entry, change } of patches) {
-    const headStart = entry === 0 ? 0 : (packed.headEnd[entry - 1] as number);
+  for (const { headStart, change } of patches) {
     if (!rewriteUstarSize(heads, headStart, Number(change.stat.size))) return undefined; // needs a pax header now
   }
   const size = inShared(packed.size);

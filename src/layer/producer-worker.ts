@@ -60,14 +60,15 @@ try {
     yieldToOthers();
     const memory = new ArrayBuffer(blockCapacity);
     while (producer.nextSize() > 0 && Atomics.load(state, 1) === 0) producer.next(memory);
-  }
-  for (; !hashOnly; ) {
-    if (!waitForCredit()) break;
-    const size = producer.nextSize();
-    const block = size > 0 ? producer.next(memoryFor(size)) : undefined;
-    if (!block) break;
-    const { buffer } = block.data;
-    port.postMessage({ type: "block", index: block.index, data: buffer, length: block.data.length }, [buffer as ArrayBuffer]);
+  } else {
+    for (;;) {
+      if (!waitForCredit()) break;
+      const size = producer.nextSize();
+      const block = size > 0 ? producer.next(memoryFor(size)) : undefined;
+      if (!block) break;
+      const { buffer } = block.data;
+      port.postMessage({ type: "block", index: block.index, data: buffer, length: block.data.length }, [buffer as ArrayBuffer]);
+    }
   }
   if (Atomics.load(state, 1) === 0) port.postMessage({ type: "done", diffID: producer.diffID() });
 } catch (error) {

@@ -43,7 +43,7 @@ export class StatIndexBuilder {
     const out = Buffer.alloc(valuesAt + count * fields * 8);
     out.writeUInt32LE(magic, 0);
     out.writeUInt32LE(count, 4);
-    out.write(fingerprint.padEnd(64, " ").slice(0, 64), 8, "latin1");
+    out.write(fingerprintField(fingerprint), 8, "latin1");
     out.writeBigUInt64LE(BigInt.asUintN(64, scanStartNs), 72);
     let at = head;
     for (const path of this.#paths) {
@@ -53,6 +53,11 @@ export class StatIndexBuilder {
     new BigUint64Array(out.buffer, out.byteOffset + valuesAt, count * fields).set(this.#values.subarray(0, count * fields));
     return out;
   }
+}
+
+/** A record's fingerprint as the 64-byte field an index or a plan file carries (latin1). */
+export function fingerprintField(fingerprint: string): string {
+  return fingerprint.padEnd(64, " ").slice(0, 64);
 }
 
 function align8(n: number): number {
@@ -133,7 +138,7 @@ export interface StatComparison {
 export function compareStats(index: Buffer, fingerprint: string, isRacy: (ns: bigint, scanStartNs: bigint) => boolean): StatComparison {
   try {
     if (index.length < headSize || index.readUInt32LE(0) !== magic) return { unchanged: false };
-    if (index.toString("latin1", 8, 72) !== fingerprint.padEnd(64, " ").slice(0, 64)) return { unchanged: false };
+    if (index.toString("latin1", 8, 72) !== fingerprintField(fingerprint)) return { unchanged: false };
     const scanStartNs = index.readBigUInt64LE(72);
     const count = index.readUInt32LE(4);
     const paths: string[] = [];
@@ -179,7 +184,7 @@ export function compareStats(index: Buffer, fingerprint: string, isRacy: (ns: bi
  */
 export function updatedStatIndex(index: Buffer, changes: readonly StatChange[], fingerprint: string, scanStartNs: bigint): Buffer {
   const out = Buffer.from(index);
-  out.write(fingerprint.padEnd(64, " ").slice(0, 64), 8, "latin1");
+  out.write(fingerprintField(fingerprint), 8, "latin1");
   out.writeBigUInt64LE(BigInt.asUintN(64, scanStartNs), 72);
   const count = out.readUInt32LE(4);
   const valuesAt = out.length - count * fields * 8;
