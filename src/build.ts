@@ -24,7 +24,15 @@ import {
   type RawManifest,
   rawManifest,
 } from "./image/manifest.js";
-import { type BuiltLayer, buildLayer, type LayerBuildOptions, type LayerSource, type PlannedLayer } from "./layer/build.js";
+import {
+  AbandonedUpload,
+  type BuiltLayer,
+  buildLayer,
+  type LayerBuildOptions,
+  type LayerHead,
+  type LayerSource,
+  type PlannedLayer,
+} from "./layer/build.js";
 import { statLayerSource } from "./layer/plan.js";
 import { type LayerPlanner, startLayerPlanning } from "./layer/planner.js";
 import {
@@ -195,6 +203,7 @@ async function buildLayerStreaming(
   options: LayerBuildOptions,
   destination: ImageDestination,
   planned: Promise<PlannedLayer | undefined>,
+  head: Promise<LayerHead | undefined>,
 ): Promise<BuiltLayer> {
   let resolveFinal: (descriptor: Descriptor) => void = () => {};
   let rejectFinal: (error: unknown) => void = () => {};
@@ -204,22 +213,24 @@ async function buildLayerStreaming(
   });
   let upload: Promise<void> | undefined;
   const tee = async (content: Readable): Promise<void> => {
-    upload = (destination.putBlobStreaming as NonNullable<ImageDestination["putBlobStreaming"]>).call(
-      destination,
-      options.mediaType,
-      content,
-      final,
-    );
+    // A stream the build abandoned (a head start it could not use) ends its upload: no failure. The
+    // build may then tee again; the last upload is the one that counts.
+    upload = (destination.putBlobStreaming as NonNullable<ImageDestination["putBlobStreaming"]>)
+      .call(destination, options.mediaType, content, final)
+      .catch((error: unknown) => {
+        if (!(content.errored instanceof AbandonedUpload)) throw error;
+      });
     upload.catch(() => {});
     await Promise.race([finished(content), upload.then(() => finished(content))]);
   };
-  // A layer to build will be uploaded: the session opens while its build is set up.
+  // A layer to build will be uploaded: the session opens while its build is set up (unless a head start
+  // has opened one already).
   planned.then(
-    (plan) => plan && plan.kind !== "unchanged" && destination.openUpload?.(),
+    (plan) => plan && plan.kind !== "unchanged" && !upload && destination.openUpload?.(),
     () => {},
   );
   try {
-    const built = await buildLayer(layer, { ...options, tee }, planned);
+    const built = await buildLayer(layer, { ...options, tee }, planned, head);
     resolveFinal(built.descriptor);
     await upload;
     return built;
@@ -292,24 +303,27 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     const builtLayers = new Map<string, Promise<BuiltLayer>>();
     const planOf = (layer: LayerSource): Promise<PlannedLayer | undefined> =>
       planner?.plan(allLayers.indexOf(layer)) ?? Promise.resolve(undefined);
+    const headOf = (layer: LayerSource): Promise<LayerHead | undefined> =>
+      planner?.head(allLayers.indexOf(layer)) ?? Promise.resolve(undefined);
     const layerFor = (layer: LayerSource): Promise<BuiltLayer> => {
       const key = `${layer.source}\0${layer.dest}`;
       let built = builtLayers.get(key);
       if (!built) {
         built = streamingTarget
-          ? buildLayerStreaming(layer, layerOptions, streamingTarget, planOf(layer))
+          ? buildLayerStreaming(layer, layerOptions, streamingTarget, planOf(layer), headOf(layer))
           : buildLayer(layer, layerOptions, planOf(layer));
         builtLayers.set(key, built);
       }
       return built;
     };
-    // Layers are built one at a time (one pipeline in memory at once), in the order their plans arrive:
-    // a small layer need not wait for the listing of a big tree before it. With no plan ready, this
-    // thread plans a source the planner thread has not started yet instead of waiting.
+    // Layers are built one at a time (one pipeline in memory at once), in the order their plans (or
+    // heads: a changed layer's first blocks, found before its plan) arrive: a small layer need not wait
+    // for the listing of a big tree before it. With nothing ready, this thread plans a source the planner
+    // thread has not started yet instead of waiting.
     const buildAll = async (wanted: readonly LayerSource[]): Promise<BuiltLayer[]> => {
       const result: BuiltLayer[] = [];
       const settled = (layer: LayerSource, i: number): Promise<number> =>
-        planOf(layer).then(
+        Promise.race([planOf(layer), headOf(layer)]).then(
           () => i,
           () => i,
         );

@@ -45,6 +45,17 @@ export interface CachedBlock {
   data: Buffer;
 }
 
+/** Whether a cached block is the one a trusted record describes (its own bytes were checked against its prefix on reading). */
+export function sameBlock(recorded: BlockInfo | undefined, cached: BlockInfo): boolean {
+  return (
+    recorded !== undefined &&
+    recorded.usize === cached.usize &&
+    recorded.ucrc === cached.ucrc &&
+    recorded.csize === cached.csize &&
+    recorded.ccrc === cached.ccrc
+  );
+}
+
 /** The block store under a cache directory. */
 export class BlockCache {
   readonly dir: string;

@@ -124,6 +124,12 @@ function headLength(plan: Pick<PackedPlan, "headEnd">, i: number): number {
   return (plan.headEnd[i] as number) - (i === 0 ? 0 : (plan.headEnd[i - 1] as number));
 }
 
+/** An entry's bytes in the tar: its header, contents and padding. */
+export function entryLength(plan: Pick<PackedPlan, "headEnd" | "size">, i: number): number {
+  const content = plan.size[i] as number;
+  return headLength(plan, i) + content + paddingFor(content);
+}
+
 /**
  * The block cuts of a packed plan's entries (packPlan computes them; a plan whose sizes were changed in
  * place computes them again).
@@ -282,8 +288,7 @@ export class BlockProducer {
     this.#hashing = false;
     const start = index === 0 ? 0 : (plan.cuts[index - 1] as number);
     while (this.#entry < plan.size.length) {
-      const content = plan.size[this.#entry] as number;
-      const total = headLength(plan, this.#entry) + content + paddingFor(content);
+      const total = entryLength(plan, this.#entry);
       if (this.#entryStart + total > start) break;
       this.#entryStart += total;
       this.#entry++;

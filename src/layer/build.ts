@@ -7,7 +7,7 @@
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { Readable } from "node:stream";
+import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { MessageChannel, Worker } from "node:worker_threads";
 import { crc32 } from "node:zlib";
@@ -17,13 +17,15 @@ import { tempPathFor, writeFileAtomic } from "../fs-atomic.js";
 import type { Descriptor } from "../image/descriptor.js";
 import type { Compression } from "../media-types.js";
 import { noProgress, type ProgressSink } from "../progress.js";
-import { BlockCache, type BlockInfo, type CachedBlock } from "./block-cache.js";
+import { BlockCache, type BlockInfo, type CachedBlock, sameBlock } from "./block-cache.js";
 import { type BlockKeys, BlockProducer, blockCapacity, blockKeys, type PackedPlan, type ProducedBlock, packPlan } from "./blocks.js";
 import { type BlockCodec, createCodec, gzipTrailer } from "./compression.js";
 import { GarbageNudge } from "./garbage.js";
+import { HeadStart } from "./head-start.js";
 import { writePlanFile } from "./plan-file.js";
 import {
   isRacy,
+  type LayerHead,
   type LayerRecord,
   type LayerSource,
   layerFingerprint,
@@ -36,9 +38,11 @@ import {
   statIndexPath,
 } from "./prepare.js";
 import { planTarball } from "./tarball.js";
+import { TeeFeed } from "./tee-feed.js";
 
+export { AbandonedUpload } from "./head-start.js";
 export { parseLayerFlag } from "./plan.js";
-export { isRacy, type LayerSource, type PlannedLayer } from "./prepare.js";
+export { isRacy, type LayerHead, type LayerSource, type PlannedLayer } from "./prepare.js";
 
 /** How to build a layer. */
 export interface LayerBuildOptions {
@@ -88,6 +92,8 @@ export interface BuiltLayer {
    * without comparing them with the files' bytes again.
    */
   trustedBlocks: number;
+  /** Of the trusted blocks, how many `tee` received before the layer's plan was made (head-start.ts). */
+  aheadBlocks: number;
   /** Whether nothing was read: no file changed since the recorded build. */
   unchanged: boolean;
 }
@@ -222,64 +228,6 @@ function workerSource(plan: PackedPlan, hashOnly = false): BlockSource {
   };
 }
 
-/** Feeds `tee` with backpressure; a consumer that stops early is let go, one that fails fails the build. */
-class TeeFeed {
-  readonly stream: Readable;
-  readonly #result: Promise<void>;
-  #wake: (() => void) | undefined;
-  #settled = false;
-  #error: unknown;
-
-  constructor(tee: (content: Readable) => Promise<void>) {
-    this.stream = new Readable({
-      highWaterMark: 2 << 20,
-      read: () => {
-        const wake = this.#wake;
-        this.#wake = undefined;
-        wake?.();
-      },
-    });
-    // fail() destroys the stream with the build's error; the consumer may have stopped listening by then.
-    this.stream.on("error", () => {});
-    this.#result = Promise.resolve()
-      .then(() => tee(this.stream))
-      .then(
-        () => {
-          this.#settled = true;
-        },
-        (error: unknown) => {
-          this.#settled = true;
-          this.#error = error ?? new Error("tee failed");
-        },
-      );
-  }
-
-  #check(): void {
-    if (this.#error !== undefined) throw this.#error;
-  }
-
-  async push(chunk: Buffer): Promise<void> {
-    this.#check();
-    if (this.#settled) return;
-    if (!this.stream.push(chunk)) {
-      await Promise.race([new Promise<void>((resolve) => (this.#wake = resolve)), this.#result]);
-      this.#check();
-    }
-  }
-
-  async end(): Promise<void> {
-    this.#check();
-    if (!this.#settled) this.stream.push(null);
-    await this.#result;
-    this.#check();
-  }
-
-  async fail(error: unknown): Promise<void> {
-    this.stream.destroy(error instanceof Error ? error : new Error(String(error)));
-    await this.#result;
-  }
-}
-
 interface Produced {
   diffID: Digest;
   digest: Digest;
@@ -287,6 +235,7 @@ interface Produced {
   blocks: BlockInfo[];
   reused: number;
   trusted: number;
+  ahead: number;
 }
 
 interface Finished {
@@ -295,17 +244,6 @@ interface Finished {
   chunks: readonly Buffer[];
   /** Compressed now, or taken from the cache after comparing it with the block's bytes, or on trust. */
   from: "compressed" | "verified" | "trusted";
-}
-
-/** Whether a cached block is the one a trusted record describes (its own bytes were checked against its prefix on reading). */
-function sameBlock(recorded: BlockInfo | undefined, cached: BlockInfo): boolean {
-  return (
-    recorded !== undefined &&
-    recorded.usize === cached.usize &&
-    recorded.ucrc === cached.ucrc &&
-    recorded.csize === cached.csize &&
-    recorded.ccrc === cached.ccrc
-  );
 }
 
 /** Whether a cached block was made from exactly these bytes: its recorded CRC-32 and size (and a gzip trailer) against the fresh block's. */
@@ -388,11 +326,26 @@ async function produce(
   options: LayerBuildOptions,
   label: string,
   previous?: Previous,
+  head?: HeadStart,
 ): Promise<Produced> {
   const scanStartNs = previous ? BigInt(previous.scanStartNs) : 0n;
   const blockKeyed = blockKeys(packed, codec.id, previous && ((mtimeNs) => isRacy(mtimeNs, scanStartNs)));
   const { keys } = blockKeyed;
   const trusted = trustedBlocks(previous, blockKeyed);
+  // Blocks that are exactly the previous build's (a layer read again only because a file looked racy)
+  // most likely make the same blob, which the destination then has: no upload while building.
+  const sameBlocks = previous !== undefined && previous.blocks.length === keys.length && previous.blocks.every((b, i) => b.key === keys[i]);
+  // What a head start sent must be the plan's first blocks, each taken on trust; else its upload is dropped.
+  let ahead: { blocks: readonly BlockInfo[]; size: number } = { blocks: [], size: 0 };
+  if (head) {
+    ahead = await head.stop();
+    if (sameBlocks || !ahead.blocks.every((info, i) => info.key === keys[i] && trusted.has(info.key))) {
+      await head.abandon(sameBlocks ? "the layer has the recorded build's blocks" : "the blocks sent ahead are not the plan's");
+      head = undefined;
+      ahead = { blocks: [], size: 0 };
+    }
+  }
+  const aheadCount = ahead.blocks.length;
   const tarTotal = packed.cuts[packed.cuts.length - 1] as number;
   // A block that is not taken on trust may need compressing: a thread boots while the first is read.
   if (trusted.size < keys.length) codec.warm?.();
@@ -400,6 +353,7 @@ async function produce(
   // Cached blocks checked ahead, when the source hands them out without their bytes.
   const onTrust = new Map<number, CachedBlock>();
   const needsData = (index: number): boolean => {
+    if (index < aheadCount) return false; // sent already: skipped below
     const key = keys[index] as string;
     const info = trusted.get(key);
     const cached = info && cache.readNow(key);
@@ -410,16 +364,13 @@ async function produce(
   const fewToRead = trusted.size > 0 && keys.length - trusted.size <= Math.max(4, keys.length >> 4);
   const source = !useWorker ? inlineSource(packed) : fewToRead ? decoupledSource(packed, needsData) : workerSource(packed);
   const progress = options.progress ?? noProgress;
-  // Blocks that are exactly the previous build's (a layer read again only because a file looked racy)
-  // most likely make the same blob, which the destination then has: no upload while building.
-  const sameBlocks = previous !== undefined && previous.blocks.length === keys.length && previous.blocks.every((b, i) => b.key === keys[i]);
-  const tee = options.tee && !sameBlocks ? new TeeFeed(options.tee) : undefined;
-  const digest = createHash("sha256");
+  const tee = head ? head.feed : options.tee && !sameBlocks ? new TeeFeed(options.tee) : undefined;
+  const digest = head ? head.digest : createHash("sha256");
   const garbage = new GarbageNudge();
-  const blocks: BlockInfo[] = [];
-  let size = 0;
-  let reused = 0;
-  let trustedCount = 0;
+  const blocks: BlockInfo[] = [...ahead.blocks];
+  let size = ahead.size;
+  let reused = aheadCount;
+  let trustedCount = aheadCount;
 
   const finish = async (block: ProducedBlock): Promise<Finished> => {
     const key = keys[block.index] as string;
@@ -464,6 +415,10 @@ async function produce(
           producing = false;
           break;
         }
+        if (block.index < aheadCount) {
+          source.release(block.data, true);
+          continue;
+        }
         const pending = finish(block);
         pending.catch(() => {});
         inFlight.push(pending);
@@ -486,7 +441,7 @@ async function produce(
     const diffID = (await source.diffID()) as Digest;
     if (tee) await tee.end();
     progress({ phase: "done", kind: "build", id: label, bytes: tarTotal, total: tarTotal });
-    return { diffID, digest: `sha256:${digest.digest("hex")}`, size, blocks, reused, trusted: trustedCount };
+    return { diffID, digest: `sha256:${digest.digest("hex")}`, size, blocks, reused, trusted: trustedCount, ahead: aheadCount };
   } catch (error) {
     await Promise.allSettled(inFlight);
     if (tee) await tee.fail(error);
@@ -501,7 +456,7 @@ function layerOf(
   cache: BlockCache,
   mediaType: string,
   createdBy: string,
-  counts: { unchanged: boolean; reused: number; trusted: number },
+  counts: { unchanged: boolean; reused: number; trusted: number; ahead: number },
 ): BuiltLayer {
   const descriptor: Descriptor = { mediaType, digest: record.digest, size: record.size };
   return {
@@ -512,6 +467,7 @@ function layerOf(
     blocks: record.blocks.length,
     reusedBlocks: counts.reused,
     trustedBlocks: counts.trusted,
+    aheadBlocks: counts.ahead,
     unchanged: counts.unchanged,
     open: () => cache.open(record.blocks, descriptor, `layer ${record.digest}`),
   };
@@ -540,21 +496,31 @@ export async function layerState(source: LayerSource, options: LayerBuildOptions
 /**
  * Build a layer from a directory, a file or a tarball into the cache (or reuse what an earlier build left
  * there). `planned` is the layer's plan made ahead (by the planner worker, while the base image was being
- * resolved); without it, or when it was made with other options, the layer is planned here.
+ * resolved); without it, or when it was made with other options, the layer is planned here. `head`, from
+ * the same planner, settles no later than `planned`: when it brings the blocks a changed layer's blob starts
+ * with, `tee` starts receiving them before the plan is there (head-start.ts).
  */
 export async function buildLayer(
   source: LayerSource,
   options: LayerBuildOptions,
   planned?: Promise<PlannedLayer | undefined>,
+  head?: Promise<LayerHead | undefined>,
 ): Promise<BuiltLayer> {
   options.signal?.throwIfAborted();
   const createdBy = options.createdBy ?? `ocify layer ${source.source} -> ${source.dest}`;
-  const codec = await createCodec(options.compression, options.level);
+  const cache = new BlockCache(options.cacheDir);
+  const ahead = options.tee && head && planned ? await Promise.race([head, planned.then(noHead, noHead)]) : undefined;
+  let early = options.tee && ahead ? new HeadStart(cache, ahead.blocks, options.tee) : undefined;
+  let codec: BlockCodec | undefined;
   try {
+    codec = await createCodec(options.compression, options.level);
     const planOptions = planOptionsOf(options, codec.id);
     let plan = await planned;
     if (plan?.key !== planKeyOf(planOptions)) plan = planLayer(source, planOptions);
-    const cache = new BlockCache(options.cacheDir);
+    if (plan.kind !== "tree") {
+      await early?.abandon("the layer is not built from a directory's plan");
+      early = undefined;
+    }
     if (plan.kind === "unchanged") {
       const { record } = plan;
       if (plan.statIndex) await writeStatIndex(plan.recordPath, plan.statIndex);
@@ -564,6 +530,7 @@ export async function buildLayer(
         unchanged: true,
         reused: record.blocks.length,
         trusted: record.blocks.length,
+        ahead: 0,
       });
     }
     let spool: string | undefined;
@@ -578,7 +545,9 @@ export async function buildLayer(
       const statIndex = plan.kind === "tree" ? plan.statIndex : undefined;
       const previous = plan.kind === "tree" ? plan.previous : undefined;
       plan = undefined; // a tree's entries are packed; let the rest go before the long part
-      const produced = await produce(packed, codec, cache, options, source.source, previous);
+      const adopted = early;
+      early = undefined; // produce() owns it now
+      const produced = await produce(packed, codec, cache, options, source.source, previous, adopted);
       const built: LayerRecord = {
         version: recordVersion,
         fingerprint,
@@ -598,10 +567,15 @@ export async function buildLayer(
     } finally {
       if (spool) rmSync(spool, { force: true });
     }
+  } catch (error) {
+    await early?.abandon("the build failed");
+    throw error;
   } finally {
-    await codec.close();
+    await codec?.close();
   }
 }
+
+const noHead = (): undefined => undefined;
 
 /** `docker import`: a root filesystem directory or tarball as one layer at "/", owners, modes, devices and links kept. */
 export function importRootfs(path: string, options: Omit<LayerBuildOptions, "preserveOwners">): Promise<BuiltLayer> {

@@ -1,7 +1,7 @@
 /**
  * A planner thread: lists, stats and fingerprints the layer sources it is sent (planLayer) while the main
  * thread loads the registry client and resolves the base image, and posts each plan as soon as it is
- * made. A tarball is left to the main thread, which plans it while reading it. `null` ends the thread.
+ * made (and, before a changed layer's plan, the blocks its blob starts with: LayerHead). A tarball is left to the main thread, which plans it while reading it. `null` ends the thread.
  * It may be started before there is work for it (planner-thread.ts), so each job carries its options.
  */
 import { parentPort } from "node:worker_threads";
@@ -16,7 +16,7 @@ port.on("message", (job: { index: number; source: LayerSource; options: PlanOpti
     return;
   }
   try {
-    const plan = planLayer(job.source, job.options);
+    const plan = planLayer(job.source, job.options, (head) => port.postMessage({ index: job.index, head }));
     port.postMessage({ index: job.index, plan: plan.kind === "tarball" ? undefined : plan });
   } catch (error) {
     port.postMessage({ index: job.index, error: errorToData(error) });

@@ -12,12 +12,29 @@ import type { Compression } from "../media-types.js";
 import { parseTransportReference } from "../transport/transport.js";
 import { codecIdOf } from "./compression.js";
 import { claimPlannerThread } from "./planner-thread.js";
-import type { LayerSource, PlannedLayer, PlanOptions } from "./prepare.js";
+import type { LayerHead, LayerSource, PlannedLayer, PlanOptions } from "./prepare.js";
 
 interface Slot {
   promise: Promise<PlannedLayer | undefined>;
   resolve(plan: PlannedLayer | undefined): void;
   reject(error: unknown): void;
+  head: Promise<LayerHead | undefined>;
+  resolveHead(head: LayerHead | undefined): void;
+}
+
+function newSlot(): Slot {
+  const slot = {} as Slot;
+  slot.promise = new Promise((resolve, reject) => Object.assign(slot, { resolve, reject }));
+  slot.promise.catch(() => {}); // a layer never asked for may fail unobserved
+  slot.head = new Promise((resolveHead) => Object.assign(slot, { resolveHead }));
+  return slot;
+}
+
+/** Settle a slot: its head, if none came, is then none. */
+function settle(slot: Slot | undefined, plan: PlannedLayer | undefined, error?: ErrorData): void {
+  slot?.resolveHead(undefined);
+  if (error) slot?.reject(errorFromData(error));
+  else slot?.resolve(plan);
 }
 
 /**
@@ -33,30 +50,28 @@ export class LayerPlanner {
   #back: number;
 
   private constructor(sources: readonly LayerSource[], options: PlanOptions, worker: Worker) {
-    this.#slots = sources.map(() => {
-      const slot = {} as Slot;
-      slot.promise = new Promise((resolve, reject) => Object.assign(slot, { resolve, reject }));
-      slot.promise.catch(() => {}); // a layer never asked for may fail unobserved
-      return slot;
-    });
+    this.#slots = sources.map(newSlot);
     this.#back = sources.length;
     let current = -1;
     const feed = (): void => {
       current = this.#front < this.#back ? this.#front++ : -1;
       worker.postMessage(current < 0 ? null : { index: current, source: sources[current], options });
     };
-    worker.on("message", (message: { index: number; plan?: PlannedLayer; error?: ErrorData }) => {
+    worker.on("message", (message: { index: number; head?: LayerHead; plan?: PlannedLayer; error?: ErrorData }) => {
       const slot = this.#slots[message.index] as Slot;
-      if (message.error) slot.reject(errorFromData(message.error));
-      else slot.resolve(message.plan);
+      if (message.head) {
+        slot.resolveHead(message.head);
+        return;
+      }
+      settle(slot, message.plan, message.error);
       feed();
     });
     worker.on("error", () => {}); // "exit" follows
     // Whatever the worker did not plan (it failed, or was stopped) is planned on the main thread.
     worker.once("exit", () => {
-      this.#slots[current]?.resolve(undefined);
+      settle(this.#slots[current], undefined);
       current = -1;
-      while (this.#front < this.#back) this.#slots[this.#front++]?.resolve(undefined);
+      while (this.#front < this.#back) settle(this.#slots[this.#front++], undefined);
     });
     this.#worker = worker;
     feed();
@@ -80,13 +95,21 @@ export class LayerPlanner {
   }
 
   /**
+   * The blocks source `index`'s blob starts with, when the worker found them before its plan (LayerHead);
+   * undefined once the plan came without. Settles no later than plan(index).
+   */
+  head(index: number): Promise<LayerHead | undefined> {
+    return this.#slots[index]?.head ?? Promise.resolve(undefined);
+  }
+
+  /**
    * Take the last source the worker has not started: its plan becomes undefined (the caller plans it on
    * this thread). Returns its index, or undefined when every source is started.
    */
   steal(): number | undefined {
     if (this.#front >= this.#back) return undefined;
     const index = --this.#back;
-    this.#slots[index]?.resolve(undefined);
+    settle(this.#slots[index], undefined);
     return index;
   }
 

@@ -13,8 +13,8 @@ import { UsageError } from "../errors.js";
 import { BlockCache, type BlockInfo } from "./block-cache.js";
 import { type PackedPlan, packPlan, planFingerprint } from "./blocks.js";
 import { Detectors, detectorSize, type EntryOptions, isTarballName, type LayerSource, planPath, statLayerSource } from "./plan.js";
-import { patchPlan, readPlanFile } from "./plan-file.js";
-import { compareStats, isContentChange, StatIndexBuilder, updatedStatIndex } from "./stat-index.js";
+import { leadingBlocks, patchPlan, readPlanFile } from "./plan-file.js";
+import { compareStats, type FirstDifference, isContentChange, StatIndexBuilder, updatedStatIndex } from "./stat-index.js";
 
 export type { LayerSource } from "./plan.js";
 
@@ -50,6 +50,15 @@ export const recordVersion = 1;
 /** The blocks of a layer's previous build, and when that build began listing files. */
 export interface Previous {
   scanStartNs: string;
+  blocks: BlockInfo[];
+}
+
+/**
+ * The first blocks of a changed layer's previous build that are this build's too (leadingBlocks in
+ * plan-file.ts), known as soon as the stat check meets the first difference, before the plan is made: a
+ * rebuild sends them meanwhile (head-start.ts).
+ */
+export interface LayerHead {
   blocks: BlockInfo[];
 }
 
@@ -175,8 +184,12 @@ export function layerFingerprint(source: LayerSource, options: PlanOptions): { r
   return { recordPath: planned.recordPath, fingerprint };
 }
 
-/** List and stat a layer's sources and decide: reuse the recorded layer, or build from this plan. */
-export function planLayer(source: LayerSource, options: PlanOptions): PlannedLayer {
+/**
+ * List and stat a layer's sources and decide: reuse the recorded layer, or build from this plan. `onHead`
+ * hears, before the plan is made, which of the previous build's blocks lead this build's blob too (when a
+ * stat check finds a difference after some).
+ */
+export function planLayer(source: LayerSource, options: PlanOptions, onHead?: (head: LayerHead) => void): PlannedLayer {
   const scanStartNs = BigInt(Date.now()) * 1_000_000n;
   const top = statLayerSource(source.source);
   if (!source.dest.startsWith("/"))
@@ -206,10 +219,19 @@ export function planLayer(source: LayerSource, options: PlanOptions): PlannedLay
   if (record) {
     const index = readStatIndex(recordPath);
     if (index) {
-      const compared = compareStats(index, record.fingerprint, isRacy);
+      let recordedPlan: PackedPlan | undefined;
+      const previousPlan = (): PackedPlan | undefined => (recordedPlan ??= readPlanFile(recordPath, record.fingerprint));
+      const onFirstDifference: FirstDifference | undefined =
+        onHead &&
+        ((paths, at) => {
+          const previous = previousPlan();
+          const blocks = previous && previous.cuts.length === record.blocks.length ? leadingBlocks(previous, paths, at) : 0;
+          if (blocks > 0) onHead({ blocks: record.blocks.slice(0, blocks) });
+        });
+      const compared = compareStats(index, record.fingerprint, isRacy, onFirstDifference);
       if (compared.unchanged && blocksCached(record)) return { kind: "unchanged", key, record, recordPath };
       const { changes } = compared;
-      const recorded = changes?.every(isContentChange) ? readPlanFile(recordPath, record.fingerprint) : undefined;
+      const recorded = changes?.every(isContentChange) ? previousPlan() : undefined;
       const patched = recorded && changes && patchPlan(recorded, changes);
       if (patched && changes) {
         const fingerprint = planFingerprint(patched, identity);

@@ -4,13 +4,17 @@
  * listing directories or planning the tar: a name added, removed or renamed changes its directory's mtime
  * and ctime; a mode, owner, size, link count or content change changes the entry's ctime (and mtime). A
  * difference anywhere, or a racy timestamp, sends the build back to the full listing.
+ *
+ * The paths are kept in the tar's order (the root, then the others sorted as the tar's entries are), so
+ * the first difference a comparison meets is the first the tar has: every block that ends before it is
+ * the previous build's, which lets a rebuild start sending those while the check goes on (prepare.ts).
  */
 import { type BigIntStats, lstatSync, statSync } from "node:fs";
 import { fsPath } from "./plan.js";
 
 /** Fields compared per path: what lstat says about the entry and its place in the tree. */
 const fields = 10;
-const magic = 0x32697473; // "sti2"
+const magic = 0x33697473; // "sti3" (sti2 kept the walk's order)
 /** magic, count, the record's fingerprint, the walk's start (ns). */
 const headSize = 4 + 4 + 64 + 8;
 
@@ -32,12 +36,17 @@ export class StatIndexBuilder {
   }
 
   /**
-   * The index as bytes, in walk order (the root first), tied to the record whose fingerprint is given,
-   * with the moment the walk began (for the racy check: the stats are as of then).
+   * The index as bytes, in the tar's order (the root first, then by path: the paths below one root sort
+   * as their entries' names do), tied to the record whose fingerprint is given, with the moment the walk
+   * began (for the racy check: the stats are as of then).
    */
   encode(fingerprint: string, scanStartNs: bigint): Buffer {
-    const count = this.#paths.length;
-    const pathBytes = this.#paths.reduce((sum, p) => sum + 2 + p.length, 0);
+    const paths = this.#paths;
+    const count = paths.length;
+    const order = Array.from({ length: count }, (_, i) => i);
+    // latin1 strings hold one byte per UTF-16 unit, so comparing them compares the bytes.
+    order.sort((a, b) => (a === 0 ? -1 : b === 0 ? 1 : (paths[a] as string) < (paths[b] as string) ? -1 : 1));
+    const pathBytes = paths.reduce((sum, p) => sum + 2 + p.length, 0);
     const head = headSize;
     const valuesAt = align8(head + pathBytes);
     const out = Buffer.alloc(valuesAt + count * fields * 8);
@@ -45,12 +54,14 @@ export class StatIndexBuilder {
     out.writeUInt32LE(count, 4);
     out.write(fingerprintField(fingerprint), 8, "latin1");
     out.writeBigUInt64LE(BigInt.asUintN(64, scanStartNs), 72);
+    const values = new BigUint64Array(out.buffer, out.byteOffset + valuesAt, count * fields);
     let at = head;
-    for (const path of this.#paths) {
+    for (const [i, from] of order.entries()) {
+      const path = paths[from] as string;
       at = out.writeUInt16LE(path.length, at);
       at += out.write(path, at, "latin1");
+      values.set(this.#values.subarray(from * fields, (from + 1) * fields), i * fields);
     }
-    new BigUint64Array(out.buffer, out.byteOffset + valuesAt, count * fields).set(this.#values.subarray(0, count * fields));
     return out;
   }
 }
@@ -129,13 +140,24 @@ export interface StatComparison {
 }
 
 /**
+ * Called once, with the index's paths, at the first path that differs or is racy: the paths before it
+ * (in the tar's order) are as the index's build saw them.
+ */
+export type FirstDifference = (paths: readonly string[], at: number) => void;
+
+/**
  * unchangedSince, and the paths that differ. When they all changed contents only, the previous plan is
  * patched with them (plan-file.ts); otherwise the walk that follows takes the fresh lstat of the paths
  * after the first other change from `stats` instead of stat'ing them a second time (a patchable or
  * unchanged layer keeps none: holding 20,000 stats costs time in the collector). No `changes` when the
  * index is damaged or a path is gone.
  */
-export function compareStats(index: Buffer, fingerprint: string, isRacy: (ns: bigint, scanStartNs: bigint) => boolean): StatComparison {
+export function compareStats(
+  index: Buffer,
+  fingerprint: string,
+  isRacy: (ns: bigint, scanStartNs: bigint) => boolean,
+  onFirstDifference?: FirstDifference,
+): StatComparison {
   try {
     if (index.length < headSize || index.readUInt32LE(0) !== magic) return { unchanged: false };
     if (index.toString("latin1", 8, 72) !== fingerprintField(fingerprint)) return { unchanged: false };
@@ -169,7 +191,10 @@ export function compareStats(index: Buffer, fingerprint: string, isRacy: (ns: bi
         changes.push(change);
         if (!listing && (i === 0 || !isContentChange(change))) listing = true;
       }
-      if (unchanged && (!same || isRacy(stat.mtimeNs, scanStartNs) || isRacy(stat.ctimeNs, scanStartNs))) unchanged = false;
+      if (unchanged && (!same || isRacy(stat.mtimeNs, scanStartNs) || isRacy(stat.ctimeNs, scanStartNs))) {
+        unchanged = false;
+        onFirstDifference?.(paths, i);
+      }
     }
     return unchanged ? { unchanged } : { unchanged, stats, changes };
   } catch {
