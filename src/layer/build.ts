@@ -335,23 +335,13 @@ async function produce(
   // Blocks that are exactly the previous build's (a layer read again only because a file looked racy)
   // most likely make the same blob, which the destination then has: no upload while building.
   const sameBlocks = previous !== undefined && previous.blocks.length === keys.length && previous.blocks.every((b, i) => b.key === keys[i]);
-  // What a head start sent must be the plan's first blocks, each taken on trust; else its upload is dropped.
-  let ahead: { blocks: readonly BlockInfo[]; size: number } = { blocks: [], size: 0 };
-  if (head) {
-    ahead = await head.stop();
-    if (sameBlocks || !ahead.blocks.every((info, i) => info.key === keys[i] && trusted.has(info.key))) {
-      await head.abandon(sameBlocks ? "the layer has the recorded build's blocks" : "the blocks sent ahead are not the plan's");
-      head = undefined;
-      ahead = { blocks: [], size: 0 };
-    }
-  }
-  const aheadCount = ahead.blocks.length;
   const tarTotal = packed.cuts[packed.cuts.length - 1] as number;
   // A block that is not taken on trust may need compressing: a thread boots while the first is read.
   if (trusted.size < keys.length) codec.warm?.();
   const useWorker = producerMode(process.env.OCIFY_LAYER_PRODUCER, tarTotal, keys, cache) === "worker";
   // Cached blocks checked ahead, when the source hands them out without their bytes.
   const onTrust = new Map<number, CachedBlock>();
+  let aheadCount = 0; // blocks a head start sent: known once it is stopped, below
   const needsData = (index: number): boolean => {
     if (index < aheadCount) return false; // sent already: skipped below
     const key = keys[index] as string;
@@ -363,6 +353,23 @@ async function produce(
   };
   const fewToRead = trusted.size > 0 && keys.length - trusted.size <= Math.max(4, keys.length >> 4);
   const source = !useWorker ? inlineSource(packed) : fewToRead ? decoupledSource(packed, needsData) : workerSource(packed);
+  // A head start goes on sending until the blocks are about to flow; what it sent must be the plan's
+  // first blocks, each taken on trust, else its upload is dropped.
+  let ahead: { blocks: readonly BlockInfo[]; size: number } = { blocks: [], size: 0 };
+  if (head) {
+    try {
+      ahead = await head.stop();
+    } catch (error) {
+      await source.close();
+      throw error;
+    }
+    if (sameBlocks || !ahead.blocks.every((info, i) => info.key === keys[i] && trusted.has(info.key))) {
+      await head.abandon(sameBlocks ? "the layer has the recorded build's blocks" : "the blocks sent ahead are not the plan's");
+      head = undefined;
+      ahead = { blocks: [], size: 0 };
+    }
+    aheadCount = ahead.blocks.length;
+  }
   const progress = options.progress ?? noProgress;
   const tee = head ? head.feed : options.tee && !sameBlocks ? new TeeFeed(options.tee) : undefined;
   const digest = head ? head.digest : createHash("sha256");
