@@ -160,6 +160,7 @@ export function patchPlan(packed: PackedPlan, changes: readonly StatChange[]): P
 export function leadingBlocks(previous: PackedPlan, paths: readonly string[], at: number): number {
   const entryOf = contentEntries(previous);
   let bound = 0;
+  // A few paths back at most (a run of directories and links): further back, the head is not worth the search.
   for (let i = at; i > 0 && i > at - 64; i--) {
     const entry = entryOf(paths[i] as string);
     if (entry < 0) continue;

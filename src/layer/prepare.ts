@@ -219,8 +219,12 @@ export function planLayer(source: LayerSource, options: PlanOptions, onHead?: (h
   if (record) {
     const index = readStatIndex(recordPath);
     if (index) {
-      let recordedPlan: PackedPlan | undefined;
-      const previousPlan = (): PackedPlan | undefined => (recordedPlan ??= readPlanFile(recordPath, record.fingerprint));
+      // Read once, by whichever needs it first: the head below, or the patch after the check.
+      let recordedPlan: { plan: PackedPlan | undefined } | undefined;
+      const previousPlan = (): PackedPlan | undefined => {
+        recordedPlan ??= { plan: readPlanFile(recordPath, record.fingerprint) };
+        return recordedPlan.plan;
+      };
       const onFirstDifference: FirstDifference | undefined =
         onHead &&
         ((paths, at) => {
