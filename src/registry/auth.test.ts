@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { createSign, X509Certificate } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
@@ -13,6 +12,7 @@ import type { ProgressEvent } from "../progress.js";
 import { parseReference } from "../reference.js";
 import { writeBaseImageLayout } from "../test-support/base-image.js";
 import { pushOciLayout, startRegistry, type TestRegistry } from "../test-support/registry.js";
+import { makeSelfSigned } from "../test-support/tls.js";
 import { openRegistryDestination, openRegistrySource } from "../transport/registry.js";
 import { Authenticator, chooseChallenge, parseChallenges, repositoryScope } from "./auth.js";
 import { RegistryClient } from "./client.js";
@@ -93,27 +93,9 @@ describe("Authenticator", () => {
 
 /** A token service as distribution's token auth expects: RS256 JWTs whose x5c is the self-signed cert in rootcertbundle. */
 async function startTokenServer(dir: string, users: Record<string, string>) {
-  execFileSync(
-    "openssl",
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-keyout",
-      join(dir, "key.pem"),
-      "-out",
-      join(dir, "cert.pem"),
-      "-days",
-      "2",
-      "-subj",
-      "/CN=ocify-test-token-signer",
-    ],
-    { stdio: "ignore" },
-  );
-  const key = readFileSync(join(dir, "key.pem"), "utf8");
-  const cert = new X509Certificate(readFileSync(join(dir, "cert.pem")));
+  const signer = makeSelfSigned(dir, "signer", "ocify-test-token-signer");
+  const key = readFileSync(signer.key, "utf8");
+  const cert = new X509Certificate(readFileSync(signer.cert));
   const requests: { account: string | undefined; scopes: string[]; service: string | null }[] = [];
   const server: Server = createServer((req, res) => {
     const url = new URL(req.url ?? "/", "http://token");
@@ -158,7 +140,7 @@ async function startTokenServer(dir: string, users: Record<string, string>) {
   const port = (server.address() as AddressInfo).port;
   return {
     realm: `http://127.0.0.1:${port}/token`,
-    certPath: join(dir, "cert.pem"),
+    certPath: signer.cert,
     requests,
     stop: () =>
       new Promise<void>((resolve) => {

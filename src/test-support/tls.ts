@@ -11,24 +11,35 @@ export interface TestCertificates {
   key: string;
 }
 
-/** Write `ca.pem`, `server.pem` and `server.key` into `dir` (valid for two days). */
-export function makeTestCertificates(dir: string): TestCertificates {
-  const openssl = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "ignore" });
-  openssl(
+function opensslIn(dir: string, ...args: string[]): void {
+  execFileSync("openssl", args, { cwd: dir, stdio: "ignore" });
+}
+
+/** Write a self-signed certificate `NAME.pem` and its key `NAME.key` into `dir` (valid for two days). */
+export function makeSelfSigned(dir: string, name: string, commonName: string): { cert: string; key: string } {
+  opensslIn(
+    dir,
     "req",
     "-x509",
     "-newkey",
     "rsa:2048",
     "-nodes",
     "-keyout",
-    "ca.key",
+    `${name}.key`,
     "-out",
-    "ca.pem",
+    `${name}.pem`,
     "-days",
     "2",
     "-subj",
-    "/CN=ocify test CA",
+    `/CN=${commonName}`,
   );
+  return { cert: join(dir, `${name}.pem`), key: join(dir, `${name}.key`) };
+}
+
+/** Write `ca.pem`, `server.pem` and `server.key` into `dir` (valid for two days). */
+export function makeTestCertificates(dir: string): TestCertificates {
+  const openssl = (...args: string[]) => opensslIn(dir, ...args);
+  makeSelfSigned(dir, "ca", "ocify test CA");
   openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1");
   writeFileSync(join(dir, "ext.cnf"), "subjectAltName=IP:127.0.0.1\n");
   openssl(
