@@ -223,8 +223,13 @@ function newJob() {
 
 const results = [];
 
-/** Run `fn(job)` as one measured attempt of `tool` in `scenario`, record and print it. */
+/**
+ * Run `fn(job)` as one measured attempt of `tool` in `scenario`, record and print it. The disks are made
+ * quiet first (`sync`, not measured): what the previous tool wrote and the kernel has not yet written
+ * out must not be written during this one's time.
+ */
 async function attempt(round, scenario, tool, fn) {
+  spawnSync("sync");
   const job = newJob();
   let error;
   try {
