@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
+import type { Worker } from "node:worker_threads";
 import { InputError } from "../errors.js";
 import { MediaType } from "../media-types.js";
 import { buildLayer, type LayerBuildOptions, planOptionsOf } from "./build.js";
@@ -204,6 +206,24 @@ describe("layer planner (worker thread)", () => {
     const started = Date.now();
     execFileSync(process.execPath, ["-e", script], { timeout: 10_000 });
     assert.ok(Date.now() - started < 10_000);
+  });
+
+  it("adopts the thread the CLI's launcher started before any module loaded", async () => {
+    await claimPlannerThread()?.terminate(); // none left ahead by other tests
+    const launcher = createRequire(import.meta.url)("../../bin/planner-thread.js") as { startPlannerThread(): void };
+    launcher.startPlannerThread();
+    const handed = (globalThis as { [key: symbol]: { worker: Worker } | undefined })[Symbol.for("ocify.plannerThread")];
+    assert.ok(handed, "the launcher left a thread to adopt");
+    assert.equal(startPlannerThread(), handed.worker, "adopted, not a second thread");
+    const tree = join(work.path, "launched-tree");
+    makeTree(tree, 47, 10);
+    const { planner, plans } = planIn([{ source: tree, dest: "/" }], "launched");
+    try {
+      assert.equal((await plans[0])?.kind, "tree", "the launcher's thread plans");
+    } finally {
+      await planner.close();
+    }
+    assert.equal(handed.worker.threadId, -1, "the planner used it, and stopped it when closed");
   });
 
   it("knows the codec ids createCodec gives without making the codec", async () => {
