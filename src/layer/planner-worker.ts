@@ -1,8 +1,9 @@
 /**
  * A planner thread: lists, stats and fingerprints the layer sources it is sent (planLayer) while the main
  * thread loads the registry client and resolves the base image, and posts each plan as soon as it is
- * made (and, before a changed layer's plan, the blocks its blob starts with: LayerHead). A tarball is left to the main thread, which plans it while reading it. `null` ends the thread.
- * It may be started before there is work for it (planner-thread.ts), so each job carries its options.
+ * made (and, before a changed layer's plan, the blocks its blob starts with: LayerHead). A tarball is
+ * left to the main thread, which plans it while reading it. `null` ends the thread. It may be started
+ * before there is work for it (planner-thread.ts, bin/planner-thread.js), so each job carries its options.
  */
 import { parentPort } from "node:worker_threads";
 import { errorToData } from "../errors.js";
