@@ -50,6 +50,13 @@ async function drain(stream: Readable): Promise<{ digest: string; size: number }
   return { digest: `sha256:${hash.digest("hex")}`, size };
 }
 
+/** Random bytes and the descriptor of a blob holding them. */
+function randomBlob(size: number): { data: Buffer; descriptor: Descriptor } {
+  const data = randomBytes(size);
+  const digest = `sha256:${createHash("sha256").update(data).digest("hex")}` as Digest;
+  return { data, descriptor: { mediaType: "application/octet-stream", digest, size } };
+}
+
 function skopeoRaw(ref: string, creds?: string): Promise<string> {
   return runOk("skopeo", ["inspect", "--raw", "--tls-verify=false", ...(creds ? ["--creds", creds] : []), `docker://${ref}`]);
 }
@@ -181,12 +188,7 @@ describe("docker:// transport against docker-registry", () => {
 
   it("uses the upload a refused mount opened (202) instead of starting another", async () => {
     const counter = await proxy();
-    const data = randomBytes(100_000);
-    const descriptor: Descriptor = {
-      mediaType: "application/octet-stream",
-      digest: `sha256:${createHash("sha256").update(data).digest("hex")}`,
-      size: data.length,
-    };
+    const { data, descriptor } = randomBlob(100_000);
     const dst = await destination(`${counter.host}/team/refused:1`);
     assert.equal(await dst.mountBlob?.(descriptor, { registry: counter.host, repository: "nowhere/empty" }), false);
     await dst.putBlob(descriptor, Readable.from([data]));
@@ -201,12 +203,7 @@ describe("docker:// transport against docker-registry", () => {
 
   it("sends the next blob through an upload opened ahead, and cancels one left unused", async () => {
     const counter = await proxy();
-    const data = randomBytes(50_000);
-    const descriptor: Descriptor = {
-      mediaType: "application/octet-stream",
-      digest: `sha256:${createHash("sha256").update(data).digest("hex")}`,
-      size: data.length,
-    };
+    const { data, descriptor } = randomBlob(50_000);
     const dst = await destination(`${counter.host}/team/ahead:1`);
     dst.openUpload?.();
     await new Promise((resolve) => setTimeout(resolve, 100)); // the session is open before the blob comes
