@@ -15,6 +15,9 @@ import { InputError } from "../errors.js";
 import { detectorSize, headerOf, type LayerPlan } from "./plan.js";
 import { encodeHeader, endOfArchiveSize, fitsUstar, paddingFor, writeSimpleHeader } from "./tar.js";
 
+/** Padding and end-of-archive bytes, hashed from here. */
+const zeros = Buffer.alloc(4096);
+
 /** Block-size policy. */
 export interface BlockPolicy {
   minBlock: number;
@@ -352,6 +355,54 @@ export class BlockProducer {
     this.#next++;
     if (this.#next === plan.cuts.length) this.close();
     return { index, data };
+  }
+
+  /**
+   * Hash the next block into the diffID without keeping it: its bytes pass through `scratch` a piece at a
+   * time, each hashed while the CPU's cache still holds it. False after the last block.
+   */
+  hashNext(scratch: Buffer): boolean {
+    const plan = this.#plan;
+    const index = this.#next;
+    if (index >= plan.cuts.length) return false;
+    const start = index === 0 ? 0 : (plan.cuts[index - 1] as number);
+    const end = plan.cuts[index] as number;
+    const hash = this.#diffID;
+    let at = start;
+    while (this.#entry < plan.size.length && this.#entryStart < end) {
+      const i = this.#entry;
+      const head = headLength(plan, i);
+      const content = plan.size[i] as number;
+      const base = this.#entryStart;
+      const entryEnd = base + head + content + paddingFor(content);
+      const headTo = Math.min(end, base + head);
+      if (headTo > at) {
+        const headStart = (plan.headEnd[i] as number) - head;
+        hash.update(plan.heads.subarray(headStart + at - base, headStart + headTo - base));
+        at = headTo;
+      }
+      const contentTo = Math.min(end, base + head + content);
+      while (contentTo > at) {
+        const length = Math.min(scratch.length, contentTo - at);
+        this.#read(plan.source[i] as number, scratch, 0, length, (plan.sourceOffset[i] as number) + at - base - head);
+        hash.update(scratch.subarray(0, length));
+        at += length;
+      }
+      const padTo = Math.min(end, entryEnd);
+      if (padTo > at) {
+        hash.update(zeros.subarray(0, padTo - at));
+        at = padTo;
+      }
+      if (entryEnd <= end) {
+        this.#entryStart = entryEnd;
+        this.#entry++;
+      } else break;
+    }
+    // The end-of-archive marker.
+    for (; at < end; at += Math.min(zeros.length, end - at)) hash.update(zeros.subarray(0, Math.min(zeros.length, end - at)));
+    this.#next++;
+    if (this.#next === plan.cuts.length) this.close();
+    return true;
   }
 
   /** Close the open file, if any. */

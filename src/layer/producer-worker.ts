@@ -3,10 +3,10 @@
  * the main thread (transferring their memory), so that reading and hashing overlap compression and the
  * blob digest. Flow control: the main thread grants credits in a shared Int32Array ([credits, abort]).
  *
- * With `hashOnly`, it only hashes the diffID, keeping nothing, at a lower priority: a rebuild whose
- * blocks come from the cache needs the tar's bytes for nothing else, and the upload (this process's
- * main thread and the registry) goes first; the hashing catches up when they wait, as the registry
- * does at the end of an upload while it syncs the blob to disk.
+ * With `hashOnly`, it only hashes the diffID, a piece at a time, keeping nothing, at a lower priority: a
+ * rebuild whose blocks come from the cache needs the tar's bytes for nothing else, and the upload (this
+ * process's main thread and the registry) goes first; the hashing catches up when they wait, as the
+ * registry does at the end of an upload while it syncs the blob to disk.
  */
 import { readlinkSync } from "node:fs";
 import { setPriority } from "node:os";
@@ -21,6 +21,12 @@ const { plan, control, recycle, hashOnly } = workerData as {
   hashOnly?: boolean;
 };
 const free: ArrayBuffer[] = [];
+/**
+ * What hashing reads at a time: half of a core's L2 cache on the machines measured, so that the bytes a
+ * read copies are still there when they are hashed. Reading whole blocks (1-4 MiB) instead made a
+ * one-file rebuild of the benchmark's one-layer tree 6% slower (paired runs, docs/benchmarks.md).
+ */
+const hashPiece = 256 << 10;
 
 /** A buffer for the next block: one the main thread gave back, or a new one. */
 function memoryFor(size: number): ArrayBuffer {
@@ -58,8 +64,8 @@ function yieldToOthers(): void {
 try {
   if (hashOnly) {
     yieldToOthers();
-    const memory = new ArrayBuffer(blockCapacity);
-    while (producer.nextSize() > 0 && Atomics.load(state, 1) === 0) producer.next(memory);
+    const scratch = Buffer.allocUnsafeSlow(hashPiece);
+    while (Atomics.load(state, 1) === 0 && producer.hashNext(scratch));
   } else {
     for (;;) {
       if (!waitForCredit()) break;
