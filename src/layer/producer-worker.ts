@@ -12,7 +12,7 @@ import { readlinkSync } from "node:fs";
 import { setPriority } from "node:os";
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
 import { errorToData } from "../errors.js";
-import { BlockProducer, blockCapacity, type PackedPlan } from "./blocks.js";
+import { BlockProducer, blockCapacity, hashPiece, type PackedPlan } from "./blocks.js";
 
 const { plan, control, recycle, hashOnly } = workerData as {
   plan: PackedPlan;
@@ -21,12 +21,6 @@ const { plan, control, recycle, hashOnly } = workerData as {
   hashOnly?: boolean;
 };
 const free: ArrayBuffer[] = [];
-/**
- * What hashing reads at a time: half of a core's L2 cache on the machines measured, so that the bytes a
- * read copies are still there when they are hashed. Reading whole blocks (1-4 MiB) instead made a
- * one-file rebuild of the benchmark's one-layer tree 6% slower (paired runs, docs/benchmarks.md).
- */
-const hashPiece = 256 << 10;
 
 /** A buffer for the next block: one the main thread gave back, or a new one. */
 function memoryFor(size: number): ArrayBuffer {
