@@ -1,5 +1,17 @@
 import assert from "node:assert/strict";
-import { appendFileSync, chmodSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  chmodSync,
+  lstatSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -10,7 +22,7 @@ import { codecIdOf } from "./compression.js";
 import { makeTree, tempDir } from "./fixtures.test.js";
 import { planPath } from "./plan.js";
 import { type LayerHead, type PlannedLayer, planLayer, statIndexPath } from "./prepare.js";
-import { compareStats } from "./stat-index.js";
+import { compareStats, millisecondsOf } from "./stat-index.js";
 
 const work = tempDir("ocify-stat-index-test-");
 after(() => work.remove());
@@ -38,6 +50,25 @@ async function built(): Promise<{ tree: string; cache: string }> {
 }
 
 describe("stat index (an unchanged layer without listing it)", () => {
+  it("turns the walk's bigint times into exactly the milliseconds a plain lstat gives", () => {
+    const tree = join(work.path, `t${counter++}`);
+    makeTree(tree, 5, 20);
+    // Times with odd nanoseconds, on either side of 1970 and of a whole second.
+    const odd = join(tree, "odd");
+    writeFileSync(odd, "x");
+    const paths = readdirSync(tree, { recursive: true }).map((name) => join(tree, String(name)));
+    for (const seconds of [1_700_000_000.123456, 1_700_000_000, -1.5, -86_400.000001, 0.000001]) {
+      utimesSync(odd, seconds, seconds);
+      paths.push(odd);
+      for (const path of paths) {
+        const big = lstatSync(path, { bigint: true });
+        const plain = lstatSync(path);
+        assert.equal(millisecondsOf(big.mtimeNs), plain.mtimeMs, `${path} mtime (${seconds})`);
+        assert.equal(millisecondsOf(big.ctimeNs), plain.ctimeMs, `${path} ctime`);
+      }
+    }
+  });
+
   it("finds an unchanged layer from the index alone, and the index belongs to the record", async () => {
     const { tree, cache } = await built();
     const again = plan(tree, cache);
