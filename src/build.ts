@@ -196,7 +196,9 @@ function cachedBlobOpener(cache: BlobCache, source: ImageSource): (descriptor: D
 /**
  * Build a layer while uploading it to a registry. The upload needs the digest only at its end, so it starts
  * with the first compressed byte; `tee` resolves once the stream is consumed (buildLayer awaits it), and the
- * upload is finished with the digest once buildLayer has it. A failed upload fails the build.
+ * upload is finished with the digest once buildLayer has it. The layer is returned as soon as it is built,
+ * with the upload's end (`uploaded`): while the registry syncs and commits the blob, the next layer is
+ * built and the config is sent. A failed upload fails the push that waits for it (pushBlobs).
  */
 async function buildLayerStreaming(
   layer: LayerSource,
@@ -204,7 +206,7 @@ async function buildLayerStreaming(
   destination: ImageDestination,
   planned: Promise<PlannedLayer | undefined>,
   head: Promise<LayerHead | undefined>,
-): Promise<BuiltLayer> {
+): Promise<BuiltLayer & { uploaded?: Promise<void> }> {
   let resolveFinal: (descriptor: Descriptor) => void = () => {};
   let rejectFinal: (error: unknown) => void = () => {};
   const final = new Promise<Descriptor>((resolve, reject) => {
@@ -212,7 +214,9 @@ async function buildLayerStreaming(
     rejectFinal = reject;
   });
   let upload: Promise<void> | undefined;
+  let sent: Readable | undefined; // the stream of the last upload started
   const tee = async (content: Readable): Promise<void> => {
+    sent = content;
     // A stream the build abandoned (a head start it could not use) ends its upload: no failure. The
     // build may then tee again; the last upload is the one that counts.
     upload = (destination.putBlobStreaming as NonNullable<ImageDestination["putBlobStreaming"]>)
@@ -232,8 +236,11 @@ async function buildLayerStreaming(
   try {
     const built = await buildLayer(layer, { ...options, tee }, planned, head);
     resolveFinal(built.descriptor);
-    await upload;
-    return built;
+    // No upload, or only one the build abandoned (the layer turned out to be the recorded one): the push asks the registry.
+    if (!upload || sent?.errored instanceof AbandonedUpload) return built;
+    const uploaded = upload;
+    uploaded.catch(() => {}); // observed by pushBlobs; the build may fail elsewhere first
+    return { ...built, uploaded };
   } catch (error) {
     rejectFinal(error);
     await upload?.catch(() => {});
@@ -300,12 +307,12 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     // The first registry destination receives each new layer while it is compressed (upload overlaps the build).
     const streamingTarget = destinations.find((d) => d.putBlobStreaming);
     // A layer shared by several platforms is built once.
-    const builtLayers = new Map<string, Promise<BuiltLayer>>();
+    const builtLayers = new Map<string, Promise<BuiltLayer & { uploaded?: Promise<void> }>>();
     const planOf = (layer: LayerSource): Promise<PlannedLayer | undefined> =>
       planner?.plan(allLayers.indexOf(layer)) ?? Promise.resolve(undefined);
     const headOf = (layer: LayerSource): Promise<LayerHead | undefined> =>
       planner?.head(allLayers.indexOf(layer)) ?? Promise.resolve(undefined);
-    const layerFor = (layer: LayerSource): Promise<BuiltLayer> => {
+    const layerFor = (layer: LayerSource): Promise<BuiltLayer & { uploaded?: Promise<void> }> => {
       const key = `${layer.source}\0${layer.dest}`;
       let built = builtLayers.get(key);
       if (!built) {
@@ -320,8 +327,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     // heads: a changed layer's first blocks, found before its plan) arrive: a small layer need not wait
     // for the listing of a big tree before it. With nothing ready, this thread plans a source the planner
     // thread has not started yet instead of waiting.
-    const buildAll = async (wanted: readonly LayerSource[]): Promise<BuiltLayer[]> => {
-      const result: BuiltLayer[] = [];
+    const buildAll = async (wanted: readonly LayerSource[]): Promise<(BuiltLayer & { uploaded?: Promise<void> })[]> => {
+      const result: (BuiltLayer & { uploaded?: Promise<void> })[] = [];
       const settled = (layer: LayerSource, i: number): Promise<number> =>
         Promise.race([planOf(layer), headOf(layer)]).then(
           () => i,
@@ -387,6 +394,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
           kind: "layer",
           open: async () => b.open(),
           alsoAt: knownLocations(cacheDir, b.descriptor.digest),
+          streamed: b.uploaded && streamingTarget ? { destination: streamingTarget, done: b.uploaded } : undefined,
         })),
         // A layer built anew makes a config no registry has seen yet (unless a tree went back to an
         // earlier state, when sending it again does no harm): no round trip to ask.

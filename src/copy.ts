@@ -32,6 +32,11 @@ export interface BlobPlan {
   alsoAt?: readonly RegistryLocation[] | undefined;
   /** Made by this run (a config after a layer changed): sent without asking whether the destination has it. */
   fresh?: boolean | undefined;
+  /**
+   * Already on its way to one destination, streamed there while it was built: pushing it there waits for
+   * that upload to finish (and fails with it) instead of asking the registry or sending it again.
+   */
+  streamed?: { destination: ImageDestination; done: Promise<void> } | undefined;
 }
 
 /** Options for moving blobs and images. */
@@ -87,6 +92,11 @@ export async function pushBlobs(destination: ImageDestination, blobs: readonly B
     const id = descriptor.digest;
     const event = { kind: blob.kind, id, total: descriptor.size, target: destination.description };
     try {
+      if (blob.streamed?.destination === destination) {
+        await blob.streamed.done;
+        progress({ ...event, phase: "skipped", bytes: descriptor.size });
+        return;
+      }
       if (!blob.fresh && (await destination.hasBlob(descriptor))) {
         progress({ ...event, phase: "skipped", bytes: descriptor.size });
         return;

@@ -14,7 +14,13 @@ import { build } from "../build.js";
 import { MediaType } from "../media-types.js";
 import { writeBaseImageLayout } from "../test-support/base-image.js";
 import { runOk } from "../test-support/cli.js";
-import { pushOciLayout, startRegistry, startRegistryProxy, type TestRegistry } from "../test-support/registry.js";
+import {
+  pushOciLayout,
+  type RegistryProxyOptions,
+  startRegistry,
+  startRegistryProxy,
+  type TestRegistry,
+} from "../test-support/registry.js";
 import { AbandonedUpload, buildLayer, type LayerBuildOptions, planOptionsOf } from "./build.js";
 import { codecIdOf } from "./compression.js";
 import { makeTree, tempDir } from "./fixtures.test.js";
@@ -129,8 +135,8 @@ describe("head start in a build pushed to docker-registry", () => {
   });
 
   /** Build TREE onto the base and push it through a proxy that sees every request; `heads` can change what the planner heard. */
-  async function push(tree: string, cache: string, tag: string, heads?: (head: LayerHead) => LayerHead) {
-    const proxy = await startRegistryProxy(registry.host);
+  async function push(tree: string, cache: string, tag: string, heads?: (head: LayerHead) => LayerHead, faults?: RegistryProxyOptions) {
+    const proxy = await startRegistryProxy(registry.host, faults);
     try {
       const request = {
         from: `${proxy.host}/base:latest`,
@@ -176,13 +182,18 @@ describe("head start in a build pushed to docker-registry", () => {
     }
   }
 
-  it("drops the head start when a file read again only because it looked racy changed nothing", async () => {
-    const tree = join(work.path, "pushed-racy");
-    makeTree(tree, 401, 80);
-    // A deep file with an mtime ahead of any build's start stays racy: every build reads it again.
+  /** A tree whose one deep file has an mtime ahead of any build's start: it stays racy, every build reads it again. */
+  async function racyTree(name: string, seed: number): Promise<string> {
+    const tree = join(work.path, name);
+    makeTree(tree, seed, 80);
     const future = new Date(Date.now() + 3_600_000);
     utimesSync(join(tree, "dir5", "sub2", "file5.txt"), future, future);
     await sleep(ageing);
+    return tree;
+  }
+
+  it("drops the head start when a file read again only because it looked racy changed nothing", async () => {
+    const tree = await racyTree("pushed-racy", 401);
     const first = await push(tree, "pushed-racy-cache", "racy");
     const again = await push(tree, "pushed-racy-cache", "racy");
     assert.equal(again.heard.size, 1, "the racy file is a difference the planner reports after the leading blocks");
@@ -191,6 +202,53 @@ describe("head start in a build pushed to docker-registry", () => {
     assert.equal(cancelled.length, 1, "the upload begun ahead is cancelled: the registry has the blob");
     const patches = again.requests.filter((r) => r.method === "PATCH");
     assert.ok(patches.length <= 1 && patches.every((r) => r.status !== 202), "the upload begun is not completed");
+  });
+
+  it("pushes the recorded blob to another repository when the upload begun ahead was dropped", async () => {
+    // The racy case again, to a repository that does not hold the blob: the dropped upload is not taken
+    // for the layer's, and the push finds the blob where the first build put it.
+    const tree = await racyTree("pushed-racy-moved", 402);
+    await push(tree, "pushed-racy-moved-cache", "racy-first");
+    const moved = await push(tree, "pushed-racy-moved-cache", "racy-moved");
+    assert.equal(moved.heard.size, 1, "an upload began ahead");
+    assert.ok(
+      moved.requests.some((r) => r.method === "POST" && r.url.includes("mount=")),
+      "the layer is mounted from the first repository",
+    );
+    assert.equal(await layerOf("racy-moved"), await layerOf("racy-first"));
+  });
+
+  it("fails the build, pushing no manifest, when the registry refuses a streamed layer's last request", async () => {
+    const tree = join(work.path, "pushed-refused");
+    makeTree(tree, 403, 40);
+    const refuse: RegistryProxyOptions = {
+      // The PUT ?digest= that ends a streamed upload has no body (a config's PUT carries its bytes).
+      intercept(request, response) {
+        if (request.method !== "PUT" || !request.url?.includes("/blobs/uploads/") || request.headers["content-length"] !== "0")
+          return false;
+        response.writeHead(400, { "content-type": "application/json" });
+        response.end(JSON.stringify({ errors: [{ code: "DIGEST_INVALID", message: "provided digest did not match uploaded content" }] }));
+        return true;
+      },
+    };
+    let requests: { method: string; url: string }[] = [];
+    const recorded: RegistryProxyOptions = {
+      intercept(request, response) {
+        requests.push({ method: request.method ?? "", url: request.url ?? "" });
+        return refuse.intercept?.(request, response) ?? false;
+      },
+    };
+    await assert.rejects(push(tree, "pushed-refused-cache", "refused", undefined, recorded), (error: Error) => {
+      assert.match(error.message, /layer sha256:[0-9a-f]+/);
+      assert.match(error.message, /does not match its digest/);
+      return true;
+    });
+    assert.ok(
+      requests.some((r) => r.method === "PATCH"),
+      "the layer was streamed",
+    );
+    assert.ok(!requests.some((r) => r.method === "PUT" && r.url.includes("/manifests/")), "no manifest after a failed layer");
+    requests = [];
   });
 
   for (const [what, heads] of [
