@@ -193,6 +193,9 @@ function cachedBlobOpener(cache: BlobCache, source: ImageSource): (descriptor: D
   };
 }
 
+/** A built layer, and the end of its upload when it was streamed to a registry while it was built. */
+type StreamedLayer = BuiltLayer & { uploaded?: Promise<void> };
+
 /**
  * Build a layer while uploading it to a registry. The upload needs the digest only at its end, so it starts
  * with the first compressed byte; `tee` resolves once the stream is consumed (buildLayer awaits it), and the
@@ -206,7 +209,7 @@ async function buildLayerStreaming(
   destination: ImageDestination,
   planned: Promise<PlannedLayer | undefined>,
   head: Promise<LayerHead | undefined>,
-): Promise<BuiltLayer & { uploaded?: Promise<void> }> {
+): Promise<StreamedLayer> {
   let resolveFinal: (descriptor: Descriptor) => void = () => {};
   let rejectFinal: (error: unknown) => void = () => {};
   const final = new Promise<Descriptor>((resolve, reject) => {
@@ -307,12 +310,12 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     // The first registry destination receives each new layer while it is compressed (upload overlaps the build).
     const streamingTarget = destinations.find((d) => d.putBlobStreaming);
     // A layer shared by several platforms is built once.
-    const builtLayers = new Map<string, Promise<BuiltLayer & { uploaded?: Promise<void> }>>();
+    const builtLayers = new Map<string, Promise<StreamedLayer>>();
     const planOf = (layer: LayerSource): Promise<PlannedLayer | undefined> =>
       planner?.plan(allLayers.indexOf(layer)) ?? Promise.resolve(undefined);
     const headOf = (layer: LayerSource): Promise<LayerHead | undefined> =>
       planner?.head(allLayers.indexOf(layer)) ?? Promise.resolve(undefined);
-    const layerFor = (layer: LayerSource): Promise<BuiltLayer & { uploaded?: Promise<void> }> => {
+    const layerFor = (layer: LayerSource): Promise<StreamedLayer> => {
       const key = `${layer.source}\0${layer.dest}`;
       let built = builtLayers.get(key);
       if (!built) {
@@ -327,8 +330,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     // heads: a changed layer's first blocks, found before its plan) arrive: a small layer need not wait
     // for the listing of a big tree before it. With nothing ready, this thread plans a source the planner
     // thread has not started yet instead of waiting.
-    const buildAll = async (wanted: readonly LayerSource[]): Promise<(BuiltLayer & { uploaded?: Promise<void> })[]> => {
-      const result: (BuiltLayer & { uploaded?: Promise<void> })[] = [];
+    const buildAll = async (wanted: readonly LayerSource[]): Promise<StreamedLayer[]> => {
+      const result: StreamedLayer[] = [];
       const settled = (layer: LayerSource, i: number): Promise<number> =>
         Promise.race([planOf(layer), headOf(layer)]).then(
           () => i,

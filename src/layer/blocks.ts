@@ -316,52 +316,26 @@ export class BlockProducer {
 
   /** Produce the next block, into `memory` when it is large enough (recycled buffers keep RSS flat); undefined after the last. */
   next(memory?: ArrayBuffer): ProducedBlock | undefined {
-    const plan = this.#plan;
     const index = this.#next;
-    if (index >= plan.cuts.length) return undefined;
-    const start = index === 0 ? 0 : (plan.cuts[index - 1] as number);
-    const end = plan.cuts[index] as number;
-    const data = memory && memory.byteLength >= end - start ? Buffer.from(memory, 0, end - start) : Buffer.allocUnsafeSlow(end - start);
+    const size = this.nextSize();
+    if (size === 0) return undefined;
+    const data = memory && memory.byteLength >= size ? Buffer.from(memory, 0, size) : Buffer.allocUnsafeSlow(size);
     let filled = 0;
-    while (this.#entry < plan.size.length && this.#entryStart < end) {
-      const i = this.#entry;
-      const head = headLength(plan, i);
-      const content = plan.size[i] as number;
-      const pad = paddingFor(content);
-      const base = this.#entryStart;
-      // Header.
-      const headFrom = Math.max(start, base);
-      const headTo = Math.min(end, base + head);
-      if (headTo > headFrom) {
-        const headStart = (plan.headEnd[i] as number) - head;
-        data.set(plan.heads.subarray(headStart + headFrom - base, headStart + headTo - base), filled);
-        filled += headTo - headFrom;
-      }
-      // Content.
-      const contentFrom = Math.max(start, base + head);
-      const contentTo = Math.min(end, base + head + content);
-      if (contentTo > contentFrom) {
-        const within = contentFrom - base - head;
-        this.#read(plan.source[i] as number, data, filled, contentTo - contentFrom, (plan.sourceOffset[i] as number) + within);
-        filled += contentTo - contentFrom;
-      }
-      // Padding.
-      const padFrom = Math.max(start, base + head + content);
-      const padTo = Math.min(end, base + head + content + pad);
-      if (padTo > padFrom) {
-        data.fill(0, filled, filled + padTo - padFrom);
-        filled += padTo - padFrom;
-      }
-      if (base + head + content + pad <= end) {
-        this.#entryStart += head + content + pad;
-        this.#entry++;
-      } else break;
-    }
-    // The end-of-archive marker.
-    if (filled < data.length) data.fill(0, filled);
+    this.#walk({
+      head: (bytes) => {
+        data.set(bytes, filled);
+        filled += bytes.length;
+      },
+      content: (source, position, length) => {
+        this.#read(source, data, filled, length, position);
+        filled += length;
+      },
+      zeros: (length) => {
+        data.fill(0, filled, filled + length);
+        filled += length;
+      },
+    });
     if (this.#hashing) this.#diffID.update(data);
-    this.#next++;
-    if (this.#next === plan.cuts.length) this.close();
     return { index, data };
   }
 
@@ -370,35 +344,59 @@ export class BlockProducer {
    * time, each hashed while the CPU's cache still holds it. False after the last block.
    */
   hashNext(scratch: Buffer): boolean {
+    if (this.nextSize() === 0) return false;
+    const hash = this.#diffID;
+    this.#walk({
+      head: (bytes) => hash.update(bytes),
+      content: (source, position, length) => {
+        for (let done = 0; done < length; ) {
+          const piece = Math.min(scratch.length, length - done);
+          this.#read(source, scratch, 0, piece, position + done);
+          hash.update(scratch.subarray(0, piece));
+          done += piece;
+        }
+      },
+      zeros: (length) => {
+        for (let left = length; left > 0; left -= zeros.length) hash.update(zeros.subarray(0, Math.min(zeros.length, left)));
+      },
+    });
+    return true;
+  }
+
+  /**
+   * The next block's bytes, in order, to `sink`: header bytes, content as ranges of its files (source,
+   * position, length), zeros for padding and the end-of-archive marker. Moves on to the block after it.
+   */
+  #walk(sink: {
+    head(bytes: Uint8Array): void;
+    content(source: number, position: number, length: number): void;
+    zeros(length: number): void;
+  }): void {
     const plan = this.#plan;
     const index = this.#next;
-    if (index >= plan.cuts.length) return false;
-    const start = index === 0 ? 0 : (plan.cuts[index - 1] as number);
     const end = plan.cuts[index] as number;
-    const hash = this.#diffID;
-    let at = start;
+    let at = index === 0 ? 0 : (plan.cuts[index - 1] as number);
     while (this.#entry < plan.size.length && this.#entryStart < end) {
       const i = this.#entry;
       const head = headLength(plan, i);
       const content = plan.size[i] as number;
       const base = this.#entryStart;
       const entryEnd = base + head + content + paddingFor(content);
+      // A block may begin inside this entry's header, content or padding, and end inside any of them.
       const headTo = Math.min(end, base + head);
       if (headTo > at) {
         const headStart = (plan.headEnd[i] as number) - head;
-        hash.update(plan.heads.subarray(headStart + at - base, headStart + headTo - base));
+        sink.head(plan.heads.subarray(headStart + at - base, headStart + headTo - base));
         at = headTo;
       }
       const contentTo = Math.min(end, base + head + content);
-      while (contentTo > at) {
-        const length = Math.min(scratch.length, contentTo - at);
-        this.#read(plan.source[i] as number, scratch, 0, length, (plan.sourceOffset[i] as number) + at - base - head);
-        hash.update(scratch.subarray(0, length));
-        at += length;
+      if (contentTo > at) {
+        sink.content(plan.source[i] as number, (plan.sourceOffset[i] as number) + at - base - head, contentTo - at);
+        at = contentTo;
       }
       const padTo = Math.min(end, entryEnd);
       if (padTo > at) {
-        hash.update(zeros.subarray(0, padTo - at));
+        sink.zeros(padTo - at);
         at = padTo;
       }
       if (entryEnd <= end) {
@@ -407,10 +405,9 @@ export class BlockProducer {
       } else break;
     }
     // The end-of-archive marker.
-    for (; at < end; at += Math.min(zeros.length, end - at)) hash.update(zeros.subarray(0, Math.min(zeros.length, end - at)));
+    if (end > at) sink.zeros(end - at);
     this.#next++;
     if (this.#next === plan.cuts.length) this.close();
-    return true;
   }
 
   /** Close the open file, if any. */
