@@ -223,15 +223,15 @@ export function compareStats(
       // A listing to come takes every stat from here on, as bigint stats (its detectors keep ns).
       let big: BigIntStats | undefined;
       if (listing) {
-        big = i === 0 ? statSync(name, { bigint: true }) : lstatSync(name, { bigint: true });
+        big = statOf(i, name, true);
         stats.set(path, big);
         writeBigTuple(now, 0, big);
-      } else writeTuple(now, 0, i === 0 ? statSync(name) : lstatSync(name));
+      } else writeTuple(now, 0, statOf(i, name, false));
       const at = i * fields;
       let same = true;
       for (let f = 0; f < fields && same; f++) if (now[f] !== values[at + f]) same = false;
       const near = (now[4] as number) >= racyFromMs || (now[5] as number) >= racyFromMs;
-      if (!same || (unchanged && near)) big ??= i === 0 ? statSync(name, { bigint: true }) : lstatSync(name, { bigint: true });
+      if (!same || (unchanged && near)) big ??= statOf(i, name, true);
       if (!same) {
         const change = { at: i, path, before: values.subarray(at, at + fields), stat: big as BigIntStats };
         changes.push(change);
@@ -246,6 +246,13 @@ export function compareStats(
   } catch {
     return { unchanged: false };
   }
+}
+
+/** The stat of an index's path `i` as the walk took it: the root's followed (stat), the others' not (lstat). */
+function statOf(i: number, name: string | Buffer, bigint: true): BigIntStats;
+function statOf(i: number, name: string | Buffer, bigint: false): Stats;
+function statOf(i: number, name: string | Buffer, bigint: boolean): Stats | BigIntStats {
+  return i === 0 ? statSync(name, { bigint }) : lstatSync(name, { bigint });
 }
 
 /**
