@@ -16,6 +16,7 @@ export {
   rawManifest,
 } from "./image/manifest.js";
 export { type BuiltLayer, buildLayer, type LayerBuildOptions, type LayerSource, parseLayerFlag } from "./layer/build.js";
+export { setGarbageNudges } from "./layer/garbage.js";
 export { type Compression, type ManifestFormat, MediaType } from "./media-types.js";
 export { type AppendedLayer, applyConfigEdits, type ConfigEdits, mutateConfig } from "./mutate.js";
 export type { ProgressEvent, ProgressSink } from "./progress.js";

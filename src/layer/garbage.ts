@@ -1,15 +1,21 @@
 /**
- * A nudge to V8's collector while a layer builds. Compressed members come from worker threads in
- * ArrayBuffers that die after the upload and the cache write; V8 collects them only once ~64 MiB of
- * them piled up, so a cold build's peak RSS carried ~50 MiB of garbage. When the host allows it (the CLI
- * calls allowGarbageNudges() at start), a full collection runs after every `every` bytes (16 MiB: 151 MiB
- * peak instead of 190-200 for the bench's cold build, no time lost that paired runs could see); each takes
- * a few milliseconds on a heap this small. A library host that did not allow it gets no nudge, unless it
- * runs node with --expose-gc.
+ * A nudge to V8's collector while a layer's bytes pass through. Compressed members come from worker
+ * threads in ArrayBuffers, and cached blocks are read into buffers of their own; both die once uploaded,
+ * written or hashed, but V8 collects them only once ~64 MiB of them piled up. Left alone, that garbage
+ * and the allocator's fragments around it put a 1 GiB layer's peak RSS at 175-210 MiB; with a full
+ * collection after every `every` bytes (16 MiB), at 130-160 MiB, with no time lost that paired runs
+ * could see.
+ *
+ * A full collection costs time in proportion to the live heap: a few milliseconds on the few MiB a build
+ * keeps. So a nudge runs only while V8's heap is small (`heapLimit`, 32 MiB by default; the CLI's build
+ * of the bench's tree stays under 9). A host with a larger heap is left to V8's own schedule, and a host
+ * can turn the nudges off with setGarbageNudges(false).
  */
-import { setFlagsFromString } from "node:v8";
+import { getHeapStatistics, setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 
+let enabled = true;
+/** The collector once taken; null when it could not be. */
 let collect: (() => void) | null | undefined;
 
 /** The gc() of a context made now: there is one only while --expose-gc is on. */
@@ -22,38 +28,42 @@ function gcOfNewContext(): (() => void) | undefined {
 }
 
 /**
- * Let builds in this process nudge the collector. --expose-gc is on only while gc() is taken, then set
- * back: V8's flags are part of the key of Node's cached compiled code, and while one differs from the
- * command line's, every built-in module loaded and every thread started compiles its code afresh (~45 ms
- * more to boot a planner or compressing thread, on the critical path of a small rebuild).
+ * Take gc(). --expose-gc is on only while it is taken, then set back: V8's flags are part of the key of
+ * Node's cached compiled code, and while one differs from the command line's, every built-in module
+ * loaded and every thread started compiles its code afresh (~45 ms more to boot a planner or compressing
+ * thread, on the critical path of a small rebuild). Nothing else runs in between.
  */
-export function allowGarbageNudges(): void {
-  if (collect) return;
-  collect = gcOfNewContext();
-  if (collect) return;
+function collector(): (() => void) | null {
+  if (collect !== undefined) return collect;
+  collect = gcOfNewContext() ?? null;
+  if (collect) return collect;
   setFlagsFromString("--expose-gc");
   collect = gcOfNewContext() ?? null;
   setFlagsFromString("--no-expose-gc");
-}
-
-function collector(): (() => void) | null {
-  if (collect === undefined) collect = gcOfNewContext() ?? null;
   return collect;
 }
 
-/** Counts bytes handed over and collects after every `every` of them. */
+/** Whether builds in this process may nudge V8's collector (they may by default, while the heap is small). */
+export function setGarbageNudges(on: boolean): void {
+  enabled = on;
+}
+
+/** Counts bytes handed over and collects after every `every` of them, while V8's used heap is under `heapLimit`. */
 export class GarbageNudge {
   readonly #every: number;
+  readonly #heapLimit: number;
   #since = 0;
 
-  constructor(every = 16 << 20) {
+  constructor(every = 16 << 20, heapLimit = 32 << 20) {
     this.#every = every;
+    this.#heapLimit = heapLimit;
   }
 
   add(bytes: number): void {
     this.#since += bytes;
     if (this.#since < this.#every) return;
     this.#since = 0;
+    if (!enabled || getHeapStatistics().used_heap_size >= this.#heapLimit) return;
     collector()?.();
   }
 }
