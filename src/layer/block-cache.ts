@@ -14,7 +14,6 @@ import { crc32 } from "node:zlib";
 import type { Digest } from "../digest.js";
 import { DigestMismatchError, SizeMismatchError } from "../errors.js";
 import { tempPathFor } from "../fs-atomic.js";
-import { GarbageNudge } from "./garbage.js";
 
 /** What the layer record keeps about each block. */
 export interface BlockInfo {
@@ -189,8 +188,6 @@ export class BlockCache {
     const cache = this;
     async function* generate(): AsyncGenerator<Buffer> {
       const hash = createHash("sha256");
-      // Each block is read into a buffer of its own, garbage once the consumer is done with it.
-      const garbage = new GarbageNudge();
       let size = 0;
       for (const block of blocks) {
         const cached = await cache.read(block.key);
@@ -207,7 +204,6 @@ export class BlockCache {
         }
         hash.update(cached.data);
         size += cached.data.length;
-        garbage.add(cached.data.length);
         yield cached.data;
       }
       if (size !== expected.size) throw new SizeMismatchError(what, expected.size, size);
