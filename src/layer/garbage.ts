@@ -1,15 +1,15 @@
 /**
- * A nudge to V8's collector while a layer's bytes pass through. Compressed members come from worker
- * threads in ArrayBuffers, and cached blocks are read into buffers of their own; both die once uploaded,
- * written or hashed, but V8 collects them only once ~64 MiB of them piled up. Left alone, that garbage
- * and the allocator's fragments around it put a 1 GiB layer's peak RSS at 175-210 MiB; with a full
- * collection after every `every` bytes (16 MiB), at 130-160 MiB, with no time lost that paired runs
- * could see.
+ * A nudge to V8's collector while a layer builds. Compressed members come from worker threads in
+ * ArrayBuffers that die once uploaded and cached, but V8 collects them only once ~64 MiB of them piled
+ * up. Left alone, that garbage and the allocator's fragments around it put a 1 GiB layer's peak RSS at
+ * 175-210 MiB; with a full collection after every `every` bytes of members (16 MiB), at 130-160 MiB,
+ * with no time lost that paired runs could see (the compressing threads are the bottleneck, not this one).
  *
- * A full collection costs time in proportion to the live heap: a few milliseconds on the few MiB a build
- * keeps. So a nudge runs only while V8's heap is small (`heapLimit`, 32 MiB by default; the CLI's build
- * of the bench's tree stays under 9). A host with a larger heap is left to V8's own schedule, and a host
- * can turn the nudges off with setGarbageNudges(false).
+ * A full collection costs time in proportion to the live heap: 5-20 ms here on the few MiB a build keeps.
+ * So a nudge runs only while V8's heap is small (`heapLimit`, 32 MiB by default; the CLI's build of the
+ * bench's tree stays under 9). A host with a larger heap is left to V8's own schedule, and a host can turn
+ * the nudges off with setGarbageNudges(false). Reading a built layer back (BlockCache.open) gets no nudge:
+ * there this thread is the bottleneck, and one every 16 MiB cost 25% more CPU for 14 MiB less RSS.
  */
 import { getHeapStatistics, setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
