@@ -146,13 +146,14 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) {
 const haveTime = existsSync(TIME);
 
 /**
- * Run one process under /usr/bin/time and return its wall seconds (measured here), user and sys CPU seconds
- * and peak RSS in KiB (the kernel's accounting of it and every descendant it waited for).
+ * Run one process under /usr/bin/time and return its wall seconds (measured here), user and sys CPU seconds,
+ * peak RSS in KiB and the bytes it read from disk rather than from the page cache (the kernel's accounting
+ * of it and every descendant it waited for).
  */
 function measure(command, args, { env = {}, cwd = REPO, timeoutMs = commandTimeoutMs } = {}) {
   return new Promise((resolve) => {
     const timeFile = join(work, `time-${process.hrtime.bigint()}`);
-    const argv = haveTime ? [TIME, "-f", "%e %U %S %M", "-o", timeFile, command, ...args] : [command, ...args];
+    const argv = haveTime ? [TIME, "-f", "%e %U %S %M %I", "-o", timeFile, command, ...args] : [command, ...args];
     const begin = process.hrtime.bigint();
     const child = spawn(argv[0], argv.slice(1), {
       cwd,
@@ -183,16 +184,20 @@ function measure(command, args, { env = {}, cwd = REPO, timeoutMs = commandTimeo
       let user = null;
       let sys = null;
       let rssKiB = null;
+      let diskReadMiB = null;
       if (haveTime && existsSync(timeFile)) {
         const lines = readFileSync(timeFile, "utf8").trim().split("\n");
         const fields = (lines.at(-1) ?? "").split(" ").map(Number);
-        if (fields.length === 4 && fields.every(Number.isFinite)) [, user, sys, rssKiB] = fields;
+        if (fields.length === 5 && fields.every(Number.isFinite)) {
+          [, user, sys, rssKiB] = fields;
+          diskReadMiB = (fields[4] * 512) / 1048576; // %I counts 512-byte blocks
+        }
         // time(1) reports the command's own exit status as "Command exited with non-zero status N".
         rmSync(timeFile, { force: true });
       }
       const ok = code === 0 && !timedOut && !spawnError;
       const reason = spawnError ? spawnError.message : timedOut ? `timed out after ${timeoutMs / 1000} s` : `exit ${code}`;
-      resolve({ ok, code, wall, user, sys, rssKiB, stdout, stderr, reason, command: [command, ...args].join(" ") });
+      resolve({ ok, code, wall, user, sys, rssKiB, diskReadMiB, stdout, stderr, reason, command: [command, ...args].join(" ") });
     };
     child.once("error", (error) => finish(-1, error));
     child.once("close", (code) => finish(code ?? 128));
@@ -203,15 +208,16 @@ class StepError extends Error {}
 
 /** A tool's job as a sequence of processes: times add up, peak RSS is the largest of them. */
 function newJob() {
-  const job = { ok: true, wall: 0, user: 0, sys: 0, rssKiB: 0, cpuKnown: haveTime, steps: [] };
+  const job = { ok: true, wall: 0, user: 0, sys: 0, rssKiB: 0, diskReadMiB: 0, cpuKnown: haveTime, steps: [] };
   job.step = async (command, args, opts) => {
     const r = await measure(command, args, opts);
-    job.steps.push({ command: r.command, ok: r.ok, wall: r.wall, user: r.user, sys: r.sys, rssKiB: r.rssKiB });
+    job.steps.push({ command: r.command, ok: r.ok, wall: r.wall, user: r.user, sys: r.sys, rssKiB: r.rssKiB, diskReadMiB: r.diskReadMiB });
     job.wall += r.wall;
     if (r.user === null) job.cpuKnown = false;
     job.user += r.user ?? 0;
     job.sys += r.sys ?? 0;
     job.rssKiB = Math.max(job.rssKiB, r.rssKiB ?? 0);
+    job.diskReadMiB += r.diskReadMiB ?? 0;
     if (!r.ok) {
       const tail = (r.stderr || r.stdout).trim().split("\n").slice(-3).join(" | ").slice(0, 400);
       throw new StepError(`${basename(command)} ${args[0] ?? ""}: ${r.reason}: ${tail}`);
@@ -249,6 +255,8 @@ async function attempt(round, scenario, tool, fn) {
     user: job.cpuKnown ? job.user : null,
     sys: job.cpuKnown ? job.sys : null,
     rssMiB: job.cpuKnown ? job.rssKiB / 1024 : null,
+    // A run that read from disk found its inputs evicted from the page cache: its time is not comparable.
+    diskReadMiB: job.cpuKnown ? job.diskReadMiB : null,
     steps: job.steps,
     ...(error ? { error } : {}),
     ...(job.pushed ? { pushed: job.pushed } : {}),
@@ -262,7 +270,7 @@ async function attempt(round, scenario, tool, fn) {
           : record.pushed.layers === null
             ? `  archive ${(record.pushed.bytes / 1048576).toFixed(0)} MiB`
             : `  pushed ${(record.pushed.bytes / 1048576).toFixed(0)} MiB in ${record.pushed.layers} layer(s)`
-      }`
+      }${record.diskReadMiB >= 1 ? `  read ${record.diskReadMiB.toFixed(0)} MiB from disk` : ""}`
     : `FAILED: ${error}`;
   log(`round ${round}/${rounds} ${scenario.padEnd(13)} ${LABEL[tool].padEnd(40)} ${figures}`);
   return record;
