@@ -255,7 +255,7 @@ async function attempt(round, scenario, tool, fn) {
     user: job.cpuKnown ? job.user : null,
     sys: job.cpuKnown ? job.sys : null,
     rssMiB: job.cpuKnown ? job.rssKiB / 1024 : null,
-    // A run that read from disk found its inputs evicted from the page cache: its time is not comparable.
+    // What a run had to read back from disk (inputs paged out): a cause to rule in or out when a time stands apart.
     diskReadMiB: job.cpuKnown ? job.diskReadMiB : null,
     steps: job.steps,
     ...(error ? { error } : {}),
