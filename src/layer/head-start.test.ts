@@ -221,9 +221,11 @@ describe("head start in a build pushed to docker-registry", () => {
   it("fails the build, pushing no manifest, when the registry refuses a streamed layer's last request", async () => {
     const tree = join(work.path, "pushed-refused");
     makeTree(tree, 403, 40);
-    const refuse: RegistryProxyOptions = {
-      // The PUT ?digest= that ends a streamed upload has no body (a config's PUT carries its bytes).
+    const requests: { method: string; url: string }[] = [];
+    const faults: RegistryProxyOptions = {
       intercept(request, response) {
+        requests.push({ method: request.method ?? "", url: request.url ?? "" });
+        // The PUT ?digest= that ends a streamed upload has no body (a config's PUT carries its bytes).
         if (request.method !== "PUT" || !request.url?.includes("/blobs/uploads/") || request.headers["content-length"] !== "0")
           return false;
         response.writeHead(400, { "content-type": "application/json" });
@@ -231,14 +233,7 @@ describe("head start in a build pushed to docker-registry", () => {
         return true;
       },
     };
-    let requests: { method: string; url: string }[] = [];
-    const recorded: RegistryProxyOptions = {
-      intercept(request, response) {
-        requests.push({ method: request.method ?? "", url: request.url ?? "" });
-        return refuse.intercept?.(request, response) ?? false;
-      },
-    };
-    await assert.rejects(push(tree, "pushed-refused-cache", "refused", undefined, recorded), (error: Error) => {
+    await assert.rejects(push(tree, "pushed-refused-cache", "refused", undefined, faults), (error: Error) => {
       assert.match(error.message, /layer sha256:[0-9a-f]+/);
       assert.match(error.message, /does not match its digest/);
       return true;
@@ -248,7 +243,6 @@ describe("head start in a build pushed to docker-registry", () => {
       "the layer was streamed",
     );
     assert.ok(!requests.some((r) => r.method === "PUT" && r.url.includes("/manifests/")), "no manifest after a failed layer");
-    requests = [];
   });
 
   for (const [what, heads] of [
