@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { crc32, gunzipSync } from "node:zlib";
 import { codecIdOf, createCodec } from "./compression.js";
+import { loadDeflater } from "./libdeflate.js";
 
 /** Block-like data: compressible text with some noise, of `size` bytes. */
 function blockOf(size: number, seed: number): Buffer {
@@ -78,6 +79,25 @@ describe("gzip codec (libdeflate on worker threads, small blocks inline)", () =>
       assert.ok(theirs.equals(here), "inline, as the package does");
     } finally {
       await Promise.all([first.close(), second.close()]);
+    }
+  });
+
+  it("wraps the module's raw deflate into the member its own gzip wrapper makes, at every level", async () => {
+    const { gzip } = (await import("libdeflate" as string)) as { gzip(data: Uint8Array, level: number): Uint8Array };
+    for (let level = 1; level <= 9; level++) {
+      const deflater = await loadDeflater(level);
+      for (const [size, seed] of [
+        [0, 1],
+        [1, 2],
+        [70_000, 3],
+        [(1 << 20) + 3, 4],
+      ] as const) {
+        const data = blockOf(size, seed);
+        const reference = Buffer.from(gzip(data, level));
+        reference[8] = 0;
+        reference[9] = 0xff;
+        assert.ok(Buffer.from(deflater.gzip(data)).equals(reference), `level ${level}, ${size} bytes`);
+      }
     }
   });
 
