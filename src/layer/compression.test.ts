@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
 import { crc32, gunzipSync } from "node:zlib";
 import { codecIdOf, createCodec } from "./compression.js";
 import { loadDeflater } from "./libdeflate.js";
@@ -121,7 +122,7 @@ describe("gzip codec (libdeflate on worker threads, small blocks inline)", () =>
   it("hands a closed codec's threads (and a warmed one) to the next codec, the same bytes coming out", async () => {
     const data = blockOf(1 << 20, 11);
     const first = await createCodec("gzip", 2);
-    first.warm?.();
+    first.warm?.(data.length);
     const one = Buffer.concat((await first.compress(data)).chunks);
     await first.close();
     const second = await createCodec("gzip", 2);
@@ -136,7 +137,7 @@ describe("gzip codec (libdeflate on worker threads, small blocks inline)", () =>
     const script = `
       const { createCodec } = await import(${JSON.stringify(module)});
       const warmed = await createCodec("gzip", 3);
-      warmed.warm();
+      warmed.warm(1 << 20);
       await warmed.close();
       const codec = await createCodec("gzip");
       await codec.compress(Buffer.alloc(100000, 7));
@@ -149,6 +150,39 @@ describe("gzip codec (libdeflate on worker threads, small blocks inline)", () =>
       writeFileSync(join(dir, "exit.mjs"), script);
       const out = execFileSync(process.execPath, [join(dir, "exit.mjs")], { encoding: "utf8", timeout: 20_000 });
       assert.equal(out.trim(), "closed", "exited on its own, well before the timeout");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("boots a compressing thread when warmed for a big block, none for a small one", {
+    skip: !existsSync("/proc/self/task") && "counts threads in /proc",
+  }, () => {
+    const module = new URL("./compression.js", import.meta.url).href;
+    const script = `
+      import { readdirSync } from "node:fs";
+      import { readFile } from "node:fs/promises";
+      const { createCodec } = await import(${JSON.stringify(module)});
+      await readFile(${JSON.stringify(fileURLToPath(import.meta.url))}); // libuv's pool threads start now
+      const threads = () => readdirSync("/proc/self/task").length;
+      const settle = () => new Promise((resolve) => setTimeout(resolve, 200));
+      const codec = await createCodec("gzip", 5);
+      const before = threads();
+      codec.warm(1000);
+      await codec.compress(Buffer.alloc(1000, 7));
+      await settle();
+      const small = threads();
+      codec.warm(1 << 20);
+      await settle();
+      console.log(JSON.stringify([before, small, threads()]));
+      await codec.close();`;
+    const dir = mkdtempSync(join(tmpdir(), "ocify-codec-warm-"));
+    try {
+      writeFileSync(join(dir, "warm.mjs"), script);
+      const out = execFileSync(process.execPath, [join(dir, "warm.mjs")], { encoding: "utf8", timeout: 20_000 });
+      const [before, small, big] = JSON.parse(out) as number[];
+      assert.equal(small, before, "a small block is compressed on the calling thread: no thread boots for it");
+      assert.equal(big, (before as number) + 1, "a big block's thread boots when warmed");
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

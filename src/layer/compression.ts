@@ -26,8 +26,11 @@ export interface BlockCodec {
    * the caller then uses the result's `input` instead of `data`.
    */
   compress(data: Buffer, owned?: boolean): Promise<Compressed>;
-  /** Start a compressing thread now, when the codec uses threads, for blocks that are about to come. */
-  warm?(): void;
+  /**
+   * Get ready now for a block of `size` bytes that is about to come: start a compressing thread, when the
+   * codec would use one for it, or load what compresses it on the calling thread.
+   */
+  warm?(size: number): void;
   /** Release threads the codec holds. */
   close(): Promise<void>;
 }
@@ -355,8 +358,11 @@ function libdeflateCodec(level: number): BlockCodec {
         thread.worker.postMessage({ id, data: memory, length }, [memory]);
       });
     },
-    warm() {
-      if (!failure && threads.length === 0) start();
+    warm(size) {
+      if (failure) return;
+      if (size > inlineLimit) {
+        if (threads.length === 0) start();
+      } else inlineDeflater(level).catch(() => {}); // compress() reports a failure
     },
     async close() {
       if (pending.size > 0) await new Promise<void>((resolve) => (idle = resolve));
