@@ -37,7 +37,6 @@ import {
   recordVersion,
   statIndexPath,
 } from "./prepare.js";
-import { planTarball } from "./tarball.js";
 import { TeeFeed } from "./tee-feed.js";
 
 export { AbandonedUpload } from "./head-start.js";
@@ -551,6 +550,8 @@ export async function buildLayer(
       if (plan.kind === "tarball") {
         mkdirSync(join(options.cacheDir, "tmp"), { recursive: true });
         spool = tempPathFor(join(options.cacheDir, "tmp", "spool"));
+        // Loaded here: tar-stream and its dependencies cost ~15 ms to load, which a build from directories skips.
+        const { planTarball } = await import("./tarball.js");
         packed = packPlan(await planTarball(source.source, source.dest, plan.entryOptions, spool, plan.stat, options.signal));
       } else packed = plan.packed;
       const { recordPath, fingerprint, scanStartNs } = plan;
