@@ -2,11 +2,11 @@
  * libdeflate's raw deflate compressor (the `libdeflate` package's WebAssembly module), used directly and
  * wrapped into a gzip member here. The package's own `gzip()` makes a compressor and two heap buffers per
  * call, which grows the module's memory block after block (~35 MiB per thread). Here one compressor and
- * one input and output buffer are kept for the life of the Deflater. The member's CRC-32 is Node's
- * (`zlib.crc32`, native and table-free), not the module's: in WebAssembly it was ~11% of the time a block
- * took to compress. The bytes are the same as the module's own gzip wrapper gives, with the header ocify
- * writes everywhere (compression.ts); a libdeflate compressor keeps no state from one call to the next.
- * Used by the compressing threads (deflate-worker.ts) and, for small blocks, on the main thread.
+ * one input and output buffer are kept for the life of the Deflater. The member's CRC-32 is Node's native
+ * `zlib.crc32`, not the module's: in WebAssembly it was ~11% of the time a block took to compress. The
+ * bytes are the same as the module's own gzip wrapper gives, with the header ocify writes everywhere
+ * (compression.ts); a libdeflate compressor keeps no state from one call to the next. Used by the
+ * compressing threads (deflate-worker.ts) and, for small blocks, on the main thread.
  */
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
