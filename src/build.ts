@@ -4,13 +4,14 @@
  * has them or can mount them; otherwise they are fetched once, verified, into the blob cache.
  * With several platforms, one image is built per platform and an index ties them together.
  */
+import { readFileSync } from "node:fs";
 import { Readable } from "node:stream";
 import { finished } from "node:stream/promises";
 import { knownLocations, rememberLocation } from "./blob-locations.js";
 import { readBounded } from "./bounded.js";
 import { BlobCache, defaultCacheDir } from "./cache.js";
 import { type BlobPlan, forDestination, pushBlobs, type WriteResult } from "./copy.js";
-import { digestOf } from "./digest.js";
+import { digestOf, verifyBytes } from "./digest.js";
 import { UsageError } from "./errors.js";
 import { type ImageConfig, parseImageConfig } from "./image/config.js";
 import { type Descriptor, formatPlatform, hostPlatform, type Platform, platformMatches, selectPlatform } from "./image/descriptor.js";
@@ -120,10 +121,36 @@ interface BuiltImage {
   built: BuiltLayer[];
 }
 
+/**
+ * A base image's config. From a registry, it is kept in the blob cache, and later builds read it from
+ * there: a config is named by its digest, so a kept one is the same bytes (checked again on reading). A
+ * rebuild then spends one round trip less before its image can be put together. A damaged entry is
+ * fetched again and replaced.
+ */
+async function readBaseConfig(source: ImageSource, descriptor: Descriptor, cache: BlobCache): Promise<Buffer> {
+  const what = `config of ${source.description}`;
+  const keep = source.location !== undefined;
+  if (keep && descriptor.size <= maxManifestBytes) {
+    try {
+      // A few KiB: one synchronous read costs less than a stream's round trips through libuv's pool.
+      const bytes = readFileSync(cache.path(descriptor.digest));
+      verifyBytes(bytes, descriptor, what);
+      return bytes;
+    } catch {
+      // absent or damaged: fetched below
+    }
+  }
+  const bytes = await readBounded(await source.getBlob(descriptor), maxManifestBytes, what);
+  // Keeping it is only a shortcut for the next build: a cache that cannot be written changes nothing.
+  if (keep) await cache.store(descriptor, Readable.from([bytes]), what).catch(() => {});
+  return bytes;
+}
+
 /** Resolve the base image of every platform before any work, so an absent platform fails before anything is built. */
 async function resolveBases(
   source: ImageSource | undefined,
   platforms: readonly Platform[],
+  cache: BlobCache,
 ): Promise<{ bases: BaseImage[]; index?: RawManifest }> {
   if (!source) return { bases: platforms.map((platform) => ({ platform, config: emptyConfig(platform), format: "oci" })) };
   const top = await source.getManifest();
@@ -132,7 +159,7 @@ async function resolveBases(
   for (const platform of platforms) {
     const raw = index ? await source.getManifest(selectPlatform(index.manifests, platform, source.description).digest) : top;
     const manifest = parseImageManifest(raw, `manifest of ${source.description}`);
-    const configBytes = await readBounded(await source.getBlob(manifest.config), maxManifestBytes, `config of ${source.description}`);
+    const configBytes = await readBaseConfig(source, manifest.config, cache);
     const config = parseImageConfig(configBytes, `config of ${source.description}`);
     const actual: Platform = { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) };
     if (!index && platforms.length > 1 && !platformMatches(actual, platform)) {
@@ -286,7 +313,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const destinations: ImageDestination[] = [];
   try {
     if (options.from !== "scratch") source = await openSource(parseTransportReference(options.from), options);
-    const { bases } = await resolveBases(source, platforms);
+    const { bases } = await resolveBases(source, platforms, cache);
     const format = options.format ?? bases[0]?.format ?? "oci";
     if (options.annotations && Object.keys(options.annotations).length && format === "docker") {
       throw new UsageError("annotations need an OCI manifest", { hint: "add --format oci, or drop --annotation" });
