@@ -4,14 +4,13 @@
  * has them or can mount them; otherwise they are fetched once, verified, into the blob cache.
  * With several platforms, one image is built per platform and an index ties them together.
  */
-import { readFileSync } from "node:fs";
 import { Readable } from "node:stream";
 import { finished } from "node:stream/promises";
 import { knownLocations, rememberLocation } from "./blob-locations.js";
 import { readBounded } from "./bounded.js";
 import { BlobCache, defaultCacheDir } from "./cache.js";
 import { type BlobPlan, forDestination, pushBlobs, type WriteResult } from "./copy.js";
-import { digestOf, verifyBytes } from "./digest.js";
+import { digestOf } from "./digest.js";
 import { UsageError } from "./errors.js";
 import { type ImageConfig, parseImageConfig } from "./image/config.js";
 import { type Descriptor, formatPlatform, hostPlatform, type Platform, platformMatches, selectPlatform } from "./image/descriptor.js";
@@ -130,16 +129,8 @@ interface BuiltImage {
 async function readBaseConfig(source: ImageSource, descriptor: Descriptor, cache: BlobCache): Promise<Buffer> {
   const what = `config of ${source.description}`;
   const keep = source.location !== undefined;
-  if (keep && descriptor.size <= maxManifestBytes) {
-    try {
-      // A few KiB: one synchronous read costs less than a stream's round trips through libuv's pool.
-      const bytes = readFileSync(cache.path(descriptor.digest));
-      verifyBytes(bytes, descriptor, what);
-      return bytes;
-    } catch {
-      // absent or damaged: fetched below
-    }
-  }
+  const kept = keep && descriptor.size <= maxManifestBytes ? cache.readSmall(descriptor, what) : undefined;
+  if (kept) return kept;
   const bytes = await readBounded(await source.getBlob(descriptor), maxManifestBytes, what);
   // Keeping it is only a shortcut for the next build: a cache that cannot be written changes nothing.
   if (keep) await cache.store(descriptor, Readable.from([bytes]), what).catch(() => {});

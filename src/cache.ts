@@ -3,13 +3,13 @@
  * `$XDG_CACHE_HOME/ocify` (default `~/.cache/ocify`). Entries are written to a temp file and renamed
  * once their digest is verified, so a present entry is always whole; reads verify again while streaming.
  */
-import { createReadStream } from "node:fs";
+import { createReadStream, readFileSync } from "node:fs";
 import { mkdir, stat } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { createVerifier, parseDigest } from "./digest.js";
+import { createVerifier, parseDigest, verifyBytes } from "./digest.js";
 import { openAtomicFile } from "./fs-atomic.js";
 import type { Descriptor } from "./image/descriptor.js";
 
@@ -44,6 +44,20 @@ export class BlobCache {
   open(descriptor: Pick<Descriptor, "digest" | "size">, what = `cached blob ${descriptor.digest}`): Readable {
     const file = createReadStream(this.path(descriptor.digest), { highWaterMark: 1 << 20 });
     return file.pipe(createVerifier(descriptor, what)) as Readable;
+  }
+
+  /**
+   * A small entry (a config) read at once and checked; undefined when it is absent or damaged. One
+   * synchronous read of a few KiB costs less than a stream's round trips through libuv's pool.
+   */
+  readSmall(descriptor: Pick<Descriptor, "digest" | "size">, what = `cached blob ${descriptor.digest}`): Buffer | undefined {
+    try {
+      const bytes = readFileSync(this.path(descriptor.digest));
+      verifyBytes(bytes, descriptor, what);
+      return bytes;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Store a stream under the descriptor's digest, verifying it; nothing is left behind on failure. */
