@@ -175,6 +175,11 @@ export function cutBlocks(packed: Omit<PackedPlan, "cuts">, policy: BlockPolicy 
   return Float64Array.from(cuts);
 }
 
+/** Where block `index` of a packed plan begins in the tar (`cuts[index]` is where it ends). */
+export function blockStart(packed: Pick<PackedPlan, "cuts">, index: number): number {
+  return index === 0 ? 0 : (packed.cuts[index - 1] as number);
+}
+
 /** Block keys, and which blocks hold a file whose change detector may not be trusted. */
 export interface BlockKeys {
   keys: string[];
@@ -297,7 +302,7 @@ export class BlockProducer {
     const plan = this.#plan;
     if (index < this.#next) throw new Error("a block producer only moves forward");
     this.#hashing = false;
-    const start = index === 0 ? 0 : (plan.cuts[index - 1] as number);
+    const start = blockStart(plan, index);
     while (this.#entry < plan.size.length) {
       const total = entryLength(plan, this.#entry);
       if (this.#entryStart + total > start) break;
@@ -311,7 +316,7 @@ export class BlockProducer {
   nextSize(): number {
     const index = this.#next;
     if (index >= this.#plan.cuts.length) return 0;
-    return (this.#plan.cuts[index] as number) - (index === 0 ? 0 : (this.#plan.cuts[index - 1] as number));
+    return (this.#plan.cuts[index] as number) - blockStart(this.#plan, index);
   }
 
   /** Produce the next block, into `memory` when it is large enough (recycled buffers keep RSS flat); undefined after the last. */
@@ -375,7 +380,7 @@ export class BlockProducer {
     const plan = this.#plan;
     const index = this.#next;
     const end = plan.cuts[index] as number;
-    let at = index === 0 ? 0 : (plan.cuts[index - 1] as number);
+    let at = blockStart(plan, index);
     while (this.#entry < plan.size.length && this.#entryStart < end) {
       const i = this.#entry;
       const head = headLength(plan, i);

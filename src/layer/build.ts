@@ -18,7 +18,16 @@ import type { Descriptor } from "../image/descriptor.js";
 import type { Compression } from "../media-types.js";
 import { noProgress, type ProgressSink } from "../progress.js";
 import { BlockCache, type BlockInfo, type CachedBlock, sameBlock } from "./block-cache.js";
-import { type BlockKeys, BlockProducer, blockCapacity, blockKeys, type PackedPlan, type ProducedBlock, packPlan } from "./blocks.js";
+import {
+  type BlockKeys,
+  BlockProducer,
+  blockCapacity,
+  blockKeys,
+  blockStart,
+  type PackedPlan,
+  type ProducedBlock,
+  packPlan,
+} from "./blocks.js";
 import { type BlockCodec, createCodec, gzipTrailer } from "./compression.js";
 import { GarbageNudge } from "./garbage.js";
 import { HeadStart } from "./head-start.js";
@@ -339,7 +348,7 @@ async function produce(
   // big block) while the first is read. A layer whose changed blocks are all small boots no thread.
   let largest = -1;
   for (const [i, key] of keys.entries()) {
-    if (!trusted.has(key)) largest = Math.max(largest, (packed.cuts[i] as number) - (i > 0 ? (packed.cuts[i - 1] as number) : 0));
+    if (!trusted.has(key)) largest = Math.max(largest, (packed.cuts[i] as number) - blockStart(packed, i));
   }
   if (largest >= 0) codec.warm?.(largest);
   const useWorker = producerMode(process.env.OCIFY_LAYER_PRODUCER, tarTotal, keys, cache) === "worker";
