@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { appendFileSync, readdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, readdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { after, describe, it } from "node:test";
@@ -214,6 +214,48 @@ describe("rebuilds", () => {
       }
     }
     assert.deepEqual(digests.worker, digests.inline);
+  });
+
+  it("compresses a one-file rebuild's block on the calling thread; a bigger change boots a compressing thread", {
+    skip: !existsSync("/proc/self/task") && "counts threads in /proc",
+  }, async () => {
+    const tree = fresh("one-block", 24, 200);
+    // Files older than the first build: its blocks are then taken on trust (no file racy against it).
+    execFileSync("find", [tree, "-type", "f", "-exec", "touch", "-d", "@1600000000", "{}", "+"]);
+    await buildLayer({ source: tree, dest: "/" }, options("one-block"));
+    // The rebuilds run in a process of their own: this one keeps the threads earlier builds parked.
+    const script = `
+      import { appendFileSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+      import { readFile } from "node:fs/promises";
+      const { buildLayer } = await import(${JSON.stringify(new URL("./build.js", import.meta.url).href)});
+      const options = ${JSON.stringify(options("one-block"))};
+      const threads = () => readdirSync("/proc/self/task").length;
+      const settle = () => new Promise((resolve) => setTimeout(resolve, 200));
+      await readFile(${JSON.stringify(join(tree, fixture.big))}); // libuv's pool threads start now
+      const before = threads();
+      appendFileSync(${JSON.stringify(join(tree, "dir1", "sub1", "file3.txt"))}, "edited\\n");
+      const small = await buildLayer({ source: ${JSON.stringify(tree)}, dest: "/" }, options);
+      await settle();
+      const one = threads();
+      const big = readFileSync(${JSON.stringify(join(tree, fixture.big))});
+      big[1] ^= 0xff;
+      writeFileSync(${JSON.stringify(join(tree, fixture.big))}, big);
+      const large = await buildLayer({ source: ${JSON.stringify(tree)}, dest: "/" }, options);
+      await settle();
+      console.log(JSON.stringify({ before, one, many: threads(), compressed: [small, large].map((l) => l.blocks - l.reusedBlocks), digest: large.descriptor.digest }));`;
+    const dir = tempDir("ocify-one-block-");
+    try {
+      writeFileSync(join(dir.path, "rebuild.mjs"), script);
+      const out = execFileSync(process.execPath, [join(dir.path, "rebuild.mjs")], { encoding: "utf8", timeout: 60_000 });
+      const result = JSON.parse(out) as { before: number; one: number; many: number; compressed: number[]; digest: string };
+      assert.deepEqual(result.compressed, [1, Math.ceil(fixture.bigSize / defaultPolicy.chunkSize)]);
+      assert.equal(result.one, result.before, "one changed block is compressed on the calling thread");
+      assert.ok(result.many > result.before, "more than a block's worth to compress boots a thread");
+      const cold = await buildLayer({ source: tree, dest: "/" }, options("one-block-cold"));
+      assert.equal(result.digest, cold.descriptor.digest);
+    } finally {
+      dir.remove();
+    }
   });
 
   it("a change inside a large file recompresses only the blocks of that file", async () => {

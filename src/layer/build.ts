@@ -344,13 +344,11 @@ async function produce(
   // most likely make the same blob, which the destination then has: no upload while building.
   const sameBlocks = previous !== undefined && previous.blocks.length === keys.length && previous.blocks.every((b, i) => b.key === keys[i]);
   const tarTotal = packed.cuts[packed.cuts.length - 1] as number;
-  // A block that is not taken on trust may need compressing: the codec gets ready (a thread boots for a
-  // big block) while the first is read. A layer whose changed blocks are all small boots no thread.
-  let largest = -1;
-  for (const [i, key] of keys.entries()) {
-    if (!trusted.has(key)) largest = Math.max(largest, (packed.cuts[i] as number) - blockStart(packed, i));
-  }
-  if (largest >= 0) codec.warm?.(largest);
+  // A block that is not taken on trust may need compressing: the codec gets ready while the first is read
+  // (a thread boots when there is more than a block's worth). A one-file rebuild boots no thread.
+  let toCompress = 0;
+  for (const [i, key] of keys.entries()) if (!trusted.has(key)) toCompress += (packed.cuts[i] as number) - blockStart(packed, i);
+  if (toCompress > 0) codec.warm?.(toCompress);
   const useWorker = producerMode(process.env.OCIFY_LAYER_PRODUCER, tarTotal, keys, cache) === "worker";
   // Cached blocks checked ahead, when the source hands them out without their bytes.
   const onTrust = new Map<number, CachedBlock>();

@@ -122,7 +122,7 @@ describe("gzip codec (libdeflate on worker threads, small blocks inline)", () =>
   it("hands a closed codec's threads (and a warmed one) to the next codec, the same bytes coming out", async () => {
     const data = blockOf(1 << 20, 11);
     const first = await createCodec("gzip", 2);
-    first.warm?.(data.length);
+    first.warm?.(64 << 20); // more than a block's worth: a thread
     const one = Buffer.concat((await first.compress(data)).chunks);
     await first.close();
     const second = await createCodec("gzip", 2);
@@ -155,7 +155,7 @@ describe("gzip codec (libdeflate on worker threads, small blocks inline)", () =>
     }
   });
 
-  it("boots a compressing thread when warmed for a big block, none for a small one", {
+  it("boots a compressing thread when warmed for more than a block's worth (at level 1), none for less", {
     skip: !existsSync("/proc/self/task") && "counts threads in /proc",
   }, () => {
     const module = new URL("./compression.js", import.meta.url).href;
@@ -166,23 +166,39 @@ describe("gzip codec (libdeflate on worker threads, small blocks inline)", () =>
       await readFile(${JSON.stringify(fileURLToPath(import.meta.url))}); // libuv's pool threads start now
       const threads = () => readdirSync("/proc/self/task").length;
       const settle = () => new Promise((resolve) => setTimeout(resolve, 200));
-      const codec = await createCodec("gzip", 5);
+      const block = (size, seed) => Buffer.from(Array.from({ length: size }, (_, i) => ((i * seed) >> 7) & 0xff));
+      const codec = await createCodec("gzip", 1);
       const before = threads();
       codec.warm(1000);
       await codec.compress(Buffer.alloc(1000, 7));
       await settle();
       const small = threads();
-      codec.warm(1 << 20);
+      // One block of a rebuild (a changed file in a big tree): compressed here, the bytes a thread makes.
+      codec.warm(3 << 20);
+      const here = Buffer.concat((await codec.compress(block(3 << 20, 5))).chunks);
       await settle();
-      console.log(JSON.stringify([before, small, threads()]));
-      await codec.close();`;
+      const one = threads();
+      codec.warm(16 << 20);
+      await settle();
+      const many = threads();
+      const there = Buffer.concat((await codec.compress(block(3 << 20, 5))).chunks);
+      await codec.close();
+      // A slower level keeps the calling thread free for a block's worth: a thread boots for it.
+      const slower = await createCodec("gzip", 5);
+      slower.warm(3 << 20);
+      await settle();
+      console.log(JSON.stringify([before, small, one, many, here.equals(there), threads() - many]));
+      await slower.close();`;
     const dir = mkdtempSync(join(tmpdir(), "ocify-codec-warm-"));
     try {
       writeFileSync(join(dir, "warm.mjs"), script);
       const out = execFileSync(process.execPath, [join(dir, "warm.mjs")], { encoding: "utf8", timeout: 20_000 });
-      const [before, small, big] = JSON.parse(out) as number[];
+      const [before, small, one, many, same, slower] = JSON.parse(out) as [number, number, number, number, boolean, number];
       assert.equal(small, before, "a small block is compressed on the calling thread: no thread boots for it");
-      assert.equal(big, (before as number) + 1, "a big block's thread boots when warmed");
+      assert.equal(one, before, "one block's worth is compressed on the calling thread too");
+      assert.equal(many, before + 1, "a thread boots when more than a block's worth is to come");
+      assert.ok(same, "the calling thread and a compressing thread make the same member");
+      assert.equal(slower, 1, "at level 5, a block's worth boots a thread of that level");
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -27,10 +27,10 @@ export interface BlockCodec {
    */
   compress(data: Buffer, owned?: boolean): Promise<Compressed>;
   /**
-   * Get ready now for a block of `size` bytes that is about to come: start a compressing thread, when the
-   * codec would use one for it, or load what compresses it on the calling thread.
+   * Get ready now for blocks of `total` bytes in all that are about to come: start a compressing thread,
+   * when the codec would use one for them, or load what compresses them on the calling thread.
    */
-  warm?(size: number): void;
+  warm?(total: number): void;
   /** Release threads the codec holds. */
   close(): Promise<void>;
 }
@@ -238,6 +238,13 @@ interface DeflateThread {
  * rebuild, the tail of a tree).
  */
 const inlineLimit = 64 << 10;
+/**
+ * At level 1, a build warmed for at most this much to compress in all (one of the largest blocks: a
+ * one-file rebuild of a big tree) compresses it on the calling thread too: ~55 ms of work, about what a
+ * thread's start costs (~50 ms, 45–65 ms of CPU) before doing the same work. Slower levels would hold the
+ * calling thread (which feeds an upload) up to 4x longer, so they keep to inlineLimit.
+ */
+const inlineBudget = (4 << 20) + (64 << 10);
 
 const inlineDeflaters = new Map<number, Promise<Deflater>>();
 
@@ -275,6 +282,8 @@ function libdeflateCodec(level: number): BlockCodec {
   let failure: Error | undefined;
   let idle: (() => void) | undefined;
   let nextId = 0;
+  /** Bytes warm() allowed to compress on the calling thread, whatever the block's size. */
+  let inlineLeft = 0;
 
   const fail = (thread: DeflateThread | undefined, error: Error): void => {
     failure ??= error;
@@ -338,7 +347,10 @@ function libdeflateCodec(level: number): BlockCodec {
     compression: "gzip",
     compress(data, owned) {
       if (failure) return Promise.reject(failure);
-      if (data.length <= inlineLimit) return inline(data).then((done) => (owned ? { ...done, input: data } : done));
+      if (data.length <= inlineLimit || data.length <= inlineLeft) {
+        if (data.length > inlineLimit) inlineLeft -= data.length;
+        return inline(data).then((done) => (owned ? { ...done, input: data } : done));
+      }
       const thread =
         threads.find((t) => t.busy === 0) ??
         (threads.length < limit ? start() : threads.reduce((a, b) => (b.busy < a.busy ? b : a), threads[0] as DeflateThread));
@@ -358,11 +370,14 @@ function libdeflateCodec(level: number): BlockCodec {
         thread.worker.postMessage({ id, data: memory, length }, [memory]);
       });
     },
-    warm(size) {
+    warm(total) {
       if (failure) return;
-      if (size > inlineLimit) {
+      if (total > (level <= 1 ? inlineBudget : inlineLimit)) {
         if (threads.length === 0) start();
-      } else inlineDeflater(level).catch(() => {}); // compress() reports a failure
+      } else {
+        inlineLeft = total;
+        inlineDeflater(level).catch(() => {}); // compress() reports a failure
+      }
     },
     async close() {
       if (pending.size > 0) await new Promise<void>((resolve) => (idle = resolve));
