@@ -242,7 +242,9 @@ const inlineLimit = 64 << 10;
  * At level 1, a build warmed for at most this much to compress in all (one of the largest blocks: a
  * one-file rebuild of a big tree) compresses it on the calling thread too: ~55 ms of work, about what a
  * thread's start costs (~50 ms, 45–65 ms of CPU) before doing the same work. Slower levels would hold the
- * calling thread (which feeds an upload) up to 4x longer, so they keep to inlineLimit.
+ * calling thread (which feeds an upload) up to 4x longer, so they keep to inlineLimit. The value is
+ * blocks.ts's blockCapacity, written out: importing blocks.ts here would load it (and tar.ts) before the
+ * CLI hands its first layer to the planner thread (planner.ts imports this module for codecIdOf).
  */
 const inlineBudget = (4 << 20) + (64 << 10);
 
