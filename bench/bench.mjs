@@ -855,7 +855,9 @@ function renderReport(machine, summary, targets, { treeBytes, sizes, blob }) {
   lines.push("output MiB: what was pushed (layers + config) for builds, the archive's size for pulls.");
   lines.push("");
   for (const t of targets)
-    lines.push(`${t.status.padEnd(4)} ${t.name}: ${t.detail}${quick && (t.status === "PASS" || t.status === "FAIL") ? " (quick mode: not enforced)" : ""}`);
+    lines.push(
+      `${t.status.padEnd(4)} ${t.name}: ${t.detail}${quick && (t.status === "PASS" || t.status === "FAIL") ? " (quick mode: not enforced)" : ""}`,
+    );
   lines.push("");
   return lines.join("\n");
 }

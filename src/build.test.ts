@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { build } from "./build.js";
 import { writeBaseImageLayout } from "./test-support/base-image.js";
-import { pushOciLayout, startRegistry, startRegistryProxy, type TestRegistry } from "./test-support/registry.js";
+import { type ProxiedRequest, pushOciLayout, startRegistry, startRegistryProxy, type TestRegistry } from "./test-support/registry.js";
 
 describe("build from a registry base", () => {
   let registry: TestRegistry;
@@ -57,6 +57,82 @@ describe("build from a registry base", () => {
       assert.equal(baseBlobReads().length, 2, "a damaged entry is fetched again");
       assert.equal(third.digest, first.digest);
       assert.ok(readFileSync(kept).equals(config), "and replaced");
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  it("builds and uploads its layer while the base is resolved, and commits the blob only once the base is known", async () => {
+    // A slow registry for the base: its manifest is answered after 1.5 s.
+    const baseManifest = (r: ProxiedRequest) => r.method === "GET" && r.url.startsWith("/v2/base/manifests/");
+    const proxy = await startRegistryProxy(registry.host, { delay: (r) => (baseManifest(r) ? 1500 : 0) });
+    try {
+      const options = {
+        from: `${proxy.host}/base:latest`,
+        layers: [{ source: join(work, "tree"), dest: "/app" }],
+        tags: [`${proxy.host}/overlap:latest`],
+        cacheDir: join(work, "cache-overlap"),
+        sourceDateEpoch: 1_700_000_000,
+      };
+      const result = await build(options);
+      const answered = proxy.requests.find(baseManifest)?.answeredAt as number;
+      const upload = proxy.requests.filter((r) => r.url.startsWith("/v2/overlap/blobs/uploads/"));
+      const patch = upload.find((r) => r.method === "PATCH");
+      assert.ok(patch && patch.bodyBytes > 0, "the layer was streamed");
+      assert.ok(patch.at < answered, "its upload began before the base's manifest came");
+      const commit = upload.find((r) => r.method === "PUT" && r.url.includes("digest="));
+      assert.ok(commit && commit.at >= answered, "the blob was committed after it");
+      const plain = await build({
+        ...options,
+        from: `${registry.host}/base:latest`,
+        tags: [`${registry.host}/plain:latest`],
+        cacheDir: join(work, "cache-plain"),
+      });
+      // The same config and layers (the manifests differ only in the base's name, an annotation).
+      const parts = (manifest: Buffer) => {
+        const { config, layers } = JSON.parse(manifest.toString());
+        return { config, layers };
+      };
+      assert.deepEqual(parts(result.manifest), parts(plain.manifest), "the same image as without a slow base");
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  it("stops the layer's upload when the base cannot be resolved: the base's error, no blob and no manifest", async () => {
+    const proxy = await startRegistryProxy(registry.host, {
+      intercept: (request, response) => {
+        if (request.method !== "GET" || !request.url?.startsWith("/v2/base/manifests/")) return false;
+        setTimeout(() => {
+          response.writeHead(404, { "content-type": "application/json" });
+          response.end(JSON.stringify({ errors: [{ code: "MANIFEST_UNKNOWN", message: "manifest unknown" }] }));
+        }, 1500);
+        return true;
+      },
+    });
+    try {
+      await assert.rejects(
+        build({
+          from: `${proxy.host}/base:gone`,
+          layers: [{ source: join(work, "tree"), dest: "/app" }],
+          tags: [`${proxy.host}/orphan:latest`],
+          cacheDir: join(work, "cache-orphan"),
+          sourceDateEpoch: 1_700_000_000,
+        }),
+        /manifest unknown/i,
+      );
+      const upload = proxy.requests.filter((r) => r.url.startsWith("/v2/orphan/"));
+      assert.ok(
+        upload.some((r) => r.method === "PATCH" && r.bodyBytes > 0),
+        "the layer was being uploaded meanwhile",
+      );
+      assert.ok(!upload.some((r) => r.method === "PUT"), "no blob committed, no manifest written");
+      assert.ok(
+        upload.some((r) => r.method === "DELETE"),
+        "the upload session was cancelled",
+      );
+      const tags = await fetch(`http://${registry.host}/v2/orphan/tags/list`);
+      assert.equal(tags.status, 404, "the repository does not exist");
     } finally {
       await proxy.stop();
     }

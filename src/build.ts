@@ -137,7 +137,11 @@ async function readBaseConfig(source: ImageSource, descriptor: Descriptor, cache
   return bytes;
 }
 
-/** Resolve the base image of every platform before any work, so an absent platform fails before anything is built. */
+/**
+ * Resolve the base image of every platform. It runs beside the build of the layers all platforms share;
+ * an absent platform or an unreadable base still fails the build before anything is written to a
+ * destination (the builds are stopped and their uploads cancelled).
+ */
 async function resolveBases(
   source: ImageSource | undefined,
   platforms: readonly Platform[],
@@ -219,7 +223,8 @@ type StreamedLayer = BuiltLayer & { uploaded?: Promise<void> };
  * with the first compressed byte; `tee` resolves once the stream is consumed (buildLayer awaits it), and the
  * upload is finished with the digest once buildLayer has it. The layer is returned as soon as it is built,
  * with the upload's end (`uploaded`): while the registry syncs and commits the blob, the next layer is
- * built and the config is sent. A failed upload fails the push that waits for it (pushBlobs).
+ * built and the config is sent. A failed upload fails the push that waits for it (pushBlobs). The blob is
+ * committed only once `base` settles well: a build whose base cannot be resolved leaves no blob behind.
  */
 async function buildLayerStreaming(
   layer: LayerSource,
@@ -227,6 +232,7 @@ async function buildLayerStreaming(
   destination: ImageDestination,
   planned: Promise<PlannedLayer | undefined>,
   head: Promise<LayerHead | undefined>,
+  base: Promise<unknown>,
 ): Promise<StreamedLayer> {
   let resolveFinal: (descriptor: Descriptor) => void = () => {};
   let rejectFinal: (error: unknown) => void = () => {};
@@ -256,7 +262,10 @@ async function buildLayerStreaming(
   );
   try {
     const built = await buildLayer(layer, { ...options, tee }, planned, head);
-    resolveFinal(built.descriptor);
+    base.then(
+      () => resolveFinal(built.descriptor),
+      (error: unknown) => rejectFinal(error),
+    );
     // No upload, or only one the build abandoned (the layer turned out to be the recorded one): the push asks the registry.
     if (!upload || sent?.errored instanceof AbandonedUpload) return built;
     const uploaded = upload;
@@ -302,29 +311,34 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const planner = options.planner ?? startLayerPlanning(options);
   let source: ImageSource | undefined;
   const destinations: ImageDestination[] = [];
+  // The layers every platform shares are built, and streamed to a registry, while the base is resolved:
+  // their bytes do not depend on it. Stopping them is how a base that cannot be resolved ends the build.
+  const stop = new AbortController();
+  let common: Promise<StreamedLayer[]> | undefined;
+  const uploads: Promise<unknown>[] = [];
   try {
-    if (options.from !== "scratch") source = await openSource(parseTransportReference(options.from), options);
-    const { bases } = await resolveBases(source, platforms, cache);
-    const format = options.format ?? bases[0]?.format ?? "oci";
-    if (options.annotations && Object.keys(options.annotations).length && format === "docker") {
-      throw new UsageError("annotations need an OCI manifest", { hint: "add --format oci, or drop --annotation" });
-    }
+    const resolving = (async () => {
+      if (options.from !== "scratch") source = await openSource(parseTransportReference(options.from), options);
+      return resolveBases(source, platforms, cache);
+    })();
+    resolving.catch(() => {}); // awaited below, after the builds have started
     for (const target of targets) destinations.push(await openDestination(target, { ...options, cacheDir }));
 
-    const types = familyMediaTypes(format);
     const compression = options.compression ?? "gzip";
     const created = createdTimestamp(options.sourceDateEpoch);
+    // The media type follows the manifest family, known once the base is: the built layers' descriptors
+    // get the right one below (the blob is the same bytes either way).
     const layerOptions: LayerBuildOptions = {
       cacheDir,
       compression,
-      mediaType: layerMediaType(format, compression),
+      mediaType: layerMediaType(options.format ?? "oci", compression),
       mtime: options.sourceDateEpoch ?? 0,
       progress,
+      signal: options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal,
     };
     if (options.compressionLevel !== undefined) layerOptions.level = options.compressionLevel;
     if (options.chown) layerOptions.chown = options.chown;
     if (options.preserveOwners) layerOptions.preserveOwners = true;
-    if (options.signal) layerOptions.signal = options.signal;
     // The first registry destination receives each new layer while it is compressed (upload overlaps the build).
     const streamingTarget = destinations.find((d) => d.putBlobStreaming);
     // A layer shared by several platforms is built once.
@@ -338,9 +352,10 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       let built = builtLayers.get(key);
       if (!built) {
         built = streamingTarget
-          ? buildLayerStreaming(layer, layerOptions, streamingTarget, planOf(layer), headOf(layer))
+          ? buildLayerStreaming(layer, layerOptions, streamingTarget, planOf(layer), headOf(layer), resolving)
           : buildLayer(layer, layerOptions, planOf(layer));
         builtLayers.set(key, built);
+        uploads.push(built.then((b) => b.uploaded).catch(() => {})); // failures are reported by whoever awaits the layer
       }
       return built;
     };
@@ -368,14 +383,24 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       }
       return result;
     };
+    common = buildAll(options.layers);
+    common.catch(() => {}); // awaited below; a base that fails is reported first
+    const { bases } = await resolving;
+    const format = options.format ?? bases[0]?.format ?? "oci";
+    if (options.annotations && Object.keys(options.annotations).length && format === "docker") {
+      throw new UsageError("annotations need an OCI manifest", { hint: "add --format oci, or drop --annotation" });
+    }
+    const types = familyMediaTypes(format);
+    const layerType = layerMediaType(format, compression);
     const openBaseLayer = source ? cachedBlobOpener(cache, source) : undefined;
 
     const images: BuiltImage[] = [];
     for (const base of bases) {
-      const built = await buildAll([
-        ...options.layers,
-        ...platformLayers.filter((extra) => platformMatches(base.platform, extra.platform)).map((extra) => extra.layer),
-      ]);
+      const extras = platformLayers.filter((extra) => platformMatches(base.platform, extra.platform)).map((extra) => extra.layer);
+      const built = [...(await common), ...(await buildAll(extras))].map((b) => ({
+        ...b,
+        descriptor: { ...b.descriptor, mediaType: layerType },
+      }));
       const config = mutateConfig(
         base.config,
         options.config ?? {},
@@ -476,6 +501,11 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     }
     return { digest: top.digest, manifest: top.bytes, configs: images.map((i) => i.config), written };
   } catch (error) {
+    // Layers still being built (the base failed) stop, and their uploads end (cancelled, with no blob
+    // committed), before the destinations are given up.
+    stop.abort(error);
+    await common?.catch(() => {});
+    await Promise.all(uploads);
     await Promise.all(destinations.map((d) => d.abort().catch(() => {})));
     throw error;
   } finally {

@@ -169,6 +169,9 @@ export interface ProxiedRequest {
   /** Request body bytes received (uploads). */
   bodyBytes: number;
   status?: number;
+  /** When the request arrived and when its answer started (performance.now()). */
+  at: number;
+  answeredAt?: number;
 }
 
 /** What a RegistryProxy may do to traffic, for fault tests. */
@@ -177,6 +180,8 @@ export interface RegistryProxyOptions {
   intercept?(request: IncomingMessage, response: ServerResponse): boolean;
   /** Rewrite a chunk of a forwarded response body (e.g. flip a byte); `index` counts chunks of this response. */
   transformBody?(request: ProxiedRequest, chunk: Buffer, index: number): Buffer;
+  /** Milliseconds to hold a response before it is sent (a slow registry); 0 or undefined: none. */
+  delay?(request: ProxiedRequest): number | undefined;
 }
 
 /** A loopback HTTP proxy in front of a registry: records every request and can inject faults. */
@@ -194,7 +199,13 @@ export async function startRegistryProxy(target: string, options: RegistryProxyO
   const [targetHost, targetPort] = target.split(":") as [string, string];
   const requests: ProxiedRequest[] = [];
   const server = createHttpServer((req, res) => {
-    const record: ProxiedRequest = { method: req.method ?? "GET", url: req.url ?? "/", headers: { ...req.headers }, bodyBytes: 0 };
+    const record: ProxiedRequest = {
+      method: req.method ?? "GET",
+      url: req.url ?? "/",
+      headers: { ...req.headers },
+      bodyBytes: 0,
+      at: performance.now(),
+    };
     requests.push(record);
     req.on("data", (chunk: Buffer) => {
       record.bodyBytes += chunk.length;
@@ -205,8 +216,11 @@ export async function startRegistryProxy(target: string, options: RegistryProxyO
     }
     const upstream = request(
       { host: targetHost, port: Number(targetPort), method: req.method, path: req.url, headers: req.headers },
-      (upstreamResponse) => {
+      async (upstreamResponse) => {
+        const hold = options.delay?.(record);
+        if (hold) await new Promise((resolve) => setTimeout(resolve, hold)); // the body waits unread
         record.status = upstreamResponse.statusCode ?? 0;
+        record.answeredAt = performance.now();
         res.writeHead(upstreamResponse.statusCode ?? 502, upstreamResponse.headers);
         let index = 0;
         upstreamResponse.on("data", (chunk: Buffer) => {
