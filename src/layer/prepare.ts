@@ -233,13 +233,19 @@ export function planLayer(source: LayerSource, options: PlanOptions, onHead?: (h
           if (blocks > 0) onHead({ blocks: record.blocks.slice(0, blocks) });
         });
       const compared = compareStats(index, record.fingerprint, isRacy, onFirstDifference);
-      if (compared.unchanged && blocksCached(record)) return { kind: "unchanged", key, record, recordPath };
+      const refreshed = compared.refreshed ?? [];
+      if (compared.unchanged && blocksCached(record)) {
+        // Directories whose ctime alone moved keep their new lstat, so the next build need not read their names.
+        // Nothing was racy against the recorded scan, so the index may say it was taken now.
+        const statIndex = refreshed.length > 0 ? updatedStatIndex(index, refreshed, record.fingerprint, scanStartNs) : undefined;
+        return { kind: "unchanged", key, record, recordPath, ...(statIndex ? { statIndex } : {}) };
+      }
       const { changes } = compared;
       const recorded = changes?.every(isContentChange) ? previousPlan() : undefined;
       const patched = recorded && changes && patchPlan(recorded, changes);
       if (patched && changes) {
         const fingerprint = planFingerprint(patched, identity);
-        const statIndex = updatedStatIndex(index, changes, fingerprint, scanStartNs);
+        const statIndex = updatedStatIndex(index, [...changes, ...refreshed], fingerprint, scanStartNs);
         if (fingerprint === record.fingerprint && !anyRacyPacked(patched, BigInt(record.scanStartNs)) && blocksCached(record)) {
           return { kind: "unchanged", key, record, recordPath, statIndex };
         }

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import {
   appendFileSync,
   chmodSync,
@@ -36,6 +37,13 @@ const codecId = codecIdOf("gzip") as string;
 
 function plan(tree: string, cache: string, onHead?: (head: LayerHead) => void): PlannedLayer {
   return planLayer({ source: tree, dest: "/app" }, planOptionsOf(options(cache), codecId), onHead);
+}
+
+/** Set a path's mtime to the nanosecond (utimes in Node keeps microseconds at best), as tar and rsync do. */
+function putMtimeBack(path: string, mtimeNs: bigint): void {
+  const ns = String(mtimeNs % 1_000_000_000n).padStart(9, "0");
+  execFileSync("touch", ["-m", "-d", `@${mtimeNs / 1_000_000_000n}.${ns}`, path]);
+  assert.equal(statSync(path, { bigint: true }).mtimeNs, mtimeNs, "the mtime is back, exactly");
 }
 
 /** A tree built once, its timestamps well before the build (not racy), and its cache name. */
@@ -93,6 +101,24 @@ describe("stat index (an unchanged layer without listing it)", () => {
     [
       "a file renamed in its directory",
       (tree) => renameSync(join(tree, "dir3", "sub0", "file3.txt"), join(tree, "dir3", "sub0", "renamed.txt")),
+    ],
+    [
+      "a file added, its directory's mtime put back (as tar and rsync do)",
+      (tree) => {
+        const dir = join(tree, "dir1");
+        const before = statSync(dir, { bigint: true });
+        writeFileSync(join(dir, "new.txt"), "new\n");
+        putMtimeBack(dir, before.mtimeNs);
+      },
+    ],
+    [
+      "a file removed, its directory's mtime put back",
+      (tree) => {
+        const dir = join(tree, "dir2", "sub2");
+        const before = statSync(dir, { bigint: true });
+        rmSync(join(dir, "file2.txt"));
+        putMtimeBack(dir, before.mtimeNs);
+      },
     ],
     ["a mode changed", (tree) => chmodSync(join(tree, "dir4", "sub1", "file4.txt"), 0o600)],
     [
@@ -177,14 +203,44 @@ describe("stat index (an unchanged layer without listing it)", () => {
 
   it("refreshes the index when a listing finds the layer unchanged, and uses it next time", async () => {
     const { tree, cache } = await built();
-    // What umoci and others do to directories they read: the same mode set again, only the ctime moves.
-    chmodSync(join(tree, "dir1"), statSync(join(tree, "dir1")).mode & 0o7777);
+    // A directory's mtime moved (the tar's times are the build's, not the files'): the tree is listed again.
+    const dir = statSync(join(tree, "dir1"));
+    utimesSync(join(tree, "dir1"), dir.atime, new Date(dir.mtimeMs - 60_000));
     await sleep(250);
     const listed = await buildLayer({ source: tree, dest: "/app" }, options(cache));
     assert.equal(listed.unchanged, true, "a ctime alone does not change the layer");
     const again = plan(tree, cache);
     assert.equal(again.kind, "unchanged");
     assert.equal(again.kind === "unchanged" && again.statIndex, undefined, "the refreshed index was enough");
+  });
+
+  it("takes a directory whose ctime alone moved as it was once its names are compared: no listing, the head start kept", async () => {
+    const { tree, cache } = await built();
+    // What umoci's rootless mode does to every directory it reads, and chmod or chown to the same values:
+    // the root (the tar's first entry) and a directory further on.
+    for (const dir of [tree, join(tree, "dir3")]) chmodSync(dir, statSync(dir).mode & 0o7777);
+    await sleep(250);
+    const same = plan(tree, cache);
+    assert.equal(same.kind, "unchanged");
+    assert.ok(same.kind === "unchanged" && same.statIndex, "with their fresh lstat to keep");
+    await buildLayer({ source: tree, dest: "/app" }, options(cache)); // keeps it
+    assert.equal((plan(tree, cache) as { statIndex?: unknown }).statIndex, undefined, "and the next build needs no refresh");
+    // The same directories touched again, and a file's contents changed after them: the previous plan is
+    // patched, and the blocks before that file are heard of before the plan.
+    for (const dir of [tree, join(tree, "dir3")]) chmodSync(dir, statSync(dir).mode & 0o7777);
+    appendFileSync(join(tree, "dir6", "sub0", "file6.txt"), "more\n");
+    await sleep(250);
+    let head: LayerHead | undefined;
+    const changed = plan(tree, cache, (found) => {
+      head = found;
+    });
+    assert.ok(changed.kind === "tree" && changed.patched, "the previous plan, patched");
+    const listed = plan(tree, `${cache}-none`);
+    assert.ok(listed.kind === "tree");
+    assert.deepEqual(changed.packed, listed.packed, "the plan a listing makes");
+    const sent = head?.blocks.map((block) => block.key) ?? [];
+    assert.ok(sent.length >= 3, `${sent.length} blocks lead`);
+    assert.deepEqual(sent, blockKeys(listed.packed, codecId).keys.slice(0, sent.length));
   });
 
   it("does not trust paths touched close to the recorded build's start", async () => {

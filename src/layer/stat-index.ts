@@ -9,7 +9,7 @@
  * the first difference a comparison meets is the first the tar has: every block that ends before it is
  * the previous build's, which lets a rebuild start sending those while the check goes on (prepare.ts).
  */
-import { type BigIntStats, lstatSync, type Stats, statSync } from "node:fs";
+import { type BigIntStats, lstatSync, readdirSync, type Stats, statSync } from "node:fs";
 import { fsPath } from "./plan.js";
 
 /**
@@ -164,9 +164,30 @@ export function isContentChange(change: StatChange): boolean {
   return steadyFields.every((f) => before[f] === now[f]);
 }
 
+const directory = 0o040000;
+const ctimeField = 5;
+
+/**
+ * Whether only a directory's ctime moved: its mode, owner, size, mtime, inode and links are as recorded.
+ * A name added, removed or renamed in it changes its mtime too, unless a tool put the mtime back (as tar
+ * and rsync do), so the names are compared before such a directory counts as unchanged (`sameNames`).
+ * Tools that only touch metadata do this: umoci's rootless mode changes a directory's permissions and
+ * puts them back while it reads a tree, chmod or chown to the same values, setting an ACL or an xattr.
+ */
+function isDirectoryCtimeOnly(before: Float64Array, now: Float64Array): boolean {
+  if (((now[0] as number) & fileType) !== directory) return false;
+  for (let f = 0; f < fields; f++) if (f !== ctimeField && before[f] !== now[f]) return false;
+  return true;
+}
+
 /** What comparing an index with the files found. */
 export interface StatComparison {
   unchanged: boolean;
+  /**
+   * Directories whose ctime alone moved and whose names are the recorded ones: the same for the tar, their
+   * fresh lstat to keep in the next index (updatedStatIndex).
+   */
+  refreshed?: StatChange[];
   /**
    * The fresh lstat of every path after the first change that is not a content change (isContentChange):
    * the walk takes them from here. When every change is a content change, none is kept.
@@ -215,8 +236,30 @@ export function compareStats(
     const now = new Float64Array(fields);
     const stats = new Map<string, BigIntStats>();
     const changes: StatChange[] = [];
+    const refreshed: StatChange[] = [];
     let unchanged = true;
     let listing = false;
+    // The names the index holds below each directory, gathered the first time one is needed.
+    let children: Map<string, string[]> | undefined;
+    const sameNames = (dir: string, name: string | Buffer): boolean => {
+      if (!children) {
+        children = new Map();
+        for (let j = 1; j < count; j++) {
+          const p = paths[j] as string;
+          const cut = p.lastIndexOf("/");
+          const parent = p.slice(0, cut);
+          const list = children.get(parent);
+          if (list) list.push(p.slice(cut + 1));
+          else children.set(parent, [p.slice(cut + 1)]);
+        }
+      }
+      const recorded = children.get(dir) ?? [];
+      const present = readdirSync(name, { encoding: "latin1" });
+      if (present.length !== recorded.length) return false;
+      present.sort();
+      const sorted = [...recorded].sort();
+      return present.every((n, k) => n === sorted[k]);
+    };
     for (let i = 0; i < count; i++) {
       const path = paths[i] as string;
       const name = fsPath(path);
@@ -230,7 +273,15 @@ export function compareStats(
       const at = i * fields;
       let same = true;
       for (let f = 0; f < fields && same; f++) if (now[f] !== values[at + f]) same = false;
-      const near = (now[4] as number) >= racyFromMs || (now[5] as number) >= racyFromMs;
+      // Its names compared now, such a directory is the same whatever its times say: not racy either.
+      let verified = false;
+      if (!same && !listing && isDirectoryCtimeOnly(values.subarray(at, at + fields), now) && sameNames(path, name)) {
+        big ??= statOf(i, name, true);
+        refreshed.push({ at: i, path, before: values.subarray(at, at + fields), stat: big });
+        same = true;
+        verified = true;
+      }
+      const near = !verified && ((now[4] as number) >= racyFromMs || (now[5] as number) >= racyFromMs);
       if (!same || (unchanged && near)) big ??= statOf(i, name, true);
       if (!same) {
         const change = { at: i, path, before: values.subarray(at, at + fields), stat: big as BigIntStats };
@@ -242,7 +293,7 @@ export function compareStats(
         onFirstDifference?.(paths, i);
       }
     }
-    return unchanged ? { unchanged } : { unchanged, stats, changes };
+    return unchanged ? { unchanged, refreshed } : { unchanged, stats, changes, refreshed };
   } catch {
     return { unchanged: false };
   }
