@@ -3,7 +3,8 @@
  * layer's record. The next build can then tell that nothing changed by stat'ing those paths again, without
  * listing directories or planning the tar: a name added, removed or renamed changes its directory's mtime
  * and ctime; a mode, owner, size, link count or content change changes the entry's ctime (and mtime). A
- * difference anywhere, or a racy timestamp, sends the build back to the full listing.
+ * difference anywhere, or a racy timestamp, sends the build back to the full listing, but for a
+ * directory whose ctime alone moved and whose names are still the recorded ones.
  *
  * The paths are kept in the tar's order (the root, then the others sorted as the tar's entries are), so
  * the first difference a comparison meets is the first the tar has: every block that ends before it is
