@@ -18,6 +18,11 @@ function short(id: string): string {
   return colon > 0 && id.length > 40 ? id.slice(colon + 1, colon + 13) : id;
 }
 
+/** A layer to build that is the recorded build's is unchanged; a blob to send that the destination has is present. */
+function skippedWord(event: ProgressEvent): string {
+  return event.kind === "build" ? "unchanged" : "already present";
+}
+
 interface Row {
   label: string;
   bytes: number;
@@ -34,7 +39,7 @@ export function createProgressView(stream: NodeJS.WriteStream, quiet: boolean): 
       const what = `${event.kind} ${short(event.id)}`;
       const size = event.total !== undefined ? ` (${formatBytes(event.total)})` : "";
       const to = event.target ? ` → ${event.target}` : "";
-      if (event.phase === "skipped") stream.write(`${what}: already present${to}\n`);
+      if (event.phase === "skipped") stream.write(`${what}: ${skippedWord(event)}${to}\n`);
       else if (event.phase === "mounted") stream.write(`${what}: mounted${to}\n`);
       else if (event.phase === "done")
         stream.write(`${what}: done${event.kind === "build" ? ` (${formatBytes(event.bytes)})` : size}${to}\n`);
@@ -69,7 +74,7 @@ export function createProgressView(stream: NodeJS.WriteStream, quiet: boolean): 
     }
     row.bytes = event.bytes;
     row.total = event.total;
-    if (event.phase === "skipped") row.state = "already present";
+    if (event.phase === "skipped") row.state = skippedWord(event);
     else if (event.phase === "mounted") row.state = "mounted";
     else if (event.phase === "done") row.state = `done (${formatBytes(event.bytes)})`;
     draw(event.phase !== "progress");

@@ -25,6 +25,8 @@ export interface StartRegistryOptions {
   token?: { realm: string; service: string; issuer: string; rootCertBundle: string };
   /** Serve HTTPS with this certificate and key (PEM files); `url` is then https://. */
   tls?: { certificate: string; key: string };
+  /** Refuse every write, as a mirror or a registry in maintenance does (`storage.maintenance.readonly`). */
+  readOnly?: boolean;
 }
 
 /** A running test registry. */
@@ -91,7 +93,7 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
       storage: {
         filesystem: { rootdirectory: join(dir, "data") },
         delete: { enabled: true },
-        maintenance: { uploadpurging: { enabled: false } },
+        maintenance: { uploadpurging: { enabled: false }, ...(options.readOnly ? { readonly: { enabled: true } } : {}) },
       },
       http: { addr: host, secret: randomBytes(16).toString("hex"), ...(options.tls ? { tls: options.tls } : {}) },
       ...(auth ? { auth } : {}),
