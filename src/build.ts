@@ -47,6 +47,7 @@ import {
 import { type ConfigEdits, createdTimestamp, emptyConfig, mutateConfig } from "./mutate.js";
 import { noProgress } from "./progress.js";
 import {
+  checkDestination,
   type ImageDestination,
   type ImageSource,
   openDestination,
@@ -291,6 +292,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   if (options.tags.length === 0)
     throw new UsageError("no destination given", { hint: "add -t REFERENCE (a registry, docker-archive:FILE, oci:DIR…)" });
   const targets = options.tags.map((tag) => parseTransportReference(tag));
+  for (const target of targets) checkDestination(target);
   const platforms = options.platforms?.length ? options.platforms : [hostPlatform()];
   const platformLayers = options.platformLayers ?? [];
   for (const extra of platformLayers) {

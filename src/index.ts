@@ -22,6 +22,7 @@ export { type AppendedLayer, applyConfigEdits, type ConfigEdits, mutateConfig } 
 export type { ProgressEvent, ProgressSink } from "./progress.js";
 export { formatReference, parseReference, type Reference } from "./reference.js";
 export {
+  checkDestination,
   type ImageDestination,
   type ImageSource,
   openDestination,

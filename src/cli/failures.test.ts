@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { writeBaseImageLayout, writeMultiArchLayout } from "../test-support/base-image.js";
 import { assertOneErrorLine, runOcify, runOk } from "../test-support/cli.js";
-import { freePort, pushOciLayout, startRegistry, type TestRegistry } from "../test-support/registry.js";
+import { freePort, pushOciLayout, startRegistry, startRegistryProxy, type TestRegistry } from "../test-support/registry.js";
 import { makeTestCertificates } from "../test-support/tls.js";
 
 describe("failures of build, copy and import: one line, exit 1, nothing left behind", () => {
@@ -149,6 +149,53 @@ describe("failures of build, copy and import: one line, exit 1, nothing left beh
       }
     });
   }
+
+  it("build, import and copy: a destination that cannot be written where it points is a usage error, before any work", async () => {
+    const proxy = await startRegistryProxy(plain.host);
+    try {
+      const directory = join(work, "a-directory");
+      mkdirSync(directory);
+      const notADirectory = join(work, "a-file");
+      writeFileSync(notADirectory, "mine\n");
+      const full = join(work, "full-directory");
+      mkdirSync(full);
+      writeFileSync(join(full, "notes.txt"), "mine\n");
+      const cases: [string, RegExp][] = [
+        [`oci-archive:${directory}`, /a-directory is a directory, not an archive file \(name a file, e\.g\. .*image\.tar/],
+        [`docker-archive:${directory}:app:1`, /a-directory is a directory, not an archive file/],
+        [`docker-archive:${join(work, "no", "such", "app.tar")}`, /directory .*no\/such does not exist \(create it first\)/],
+        [`oci-archive:${join(notADirectory, "app.tar")}`, /a-file is not a directory/],
+        ["docker-archive:/dev/null", /\/dev\/null is not a regular file/],
+        [`docker-archive:${join(work, "app.tar")}:@0`, /@index selects an image to read/],
+        [`oci:${notADirectory}`, /a-file is not a directory \(an OCI layout is a directory; for a tar file use oci-archive:\)/],
+        [`oci:${join(notADirectory, "deeper", "layout")}`, /a-file is not a directory/],
+        [`oci:${full}`, /full-directory is not empty and not an OCI layout/],
+      ];
+      const cache = cacheFor(false);
+      for (const [tag, pattern] of cases) {
+        const commands = [
+          ["build", "--from", `${proxy.host}/base/single:1`, ...layers(), "-t", `${plain.host}/out/first:1`, "-t", tag],
+          ["import", app, "-t", tag],
+          ["copy", `${proxy.host}/base/single:1`, tag],
+        ];
+        for (const args of commands) {
+          assertOneErrorLine(await runOcify(args, { env: env(cache) }), pattern, `${args[0]} -t ${tag}`, 2);
+        }
+      }
+      assert.deepEqual(proxy.requests, [], "nothing asked of the registry");
+      assert.deepEqual(stored(plain, "out/first"), [], "nothing pushed to the other destination");
+      assert.ok(!existsSync(join(cache, "layers")), "no layer built");
+      assert.deepEqual(readdirSync(directory), [], "the directory is untouched");
+      assert.deepEqual(readdirSync(full), ["notes.txt"]);
+      assert.deepEqual(
+        readdirSync(work).filter((name) => name.endsWith(".tmp")),
+        [],
+        "no temp file",
+      );
+    } finally {
+      await proxy.stop();
+    }
+  });
 
   it("copy: a source that cannot be had, to a registry, an OCI layout and an archive", async () => {
     for (const [what, from, pattern, copies] of badBases()) {
