@@ -9,7 +9,7 @@ import { finished } from "node:stream/promises";
 import { knownLocations, rememberLocation } from "./blob-locations.js";
 import { readBounded } from "./bounded.js";
 import { BlobCache, defaultCacheDir } from "./cache.js";
-import { type BlobPlan, forDestination, pushBlobs, type WriteResult } from "./copy.js";
+import { type BlobPlan, forDestination, KnownBlobs, pushBlobs, type WriteResult } from "./copy.js";
 import { digestOf } from "./digest.js";
 import { PlatformNotFoundError, UsageError } from "./errors.js";
 import { type ImageConfig, parseImageConfig } from "./image/config.js";
@@ -478,10 +478,11 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     // Every destination gets its blobs and manifests before any is committed, so a failure leaves no archive.
     // An OCI layout gets OCI manifests even when the image follows a Docker base (as skopeo converts).
     const tops: RawManifest[] = [];
+    const known = new KnownBlobs();
     for (const destination of destinations) {
       const stored = images.map((image) => forDestination(image.manifest, destination));
       for (const [i, image] of images.entries()) {
-        await pushBlobs(destination, image.blobs, options);
+        await pushBlobs(destination, image.blobs, { ...options, known });
         if (images.length > 1) await destination.putManifest(stored[i] as RawManifest, { top: false });
       }
       let destinationTop = top;

@@ -1,7 +1,7 @@
 /** ocify's library API: build, copy and inspect OCI / Docker images without a daemon. */
 export { type BuildOptions, type BuildResult, build } from "./build.js";
 export { BlobCache, defaultCacheDir } from "./cache.js";
-export { type BlobPlan, type CopyImageOptions, copyImage, pushBlobs, type WriteResult } from "./copy.js";
+export { type BlobPlan, type CopyImageOptions, copyImage, KnownBlobs, pushBlobs, type WriteResult } from "./copy.js";
 export { createDigester, createVerifier, type Digest, digestOf, isDigest, parseDigest } from "./digest.js";
 export * from "./errors.js";
 export { type ExecutionConfig, type History, type ImageConfig, parseImageConfig } from "./image/config.js";
