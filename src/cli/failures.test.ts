@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { writeBaseImageLayout, writeMultiArchLayout } from "../test-support/base-image.js";
-import { assertOneErrorLine, runOcify, runOk } from "../test-support/cli.js";
+import { assertOneErrorLine, runOcify } from "../test-support/cli.js";
 import { freePort, pushOciLayout, startRegistry, startRegistryProxy, type TestRegistry } from "../test-support/registry.js";
 import { makeTestCertificates } from "../test-support/tls.js";
 
@@ -44,13 +44,7 @@ describe("failures of build, copy and import: one line, exit 1, nothing left beh
     writeBaseImageLayout(join(work, "single"), "latest");
     await pushOciLayout(join(work, "single"), "latest", `${plain.host}/base/single:1`);
     writeMultiArchLayout(join(work, "multi"), "latest");
-    await runOk("skopeo", [
-      "copy",
-      "--all",
-      "--dest-tls-verify=false",
-      `oci:${join(work, "multi")}:latest`,
-      `docker://${plain.host}/base/multi:1`,
-    ]);
+    await pushOciLayout(join(work, "multi"), "latest", `${plain.host}/base/multi:1`, { all: true });
     app = join(work, "app");
     mkdirSync(join(app, "bin"), { recursive: true });
     writeFileSync(join(app, "bin", "server"), "#!/bin/sh\necho serving\n", { mode: 0o755 });

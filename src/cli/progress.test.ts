@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { writeMultiArchLayout } from "../test-support/base-image.js";
 import { ocifyBin, runOcify, runOk } from "../test-support/cli.js";
-import { startRegistry, type TestRegistry } from "../test-support/registry.js";
+import { pushOciLayout, startRegistry, type TestRegistry } from "../test-support/registry.js";
 
 /** `kind digest → destination` → what the progress lines said of it, in order. */
 function blobLines(stderr: string): Map<string, string[]> {
@@ -34,13 +34,7 @@ describe("progress of a push", () => {
     work = mkdtempSync(join(tmpdir(), "ocify-progress-test-"));
     registry = await startRegistry();
     writeMultiArchLayout(join(work, "multi"), "latest");
-    await runOk("skopeo", [
-      "copy",
-      "--all",
-      "--dest-tls-verify=false",
-      `oci:${join(work, "multi")}:latest`,
-      `docker://${registry.host}/base/multi:1`,
-    ]);
+    await pushOciLayout(join(work, "multi"), "latest", `${registry.host}/base/multi:1`, { all: true });
     app = join(work, "app");
     mkdirSync(app);
     writeFileSync(join(app, "hello.txt"), "hello\n");

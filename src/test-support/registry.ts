@@ -156,10 +156,16 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
   }
 }
 
-/** Push an OCI layout's tagged image to a registry with skopeo: `target` is `HOST/REPO:TAG`. */
-export async function pushOciLayout(layoutDir: string, tag: string, target: string, options: { creds?: string } = {}): Promise<void> {
+/** Push an OCI layout's tagged image to a registry with skopeo: `target` is `HOST/REPO:TAG`; `all` keeps a whole index. */
+export async function pushOciLayout(
+  layoutDir: string,
+  tag: string,
+  target: string,
+  options: { creds?: string; all?: boolean } = {},
+): Promise<void> {
   const args = ["copy", "--quiet", "--insecure-policy", "--dest-tls-verify=false"];
   if (options.creds) args.push("--dest-creds", options.creds);
+  if (options.all) args.push("--all");
   await runOk("skopeo", [...args, `oci:${layoutDir}:${tag}`, `docker://${target}`]);
 }
 
