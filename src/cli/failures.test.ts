@@ -166,12 +166,10 @@ describe("failures of build, copy and import: one line, exit 1, nothing left beh
         [`oci:${full}`, /full-directory is not empty and not an OCI layout/],
       ];
       const cache = cacheFor(false);
-      for (const [tag, pattern] of cases) {
-        const commands = [
-          ["build", "--from", `${proxy.host}/base/single:1`, ...layers(), "-t", `${plain.host}/out/first:1`, "-t", tag],
-          ["import", app, "-t", tag],
-          ["copy", `${proxy.host}/base/single:1`, tag],
-        ];
+      for (const [i, [tag, pattern]] of cases.entries()) {
+        const commands = [["build", "--from", `${proxy.host}/base/single:1`, ...layers(), "-t", `${plain.host}/out/first:1`, "-t", tag]];
+        // import and copy check their destination the same way: a few cases are enough to show they do.
+        if (i < 3) commands.push(["import", app, "-t", tag], ["copy", `${proxy.host}/base/single:1`, tag]);
         for (const args of commands) {
           assertOneErrorLine(await runOcify(args, { env: env(cache) }), pattern, `${args[0]} -t ${tag}`, 2);
         }
