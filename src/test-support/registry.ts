@@ -25,6 +25,10 @@ export interface StartRegistryOptions {
   token?: { realm: string; service: string; issuer: string; rootCertBundle: string };
   /** Serve HTTPS with this certificate and key (PEM files); `url` is then https://. */
   tls?: { certificate: string; key: string };
+  /** Accept Docker schema 1 pushes (`compatibility.schema1`; the registry signs what it serves with a key it generates). */
+  schema1?: boolean;
+  /** Accept manifests whose layers name external `urls` (foreign, non-distributable layers); off by default. */
+  layerUrls?: boolean;
 }
 
 /** A running test registry. */
@@ -95,6 +99,8 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
       },
       http: { addr: host, secret: randomBytes(16).toString("hex"), ...(options.tls ? { tls: options.tls } : {}) },
       ...(auth ? { auth } : {}),
+      ...(options.schema1 ? { compatibility: { schema1: { enabled: true } } } : {}),
+      ...(options.layerUrls ? { validation: { manifests: { urls: { allow: ["^https?://"] } } } } : {}),
     };
     const configPath = join(dir, "config.yml");
     writeFileSync(configPath, JSON.stringify(config, null, 2));
