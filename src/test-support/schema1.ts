@@ -93,7 +93,7 @@ export function signingKey(): KeyObject {
 }
 
 /**
- * Sign a payload as libtrust does: the protected header records where the payload's closing brace starts
+ * Sign a payload as libtrust does (ES256 with an EC P-256 key, RS256 with an RSA key): the protected header records where the payload's closing brace starts
  * (formatLength) and what follows it (formatTail), so that the signatures can be spliced in before it.
  */
 export function signSchema1(payload: Buffer, key: KeyObject = signingKey()): Buffer {
@@ -102,11 +102,13 @@ export function signSchema1(payload: Buffer, key: KeyObject = signingKey()): Buf
   const formatLength = Buffer.byteLength(text.slice(0, close).trimEnd());
   const tail = payload.subarray(formatLength);
   const protectedHeader = base64url(JSON.stringify({ formatLength, formatTail: base64url(tail), time: "2017-01-01T00:00:00Z" }));
-  const signature = sign("sha256", Buffer.from(`${protectedHeader}.${base64url(payload)}`), { key, dsaEncoding: "ieee-p1363" });
+  const rsa = key.asymmetricKeyType === "rsa";
+  const signed = Buffer.from(`${protectedHeader}.${base64url(payload)}`);
+  const signature = rsa ? sign("sha256", signed, key) : sign("sha256", signed, { key, dsaEncoding: "ieee-p1363" });
   const publicKey = createPublicKey(key);
-  const { kty, crv, x, y } = publicKey.export({ format: "jwk" });
-  const jwk = { crv, kid: keyID(publicKey), kty, x, y };
-  const signatures = [{ header: { jwk, alg: "ES256" }, signature: base64url(signature), protected: protectedHeader }];
+  const { kty, crv, x, y, n, e } = publicKey.export({ format: "jwk" });
+  const jwk = rsa ? { e, kid: keyID(publicKey), kty, n } : { crv, kid: keyID(publicKey), kty, x, y };
+  const signatures = [{ header: { jwk, alg: rsa ? "RS256" : "ES256" }, signature: base64url(signature), protected: protectedHeader }];
   const block = JSON.stringify(signatures, null, 3).replace(/\n/g, "\n   ");
   return Buffer.concat([payload.subarray(0, formatLength), Buffer.from(`,\n   "signatures": ${block}\n}`)]);
 }
