@@ -10,20 +10,20 @@ import { knownLocations, rememberLocation } from "./blob-locations.js";
 import { readBounded } from "./bounded.js";
 import { BlobCache, defaultCacheDir } from "./cache.js";
 import { type BlobPlan, forDestination, KnownBlobs, pushBlobs, type WriteResult } from "./copy.js";
-import { digestOf } from "./digest.js";
+import { type Digest, digestOf } from "./digest.js";
 import { PlatformNotFoundError, UsageError } from "./errors.js";
 import { type ImageConfig, parseImageConfig } from "./image/config.js";
-import { type Descriptor, formatPlatform, hostPlatform, type Platform, platformMatches, selectPlatform } from "./image/descriptor.js";
+import { type Descriptor, formatPlatform, hostPlatform, type Platform, platformMatches } from "./image/descriptor.js";
 import {
   encodeJson,
   type ImageIndex,
   type ImageManifest,
   maxManifestBytes,
-  parseImageIndex,
   parseImageManifest,
   type RawManifest,
   rawManifest,
 } from "./image/manifest.js";
+import { selectImage } from "./image/select.js";
 import {
   AbandonedUpload,
   type BuiltLayer,
@@ -152,10 +152,13 @@ async function resolveBases(
 ): Promise<{ bases: BaseImage[]; index?: RawManifest }> {
   if (!source) return { bases: platforms.map((platform) => ({ platform, config: emptyConfig(platform), format: "oci" })) };
   const top = await source.getManifest();
-  const index = isIndexMediaType(top.mediaType) ? parseImageIndex(top, `index of ${source.description}`) : undefined;
+  const index = isIndexMediaType(top.mediaType);
+  const read = (digest: Digest) => source.getManifest(digest);
   const bases: BaseImage[] = [];
   for (const platform of platforms) {
-    const raw = index ? await source.getManifest(selectPlatform(index.manifests, platform, source.description).digest) : top;
+    // From an index, the new image's platform is its base's entry's (with variant, os.version, os.features).
+    const selected = index ? await selectImage(top, platform, read, source.description) : undefined;
+    const raw = selected?.manifest ?? top;
     const manifest = parseImageManifest(raw, `manifest of ${source.description}`);
     const configBytes = await readBaseConfig(source, manifest.config, cache);
     const config = parseImageConfig(configBytes, `config of ${source.description}`);
@@ -167,9 +170,10 @@ async function resolveBases(
       );
     }
     bases.push({
-      platform: index ? platform : actual,
+      platform: selected ? { ...platform, ...selected.descriptor.platform } : actual,
       manifest,
-      manifestDigest: raw.digest,
+      // A converted schema 1 base is named by the digest its registry knows.
+      manifestDigest: (raw.convertedFrom ?? raw).digest,
       config,
       format: raw.mediaType === MediaType.dockerManifest ? "docker" : "oci",
     });

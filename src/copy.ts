@@ -6,7 +6,8 @@ import { type Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { type Digest, shortDigest } from "./digest.js";
 import { addContext, InvalidImageError, UsageError } from "./errors.js";
-import { type Descriptor, hostPlatform, type Platform, selectPlatform } from "./image/descriptor.js";
+import { checkForeignLayer, type ForeignLayerOptions, openForeignLayer } from "./foreign-layers.js";
+import { type Descriptor, hostPlatform, type Platform } from "./image/descriptor.js";
 import {
   convertImageManifest,
   encodeJson,
@@ -16,7 +17,8 @@ import {
   type RawManifest,
   rawManifest,
 } from "./image/manifest.js";
-import { familyMediaTypes, isIndexMediaType } from "./media-types.js";
+import { maxIndexDepth, selectImage } from "./image/select.js";
+import { familyMediaTypes, isIndexMediaType, isNondistributableMediaType } from "./media-types.js";
 import { noProgress, type ProgressSink } from "./progress.js";
 import type { ImageDestination, ImageSource, RegistryLocation } from "./transport/transport.js";
 
@@ -40,7 +42,7 @@ export interface BlobPlan {
 }
 
 /** Options for moving blobs and images. */
-export interface CopyOptions {
+export interface CopyOptions extends ForeignLayerOptions {
   /** Parallel blob transfers to a registry (archives write one blob at a time). */
   jobs?: number;
   progress?: ProgressSink;
@@ -135,15 +137,28 @@ function counted(content: Readable, onBytes: (bytes: number) => void): Readable 
 }
 
 /**
+ * The blobs a destination receives: a non-distributable layer is left out where its descriptor is enough,
+ * and read from its URLs where the destination needs its content (refused, before anything is written,
+ * unless the user allowed it).
+ */
+function blobsFor(destination: ImageDestination, blobs: readonly BlobPlan[], options: CopyOptions): BlobPlan[] {
+  const unique = [...new Map(blobs.map((b) => [b.descriptor.digest, b])).values()];
+  return unique.flatMap((blob) => {
+    if (!isNondistributableMediaType(blob.descriptor.mediaType)) return [blob];
+    if (!destination.requiresForeignBlobs) return [];
+    checkForeignLayer(blob.descriptor, destination.description, options);
+    return [{ descriptor: blob.descriptor, kind: blob.kind, open: () => openForeignLayer(blob.descriptor, options) }];
+  });
+}
+
+/**
  * Send blobs to a destination: skip those present, mount when possible, stream the rest. Duplicates are
  * sent once, and so are blobs `options.known` says the run met there before.
  */
 export async function pushBlobs(destination: ImageDestination, blobs: readonly BlobPlan[], options: CopyOptions = {}): Promise<void> {
   const progress = options.progress ?? noProgress;
   const known = options.known ?? new KnownBlobs();
-  const unique = [...new Map(blobs.map((b) => [b.descriptor.digest, b])).values()].filter(
-    (b) => !known.reported(destination, b.descriptor.digest),
-  );
+  const unique = blobsFor(destination, blobs, options).filter((b) => !known.reported(destination, b.descriptor.digest));
   const parallel = destination.location ? (options.jobs ?? 4) : 1;
   await forEachLimit(unique, parallel, async (blob) => {
     await pushBlob(destination, blob, progress, known);
@@ -221,6 +236,40 @@ function convertIndexFor(top: RawManifest, index: ImageIndex, children: Descript
   return rawManifest(encodeJson(converted), types.index);
 }
 
+/**
+ * Store every manifest an index lists (nested indexes too, to a bounded depth), children before their
+ * index; returns the index to store, converted only when a child had to be.
+ */
+async function copyIndex(
+  source: ImageSource,
+  destination: ImageDestination,
+  top: RawManifest,
+  index: ImageIndex,
+  options: CopyImageOptions,
+  depth: number,
+): Promise<RawManifest> {
+  const children: Descriptor[] = [];
+  for (const child of index.manifests) {
+    const raw = await source.getManifest(child.digest);
+    let stored: RawManifest;
+    if (isIndexMediaType(raw.mediaType)) {
+      if (depth >= maxIndexDepth) {
+        throw new InvalidImageError(
+          `${source.description}: indexes nest more than ${maxIndexDepth} deep (at ${shortDigest(child.digest)})`,
+        );
+      }
+      const nested = parseImageIndex(raw, `index ${shortDigest(child.digest)} of ${source.description}`);
+      stored = await copyIndex(source, destination, raw, nested, options, depth + 1);
+    } else {
+      await pushBlobs(destination, sourceBlobs(source, raw), options);
+      stored = forDestination(raw, destination);
+    }
+    await destination.putManifest(stored, { top: false });
+    children.push({ ...child, mediaType: stored.mediaType, digest: stored.digest, size: stored.bytes.length });
+  }
+  return convertIndexFor(top, index, children, destination);
+}
+
 /** What `copyImage` should take from an index. */
 export interface CopyImageOptions extends CopyOptions {
   /** Copy one platform of an index (default: the host's, unless `all`). */
@@ -253,20 +302,10 @@ export async function copyImage(source: ImageSource, destination: ImageDestinati
             hint: "use --platform to pick one image",
           });
         }
-        const children: Descriptor[] = [];
-        for (const child of index.manifests) {
-          const raw = await source.getManifest(child.digest);
-          if (isIndexMediaType(raw.mediaType))
-            throw new InvalidImageError(`nested index ${shortDigest(child.digest)} in ${source.description} is not supported`);
-          await pushBlobs(destination, sourceBlobs(source, raw), moving);
-          const stored = forDestination(raw, destination);
-          await destination.putManifest(stored, { top: false });
-          children.push({ ...child, mediaType: stored.mediaType, digest: stored.digest, size: stored.bytes.length });
-        }
-        written = convertIndexFor(top, index, children, destination);
+        written = await copyIndex(source, destination, top, index, moving, 0);
       } else {
-        const chosen = selectPlatform(index.manifests, options.platform ?? hostPlatform(), source.description);
-        const image = await source.getManifest(chosen.digest);
+        const read = (digest: Digest) => source.getManifest(digest);
+        const { manifest: image } = await selectImage(top, options.platform ?? hostPlatform(), read, source.description);
         await pushBlobs(destination, sourceBlobs(source, image), moving);
         written = forDestination(image, destination);
       }

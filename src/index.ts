@@ -15,6 +15,7 @@ export {
   type RawManifest,
   rawManifest,
 } from "./image/manifest.js";
+export { type SelectedImage, selectImage } from "./image/select.js";
 export { type BuiltLayer, buildLayer, type LayerBuildOptions, type LayerSource, parseLayerFlag } from "./layer/build.js";
 export { setGarbageNudges } from "./layer/garbage.js";
 export { type Compression, type ManifestFormat, MediaType } from "./media-types.js";

@@ -27,6 +27,10 @@ export interface StartRegistryOptions {
   tls?: { certificate: string; key: string };
   /** Refuse every write, as a mirror or a registry in maintenance does (`storage.maintenance.readonly`). */
   readOnly?: boolean;
+  /** Accept Docker schema 1 pushes (`compatibility.schema1`; the registry signs what it serves with a key it generates). */
+  schema1?: boolean;
+  /** Accept manifests whose layers name external `urls` (foreign, non-distributable layers); off by default. */
+  layerUrls?: boolean;
 }
 
 /** A running test registry. */
@@ -97,6 +101,8 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
       },
       http: { addr: host, secret: randomBytes(16).toString("hex"), ...(options.tls ? { tls: options.tls } : {}) },
       ...(auth ? { auth } : {}),
+      ...(options.schema1 ? { compatibility: { schema1: { enabled: true } } } : {}),
+      ...(options.layerUrls ? { validation: { manifests: { urls: { allow: ["^https?://"] } } } } : {}),
     };
     const configPath = join(dir, "config.yml");
     writeFileSync(configPath, JSON.stringify(config, null, 2));

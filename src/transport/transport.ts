@@ -39,6 +39,8 @@ export interface TransportOptions {
   signal?: AbortSignal;
   /** Reading from registries: which operations the credentials will be asked for (push adds push scope). */
   userAgent?: string;
+  /** Download non-distributable layers from their URLs for destinations that must hold their content (docker-archive). */
+  fetchForeignLayers?: boolean;
 }
 
 /** A readable image store: one image, an index, or an archive of several. */
@@ -69,6 +71,11 @@ export interface ImageDestination {
    * manifests for most readers (skopeo skips Docker ones), so Docker images are converted on the way in.
    */
   readonly preferredManifestFormat?: ManifestFormat;
+  /**
+   * Whether non-distributable (foreign) layers must be stored here as blobs: a docker-archive must (docker
+   * load reads every layer); registries and layouts keep their descriptors, with the URLs, and no blob.
+   */
+  readonly requiresForeignBlobs?: boolean;
   /** Whether the blob is already there (it is then not sent). */
   hasBlob(descriptor: Descriptor): Promise<boolean>;
   /** Try to mount the blob from another repository of the same registry; true when it is now present. */
@@ -239,8 +246,16 @@ export function checkDestination(ref: TransportReference): void {
   checkArchivePath(ref.path, what, ref.transport);
 }
 
-/** Open a transport reference for reading. Transport modules load lazily, so startup stays fast. */
+/**
+ * Open a transport reference for reading. Transport modules load lazily, so startup stays fast. Docker
+ * schema 1 manifests are read as the schema 2 images they convert to.
+ */
 export async function openSource(ref: TransportReference, options: TransportOptions = {}): Promise<ImageSource> {
+  const [source, { convertingSchema1 }] = await Promise.all([openPlainSource(ref, options), import("./schema1-source.js")]);
+  return convertingSchema1(source, options);
+}
+
+async function openPlainSource(ref: TransportReference, options: TransportOptions): Promise<ImageSource> {
   switch (ref.transport) {
     case "docker":
       return (await import("./registry.js")).openRegistrySource(ref.reference, options);
