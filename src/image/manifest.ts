@@ -1,4 +1,5 @@
 /** Image manifests and indexes (image-spec manifest.md, image-index.md; Docker schema 2), raw and parsed. */
+import { canonicalJson } from "../canonical-json.js";
 import { type Digest, digestOf, isDigest } from "../digest.js";
 import { InvalidImageError } from "../errors.js";
 import { convertLayerMediaType, familyMediaTypes, isIndexMediaType, isManifestMediaType, MediaType } from "../media-types.js";
@@ -45,9 +46,9 @@ export function rawManifest(bytes: Buffer, mediaType?: string): RawManifest {
   return { bytes, mediaType: type, digest: digestOf(bytes) };
 }
 
-/** Serialize a manifest or config deterministically (insertion order, no whitespace). */
+/** Serialize a manifest, index or config ocify makes: canonical JSON (every object's keys sorted, no whitespace). */
 export function encodeJson(value: unknown): Buffer {
-  return Buffer.from(JSON.stringify(value), "utf8");
+  return Buffer.from(canonicalJson(value), "utf8");
 }
 
 function parseJson(bytes: Buffer, what: string): Record<string, unknown> {
