@@ -44,7 +44,7 @@ import {
   type ManifestFormat,
   MediaType,
 } from "./media-types.js";
-import { type ConfigEdits, createdTimestamp, emptyConfig, mutateConfig } from "./mutate.js";
+import { baseAnnotations, type ConfigEdits, createdTimestamp, emptyConfig, mutateConfig } from "./mutate.js";
 import { noProgress } from "./progress.js";
 import {
   checkDestination,
@@ -430,10 +430,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       };
       if (format === "oci") {
         const annotations: Record<string, string> = {};
-        if (source && base.manifestDigest) {
-          annotations["org.opencontainers.image.base.name"] = options.from;
-          annotations["org.opencontainers.image.base.digest"] = base.manifestDigest;
-        }
+        if (source && base.manifestDigest)
+          Object.assign(annotations, baseAnnotations(parseTransportReference(options.from), base.manifestDigest));
         Object.assign(annotations, options.annotations ?? {});
         if (Object.keys(annotations).length) manifest.annotations = annotations;
       }

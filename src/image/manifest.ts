@@ -1,5 +1,6 @@
 /** Image manifests and indexes (image-spec manifest.md, image-index.md; Docker schema 2), raw and parsed. */
 import { createHash } from "node:crypto";
+import { canonicalJson } from "../canonical-json.js";
 import { type Digest, digestOf, isDigest, parseDigest } from "../digest.js";
 import { DigestMismatchError, InvalidImageError } from "../errors.js";
 import {
@@ -79,9 +80,9 @@ export function verifyManifestDigest(raw: RawManifest, expected: string, what: s
   if (actual !== expected) throw new DigestMismatchError(what, expected, actual);
 }
 
-/** Serialize a manifest or config deterministically (insertion order, no whitespace). */
+/** Serialize a manifest, index or config ocify makes: canonical JSON (every object's keys sorted, no whitespace). */
 export function encodeJson(value: unknown): Buffer {
-  return Buffer.from(JSON.stringify(value), "utf8");
+  return Buffer.from(canonicalJson(value), "utf8");
 }
 
 function parseJson(bytes: Buffer, what: string): Record<string, unknown> {

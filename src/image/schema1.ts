@@ -13,7 +13,7 @@ import { type Compression, layerMediaType, MediaType } from "../media-types.js";
 import type { Descriptor } from "./descriptor.js";
 import { goObject, goString, goTime, rawMembers } from "./go-json.js";
 import { parsePrettyJws, verifyPrettyJws } from "./jws.js";
-import { encodeJson, type ImageManifest, type RawManifest, rawManifest } from "./manifest.js";
+import { type ImageManifest, type RawManifest, rawManifest } from "./manifest.js";
 
 /** The fields of a v1Compatibility entry the conversion reads. */
 interface V1Compatibility {
@@ -177,13 +177,14 @@ export function convertSchema1(
     diffIDs.push(fact.diffID);
   }
   const config = schema2Config(image, diffIDs, what);
+  // Written in Go's struct order (not encodeJson's sorted keys): the bytes, so the digest, skopeo makes.
   const manifest = rawManifest(
-    encodeJson({
+    Buffer.from(JSON.stringify({
       schemaVersion: 2,
       mediaType: MediaType.dockerManifest,
       config: { mediaType: MediaType.dockerConfig, size: config.length, digest: digestOf(config) },
       layers,
-    } satisfies ImageManifest),
+    } satisfies ImageManifest)),
     MediaType.dockerManifest,
   );
   return { manifest, config };
