@@ -223,7 +223,7 @@ describe("Bearer token authentication against docker-registry", () => {
       assert.ok(!error.message.includes("\n"));
       assert.match(
         error.userMessage,
-        new RegExp(`^authentication failed for ${host} \\(check the username and password in .*config\\.json`),
+        new RegExp(`^authentication failed for ${host} \\(check the user name and password in .*config\\.json`),
       );
       return true;
     });
@@ -239,7 +239,7 @@ describe("Bearer token authentication against docker-registry", () => {
         assert.ok(error instanceof UnauthorizedError);
         assert.equal(
           error.userMessage,
-          `${registry.host}/lib/base:latest: authentication required (run docker login ${registry.host}, or add credentials to ~/.docker/config.json)`,
+          `${registry.host}/lib/base:latest: authentication required (log in with ocify login ${registry.host}, or pass --creds USER --password-stdin)`,
         );
         return true;
       },
@@ -260,7 +260,7 @@ describe("Bearer token authentication against docker-registry", () => {
       assert.ok(error instanceof DeniedError);
       assert.equal(
         error.userMessage,
-        `starting an upload to ${registry.host}/team/readonly: requested access to the resource is denied (check that your account may access this repository)`,
+        `starting an upload to ${registry.host}/team/readonly: requested access to the resource is denied (the repository does not exist or your account may not push to it)`,
       );
       return true;
     });

@@ -10,8 +10,8 @@ import type { Descriptor } from "../image/descriptor.js";
 import { maxManifestBytes, type RawManifest, rawManifest } from "../image/manifest.js";
 import { manifestAccept } from "../media-types.js";
 import { registryApiHost } from "../reference.js";
-import { Authenticator } from "./auth.js";
-import { type CredentialProvider, defaultCredentialProviders, resolveCredential } from "./credentials.js";
+import { Authenticator, scopeRepository } from "./auth.js";
+import { type CredentialProvider, defaultCredentials, resolveCredential } from "./credentials.js";
 import { DeniedError, type ErrorContext, RegistryError, RegistryUnreachableError, registryError, unauthorized } from "./errors.js";
 import {
   allowUnverifiedTls,
@@ -30,7 +30,7 @@ export interface RegistryClientOptions {
   /** Registries (HOST[:PORT]) that may be reached over plain HTTP or with an unverified certificate. */
   insecureRegistries?: readonly string[] | undefined;
   userAgent?: string | undefined;
-  /** Where credentials come from; default: Docker's config.json. */
+  /** Where credentials come from, in order; default: containers' auth.json files, then docker's config.json. */
   credentials?: readonly CredentialProvider[] | undefined;
 }
 
@@ -53,15 +53,21 @@ interface ClientRequest {
 export type MountResult = { mounted: true } | { mounted: false; upload: URL };
 
 const clients = new Map<string, RegistryClient>();
+// Clients with their own credential chain, shared by whoever passes the same chain (a build's base and destinations).
+const clientsByChain = new WeakMap<readonly CredentialProvider[], Map<string, RegistryClient>>();
 
 /** The client for a registry host, shared within the process (so tokens and connections are reused). */
 export function registryClient(registry: string, options: RegistryClientOptions = {}): RegistryClient {
-  if (options.credentials) return new RegistryClient(registry, options);
+  let shared = clients;
+  if (options.credentials) {
+    shared = clientsByChain.get(options.credentials) ?? new Map();
+    clientsByChain.set(options.credentials, shared);
+  }
   const key = JSON.stringify([registry, options.insecureRegistries ?? [], options.userAgent ?? ""]);
-  let client = clients.get(key);
+  let client = shared.get(key);
   if (!client) {
     client = new RegistryClient(registry, options);
-    clients.set(key, client);
+    shared.set(key, client);
   }
   return client;
 }
@@ -80,12 +86,12 @@ export class RegistryClient {
     this.registry = registry;
     this.apiHost = registryApiHost(registry);
     this.#options = options;
-    const providers = options.credentials;
+    const providers = options.credentials ?? [defaultCredentials()];
     this.auth = new Authenticator({
       registry,
       userAgent: options.userAgent,
       plainHttpAllowed: (host) => transportPolicy(host, options.insecureRegistries).schemes.includes("http"),
-      credential: async () => resolveCredential(registry, providers ?? (await defaultCredentialProviders())),
+      credential: (repository) => resolveCredential(registry, providers, repository),
     });
   }
 
@@ -179,16 +185,17 @@ export class RegistryClient {
         this.auth.invalidate(request.scopes);
         if (challenged) continue;
       }
-      const credentialSource = authorization ? (await this.auth.credential())?.source : undefined;
-      const context: ErrorContext = { ...request.context, registry: this.registry, credentialSource };
+      const credentialSource = authorization ? (await this.auth.credential(scopeRepository(request.scopes)))?.source : undefined;
+      const push = request.scopes.some((scope) => /[:,](push|delete|\*)$/.test(scope));
+      const context: ErrorContext = { ...request.context, registry: this.registry, credentialSource, push };
       if (response.status === 401) {
         // Valid credentials, but a token without the access asked for: the account may not do this.
         if (credentialSource && this.auth.challenge?.params.error === "insufficient_scope") {
-          throw new DeniedError(context.what || `${this.registry}`, { status: 401 });
+          throw new DeniedError(context.what || `${this.registry}`, { status: 401, push });
         }
         throw unauthorized(context);
       }
-      throw registryError(response.status, body, context);
+      throw registryError(response.status, body, context, response);
     }
   }
 

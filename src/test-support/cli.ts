@@ -1,8 +1,9 @@
 /** Run the real `ocify` CLI in a child process, as users do, and report its exit code, output and peak RSS. */
-import { spawn } from "node:child_process";
+import { type ChildProcessByStdio, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Readable, Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 
 /** The repository root (dist/test-support/../..). */
@@ -35,7 +36,7 @@ function rssHookPath(): string {
 /** Run `ocify ARGS` with extra environment; never throws on a non-zero exit. */
 export async function runOcify(
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {},
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; input?: string } = {},
 ): Promise<CliResult> {
   const rssDir = mkdtempSync(join(tmpdir(), "ocify-rss-out-"));
   const rssFile = join(rssDir, "rss");
@@ -43,8 +44,9 @@ export async function runOcify(
     const child = spawn(process.execPath, ["--import", rssHookPath(), ocifyBin, ...args], {
       cwd: options.cwd ?? repoRoot,
       env: { ...process.env, ...options.env, OCIFY_RSS_FILE: rssFile },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+      stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe"] as const,
+    }) as ChildProcessByStdio<Writable | null, Readable, Readable>;
+    child.stdin?.end(options.input);
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => {

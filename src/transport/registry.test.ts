@@ -529,7 +529,9 @@ describe("docker:// transport with htpasswd authentication", () => {
       assertOneLine(error);
       assert.match(
         error.userMessage,
-        new RegExp(`^authentication failed for ${wrongHost} \\(check the username and password in .*config\\.json / run docker login`),
+        new RegExp(
+          `^authentication failed for ${wrongHost} \\(check the user name and password in .*config\\.json, or log in again with ocify login`,
+        ),
       );
       return true;
     });
@@ -539,7 +541,7 @@ describe("docker:// transport with htpasswd authentication", () => {
     const src = await source(`${anonymousHost}/secure/base:latest`);
     await assert.rejects(src.getManifest(), (error: unknown) => {
       assert.ok(error instanceof UnauthorizedError);
-      assert.match(error.userMessage, /authentication required \(run docker login/);
+      assert.match(error.userMessage, /authentication required \(log in with ocify login/);
       return true;
     });
   });

@@ -11,11 +11,16 @@ import type { Descriptor } from "../image/descriptor.js";
 import type { RawManifest } from "../image/manifest.js";
 import { formatReference, manifestReference, type Reference } from "../reference.js";
 import { repositoryScope } from "../registry/auth.js";
-import { type RegistryClient, registryClient } from "../registry/client.js";
+import { type MountResult, type RegistryClient, registryClient } from "../registry/client.js";
+import { DeniedError, UnauthorizedError } from "../registry/errors.js";
 import type { ImageDestination, ImageSource, RegistryLocation, TransportOptions } from "./transport.js";
 
 function clientFor(reference: Reference, options: TransportOptions): RegistryClient {
-  return registryClient(reference.registry, { insecureRegistries: options.insecureRegistries, userAgent: options.userAgent });
+  return registryClient(reference.registry, {
+    insecureRegistries: options.insecureRegistries,
+    userAgent: options.userAgent,
+    credentials: options.credentials,
+  });
 }
 
 function combine(a: AbortSignal | undefined, b: AbortSignal | undefined): AbortSignal | undefined {
@@ -91,7 +96,14 @@ class RegistryDestination implements ImageDestination {
   async mountBlob(descriptor: Descriptor, from: RegistryLocation): Promise<boolean> {
     if (from.registry !== this.reference.registry || from.repository === this.reference.repository) return false;
     const scopes = [...this.#scopes, repositoryScope(from.repository, "pull")];
-    const result = await this.client.mountBlob(this.reference.repository, descriptor.digest, from.repository, scopes, this.options.signal);
+    let result: MountResult;
+    try {
+      result = await this.client.mountBlob(this.reference.repository, descriptor.digest, from.repository, scopes, this.options.signal);
+    } catch (error) {
+      // The account may push here but not read the repository mounted from: the blob is uploaded instead.
+      if (error instanceof UnauthorizedError || error instanceof DeniedError) return false;
+      throw error;
+    }
     if (result.mounted) return true;
     const previous = this.#pendingUploads.get(descriptor.digest);
     if (previous) await this.client.cancelUpload(previous, this.#scopes);

@@ -11,6 +11,7 @@ import type { RawManifest } from "../image/manifest.js";
 import type { ManifestFormat } from "../media-types.js";
 import type { ProgressSink } from "../progress.js";
 import { parseReference, parseReferenceWithDefaultTag, type Reference } from "../reference.js";
+import type { CredentialProvider } from "../registry/credentials.js";
 
 /** A parsed transport reference. */
 export type TransportReference =
@@ -37,6 +38,8 @@ export interface TransportOptions {
   signal?: AbortSignal;
   /** Reading from registries: which operations the credentials will be asked for (push adds push scope). */
   userAgent?: string;
+  /** Where registry credentials come from, in order; default: containers' auth.json files, then docker's config.json. */
+  credentials?: readonly CredentialProvider[] | undefined;
 }
 
 /** A readable image store: one image, an index, or an archive of several. */

@@ -7,6 +7,7 @@ import { maxManifestBytes, parseImageIndex, parseImageManifest } from "../../ima
 import { isIndexMediaType } from "../../media-types.js";
 import { openSource, parseTransportReference } from "../../transport/transport.js";
 import { helpRequested, parseFlags, platformFlag } from "../flags.js";
+import { credentialChain, credentialFlags, registriesOf } from "../registry-flags.js";
 
 export const help = `Usage: ocify inspect [OPTIONS] IMAGE
 
@@ -16,7 +17,8 @@ Show an image: media type, digest, platforms of an index, config highlights, lay
   --config                  print the config JSON (of the --platform image for an index)
   --json                    print a JSON summary for scripts
   --platform OS/ARCH[/VARIANT]   the image to describe in an index (default: this host's)
-  --insecure-registry HOST:PORT  plain HTTP or unverified TLS for this registry`;
+  --insecure-registry HOST:PORT  plain HTTP or unverified TLS for this registry
+  --creds USER[:PASS]       credentials for the registry (--password-stdin: the password from stdin)`;
 
 function size(bytes: number): string {
   return bytes >= 1 << 20 ? `${(bytes / (1 << 20)).toFixed(1)} MiB` : bytes >= 1024 ? `${(bytes / 1024).toFixed(1)} KiB` : `${bytes} B`;
@@ -31,12 +33,14 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
     platform: { type: "string" },
     "insecure-registry": { type: "string", multiple: true },
     help: { type: "boolean", short: "h" },
+    ...credentialFlags,
   });
   if (helpRequested(values, help)) return 0;
   if (positionals.length !== 1) throw new UsageError("inspect needs one IMAGE", { hint: "see ocify inspect --help" });
   const source = await openSource(parseTransportReference(positionals[0] as string), {
     insecureRegistries: values["insecure-registry"] ?? [],
     signal,
+    credentials: await credentialChain(values, registriesOf(positionals)),
   });
   try {
     const top = await source.getManifest();
