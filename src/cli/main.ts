@@ -8,6 +8,8 @@ const commands: Record<string, () => Promise<{ run(argv: string[], signal: Abort
   copy: () => import("./commands/copy.js"),
   inspect: () => import("./commands/inspect.js"),
   import: () => import("./commands/import.js"),
+  login: () => import("./commands/login.js"),
+  logout: () => import("./commands/logout.js"),
 };
 
 const usage = `Usage: ocify COMMAND [OPTIONS]
@@ -19,6 +21,8 @@ Commands:
   import    make an image from a root filesystem (directory or tarball)
   copy      copy an image between registries, OCI layouts and archives
   inspect   show an image's manifest, platforms, config and layers
+  login     check and store credentials for a registry (as docker login does)
+  logout    remove a registry's stored credentials
 
 Image references (skopeo's syntax):
   docker://HOST/REPO:TAG or HOST/REPO:TAG   a registry
