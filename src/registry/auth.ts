@@ -6,7 +6,7 @@
 
 import type { Credential } from "./credentials.js";
 import { RegistryError, registryError, unauthorized } from "./errors.js";
-import { type HttpResponse, httpRequest, readBody, readErrorBody } from "./http.js";
+import { type HttpResponse, httpRequest, isLoopbackHost, readBody, readErrorBody } from "./http.js";
 
 /** One challenge of a `WWW-Authenticate` header: a scheme (lowercased) and its parameters (names lowercased). */
 export interface Challenge {
@@ -100,8 +100,10 @@ export interface AuthenticatorOptions {
   credential: (repository?: string) => Promise<Credential | undefined>;
   userAgent?: string | undefined;
   signal?: AbortSignal | undefined;
-  /** Whether credentials may go to this host (`host[:port]`) over plain HTTP; default: never. */
+  /** Whether credentials may go to this host (`host[:port]`) over plain HTTP; default: loopback hosts only. */
   plainHttpAllowed?: ((host: string) => boolean) | undefined;
+  /** The clock tokens expire by (tests); default Date.now. */
+  now?: (() => number) | undefined;
 }
 
 /** A token service's answer. */
@@ -171,12 +173,13 @@ export class Authenticator {
   async token(challenge: Challenge, scopes: readonly string[], credential: Credential | undefined): Promise<string> {
     const key = `${credentialKey(credential)}\0${scopeKey(scopes)}`;
     const cached = this.#tokens.get(key);
-    if (cached && cached.expiresAt > Date.now()) return cached.value;
+    const now = this.options.now ?? Date.now;
+    if (cached && cached.expiresAt > now()) return cached.value;
     const entry: CachedToken = { value: Promise.resolve(""), expiresAt: Number.POSITIVE_INFINITY };
     entry.value = this.#fetchToken(challenge, scopes, credential).then((answer) => {
       // A token is used until shortly before it expires (a request may take a while to reach the registry).
       const lifetime = Math.max(answer.expiresIn, 10) * 1000;
-      entry.expiresAt = Date.now() + lifetime - Math.min(30_000, lifetime / 10);
+      entry.expiresAt = now() + lifetime - Math.min(30_000, lifetime / 10);
       return answer.token;
     });
     this.#tokens.set(key, entry);
@@ -242,7 +245,8 @@ export class Authenticator {
       throw new RegistryError("AUTH_CHALLENGE", `${registry} sent a Bearer challenge whose realm is not an HTTP URL`);
     }
     const hasSecret = Boolean(credential?.identityToken || (credential?.username !== undefined && credential.password !== undefined));
-    if (hasSecret && url.protocol !== "https:" && !this.options.plainHttpAllowed?.(url.host)) {
+    const plainHttpAllowed = this.options.plainHttpAllowed ?? isLoopbackHost;
+    if (hasSecret && url.protocol !== "https:" && !plainHttpAllowed(url.host)) {
       throw new RegistryError("INSECURE_REALM", `${registry} asks for credentials over plain HTTP at ${url.origin}`, {
         hint: `ocify sends passwords over HTTP only to loopback or --insecure-registry hosts; use --insecure-registry ${url.host} if you trust the network`,
       });
