@@ -19,6 +19,7 @@ import {
   type HttpResponse,
   httpRequest,
   isCertificateError,
+  isClientCertificateError,
   isNotTlsError,
   readBody,
   readErrorBody,
@@ -132,13 +133,15 @@ export class RegistryClient {
         });
       } catch (error) {
         if (!(error instanceof RegistryUnreachableError)) throw error;
-        // A server that speaks TLS with a certificate we cannot verify is answered with that, never by
-        // trying it without TLS.
-        if (scheme === "https" && isCertificateError(error)) throw error;
+        // A server that speaks TLS with a certificate we cannot verify (or that wants ours), or a proxy that
+        // failed, is answered with that, never by trying it without TLS.
+        if (scheme === "https" && (isCertificateError(error) || isClientCertificateError(error) || error.proxy)) throw error;
         failures.push(error);
         continue;
       }
       const body = await readErrorBody(response);
+      // A TLS server asked in plain HTTP answers 400: what HTTPS said is the better message.
+      if (scheme === "http" && response.status === 400 && failures[0] !== undefined) throw failures[0];
       if (response.status === 200) return base;
       if (response.status === 401) {
         this.auth.setChallenge(response.headerValues("www-authenticate"));

@@ -89,8 +89,12 @@ export class TooManyRequestsError extends RegistryError {
 
 /** The registry could not be reached: refused, not resolved, timed out, TLS failure. */
 export class RegistryUnreachableError extends RegistryError {
-  constructor(message: string, options: OcifyErrorOptions = {}) {
+  /** The proxy (`host:port`) that failed, when it was the proxy and not the registry. */
+  readonly proxy: string | undefined;
+
+  constructor(message: string, options: OcifyErrorOptions & { proxy?: string | undefined } = {}) {
     super("REGISTRY_UNREACHABLE", message, options);
+    this.proxy = options.proxy;
   }
 }
 

@@ -23,8 +23,8 @@ export interface StartRegistryOptions {
   htpasswd?: { username: string; password: string };
   /** Require Bearer tokens from a token service (distribution `auth.token`). */
   token?: { realm: string; service: string; issuer: string; rootCertBundle: string };
-  /** Serve HTTPS with this certificate and key (PEM files); `url` is then https://. */
-  tls?: { certificate: string; key: string };
+  /** Serve HTTPS with this certificate and key (PEM files); `url` is then https://. With `clientCas`, require client certificates they sign. */
+  tls?: { certificate: string; key: string; clientCas?: string[] };
 }
 
 /** A running test registry. */
@@ -60,7 +60,8 @@ function probe(url: string): Promise<number | undefined> {
       res.resume();
       resolve(res.statusCode);
     });
-    req.on("error", () => resolve(undefined));
+    // A registry that wants a client certificate answers the handshake with an alert: it is up (0).
+    req.on("error", (error: NodeJS.ErrnoException) => resolve(error.code?.startsWith("ERR_SSL_") ? 0 : undefined));
     req.on("timeout", () => req.destroy());
     req.end();
   });
@@ -93,7 +94,19 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
         delete: { enabled: true },
         maintenance: { uploadpurging: { enabled: false } },
       },
-      http: { addr: host, secret: randomBytes(16).toString("hex"), ...(options.tls ? { tls: options.tls } : {}) },
+      http: {
+        addr: host,
+        secret: randomBytes(16).toString("hex"),
+        ...(options.tls
+          ? {
+              tls: {
+                certificate: options.tls.certificate,
+                key: options.tls.key,
+                ...(options.tls.clientCas ? { clientcas: options.tls.clientCas } : {}),
+              },
+            }
+          : {}),
+      },
       ...(auth ? { auth } : {}),
     };
     const configPath = join(dir, "config.yml");
@@ -124,7 +137,7 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
     for (;;) {
       if (exited !== undefined) throw new Error(`docker-registry exited (${exited}) before it answered: ${output}`);
       const status = await probe(`${url}/v2/`);
-      if (status === 200 || status === 401) break;
+      if (status === 200 || status === 401 || (status === 0 && options.tls?.clientCas)) break;
       if (Date.now() > deadline) throw new Error(`docker-registry did not answer on ${host} within 20 s: ${output}`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
