@@ -1,6 +1,7 @@
 /** Flags of the commands that talk to registries: explicit credentials (`--creds`, `--password-stdin`). */
 import type { ParseArgsConfig } from "node:util";
 import { UsageError } from "../errors.js";
+import type { Reference } from "../reference.js";
 import {
   type Credential,
   type CredentialProvider,
@@ -8,6 +9,7 @@ import {
   ExplicitCredentialProvider,
   parseCredentialFlag,
 } from "../registry/credentials.js";
+import type { RegistryVerbOptions } from "../registry/verbs.js";
 import { parseTransportReference } from "../transport/transport.js";
 
 /** `--creds USER[:PASSWORD]` and `--password-stdin`. */
@@ -98,4 +100,32 @@ export async function copyCredentials(
     return [new ExplicitCredentialProvider(credential, side.registries), defaultCredentials()];
   };
   return { source: chain(sides[0] as (typeof sides)[number]), destination: chain(sides[1] as (typeof sides)[number]) };
+}
+
+/** The flags of the registry verbs (ls, digest, tag, delete). */
+export const verbFlags = {
+  ...credentialFlags,
+  "insecure-registry": { type: "string", multiple: true },
+  help: { type: "boolean", short: "h" },
+} as const satisfies NonNullable<ParseArgsConfig["options"]>;
+
+/** A registry reference given to a verb: docker:// optional, no other transport. */
+export function verbReference(text: string, verb: string): Reference {
+  const parsed = parseTransportReference(text);
+  if (parsed.transport !== "docker")
+    throw new UsageError(`${verb} works on registry images, not ${parsed.transport}:`, { hint: `see ocify ${verb} --help` });
+  return parsed.reference;
+}
+
+/** The options of a verb: insecure registries, and the credential chain for the reference's registry. */
+export async function verbOptions(
+  values: { creds?: string | undefined; "password-stdin"?: boolean | undefined; "insecure-registry"?: string[] | undefined },
+  reference: Reference,
+  signal: AbortSignal,
+): Promise<RegistryVerbOptions> {
+  return {
+    insecureRegistries: values["insecure-registry"] ?? [],
+    credentials: await credentialChain(values, [reference.registry]),
+    signal,
+  };
 }

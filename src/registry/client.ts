@@ -231,6 +231,83 @@ export class RegistryClient {
     return raw;
   }
 
+  /**
+   * A manifest's digest, media type and size by HEAD (distribution-spec end-3), which Docker Hub does not
+   * count as a pull; undefined when the registry does not say the digest (the caller then GETs).
+   */
+  async headManifest(
+    repository: string,
+    reference: string,
+    scopes: readonly string[],
+    what: string,
+    signal?: AbortSignal,
+  ): Promise<{ digest: Digest; mediaType: string | undefined; size: number | undefined } | undefined> {
+    const response = await this.request({
+      method: "HEAD",
+      target: `/v2/${repository}/manifests/${reference}`,
+      scopes,
+      headers: { accept: manifestAccept.join(", ") },
+      signal,
+      followRedirects: true,
+      ok: [200],
+      context: { what, kind: "manifest" },
+    });
+    response.body.resume();
+    const digest = response.header("docker-content-digest");
+    if (!digest || !isDigest(digest)) return undefined;
+    const length = response.header("content-length");
+    return { digest, mediaType: response.header("content-type"), size: length === undefined ? undefined : Number(length) };
+  }
+
+  /** Every tag of a repository (distribution-spec end-8a/8b), following `Link: <…>; rel="next"` pages. */
+  async listTags(
+    repository: string,
+    scopes: readonly string[],
+    what: string,
+    options: { pageSize?: number; signal?: AbortSignal } = {},
+  ): Promise<string[]> {
+    const tags: string[] = [];
+    const query = options.pageSize ? `?n=${options.pageSize}` : "";
+    let target: string | URL = `/v2/${repository}/tags/list${query}`;
+    for (let page = 0; page < 100_000; page++) {
+      const response = await this.request({
+        method: "GET",
+        target,
+        scopes,
+        signal: options.signal,
+        ok: [200],
+        context: { what, kind: "other" },
+      });
+      const bytes = await readBody(response, 16 << 20, `${what}: tag list`);
+      let json: { tags?: unknown };
+      try {
+        json = JSON.parse(bytes.toString("utf8")) as typeof json;
+      } catch {
+        throw new RegistryError("TAG_LIST_INVALID", `${what}: the registry's tag list is not JSON`);
+      }
+      if (Array.isArray(json.tags)) tags.push(...json.tags.filter((tag): tag is string => typeof tag === "string"));
+      const next = nextLink(response.headerValues("link"));
+      if (!next) return tags;
+      target = new URL(next, response.url);
+      if (target.origin !== response.url.origin)
+        throw new RegistryError("TAG_LIST_INVALID", `${what}: the next page of tags is on another host`);
+    }
+    return tags;
+  }
+
+  /** Delete a manifest by digest (distribution-spec end-9); registries may refuse (405 UNSUPPORTED). */
+  async deleteManifest(repository: string, digest: Digest, scopes: readonly string[], what: string, signal?: AbortSignal): Promise<void> {
+    const response = await this.request({
+      method: "DELETE",
+      target: `/v2/${repository}/manifests/${digest}`,
+      scopes,
+      signal,
+      ok: [202, 200, 204],
+      context: { what, kind: "manifest" },
+    });
+    response.body.resume();
+  }
+
   /** Store a manifest under a tag or its digest (distribution-spec end-7). */
   async putManifest(
     repository: string,
@@ -433,4 +510,14 @@ export class RegistryClient {
       });
     return new URL(location, response.url);
   }
+}
+
+/** The `rel="next"` target of RFC 8288 Link headers, if any. */
+export function nextLink(values: readonly string[]): string | undefined {
+  for (const value of values) {
+    for (const match of value.matchAll(/<([^>]*)>\s*((?:;\s*[^;,]+)*)/g)) {
+      if (/;\s*rel="?([^";,]*\s)?next(\s[^";,]*)?"?/i.test(match[2] ?? "")) return match[1];
+    }
+  }
+  return undefined;
 }

@@ -221,6 +221,12 @@ export function registryError(status: number, body: Buffer | undefined, context:
         status,
       });
   }
+  if (status === 405) {
+    return new RegistryError("UNSUPPORTED", `${subject(what)}the registry does not allow this operation (HTTP 405)`, {
+      hint: "the registry's configuration does not allow it",
+      status,
+    });
+  }
   if (status === 404) {
     if (context.kind === "manifest") return new ManifestUnknownError(what, { status });
     if (context.kind === "blob") return new BlobUnknownError(what, { status });

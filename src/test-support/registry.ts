@@ -21,6 +21,8 @@ export const registryBinary = "/usr/bin/docker-registry";
 export interface StartRegistryOptions {
   /** Require HTTP Basic authentication with these credentials (htpasswd, bcrypt). */
   htpasswd?: { username: string; password: string };
+  /** Allow DELETE of manifests and blobs (default true, as distribution's storage.delete.enabled). */
+  deletes?: boolean;
   /** Require Bearer tokens from a token service (distribution `auth.token`). */
   token?: { realm: string; service: string; issuer: string; rootCertBundle: string };
   /** Serve HTTPS with this certificate and key (PEM files); `url` is then https://. With `clientCas`, require client certificates they sign. */
@@ -91,7 +93,7 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
       log: { level: "error", accesslog: { disabled: true } },
       storage: {
         filesystem: { rootdirectory: join(dir, "data") },
-        delete: { enabled: true },
+        delete: { enabled: options.deletes ?? true },
         maintenance: { uploadpurging: { enabled: false } },
       },
       http: {
