@@ -59,12 +59,13 @@ export function parseSettings(text: string, path: string): Map<string, RegistryS
   return settings;
 }
 
-let loaded: Map<string, RegistrySettings> | undefined;
+const loaded = new Map<string, Map<string, RegistrySettings>>();
 
 /** The settings of a registry (empty when the file does not exist or does not name it). */
 export function registrySettings(registry: string, env: NodeJS.ProcessEnv = process.env): RegistrySettings {
-  if (!loaded) {
-    const path = settingsPath(env);
+  const path = settingsPath(env);
+  let settings = loaded.get(path);
+  if (!settings) {
     let text: string | undefined;
     try {
       text = readFileSync(path, "utf8");
@@ -73,7 +74,8 @@ export function registrySettings(registry: string, env: NodeJS.ProcessEnv = proc
       if (code !== "ENOENT" && code !== "ENOTDIR")
         throw new InputError(`cannot read ${path}: ${(error as Error).message}`, { cause: error });
     }
-    loaded = text === undefined ? new Map() : parseSettings(text, path);
+    settings = text === undefined ? new Map() : parseSettings(text, path);
+    loaded.set(path, settings);
   }
-  return loaded.get(registry.toLowerCase()) ?? {};
+  return settings.get(registry.toLowerCase()) ?? {};
 }

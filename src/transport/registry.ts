@@ -5,14 +5,14 @@
  * streamed PUT; manifests are PUT last, children by digest, the top one under the tag.
  */
 import type { Readable } from "node:stream";
-import type { Digest } from "../digest.js";
 import { InputError } from "../errors.js";
 import type { Descriptor } from "../image/descriptor.js";
 import type { RawManifest } from "../image/manifest.js";
-import { formatReference, manifestReference, type Reference } from "../reference.js";
+import { formatReference, type Reference } from "../reference.js";
 import { repositoryScope } from "../registry/auth.js";
 import { type MountResult, type RegistryClient, registryClient } from "../registry/client.js";
 import { DeniedError, UnauthorizedError } from "../registry/errors.js";
+import { RegistrySource } from "./registry-source.js";
 import type { ImageDestination, ImageSource, RegistryLocation, TransportOptions } from "./transport.js";
 
 function clientFor(reference: Reference, options: TransportOptions): RegistryClient {
@@ -23,50 +23,14 @@ function clientFor(reference: Reference, options: TransportOptions): RegistryCli
   });
 }
 
-function combine(a: AbortSignal | undefined, b: AbortSignal | undefined): AbortSignal | undefined {
-  if (!a) return b;
-  if (!b) return a;
-  return AbortSignal.any([a, b]);
-}
-
-/** Open an image in a registry for reading; nothing is sent until the first manifest or blob is asked for. */
+/** Open an image in a registry for reading (through mirrors when configured); nothing is sent until a manifest or blob is asked for. */
 export async function openRegistrySource(reference: Reference, options: TransportOptions): Promise<ImageSource> {
-  return new RegistrySource(reference, clientFor(reference, options), options);
+  return new RegistrySource(reference, options);
 }
 
 /** Open a repository (and tag) in a registry for writing. */
 export async function openRegistryDestination(reference: Reference, options: TransportOptions): Promise<ImageDestination> {
   return new RegistryDestination(reference, clientFor(reference, options), options);
-}
-
-class RegistrySource implements ImageSource {
-  readonly description: string;
-  readonly location: RegistryLocation;
-  readonly #scopes: string[];
-
-  constructor(
-    private readonly reference: Reference,
-    private readonly client: RegistryClient,
-    private readonly options: TransportOptions,
-  ) {
-    this.description = formatReference(reference);
-    this.location = { registry: reference.registry, repository: reference.repository };
-    this.#scopes = [repositoryScope(reference.repository, "pull")];
-  }
-
-  async getManifest(digest?: Digest): Promise<RawManifest> {
-    const { registry, repository } = this.reference;
-    // By digest when the reference pins one: the client verifies the bytes against it.
-    const wanted = digest ?? manifestReference(this.reference);
-    const what = digest ? `${registry}/${repository}@${digest}` : this.description;
-    return this.client.getManifest(repository, wanted, this.#scopes, what, this.options.signal);
-  }
-
-  async getBlob(descriptor: Descriptor, signal?: AbortSignal): Promise<Readable> {
-    return this.client.getBlob(this.reference.repository, descriptor, this.#scopes, combine(signal, this.options.signal));
-  }
-
-  async close(): Promise<void> {}
 }
 
 class RegistryDestination implements ImageDestination {

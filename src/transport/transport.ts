@@ -40,6 +40,8 @@ export interface TransportOptions {
   userAgent?: string;
   /** Where registry credentials come from, in order; default: containers' auth.json files, then docker's config.json. */
   credentials?: readonly CredentialProvider[] | undefined;
+  /** Pull mirrors (`--registry-mirror`): `MIRROR` for Docker Hub, `REGISTRY=MIRROR` for another registry. */
+  registryMirrors?: readonly string[] | undefined;
 }
 
 /** A readable image store: one image, an index, or an archive of several. */

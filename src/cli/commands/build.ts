@@ -49,6 +49,8 @@ Transport:
   --creds USER[:PASS]       credentials for the destination registries (with --password-stdin: the password
                             is read from standard input); default: auth.json, docker's config.json
   --insecure-registry HOST:PORT  plain HTTP or unverified TLS for this registry (loopback is always allowed)
+  --registry-mirror [REGISTRY=]MIRROR  pull through this mirror first, the registry on a miss (no
+                            REGISTRY=: a Docker Hub mirror, as docker's registry-mirrors)
   -j, --jobs N              parallel transfers (default 4)
   --cache-dir DIR           blob and layer cache (default $XDG_CACHE_HOME/ocify or ~/.cache/ocify)
   --digest-file FILE        write the manifest digest to FILE

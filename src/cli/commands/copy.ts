@@ -14,6 +14,8 @@ wherever the format allows; blobs already at the destination are not sent again.
   --all                     copy every platform of a multi-platform image, and its index
   --platform OS/ARCH[/VARIANT]   the platform to copy from a multi-platform image (default: this host's)
   --insecure-registry HOST:PORT  plain HTTP or unverified TLS for this registry
+  --registry-mirror [REGISTRY=]MIRROR  pull through this mirror first, the registry on a miss (no
+                            REGISTRY=: a Docker Hub mirror, as docker's registry-mirrors)
   --src-creds USER[:PASS]   credentials for the source registry
   --dest-creds USER[:PASS]  credentials for the destination registry
   --password-stdin          read the password of the one --src-creds/--dest-creds without one from stdin

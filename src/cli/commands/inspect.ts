@@ -18,7 +18,8 @@ Show an image: media type, digest, platforms of an index, config highlights, lay
   --json                    print a JSON summary for scripts
   --platform OS/ARCH[/VARIANT]   the image to describe in an index (default: this host's)
   --insecure-registry HOST:PORT  plain HTTP or unverified TLS for this registry
-  --creds USER[:PASS]       credentials for the registry (--password-stdin: the password from stdin)`;
+  --creds USER[:PASS]       credentials for the registry (--password-stdin: the password from stdin)
+  --registry-mirror [REGISTRY=]MIRROR  pull through this mirror first (no REGISTRY=: Docker Hub's)`;
 
 function size(bytes: number): string {
   return bytes >= 1 << 20 ? `${(bytes / (1 << 20)).toFixed(1)} MiB` : bytes >= 1024 ? `${(bytes / 1024).toFixed(1)} KiB` : `${bytes} B`;
@@ -32,6 +33,7 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
     json: { type: "boolean" },
     platform: { type: "string" },
     "insecure-registry": { type: "string", multiple: true },
+    "registry-mirror": { type: "string", multiple: true },
     help: { type: "boolean", short: "h" },
     ...credentialFlags,
   });
@@ -41,6 +43,7 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
     insecureRegistries: values["insecure-registry"] ?? [],
     signal,
     credentials: await credentialChain(values, registriesOf(positionals)),
+    registryMirrors: values["registry-mirror"] ?? [],
   });
   try {
     const top = await source.getManifest();
