@@ -188,6 +188,17 @@ export class RegistryClient {
         this.auth.invalidate(request.scopes);
         if (challenged) continue;
       }
+      if (response.url.origin !== base.origin && response.url.origin !== url.origin) {
+        // Storage a redirect pointed at (signed URL): its errors are not the registry's codes.
+        throw new RegistryError(
+          `HTTP_${response.status}`,
+          `${request.context.what || this.registry}: the registry's storage at ${response.url.host} answered HTTP ${response.status}`,
+          {
+            hint: "a signed link may have expired (check this machine's clock); retry",
+            status: response.status,
+          },
+        );
+      }
       const credentialSource = authorization ? (await this.auth.credential(scopeRepository(request.scopes)))?.source : undefined;
       const push = request.scopes.some((scope) => /[:,](push|delete|\*)$/.test(scope));
       const context: ErrorContext = { ...request.context, registry: this.registry, credentialSource, push };
