@@ -62,7 +62,8 @@ describe("build from a registry base", () => {
     }
   });
 
-  const baseManifest = (r: ProxiedRequest) => r.method === "GET" && r.url.startsWith("/v2/base/manifests/");
+  // The base's manifest: resolved with HEAD (a build has a cache), or fetched with GET.
+  const baseManifest = (r: ProxiedRequest) => (r.method === "GET" || r.method === "HEAD") && r.url.startsWith("/v2/base/manifests/");
 
   it("builds and uploads its layer while the base is resolved, and commits the blob only once the base is known", async () => {
     // A slow registry for the base: its manifest is answered after 1.5 s.

@@ -240,6 +240,8 @@ async function buildLayerStreaming(
     resolveFinal = resolve;
     rejectFinal = reject;
   });
+  // A base that fails before any upload started rejects `final` with nobody listening yet.
+  final.catch(() => {});
   let upload: Promise<void> | undefined;
   let sent: Readable | undefined; // the stream of the last upload started
   const tee = async (content: Readable): Promise<void> => {
