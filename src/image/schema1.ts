@@ -179,12 +179,14 @@ export function convertSchema1(
   const config = schema2Config(image, diffIDs, what);
   // Written in Go's struct order (not encodeJson's sorted keys): the bytes, so the digest, skopeo makes.
   const manifest = rawManifest(
-    Buffer.from(JSON.stringify({
-      schemaVersion: 2,
-      mediaType: MediaType.dockerManifest,
-      config: { mediaType: MediaType.dockerConfig, size: config.length, digest: digestOf(config) },
-      layers,
-    } satisfies ImageManifest)),
+    Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: MediaType.dockerManifest,
+        config: { mediaType: MediaType.dockerConfig, size: config.length, digest: digestOf(config) },
+        layers,
+      } satisfies ImageManifest),
+    ),
     MediaType.dockerManifest,
   );
   return { manifest, config };

@@ -1,9 +1,10 @@
 /** Run the real `ocify` CLI in a child process, as users do, and report its exit code, output and peak RSS. */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { type ChildProcessByStdio, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Readable, Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 
 /** The repository root (dist/test-support/../..). */
@@ -40,7 +41,7 @@ function rssHookPath(): string {
  */
 export async function runOcify(
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; allowInternalError?: boolean } = {},
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; allowInternalError?: boolean; input?: string } = {},
 ): Promise<CliResult> {
   const result = await runOcifyProcess(args, options);
   if (!options.allowInternalError && (result.code === 70 || /^ocify: internal error/m.test(result.stderr))) {
@@ -49,15 +50,19 @@ export async function runOcify(
   return result;
 }
 
-async function runOcifyProcess(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number }): Promise<CliResult> {
+async function runOcifyProcess(
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; input?: string },
+): Promise<CliResult> {
   const rssDir = mkdtempSync(join(tmpdir(), "ocify-rss-out-"));
   const rssFile = join(rssDir, "rss");
   try {
     const child = spawn(process.execPath, ["--import", rssHookPath(), ocifyBin, ...args], {
       cwd: options.cwd ?? repoRoot,
       env: { ...process.env, ...options.env, OCIFY_RSS_FILE: rssFile },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+      stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe"] as const,
+    }) as ChildProcessByStdio<Writable | null, Readable, Readable>;
+    child.stdin?.end(options.input);
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => {
