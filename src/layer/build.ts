@@ -567,6 +567,7 @@ export async function buildLayer(
       const { recordPath, fingerprint, scanStartNs } = plan;
       const statIndex = plan.kind === "tree" ? plan.statIndex : undefined;
       const previous = plan.kind === "tree" ? plan.previous : undefined;
+      const xattrs = plan.kind === "tree" && plan.xattrs;
       plan = undefined; // a tree's entries are packed; let the rest go before the long part
       const adopted = early;
       early = undefined; // produce() owns it now
@@ -580,6 +581,7 @@ export async function buildLayer(
         size: produced.size,
         tarSize: packed.cuts[packed.cuts.length - 1] as number,
         blocks: produced.blocks,
+        ...(xattrs ? { xattrs } : {}),
       };
       // A tarball read as a stream has no record: nothing tells whether the next one is the same.
       if (recordPath !== "") await writeFileAtomic(recordPath, JSON.stringify(built));
