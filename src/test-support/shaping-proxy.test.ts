@@ -66,7 +66,12 @@ describe("shaping proxy in front of docker-registry", () => {
   });
 
   it("costs a new connection two round trips and a kept-alive one one round trip", async () => {
-    const proxy = await startShapingProxy(registry.host, { rttMs: 150, bytesPerSecond: 0 });
+    const heard: string[] = [];
+    const proxy = await startShapingProxy(registry.host, {
+      rttMs: 150,
+      bytesPerSecond: 0,
+      onRequest: (connection, method, target) => heard.push(`${connection} ${method} ${target}`),
+    });
     const { Agent } = await import("node:http");
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     try {
@@ -79,6 +84,7 @@ describe("shaping proxy in front of docker-registry", () => {
       assert.ok(first >= 2 * 150 - 2, `first request took ${first.toFixed(0)} ms, at least 300 expected`);
       assert.ok(second >= 150 - 2, `second request took ${second.toFixed(0)} ms, at least 150 expected`);
       assert.equal(proxy.stats.connections, 1, "the second request reused the connection");
+      assert.deepEqual(heard, ["1 GET /v2/", "1 GET /v2/"]);
       assert.ok(proxy.stats.bytesUp > 0 && proxy.stats.bytesDown > 0);
     } finally {
       agent.destroy();

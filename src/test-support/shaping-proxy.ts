@@ -14,6 +14,11 @@ export interface ShapingOptions {
   rttMs: number;
   /** Bandwidth of each connection in each direction, in bytes per second (0: unlimited). */
   bytesPerSecond: number;
+  /**
+   * Hears the request lines clients send (`connection method target`), for finding where round trips go.
+   * Read from the start of each chunk a client sends, so a body that holds such a line may be heard too.
+   */
+  onRequest?: (connection: number, method: string, target: string) => void;
 }
 
 /**
@@ -62,12 +67,13 @@ export interface ShapingProxy {
 }
 
 const now = (): number => performance.now();
+const requestLine = /^(GET|HEAD|POST|PUT|PATCH|DELETE) (\S+) HTTP\/1\.[01]\r\n/;
 
 /**
  * Pipe `from` into `to` through a link: each chunk is held until its arrival time, and `from` is paused
  * while more than `highWater` bytes are held (the sender's window is full). `count` sees every byte.
  */
-function shape(from: Socket, to: Socket, link: ShapedLink, highWater: number, count: (bytes: number) => void): void {
+function shape(from: Socket, to: Socket, link: ShapedLink, highWater: number, count: (bytes: number, chunk: Buffer) => void): void {
   const queue: { chunk: Buffer; at: number }[] = [];
   let held = 0;
   let ended = false;
@@ -89,7 +95,7 @@ function shape(from: Socket, to: Socket, link: ShapedLink, highWater: number, co
     timer = setTimeout(deliver, Math.max(0, (queue[0] as { at: number }).at - now()));
   };
   from.on("data", (chunk: Buffer) => {
-    count(chunk.length);
+    count(chunk.length, chunk);
     queue.push({ chunk, at: link.schedule(chunk.length, now()) });
     held += chunk.length;
     if (held > highWater) from.pause();
@@ -121,7 +127,7 @@ export async function startShapingProxy(target: string, options: ShapingOptions)
   const highWater = Math.max(1 << 20, (options.bytesPerSecond * options.rttMs) / 1000 + (256 << 10));
   // Half-open sockets: a client's end is passed on only once what it sent before has been delivered.
   const server = createServer({ allowHalfOpen: true }, (client) => {
-    stats.connections++;
+    const connection = ++stats.connections;
     const opened = now();
     const upstream = connect({ port: targetPort, host: targetHost, allowHalfOpen: true });
     for (const socket of [client, upstream]) {
@@ -132,8 +138,10 @@ export async function startShapingProxy(target: string, options: ShapingOptions)
     client.on("error", () => upstream.destroy());
     upstream.on("error", () => client.destroy());
     // The handshake: the client's first byte reaches the registry a round trip and a half after its connect.
-    shape(client, upstream, new ShapedLink(options, opened + options.rttMs), highWater, (n) => {
+    shape(client, upstream, new ShapedLink(options, opened + options.rttMs), highWater, (n, chunk) => {
       stats.bytesUp += n;
+      const line = options.onRequest && requestLine.exec(chunk.subarray(0, 2048).toString("latin1"));
+      if (line) options.onRequest?.(connection, line[1] as string, line[2] as string);
     });
     shape(upstream, client, new ShapedLink(options, opened), highWater, (n) => {
       stats.bytesDown += n;
