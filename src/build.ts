@@ -9,15 +9,17 @@ import { finished } from "node:stream/promises";
 import { knownLocations, rememberLocation } from "./blob-locations.js";
 import { readBounded } from "./bounded.js";
 import { BlobCache, defaultCacheDir } from "./cache.js";
-import { type BlobPlan, forDestination, pushBlobs, type WriteResult } from "./copy.js";
+import { pushBlobs, type WriteResult } from "./copy.js";
 import { digestOf } from "./digest.js";
 import { UsageError } from "./errors.js";
 import { type ImageConfig, parseImageConfig } from "./image/config.js";
 import { type Descriptor, formatPlatform, hostPlatform, type Platform, platformMatches, selectPlatform } from "./image/descriptor.js";
+import type { ImageBlob } from "./image/layer.js";
 import {
+  convertImageManifest,
   encodeJson,
-  type ImageIndex,
   type ImageManifest,
+  type IndexManifest,
   maxManifestBytes,
   parseImageIndex,
   parseImageManifest,
@@ -115,7 +117,7 @@ interface BuiltImage {
   platform: Platform;
   manifest: RawManifest;
   config: Buffer;
-  blobs: BlobPlan[];
+  blobs: ImageBlob[];
   /** The layers built for it (not the base's). */
   built: BuiltLayer[];
 }
@@ -184,7 +186,7 @@ function indexOf(
   annotations?: Record<string, string>,
 ): RawManifest {
   const types = familyMediaTypes(format);
-  const index: ImageIndex = {
+  const index: IndexManifest = {
     schemaVersion: 2,
     mediaType: types.index,
     manifests: manifests.map((m, i) => ({
@@ -276,6 +278,12 @@ async function buildLayerStreaming(
     await upload?.catch(() => {});
     throw error;
   }
+}
+
+/** The manifest as the destination can hold it: a Docker manifest becomes OCI for an OCI layout. */
+function forDestination(raw: RawManifest, destination: ImageDestination): RawManifest {
+  const format = destination.preferredManifestFormat;
+  return format && !isIndexMediaType(raw.mediaType) ? convertImageManifest(raw, format, `manifest of ${destination.description}`) : raw;
 }
 
 /** Check that every layer source exists: a one-line error before any work. */
@@ -428,19 +436,19 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         Object.assign(annotations, options.annotations ?? {});
         if (Object.keys(annotations).length) manifest.annotations = annotations;
       }
-      const blobs: BlobPlan[] = [
+      const blobs: ImageBlob[] = [
         ...(base.manifest?.layers ?? []).map((original, i) => ({
           descriptor: baseLayers[i] as Descriptor,
           kind: "base layer",
           open: () => (openBaseLayer as (d: Descriptor) => Promise<Readable>)(original),
-          location: source?.location,
+          locations: source?.location ? [source.location] : undefined,
         })),
         ...built.map((b) => ({
           descriptor: b.descriptor,
           kind: "layer",
           open: async () => b.open(),
-          alsoAt: knownLocations(cacheDir, b.descriptor.digest),
-          streamed: b.uploaded && streamingTarget ? { destination: streamingTarget, done: b.uploaded } : undefined,
+          locations: knownLocations(cacheDir, b.descriptor.digest),
+          pending: b.uploaded && streamingTarget ? { destination: streamingTarget, done: b.uploaded } : undefined,
         })),
         // A layer built anew makes a config no registry has seen yet (unless a tree went back to an
         // earlier state, when sending it again does no harm): no round trip to ask.
@@ -496,7 +504,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       const here = destination.location;
       // Built layers are remembered where they were pushed, for a mount when they go to another repository.
       if (here) for (const image of images) for (const b of image.built) await rememberLocation(cacheDir, b.descriptor.digest, here);
-      written.push({ destination: destination.description, digest: stored.digest, mediaType: stored.mediaType });
+      written.push({ destination: destination.description, digest: stored.digest, mediaType: stored.mediaType, size: stored.bytes.length });
       progress({ phase: "done", kind: "manifest", id: stored.digest, bytes: stored.bytes.length, target: destination.description });
     }
     return { digest: top.digest, manifest: top.bytes, configs: images.map((i) => i.config), written };

@@ -1,14 +1,14 @@
 /** ocify's library API: build, copy and inspect OCI / Docker images without a daemon. */
 export { type BuildOptions, type BuildResult, build } from "./build.js";
 export { BlobCache, defaultCacheDir } from "./cache.js";
-export { type BlobPlan, type CopyImageOptions, copyImage, pushBlobs, type WriteResult } from "./copy.js";
+export { type CopyImageOptions, type CopyOptions, copyImage, type WriteResult } from "./copy.js";
 export { createDigester, createVerifier, type Digest, digestOf, isDigest, parseDigest } from "./digest.js";
 export * from "./errors.js";
 export { type ExecutionConfig, type History, type ImageConfig, parseImageConfig } from "./image/config.js";
 export { type Descriptor, formatPlatform, hostPlatform, type Platform, parsePlatform, selectPlatform } from "./image/descriptor.js";
 export {
-  type ImageIndex,
   type ImageManifest,
+  type IndexManifest,
   type Manifest,
   parseImageIndex,
   parseImageManifest,

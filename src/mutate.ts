@@ -2,7 +2,8 @@
 import type { Digest } from "./digest.js";
 import { UsageError } from "./errors.js";
 import type { ExecutionConfig, History, ImageConfig } from "./image/config.js";
-import type { Platform } from "./image/descriptor.js";
+
+export { emptyConfig } from "./image/config.js";
 
 /** Config changes requested by the user; absent fields leave the base's values alone. */
 export interface ConfigEdits {
@@ -118,19 +119,6 @@ export function applyConfigEdits(base: ExecutionConfig | undefined, edits: Confi
   }
   if (edits.labels && Object.keys(edits.labels).length) config.Labels = { ...(config.Labels ?? {}), ...edits.labels };
   if (edits.stopSignal !== undefined) config.StopSignal = edits.stopSignal;
-  return config;
-}
-
-/** A new config for `scratch`: no layers, the given platform. */
-export function emptyConfig(platform: Platform): ImageConfig {
-  const config: ImageConfig = {
-    architecture: platform.architecture,
-    os: platform.os,
-    config: {},
-    rootfs: { type: "layers", diff_ids: [] },
-    history: [],
-  };
-  if (platform.variant) config.variant = platform.variant;
   return config;
 }
 

@@ -7,6 +7,7 @@
  */
 import { type BigIntStats, lstatSync, readdirSync, readlinkSync, statSync } from "node:fs";
 import { InputError, UsageError } from "../errors.js";
+import { fsPath } from "./fs-path.js";
 import type { StatIndexBuilder } from "./stat-index.js";
 import type { StringHeader, TarHeader } from "./tar.js";
 
@@ -152,11 +153,6 @@ export function headerOf(entry: PlanEntry): TarHeader {
     devmajor: entry.devmajor,
     devminor: entry.devminor,
   };
-}
-
-/** A path given as latin1 string, as fs wants it: the string itself when ASCII, else its bytes. */
-export function fsPath(latin1: string): string | Buffer {
-  return /^[\x00-\x7f]*$/.test(latin1) ? latin1 : Buffer.from(latin1, "latin1");
 }
 
 function shown(latin1: string): string {

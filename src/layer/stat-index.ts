@@ -11,7 +11,7 @@
  * the previous build's, which lets a rebuild start sending those while the check goes on (prepare.ts).
  */
 import { type BigIntStats, lstatSync, readdirSync, type Stats, statSync } from "node:fs";
-import { fsPath } from "./plan.js";
+import { fsPath } from "./fs-path.js";
 
 /**
  * Fields compared per path: what lstat says about the entry and its place in the tree, as the numbers a

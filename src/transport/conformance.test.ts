@@ -13,9 +13,9 @@ import { after, before, describe, it, type TestContext } from "node:test";
 import { promisify } from "node:util";
 import type { Digest } from "../digest.js";
 import { OcifyError } from "../errors.js";
-import { type ImageSummary, type ValidationSummary, validateImage } from "../image/validate.js";
 import { MediaType } from "../media-types.js";
 import { busyboxPath } from "../test-support/base-image.js";
+import { type ImageSummary, type ValidationSummary, validateImage } from "../validate.js";
 import { copyAll, writeFixtureLayout } from "./fixtures.test.js";
 import { openDestination, openSource, parseTransportReference, type TransportOptions } from "./transport.js";
 

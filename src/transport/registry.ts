@@ -12,7 +12,7 @@ import type { RawManifest } from "../image/manifest.js";
 import { formatReference, manifestReference, type Reference } from "../reference.js";
 import { repositoryScope } from "../registry/auth.js";
 import { type RegistryClient, registryClient } from "../registry/client.js";
-import type { ImageDestination, ImageSource, RegistryLocation, TransportOptions } from "./transport.js";
+import type { ImageDestination, ImageSource, RegistryLocation, TransportOptions } from "./types.js";
 
 function clientFor(reference: Reference, options: TransportOptions): RegistryClient {
   return registryClient(reference.registry, { insecureRegistries: options.insecureRegistries, userAgent: options.userAgent });
