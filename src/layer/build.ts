@@ -9,10 +9,9 @@ import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
-import { MessageChannel, Worker } from "node:worker_threads";
+import { Worker } from "node:worker_threads";
 import { crc32 } from "node:zlib";
 import type { Digest } from "../digest.js";
-import { type ErrorData, errorFromData } from "../errors.js";
 import { tempPathFor, writeFileAtomic } from "../fs-atomic.js";
 import type { Descriptor } from "../image/descriptor.js";
 import type { Compression } from "../media-types.js";
@@ -28,7 +27,7 @@ import {
   type ProducedBlock,
   packPlan,
 } from "./blocks.js";
-import { type BlockCodec, createCodec, gzipTrailer } from "./compression.js";
+import { type BlockCodec, createCodec, type GzipEngine, gzipTrailer } from "./compression.js";
 import { GarbageNudge } from "./garbage.js";
 import { HeadStart } from "./head-start.js";
 import { writePlanFile } from "./plan-file.js";
@@ -47,6 +46,7 @@ import {
   statIndexPath,
 } from "./prepare.js";
 import { TeeFeed } from "./tee-feed.js";
+import { Thread } from "./threads.js";
 
 export { AbandonedUpload } from "./head-start.js";
 export { parseLayerFlag } from "./plan.js";
@@ -59,6 +59,13 @@ export interface LayerBuildOptions {
   compression: Compression;
   /** Compression level; default gzip 1, zstd 3 (see docs/compression.md). */
   level?: number;
+  /** The deflate that makes gzip members: libdeflate (default) or Node's zlib (to compare them, or as a way out). */
+  gzipEngine?: GzipEngine | undefined;
+  /**
+   * Which thread reads the files and hashes the tar: a thread of its own, or the calling one. By default
+   * a rebuild of a large layer mostly in the block cache uses a thread (for tests and measurements).
+   */
+  producer?: "worker" | "inline" | undefined;
   /** The media type the descriptor gets. */
   mediaType: string;
   /** Owner of every entry (default 0:0). */
@@ -151,88 +158,57 @@ function inlineSource(plan: PackedPlan): BlockSource {
   };
 }
 
-/** With `hashOnly`, the thread only hashes the diffID: take() then settles once it is done. */
-function workerSource(plan: PackedPlan, hashOnly = false): BlockSource {
-  const control = new SharedArrayBuffer(8);
-  const state = new Int32Array(control);
-  state[0] = lookahead;
-  const channel = new MessageChannel();
-  const worker = new Worker(producerWorkerUrl, {
-    workerData: { plan, control, recycle: channel.port2, hashOnly },
-    transferList: [channel.port2],
-  });
-  channel.port1.unref();
-  const queue: ProducedBlock[] = [];
-  let waiter: { resolve: (b: ProducedBlock | undefined) => void; reject: (e: unknown) => void } | undefined;
-  let failure: unknown;
-  let finished = false;
-  let diffID: string | undefined;
-  const settle = (): void => {
-    if (!waiter) return;
-    const w = waiter;
-    if (queue.length > 0) {
-      waiter = undefined;
-      w.resolve(queue.shift());
-    } else if (failure !== undefined) {
-      waiter = undefined;
-      w.reject(failure);
-    } else if (finished) {
-      waiter = undefined;
-      w.resolve(undefined);
+/** A producer thread, and the flag that ends its hashing early. */
+interface ProducerThread {
+  thread: Thread;
+  stop: Int32Array;
+}
+
+function startProducer(plan: PackedPlan): ProducerThread {
+  const stop = new Int32Array(new SharedArrayBuffer(4));
+  const worker = new Worker(producerWorkerUrl, { workerData: { plan, stop: stop.buffer } });
+  return { thread: new Thread(worker, "layer producer"), stop };
+}
+
+/** Stop a producer thread: its hashing ends, the file it reads is closed, then the thread. */
+async function stopProducer({ thread, stop }: ProducerThread): Promise<void> {
+  Atomics.store(stop, 0, 1);
+  if (!thread.broken) await thread.request({ close: true }).catch(() => {});
+  await thread.terminate();
+}
+
+/**
+ * Blocks produced on a thread of their own: up to `lookahead` requests in flight, each bringing the
+ * memory of a block the caller is done with, so that buffers are reused and memory stays flat.
+ */
+function workerSource(plan: PackedPlan): BlockSource {
+  const producer = startProducer(plan);
+  const asked: Promise<ProducedBlock | undefined>[] = [];
+  const free: ArrayBuffer[] = [];
+  let credits = lookahead;
+  let requested = 0;
+  const ask = (): void => {
+    while (credits > 0 && requested < plan.cuts.length) {
+      credits--;
+      requested++;
+      const memory = free.pop() ?? new ArrayBuffer(blockCapacity);
+      const answer = producer.thread
+        .request<{ index: number; data: ArrayBuffer; length: number } | undefined>({ block: memory }, [memory])
+        .then((made) => made && { index: made.index, data: Buffer.from(made.data, 0, made.length) });
+      answer.catch(() => {}); // take() reports it
+      asked.push(answer);
     }
   };
-  worker.on(
-    "message",
-    (
-      message: {
-        type: string;
-        index: number;
-        data: ArrayBuffer;
-        length: number;
-        diffID: string;
-      } & ErrorData,
-    ) => {
-      if (message.type === "block") queue.push({ index: message.index, data: Buffer.from(message.data, 0, message.length) });
-      else if (message.type === "done") {
-        diffID = message.diffID;
-        finished = true;
-      } else if (message.type === "error") failure = errorFromData(message);
-      settle();
-    },
-  );
-  worker.on("error", (error) => {
-    failure ??= error;
-    settle();
-  });
-  worker.on("exit", () => {
-    if (!finished) failure ??= new Error("the layer producer thread stopped unexpectedly");
-    settle();
-  });
+  ask();
   return {
-    take() {
-      return new Promise((resolve, reject) => {
-        waiter = { resolve, reject };
-        settle();
-      });
-    },
+    take: async () => asked.shift(),
     release(data, reuse) {
-      if (reuse) {
-        const memory = data.buffer as ArrayBuffer;
-        channel.port1.postMessage(memory, [memory]);
-      }
-      Atomics.add(state, 0, 1);
-      Atomics.notify(state, 0);
+      if (reuse) free.push(data.buffer as ArrayBuffer);
+      credits++;
+      ask();
     },
-    async diffID() {
-      if (diffID === undefined) throw new Error("the layer producer thread did not finish");
-      return diffID;
-    },
-    async close() {
-      Atomics.store(state, 1, 1);
-      Atomics.notify(state, 0);
-      await worker.terminate();
-      channel.port1.close();
-    },
+    diffID: () => producer.thread.request<string>({ diffID: true }),
+    close: () => stopProducer(producer),
   };
 }
 
@@ -274,7 +250,9 @@ function cachedBlockMatches(codec: BlockCodec, cached: { info: BlockInfo; data: 
  * upload of the cached blocks then never waits for the tar to be read.
  */
 function decoupledSource(plan: PackedPlan, needsData: (index: number) => boolean): BlockSource {
-  const hashing = workerSource(plan, true);
+  const hashing = startProducer(plan);
+  const diffID = hashing.thread.request<string>({ hash: true });
+  diffID.catch(() => {}); // diffID() reports it
   const reader = new BlockProducer(plan);
   const none = Buffer.alloc(0);
   let next = 0;
@@ -287,13 +265,10 @@ function decoupledSource(plan: PackedPlan, needsData: (index: number) => boolean
       return reader.next();
     },
     release() {},
-    async diffID() {
-      await hashing.take(); // no blocks come from a hashing thread: this settles when it is done
-      return hashing.diffID();
-    },
+    diffID: () => diffID,
     async close() {
       reader.close();
-      await hashing.close();
+      await stopProducer(hashing);
     },
   };
 }
@@ -304,10 +279,15 @@ function decoupledSource(plan: PackedPlan, needsData: (index: number) => boolean
  * the main thread's work (CRC checks, blob digest, upload). On a cold build both cores are busy
  * compressing anyway, and a worker measured 1.18x the CPU and +35 MiB RSS (docs/compression.md).
  */
-function producerMode(forced: string | undefined, tarTotal: number, keys: readonly string[], cache: BlockCache): "worker" | "inline" {
+function producerMode(
+  forced: LayerBuildOptions["producer"],
+  tarTotal: number,
+  keys: readonly string[],
+  cache: BlockCache,
+): "worker" | "inline" {
   // A bundler that inlined this module may have left the worker's file behind: produce inline then.
   if (!existsSync(fileURLToPath(producerWorkerUrl))) return "inline";
-  if (forced === "worker" || forced === "inline") return forced;
+  if (forced) return forced;
   if (tarTotal < workerThreshold) return "inline";
   let cached = 0;
   for (const key of keys) if (existsSync(cache.path(key))) cached++;
@@ -349,7 +329,7 @@ async function produce(
   let toCompress = 0;
   for (const [i, key] of keys.entries()) if (!trusted.has(key)) toCompress += (packed.cuts[i] as number) - blockStart(packed, i);
   if (toCompress > 0) codec.warm?.(toCompress);
-  const useWorker = producerMode(process.env.OCIFY_LAYER_PRODUCER, tarTotal, keys, cache) === "worker";
+  const useWorker = producerMode(options.producer, tarTotal, keys, cache) === "worker";
   // Cached blocks checked ahead, when the source hands them out without their bytes.
   const onTrust = new Map<number, CachedBlock>();
   let aheadCount = 0; // blocks a head start sent: known once it is stopped, below
@@ -503,7 +483,7 @@ export function planOptionsOf(options: LayerBuildOptions, codecId: string): Plan
 
 /** Where a layer's record lives and the fingerprint its sources have now (for tests and diagnostics). */
 export async function layerState(source: LayerSource, options: LayerBuildOptions): Promise<{ recordPath: string; fingerprint: string }> {
-  const codec = await createCodec(options.compression, options.level);
+  const codec = await createCodec(options.compression, options.level, options.gzipEngine);
   try {
     return layerFingerprint(source, planOptionsOf(options, codec.id));
   } finally {
@@ -531,7 +511,7 @@ export async function buildLayer(
   let early = options.tee && ahead ? new HeadStart(cache, ahead.blocks, options.tee) : undefined;
   let codec: BlockCodec | undefined;
   try {
-    codec = await createCodec(options.compression, options.level);
+    codec = await createCodec(options.compression, options.level, options.gzipEngine);
     const planOptions = planOptionsOf(options, codec.id);
     let plan = await planned;
     if (plan?.key !== planKeyOf(planOptions)) plan = planLayer(source, planOptions);

@@ -5,14 +5,13 @@
  * rebuild whose big layers did not change, that is most of the time the build takes.
  */
 import { statSync } from "node:fs";
-import type { Worker } from "node:worker_threads";
 import { defaultCacheDir } from "../cache.js";
-import { type ErrorData, errorFromData } from "../errors.js";
 import type { Compression } from "../media-types.js";
 import { parseTransportReference } from "../transport/transport.js";
 import { codecIdOf } from "./compression.js";
 import { claimPlannerThread } from "./planner-thread.js";
 import type { LayerHead, LayerSource, PlannedLayer, PlanOptions } from "./prepare.js";
+import { Thread } from "./threads.js";
 
 interface Slot {
   promise: Promise<PlannedLayer | undefined>;
@@ -31,9 +30,9 @@ function newSlot(): Slot {
 }
 
 /** Settle a slot: its head, if none came, is then none. */
-function settle(slot: Slot | undefined, plan: PlannedLayer | undefined, error?: ErrorData): void {
+function settle(slot: Slot | undefined, plan: PlannedLayer | undefined, error?: unknown): void {
   slot?.resolveHead(undefined);
-  if (error) slot?.reject(errorFromData(error));
+  if (error !== undefined) slot?.reject(error);
   else slot?.resolve(plan);
 }
 
@@ -44,36 +43,38 @@ function settle(slot: Slot | undefined, plan: PlannedLayer | undefined, error?: 
  */
 export class LayerPlanner {
   readonly #slots: Slot[];
-  readonly #worker: Worker;
+  readonly #thread: Thread;
   /** Sources [front, back) are not started yet. */
   #front = 0;
   #back: number;
 
-  private constructor(sources: readonly LayerSource[], options: PlanOptions, worker: Worker) {
+  private constructor(sources: readonly LayerSource[], options: PlanOptions, thread: Thread) {
     this.#slots = sources.map(newSlot);
     this.#back = sources.length;
-    let current = -1;
+    this.#thread = thread;
     const feed = (): void => {
-      current = this.#front < this.#back ? this.#front++ : -1;
-      worker.postMessage(current < 0 ? null : { index: current, source: sources[current], options });
+      if (this.#front >= this.#back) return;
+      const index = this.#front++;
+      const slot = this.#slots[index] as Slot;
+      thread
+        .request<PlannedLayer | undefined>({ source: sources[index], options }, [], (head: LayerHead) => slot.resolveHead(head))
+        .then(
+          (plan) => {
+            settle(slot, plan);
+            feed();
+          },
+          (error: unknown) => {
+            // A thread that stopped leaves its work to the main thread; a planning error is the build's.
+            if (!thread.broken) {
+              settle(slot, undefined, error);
+              feed();
+              return;
+            }
+            settle(slot, undefined);
+            while (this.#front < this.#back) settle(this.#slots[this.#front++], undefined);
+          },
+        );
     };
-    worker.on("message", (message: { index: number; head?: LayerHead; plan?: PlannedLayer; error?: ErrorData }) => {
-      const slot = this.#slots[message.index] as Slot;
-      if (message.head) {
-        slot.resolveHead(message.head);
-        return;
-      }
-      settle(slot, message.plan, message.error);
-      feed();
-    });
-    worker.on("error", () => {}); // "exit" follows
-    // Whatever the worker did not plan (it failed, or was stopped) is planned on the main thread.
-    worker.once("exit", () => {
-      settle(this.#slots[current], undefined);
-      current = -1;
-      while (this.#front < this.#back) settle(this.#slots[this.#front++], undefined);
-    });
-    this.#worker = worker;
     feed();
   }
 
@@ -83,7 +84,7 @@ export class LayerPlanner {
    */
   static start(sources: readonly LayerSource[], options: PlanOptions): LayerPlanner | undefined {
     const worker = sources.length > 0 ? claimPlannerThread() : undefined;
-    return worker && new LayerPlanner(sources, options, worker);
+    return worker && new LayerPlanner(sources, options, new Thread(worker, "layer planner"));
   }
 
   /**
@@ -115,7 +116,7 @@ export class LayerPlanner {
 
   /** Stop the worker (at once if it is still listing). */
   async close(): Promise<void> {
-    await this.#worker.terminate();
+    await this.#thread.terminate();
   }
 }
 
