@@ -316,7 +316,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const cacheDir = options.cacheDir ?? defaultCacheDir();
   const cache = new BlobCache(cacheDir);
   // Layers are listed and fingerprinted on a worker thread while the base is resolved.
-  const planner = options.planner ?? startLayerPlanning(options);
+  const registry = options.from !== "scratch" || targets.some((t) => t.transport === "docker");
+  const planner = options.planner ?? startLayerPlanning({ ...options, registry });
   let source: ImageSource | undefined;
   const destinations: ImageDestination[] = [];
   // The layers every platform shares are built, and streamed to a registry, while the base is resolved:

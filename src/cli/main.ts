@@ -1,7 +1,6 @@
 /** The `ocify` command: argv → command; expected failures → one line on stderr. Commands load lazily. */
 import { readFileSync } from "node:fs";
-import { OcifyError, UsageError } from "../errors.js";
-import { startPlannerThread } from "../layer/planner-thread.js";
+import { OcifyError, UsageError } from "../index.js";
 
 const commands: Record<string, () => Promise<{ run(argv: string[], signal: AbortSignal): Promise<number> }>> = {
   build: () => import("./commands/build.js"),
@@ -46,8 +45,6 @@ export async function main(argv: string[]): Promise<number> {
     return name === undefined ? 2 : 0;
   }
   const load = commands[name];
-  // The thread that will list a build's layers boots while the build code loads.
-  if (name === "build" && rest.some((arg) => arg.startsWith("--layer"))) startPlannerThread();
   const controller = new AbortController();
   const onSignal = () => controller.abort(new OcifyError("INTERRUPTED", "interrupted"));
   process.once("SIGINT", onSignal);

@@ -144,7 +144,7 @@ describe("head start in a build pushed to docker-registry", () => {
         tags: [`${proxy.host}/${tag}:latest`],
         cacheDir: join(work.path, cache),
       };
-      const planner = startLayerPlanning(request);
+      const planner = startLayerPlanning({ ...request, registry: true });
       assert.ok(planner, "a directory and a registry: planned on the planner thread");
       // The plan comes a little later than the planner makes it, so that a head start always begins.
       const planOf = planner.plan.bind(planner);

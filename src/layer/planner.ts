@@ -7,8 +7,7 @@
 import { statSync } from "node:fs";
 import { defaultCacheDir } from "../cache.js";
 import type { Compression } from "../media-types.js";
-import { parseTransportReference } from "../transport/transport.js";
-import { codecIdOf } from "./compression.js";
+import { codecIdOf, type GzipEngine } from "./compression.js";
 import { claimPlannerThread } from "./planner-thread.js";
 import type { LayerHead, LayerSource, PlannedLayer, PlanOptions } from "./prepare.js";
 import { Thread } from "./threads.js";
@@ -122,13 +121,14 @@ export class LayerPlanner {
 
 /** What a build's layers are planned from: the fields of BuildOptions that decide them. */
 export interface PlanningRequest {
-  from: string;
-  tags: readonly string[];
+  /** Whether the build talks to a registry (for its base or a destination): planning then overlaps that. */
+  registry: boolean;
   layers: readonly LayerSource[];
   platformLayers?: readonly { layer: LayerSource }[] | undefined;
   cacheDir?: string | undefined;
   compression?: Compression | undefined;
   compressionLevel?: number | undefined;
+  gzipEngine?: GzipEngine | undefined;
   chown?: { uid: number; gid: number } | undefined;
   preserveOwners?: boolean | undefined;
   sourceDateEpoch?: number | undefined;
@@ -136,16 +136,15 @@ export interface PlanningRequest {
 
 /**
  * Start planning a build's layers on a worker thread, when that pays: a directory among the sources and
- * a registry to talk to meanwhile (the base or a destination). The CLI calls it before it loads the rest
- * of the build code; build() does it itself otherwise. Never throws: anything wrong with the request is
- * build()'s to report, and undefined means "plan on the main thread".
+ * a registry to talk to meanwhile (the base or a destination). build() calls it, the one place a planner
+ * starts. Never throws: anything wrong with the request is build()'s to report, and undefined means
+ * "plan on the main thread".
  */
 export function startLayerPlanning(request: PlanningRequest): LayerPlanner | undefined {
   try {
     const sources = [...request.layers, ...(request.platformLayers ?? []).map((extra) => extra.layer)];
-    const codecId = codecIdOf(request.compression ?? "gzip", request.compressionLevel);
-    const registry = request.from !== "scratch" || request.tags.some((tag) => parseTransportReference(tag).transport === "docker");
-    if (codecId === undefined || !registry || !sources.some((layer) => statSync(layer.source).isDirectory())) return undefined;
+    const codecId = codecIdOf(request.compression ?? "gzip", request.compressionLevel, request.gzipEngine);
+    if (codecId === undefined || !request.registry || !sources.some((layer) => statSync(layer.source).isDirectory())) return undefined;
     return LayerPlanner.start(sources, {
       cacheDir: request.cacheDir ?? defaultCacheDir(),
       codecId,

@@ -1,7 +1,5 @@
 /** `ocify copy SRC DST`: any transport to any transport. */
-import { type CopyImageOptions, copyImage } from "../../copy.js";
-import { UsageError } from "../../errors.js";
-import { openDestination, openSource, parseTransportReference } from "../../transport/transport.js";
+import { type CopyImageOptions, copyImage, openDestination, openSource, parseTransportReference, UsageError } from "../../index.js";
 import { helpRequested, parseFlags, platformFlag, transportFlags, transportOptions, writeDigestFile } from "../flags.js";
 
 export const help = `Usage: ocify copy [OPTIONS] SOURCE DESTINATION

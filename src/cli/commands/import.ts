@@ -1,6 +1,5 @@
 /** `ocify import ROOTFS -t DEST`: the `docker import` of a root filesystem directory or tarball. */
-import type { BuildOptions } from "../../build.js";
-import { UsageError } from "../../errors.js";
+import { type BuildOptions, UsageError } from "../../index.js";
 import {
   buildAndReport,
   compressionFlag,

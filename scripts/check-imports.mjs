@@ -1,7 +1,9 @@
 #!/usr/bin/env node
-// Fails when the modules of src/ (tests and test support aside) import each other in a circle. Every
+// Checks the import graph of src/ (tests and test support aside); `npm run check` runs it. Fails when
+// modules import each other in a circle, or when a module imports from a floor above its own (the
+// floors of docs/architecture.md, in `floors` below); the CLI may import only the public entry. Every
 // import counts: static, dynamic (`import("./x.js")`), re-exports and type-only imports alike, since a
-// type that runs both ways ties the two modules together just as much. `npm run check` runs it.
+// type that runs both ways ties the two modules together just as much.
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import ts from "typescript";
@@ -48,6 +50,41 @@ for (const path of sources(src)) {
   graph.set(path, [...new Set(targets)]);
 }
 
+// The floors, bottom up: a module may import from its own folder and from lower floors only. A module
+// that matches no pattern is reported, not refused: give it a floor here and in docs/architecture.md.
+const floors = [
+  ["errors", "digest", "media-types", "reference", "bounded", "fs-atomic", "progress", "canonical-json"],
+  ["codec", "tar/"],
+  ["image/", "mutate"],
+  ["cache", "blob-locations"],
+  ["layer/", "registry/"],
+  ["transport/"],
+  ["copy"],
+  ["build", "build/", "import", "inspect", "validate", "dockerfile/"],
+  ["index"],
+  ["cli/"],
+];
+const nameOf = (path) => relative(src, path).replace(/\.ts$/, "");
+const groupOf = (name) => (name.includes("/") ? `${name.slice(0, name.indexOf("/"))}/` : name);
+function floorOf(path) {
+  const group = groupOf(nameOf(path));
+  const floor = floors.findIndex((names) => names.includes(group));
+  return floor < 0 ? undefined : floor;
+}
+const upward = [];
+const unplaced = new Set();
+for (const [from, targets] of graph) {
+  const floor = floorOf(from);
+  if (floor === undefined) unplaced.add(nameOf(from));
+  for (const to of targets) {
+    const target = floorOf(to);
+    if (floor === undefined || target === undefined || groupOf(nameOf(from)) === groupOf(nameOf(to))) continue;
+    const cli = groupOf(nameOf(from)) === "cli/";
+    if (target > floor || (cli && nameOf(to) !== "index")) upward.push(`    ${nameOf(from)} -> ${nameOf(to)}`);
+  }
+}
+if (unplaced.size > 0) process.stderr.write(`Modules with no floor in scripts/check-imports.mjs (add them): ${[...unplaced].join(", ")}\n`);
+
 // Tarjan's strongly connected components: each component of more than one module is a cycle.
 let counter = 0;
 const index = new Map();
@@ -82,6 +119,9 @@ function connect(v) {
 }
 for (const v of graph.keys()) if (!index.has(v)) connect(v);
 
+if (upward.length > 0) {
+  process.stderr.write(`Imports from a floor above (or, from the CLI, from anything but index.ts):\n${upward.join("\n")}\n`);
+}
 if (cycles.length > 0) {
   const lines = cycles.map((component) => {
     const members = new Set(component);
@@ -91,5 +131,5 @@ if (cycles.length > 0) {
     return `  ${component.length} modules:\n${arrows.join("\n")}`;
   });
   process.stderr.write(`Import cycles in src/ (move what both sides need below them):\n${lines.join("\n")}\n`);
-  process.exit(1);
 }
+if (upward.length > 0 || cycles.length > 0) process.exit(1);
