@@ -8,21 +8,75 @@ import { type Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { type Digest, shortDigest } from "./digest.js";
 import { addContext, UsageError } from "./errors.js";
+import { checkForeignLayer, type ForeignLayerOptions, openForeignLayer } from "./foreign-layers.js";
 import type { Platform } from "./image/descriptor.js";
 import { type Image, type ImageIndex, readImage, selectImage } from "./image/image.js";
 import type { ImageBlob } from "./image/layer.js";
 import type { RawManifest } from "./image/manifest.js";
 import { format, formatIndex } from "./image/mutate.js";
-import type { ImageSource } from "./image/source.js";
+import type { ImageSource, RegistryLocation } from "./image/source.js";
+import { isNondistributableMediaType } from "./media-types.js";
 import { noProgress, type ProgressSink } from "./progress.js";
-import type { ImageDestination } from "./transport/transport.js";
+import type { ImageDestination } from "./transport/types.js";
 
 /** Options for moving blobs and images. */
-export interface CopyOptions {
+export interface CopyOptions extends ForeignLayerOptions {
   /** Parallel blob transfers to a registry (archives write one blob at a time); default 4. */
   jobs?: number;
   progress?: ProgressSink;
   signal?: AbortSignal;
+  /** What this run found or put at its destinations so far (a copy makes its own). */
+  known?: KnownBlobs;
+}
+
+/** What a run knows a destination's store holds: found there before the run, or put there by it. */
+type Known = "skipped" | "sent";
+
+/**
+ * The blobs one run (a build or a copy) found or put at its destinations. A blob the run met before at a
+ * destination (for an earlier image of an index) is not asked for or reported again there; at another
+ * tag of the same repository it is not asked for either, and is reported as it was first found: present
+ * before the run ("skipped"), or put there by it ("sent"). A blob the run put in one repository can be
+ * mounted into another of the same registry.
+ */
+export class KnownBlobs {
+  // Registry destinations share a repository's blobs across tags; any other destination has its own.
+  readonly #byPlace = new Map<string | ImageDestination, Map<string, Known>>();
+  readonly #reported = new WeakMap<ImageDestination, Set<string>>();
+  readonly #sentTo = new Map<string, RegistryLocation[]>();
+
+  static #place(destination: ImageDestination): string | ImageDestination {
+    const at = destination.location;
+    return at ? `${at.registry}/${at.repository}` : destination;
+  }
+
+  /** Whether the destination was told about the blob already (for an earlier image of the run). */
+  reported(destination: ImageDestination, digest: string): boolean {
+    return this.#reported.get(destination)?.has(digest) ?? false;
+  }
+
+  /** How the run knows the destination's store holds the blob, if it does. */
+  known(destination: ImageDestination, digest: string): Known | undefined {
+    return this.#byPlace.get(KnownBlobs.#place(destination))?.get(digest);
+  }
+
+  /** The repositories the run put the blob in. */
+  sentTo(digest: string): readonly RegistryLocation[] {
+    return this.#sentTo.get(digest) ?? [];
+  }
+
+  /** Record that the blob is at the destination, found there or put there, and was reported for it. */
+  add(destination: ImageDestination, digest: string, how: Known): void {
+    const place = KnownBlobs.#place(destination);
+    const blobs = this.#byPlace.get(place) ?? new Map<string, Known>();
+    this.#byPlace.set(place, blobs);
+    if (!blobs.has(digest)) {
+      blobs.set(digest, how);
+      if (how === "sent" && destination.location) this.#sentTo.set(digest, [...this.sentTo(digest), destination.location]);
+    }
+    const reported = this.#reported.get(destination) ?? new Set<string>();
+    this.#reported.set(destination, reported.add(digest));
+  }
 }
 
 /** What `copyImage` takes from a source that holds an index. */
@@ -77,39 +131,61 @@ function counted(content: Readable, onBytes: (bytes: number) => void): Readable 
   return counter;
 }
 
-/** Send one blob, the cheapest way the destination allows. */
-async function pushBlob(destination: ImageDestination, blob: ImageBlob, progress: ProgressSink): Promise<void> {
+/** Send one blob, the cheapest way the destination allows, and record what became of it. */
+async function pushBlob(destination: ImageDestination, blob: ImageBlob, progress: ProgressSink, known: KnownBlobs): Promise<void> {
   const { descriptor } = blob;
-  const event = { kind: blob.kind, id: descriptor.digest, total: descriptor.size, target: destination.description };
+  const id = descriptor.digest;
+  const event = { kind: blob.kind, id, total: descriptor.size, target: destination.description };
+  const report = (phase: "skipped" | "sent" | "mounted" | "done"): void => {
+    known.add(destination, id, phase === "skipped" ? "skipped" : "sent");
+    progress({ ...event, phase, bytes: descriptor.size });
+  };
+  const before = known.known(destination, id);
+  if (before) return report(before); // another tag of a repository the run met the blob in
+  // Uploaded while it was built: pushed by this run.
   if (blob.pending?.destination === destination) {
     await blob.pending.done;
-    progress({ ...event, phase: "skipped", bytes: descriptor.size });
-    return;
+    return report("done");
   }
-  if (!blob.fresh && (await destination.hasBlob(descriptor))) {
-    progress({ ...event, phase: "skipped", bytes: descriptor.size });
-    return;
-  }
+  if (!blob.fresh && (await destination.hasBlob(descriptor))) return report("skipped");
   const here = destination.location;
-  const from = (blob.locations ?? []).find((at) => here && at.registry === here.registry && at.repository !== here.repository);
-  if (from && destination.mountBlob && (await destination.mountBlob(descriptor, from))) {
-    progress({ ...event, phase: "mounted", bytes: descriptor.size });
-    return;
-  }
+  const from = [...(blob.locations ?? []), ...known.sentTo(id)].find(
+    (at) => here && at.registry === here.registry && at.repository !== here.repository,
+  );
+  if (from && destination.mountBlob && (await destination.mountBlob(descriptor, from))) return report("mounted");
   progress({ ...event, phase: "start", bytes: 0 });
   const content = counted(await blob.open(), (bytes) => progress({ ...event, phase: "progress", bytes }));
   await destination.putBlob(descriptor, content);
-  progress({ ...event, phase: "done", bytes: descriptor.size });
+  report("done");
 }
 
-/** Send blobs to a destination (each digest once), up to `jobs` at a time to a registry. */
+/**
+ * The blobs a destination receives, each once: a non-distributable layer is left out where its descriptor
+ * is enough, and read from its URLs where the destination needs its content (refused, before anything is
+ * written, unless the caller allowed it).
+ */
+function blobsFor(destination: ImageDestination, blobs: readonly ImageBlob[], options: CopyOptions): ImageBlob[] {
+  const unique = [...new Map(blobs.map((b) => [b.descriptor.digest, b])).values()];
+  return unique.flatMap((blob) => {
+    if (!isNondistributableMediaType(blob.descriptor.mediaType)) return [blob];
+    if (!destination.requiresForeignBlobs) return [];
+    checkForeignLayer(blob.descriptor, destination.description, options);
+    return [{ descriptor: blob.descriptor, kind: blob.kind, open: () => openForeignLayer(blob.descriptor, options) }];
+  });
+}
+
+/**
+ * Send blobs to a destination: skip those present, mount when possible, stream the rest, up to `jobs` at
+ * a time to a registry. Duplicates are sent once, and so are blobs `options.known` says the run met there.
+ */
 export async function pushBlobs(destination: ImageDestination, blobs: readonly ImageBlob[], options: CopyOptions = {}): Promise<void> {
   const progress = options.progress ?? noProgress;
-  const unique = [...new Map(blobs.map((b) => [b.descriptor.digest, b])).values()];
+  const known = options.known ?? new KnownBlobs();
+  const unique = blobsFor(destination, blobs, options).filter((b) => !known.reported(destination, b.descriptor.digest));
   const parallel = destination.location ? (options.jobs ?? 4) : 1;
   await forEachLimit(unique, parallel, async (blob) => {
     try {
-      await pushBlob(destination, blob, progress);
+      await pushBlob(destination, blob, progress, known);
     } catch (error) {
       throw addContext(`writing ${blob.kind} ${shortDigest(blob.descriptor.digest)} to ${destination.description}`, error);
     }
@@ -175,6 +251,7 @@ export async function copyImage(
   options: CopyImageOptions = {},
 ): Promise<WriteResult | WriteResult[]> {
   const destinations: readonly ImageDestination[] = Array.isArray(to) ? to : [to as ImageDestination];
+  const moving: CopyImageOptions = { ...options, known: options.known ?? new KnownBlobs() };
   try {
     const chosen = isSource(image) ? await chosenFrom(image, options) : image;
     const refusing = chosen.kind === "index" ? destinations.find((d) => !d.acceptsIndex) : undefined;
@@ -186,9 +263,7 @@ export async function copyImage(
     const written: RawManifest[] = [];
     for (const destination of destinations) {
       written.push(
-        chosen.kind === "index"
-          ? await writeIndex(chosen, destination, options, true)
-          : await writeImage(chosen, destination, options, true),
+        chosen.kind === "index" ? await writeIndex(chosen, destination, moving, true) : await writeImage(chosen, destination, moving, true),
       );
     }
     for (const destination of destinations) await destination.commit();

@@ -1,14 +1,13 @@
 /**
  * ocify's library: build, copy, inspect and validate OCI / Docker images without a daemon. Images are
- * lazy objects (`Image`, `ImageIndex`, `Layer`) read from any transport, changed by the pure functions
- * of `mutate`, and written anywhere by `copyImage`. The `ocify` command uses nothing but this module.
+ * lazy objects (`Image`, `ImageIndex`, `Layer`) read from any transport (`readImage(await openSource(…))`),
+ * changed by the pure functions of `mutate`, and written anywhere by `copyImage`; `build` and `inspect`
+ * are made of them. Every error is an `OcifyError` with a one-line message and a hint. The `ocify`
+ * command uses nothing but this module.
  */
-
-// What programs call.
 export { type BuildOptions, type BuildResult, build, type PlatformLayer } from "./build.js";
 export { BlobCache, defaultCacheDir } from "./cache.js";
-export { type CopyImageOptions, type CopyOptions, copyImage, type WriteResult } from "./copy.js";
-// Vocabulary.
+export { type CopyImageOptions, type CopyOptions, copyImage, KnownBlobs, type WriteResult } from "./copy.js";
 export { createDigester, createVerifier, type Digest, Digester, digestOf, isDigest, parseDigest, shortDigest } from "./digest.js";
 export {
   DigestMismatchError,
@@ -21,7 +20,7 @@ export {
   SizeMismatchError,
   UsageError,
 } from "./errors.js";
-// The image model.
+export type { ForeignLayerOptions } from "./foreign-layers.js";
 export { type ExecutionConfig, emptyConfig, type History, type ImageConfig, parseImageConfig } from "./image/config.js";
 export {
   type Descriptor,
@@ -39,8 +38,10 @@ export {
   type ImageIndex,
   type IndexChild,
   platformOf,
+  type ReadOptions,
   readChild,
   readImage,
+  selectEntry,
   selectImage,
   sourceImage,
   sourceIndex,
@@ -60,9 +61,9 @@ export {
 } from "./image/manifest.js";
 export type { Addition, IndexEntry, IndexOptions } from "./image/mutate.js";
 export * as mutate from "./image/mutate.js";
+export { type SelectedImage, selectManifest } from "./image/select.js";
 export type { ImageSource, RegistryLocation } from "./image/source.js";
 export { describe as describeImage, type ImageInfo, type InspectOptions, type InspectResult, inspect, type LayerInfo } from "./inspect.js";
-// Layers: from files on disk (cached, rebuilt by what changed), or from a stream or memory.
 export { type BuiltLayer, buildLayer, type LayerBuildOptions, type LayerSource, parseLayerFlag } from "./layer/build.js";
 export type { GzipEngine } from "./layer/compression.js";
 export { type FileEntry, layerFromFiles, layerFromTar, type StreamLayerOptions } from "./layer/stream.js";
@@ -80,8 +81,7 @@ export {
   TooManyRequestsError,
   UnauthorizedError,
 } from "./registry/errors.js";
-// Where images live, and moving them.
-export { openDestination, openSource, parseTransportReference } from "./transport/transport.js";
+export { checkDestination, openDestination, openSource, parseTransportReference } from "./transport/transport.js";
 export type { ImageDestination, TransportOptions, TransportReference } from "./transport/types.js";
 export {
   type ImageSummary,

@@ -6,6 +6,7 @@ import type { Digest } from "./digest.js";
 import type { ExecutionConfig } from "./image/config.js";
 import { formatPlatform, hostPlatform, type Platform } from "./image/descriptor.js";
 import { type Image, type ImageIndex, platformOf, readImage, selectImage } from "./image/image.js";
+import { isIndexMediaType } from "./media-types.js";
 import { openSource, parseTransportReference } from "./transport/transport.js";
 import type { TransportOptions } from "./transport/types.js";
 
@@ -31,6 +32,8 @@ export interface LayerInfo {
 export interface ImageInfo {
   digest: Digest;
   mediaType: string;
+  /** For an image ocify converted (from Docker schema 1): the manifest as the source holds it. */
+  convertedFrom?: { mediaType: string; digest: Digest };
   /** `os/arch[/variant]` from the config. */
   platform: string;
   created: string | undefined;
@@ -49,10 +52,10 @@ export interface InspectResult {
   /** The top manifest: an image manifest or an index. */
   mediaType: string;
   digest: Digest;
-  /** The top manifest's bytes exactly as stored. */
+  /** The top manifest's bytes exactly as stored (a schema 1 manifest as it is, not as converted). */
   manifest: Buffer;
-  /** For an index: each entry's platform (`unknown` when it names none) and digest. */
-  platforms?: { platform: string; digest: Digest }[];
+  /** For an index: each entry's platform (`unknown` when it names none), digest, and whether it is an index itself. */
+  platforms?: { platform: string; digest: Digest; index: boolean }[];
   /** The image described (for an index, the one of `platform`), unless `describeImage` is false. */
   image?: ImageInfo;
 }
@@ -63,6 +66,7 @@ export async function describe(image: Image): Promise<ImageInfo> {
   return {
     digest: raw.digest,
     mediaType: raw.mediaType,
+    ...(raw.convertedFrom ? { convertedFrom: { mediaType: raw.convertedFrom.mediaType, digest: raw.convertedFrom.digest } } : {}),
     platform: formatPlatform(await platformOf(image)),
     created: config.created,
     config: config.config ?? {},
@@ -74,10 +78,11 @@ export async function describe(image: Image): Promise<ImageInfo> {
 }
 
 /** The platforms an index lists. */
-async function platformsOf(index: ImageIndex): Promise<{ platform: string; digest: Digest }[]> {
+async function platformsOf(index: ImageIndex): Promise<{ platform: string; digest: Digest; index: boolean }[]> {
   return (await index.manifest()).manifests.map((m) => ({
     platform: m.platform ? formatPlatform(m.platform) : "unknown",
     digest: m.digest,
+    index: isIndexMediaType(m.mediaType),
   }));
 }
 
@@ -87,7 +92,8 @@ export async function inspect(reference: string, options: InspectOptions = {}): 
   try {
     const top = await readImage(source);
     const raw = await top.rawManifest();
-    const result: InspectResult = { name: source.description, mediaType: raw.mediaType, digest: raw.digest, manifest: raw.bytes };
+    const stored = raw.convertedFrom ?? raw;
+    const result: InspectResult = { name: source.description, mediaType: raw.mediaType, digest: raw.digest, manifest: stored.bytes };
     if (top.kind === "index") result.platforms = await platformsOf(top);
     const wanted = top.kind === "image" || options.platform !== undefined || options.imageOfIndex !== false;
     if (options.describeImage !== false && wanted)

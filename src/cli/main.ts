@@ -61,10 +61,50 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * The flags that set the library's options. The library names an option in a message as `name` or
+ * `name: value` (quoted with backticks); on the command line the user set a flag, so the message names it.
+ */
+const flagsOfOptions: Record<string, string> = {
+  tags: "-t",
+  layers: "--layer",
+  platformLayers: "--layer-for",
+  platforms: "--platform",
+  platform: "--platform",
+  format: "--format",
+  annotations: "--annotation",
+  compression: "--compression",
+  compressionLevel: "--compression-level",
+  chown: "--chown",
+  cacheDir: "--cache-dir",
+  jobs: "--jobs",
+  all: "--all",
+  fetchForeignLayers: "--fetch-foreign-layers",
+  insecureRegistries: "--insecure-registry",
+  gzipEngine: "OCIFY_GZIP",
+  "config.entrypoint": "--entrypoint",
+  "config.cmd": "--cmd",
+  "config.env": "--env",
+  "config.workdir": "--workdir",
+  "config.user": "--user",
+  "config.expose": "--expose",
+  "config.volumes": "--volume",
+  "config.labels": "--label",
+};
+
+/** A library message in the command line's words: each option it names becomes the flag that sets it. */
+export function inFlagTerms(text: string): string {
+  return text.replace(/`([A-Za-z.]+)(?:: ([^`]*))?`/g, (whole, name: string, value: string | undefined) => {
+    const flag = flagsOfOptions[name];
+    if (!flag) return whole;
+    return value === undefined ? flag : `${flag} ${value}`;
+  });
+}
+
 /** Print an error the way users see it: one line for expected failures, a stack for bugs. */
 export function report(error: unknown): number {
   if (error instanceof OcifyError) {
-    process.stderr.write(`ocify: ${error.userMessage}\n`);
+    process.stderr.write(`ocify: ${inFlagTerms(error.userMessage)}\n`);
     if (process.env.OCIFY_DEBUG && error.cause) process.stderr.write(`${String((error.cause as Error).stack ?? error.cause)}\n`);
     return error instanceof UsageError ? 2 : 1;
   }
@@ -76,6 +116,23 @@ export function report(error: unknown): number {
   process.stderr.write(`ocify: internal error, please report it with this output:\n${(error as Error)?.stack ?? String(error)}\n`);
   return 70;
 }
+
+/**
+ * A promise that rejected with no handler, or an exception nothing caught, is a bug in ocify whatever the
+ * error was (an expected failure is reported once, by main): say so as for any other bug and end at once
+ * with exit 70, since the command's state is unknown. Node's default would print its own dump and exit 1,
+ * which reads like an ordinary failure.
+ */
+function reportStray(what: string): (error: unknown) => void {
+  return (error) => {
+    process.stderr.write(
+      `ocify: internal error (${what}), please report it with this output:\n${(error as Error)?.stack ?? String(error)}\n`,
+    );
+    process.exit(70);
+  };
+}
+process.on("unhandledRejection", reportStray("a promise rejected with no handler"));
+process.on("uncaughtException", reportStray("an exception nothing caught"));
 
 const code = await main(process.argv.slice(2));
 process.exitCode = code;

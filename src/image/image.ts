@@ -9,7 +9,7 @@ import { type Digest, digestOf, shortDigest } from "../digest.js";
 import { InvalidImageError } from "../errors.js";
 import { isIndexMediaType, type ManifestFormat, MediaType } from "../media-types.js";
 import { emptyConfig, type ImageConfig, parseImageConfig } from "./config.js";
-import { type Descriptor, hostPlatform, type Platform, selectPlatform } from "./descriptor.js";
+import { type Descriptor, hostPlatform, type Platform } from "./descriptor.js";
 import { bytesBlob, type ImageBlob, type Layer, sourceBlob, sourceLayer } from "./layer.js";
 import {
   encodeJson,
@@ -21,6 +21,7 @@ import {
   type RawManifest,
   rawManifest,
 } from "./manifest.js";
+import { maxIndexDepth, selectManifest } from "./select.js";
 import type { ImageSource } from "./source.js";
 
 /** One image: a manifest, its config and its layers. */
@@ -67,8 +68,14 @@ export function lazy<T>(compute: () => Promise<T>): () => Promise<T> {
   };
 }
 
+/** How an image is read from a source. */
+export interface ReadOptions {
+  /** What its layers are called in progress and messages (default `layer`; a build says `base layer`). */
+  layerKind?: string;
+}
+
 /** An image of a source, its manifest already read (`child`: an entry of an index, named by digest in messages). */
-export function sourceImage(source: ImageSource, raw: RawManifest, child = false): Image {
+export function sourceImage(source: ImageSource, raw: RawManifest, child = false, options: ReadOptions = {}): Image {
   const description = child ? `${source.description}@${shortDigest(raw.digest)}` : source.description;
   const manifest = lazy(async () => parseImageManifest(raw, `manifest of ${description}`));
   let configBytes: Buffer | undefined;
@@ -100,12 +107,12 @@ export function sourceImage(source: ImageSource, raw: RawManifest, child = false
       const held = configBytes;
       return held ? { ...blob, open: async () => Readable.from([held]) } : blob;
     },
-    layers: async () => (await manifest()).layers.map((descriptor, i) => sourceLayer(source, descriptor, diffID(i))),
+    layers: async () => (await manifest()).layers.map((descriptor, i) => sourceLayer(source, descriptor, diffID(i), options.layerKind)),
   };
 }
 
 /** An index of a source, its manifest already read; each child is read when asked. */
-export function sourceIndex(source: ImageSource, raw: RawManifest): ImageIndex {
+export function sourceIndex(source: ImageSource, raw: RawManifest, options: ReadOptions = {}): ImageIndex {
   const manifest = lazy(async () => parseImageIndex(raw, `index of ${source.description}`));
   return {
     kind: "index",
@@ -115,35 +122,59 @@ export function sourceIndex(source: ImageSource, raw: RawManifest): ImageIndex {
     children: async () =>
       (await manifest()).manifests.map((descriptor) => ({
         descriptor,
-        read: lazy(async () => readChild(source, descriptor.digest)),
+        read: lazy(async () => readChild(source, descriptor.digest, options)),
       })),
   };
 }
 
 /** Read the source's top manifest: an Image or an ImageIndex over the source. */
-export async function readImage(source: ImageSource): Promise<Image | ImageIndex> {
+export async function readImage(source: ImageSource, options: ReadOptions = {}): Promise<Image | ImageIndex> {
   const raw = await source.getManifest();
-  return isIndexMediaType(raw.mediaType) ? sourceIndex(source, raw) : sourceImage(source, raw);
+  return isIndexMediaType(raw.mediaType) ? sourceIndex(source, raw, options) : sourceImage(source, raw, false, options);
 }
 
 /** Read the manifest with `digest` (an entry of an index) from the source. */
-export async function readChild(source: ImageSource, digest: Digest): Promise<Image | ImageIndex> {
+export async function readChild(source: ImageSource, digest: Digest, options: ReadOptions = {}): Promise<Image | ImageIndex> {
   const raw = await source.getManifest(digest);
   if (raw.digest !== digest) throw new InvalidImageError(`${source.description}: manifest ${shortDigest(digest)} has digest ${raw.digest}`);
-  return isIndexMediaType(raw.mediaType) ? sourceIndex(source, raw) : sourceImage(source, raw, true);
+  return isIndexMediaType(raw.mediaType) ? sourceIndex(source, raw, options) : sourceImage(source, raw, true, options);
 }
 
-/** The image of `platform` in an index (searching nested indexes too); an image is its own. */
+/** The entry of an index (or of an index nested in it) whose manifest has `digest`. */
+async function findChild(index: ImageIndex, digest: Digest, depth = 0): Promise<Image | ImageIndex | undefined> {
+  const children = await index.children();
+  const direct = children.find((c) => c.descriptor.digest === digest);
+  if (direct) return direct.read();
+  if (depth >= maxIndexDepth) return undefined;
+  for (const child of children) {
+    if (!isIndexMediaType(child.descriptor.mediaType)) continue;
+    const nested = await child.read();
+    const found = nested.kind === "index" ? await findChild(nested, digest, depth + 1) : undefined;
+    if (found) return found;
+  }
+  return undefined;
+}
+
+/**
+ * The image of `platform` in an index, chosen as containerd does (select.ts: nested indexes descended
+ * into, attestations never chosen, an exact variant first); an image is its own.
+ */
 export async function selectImage(image: Image | ImageIndex, platform: Platform = hostPlatform()): Promise<Image> {
-  if (image.kind === "image") return image;
-  const children = await image.children();
-  const chosen = selectPlatform(
-    children.map((c) => c.descriptor),
-    platform,
-    image.description,
-  );
-  const child = children.find((c) => c.descriptor === chosen) as IndexChild;
-  return selectImage(await child.read(), platform);
+  return image.kind === "image" ? image : (await selectEntry(image, platform)).image;
+}
+
+/** The entry of an index chosen for `platform` (as selectImage chooses), and its image. */
+export async function selectEntry(image: ImageIndex, platform: Platform): Promise<{ descriptor: Descriptor; image: Image }> {
+  const read = async (digest: Digest): Promise<RawManifest> => {
+    const found = await findChild(image, digest);
+    if (!found) throw new InvalidImageError(`${image.description}: no manifest ${shortDigest(digest)} in the index`);
+    return found.rawManifest();
+  };
+  const { descriptor } = await selectManifest(await image.rawManifest(), platform, read, image.description);
+  const chosen = await findChild(image, descriptor.digest);
+  if (chosen?.kind !== "image")
+    throw new InvalidImageError(`${image.description}: manifest ${shortDigest(descriptor.digest)} is not an image`);
+  return { descriptor, image: chosen };
 }
 
 /** The platform an image's config names. */

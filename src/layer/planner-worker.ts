@@ -1,14 +1,14 @@
 /**
  * A planner thread: lists, stats and fingerprints the layer sources it is asked for (planLayer) while the
  * main thread loads the registry client and resolves the base image, and answers each request with the
- * plan; before a changed layer's plan, a note with the blocks its blob starts with (LayerHead). A tarball
+ * plan. A tarball
  * is left to the main thread (the answer is undefined), which plans it while reading it. It may be
  * started before there is work for it (planner-thread.ts), so each request carries its options.
  */
 import { type LayerSource, type PlanOptions, planLayer } from "./prepare.js";
 import { serveRequests } from "./threads.js";
 
-serveRequests((job: { source: LayerSource; options: PlanOptions }, note) => {
-  const plan = planLayer(job.source, job.options, (head) => note(head));
+serveRequests((job: { source: LayerSource; options: PlanOptions }) => {
+  const plan = planLayer(job.source, job.options);
   return { result: plan.kind === "tarball" ? undefined : plan };
 });

@@ -9,28 +9,24 @@ import { defaultCacheDir } from "../cache.js";
 import type { Compression } from "../media-types.js";
 import { codecIdOf, type GzipEngine } from "./compression.js";
 import { claimPlannerThread } from "./planner-thread.js";
-import type { LayerHead, LayerSource, PlannedLayer, PlanOptions } from "./prepare.js";
+import type { LayerSource, PlannedLayer, PlanOptions } from "./prepare.js";
 import { Thread } from "./threads.js";
 
 interface Slot {
   promise: Promise<PlannedLayer | undefined>;
   resolve(plan: PlannedLayer | undefined): void;
   reject(error: unknown): void;
-  head: Promise<LayerHead | undefined>;
-  resolveHead(head: LayerHead | undefined): void;
 }
 
 function newSlot(): Slot {
   const slot = {} as Slot;
   slot.promise = new Promise((resolve, reject) => Object.assign(slot, { resolve, reject }));
   slot.promise.catch(() => {}); // a layer never asked for may fail unobserved
-  slot.head = new Promise((resolveHead) => Object.assign(slot, { resolveHead }));
   return slot;
 }
 
-/** Settle a slot: its head, if none came, is then none. */
+/** Settle a slot: with its plan, or an error, or undefined (the main thread plans it then). */
 function settle(slot: Slot | undefined, plan: PlannedLayer | undefined, error?: unknown): void {
-  slot?.resolveHead(undefined);
   if (error !== undefined) slot?.reject(error);
   else slot?.resolve(plan);
 }
@@ -55,24 +51,22 @@ export class LayerPlanner {
       if (this.#front >= this.#back) return;
       const index = this.#front++;
       const slot = this.#slots[index] as Slot;
-      thread
-        .request<PlannedLayer | undefined>({ source: sources[index], options }, [], (head: LayerHead) => slot.resolveHead(head))
-        .then(
-          (plan) => {
-            settle(slot, plan);
+      thread.request<PlannedLayer | undefined>({ source: sources[index], options }, [], undefined).then(
+        (plan) => {
+          settle(slot, plan);
+          feed();
+        },
+        (error: unknown) => {
+          // A thread that stopped leaves its work to the main thread; a planning error is the build's.
+          if (!thread.broken) {
+            settle(slot, undefined, error);
             feed();
-          },
-          (error: unknown) => {
-            // A thread that stopped leaves its work to the main thread; a planning error is the build's.
-            if (!thread.broken) {
-              settle(slot, undefined, error);
-              feed();
-              return;
-            }
-            settle(slot, undefined);
-            while (this.#front < this.#back) settle(this.#slots[this.#front++], undefined);
-          },
-        );
+            return;
+          }
+          settle(slot, undefined);
+          while (this.#front < this.#back) settle(this.#slots[this.#front++], undefined);
+        },
+      );
     };
     feed();
   }
@@ -92,14 +86,6 @@ export class LayerPlanner {
    */
   plan(index: number): Promise<PlannedLayer | undefined> {
     return this.#slots[index]?.promise ?? Promise.resolve(undefined);
-  }
-
-  /**
-   * The blocks source `index`'s blob starts with, when the worker found them before its plan (LayerHead);
-   * undefined once the plan came without. Settles no later than plan(index).
-   */
-  head(index: number): Promise<LayerHead | undefined> {
-    return this.#slots[index]?.head ?? Promise.resolve(undefined);
   }
 
   /**

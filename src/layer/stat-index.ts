@@ -198,12 +198,6 @@ export interface StatComparison {
   changes?: StatChange[];
 }
 
-/**
- * Called once, with the index's paths, at the first path that differs or is racy: the paths before it
- * (in the tar's order) are as the index's build saw them.
- */
-export type FirstDifference = (paths: readonly string[], at: number) => void;
-
 /** An index's paths and recorded values, when it is whole and belongs to the record of `fingerprint`. */
 function readIndex(index: Buffer, fingerprint: string): { scanStartNs: bigint; paths: string[]; values: Float64Array } | undefined {
   if (index.length < headSize || index.readUInt32LE(0) !== magic) return undefined;
@@ -256,12 +250,7 @@ function recordedNames(paths: readonly string[]): (dir: string, name: string | B
  * unchanged layer keeps none: holding 20,000 stats costs time in the collector). No `changes` when the
  * index is damaged or a path is gone.
  */
-export function compareStats(
-  index: Buffer,
-  fingerprint: string,
-  isRacy: (ns: bigint, scanStartNs: bigint) => boolean,
-  onFirstDifference?: FirstDifference,
-): StatComparison {
+export function compareStats(index: Buffer, fingerprint: string, isRacy: (ns: bigint, scanStartNs: bigint) => boolean): StatComparison {
   try {
     const read = readIndex(index, fingerprint);
     if (!read) return { unchanged: false };
@@ -306,7 +295,6 @@ export function compareStats(
       }
       if (unchanged && (!same || (near && big && (isRacy(big.mtimeNs, scanStartNs) || isRacy(big.ctimeNs, scanStartNs))))) {
         unchanged = false;
-        onFirstDifference?.(paths, i);
       }
     }
     return unchanged ? { unchanged, refreshed } : { unchanged, stats, changes, refreshed };

@@ -55,6 +55,7 @@ function hex(digest: string): string {
 
 class DockerArchiveDestination implements ImageDestination {
   readonly acceptsIndex = false;
+  readonly requiresForeignBlobs = true;
   #top: RawManifest | undefined;
 
   constructor(
@@ -74,7 +75,7 @@ class DockerArchiveDestination implements ImageDestination {
   async putManifest(manifest: RawManifest, options: { top: boolean }): Promise<void> {
     if (isIndexMediaType(manifest.mediaType)) {
       throw new InputError(`${this.description}: a docker-archive holds one image, not an index`, {
-        hint: "choose one platform (--platform) or write to oci: / oci-archive:",
+        hint: "choose one `platform`, or write to oci: / oci-archive:",
       });
     }
     parseImageManifest(manifest, `${this.description}: manifest`);

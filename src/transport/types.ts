@@ -31,6 +31,8 @@ export interface TransportOptions {
   signal?: AbortSignal;
   /** Reading from registries: which operations the credentials will be asked for (push adds push scope). */
   userAgent?: string;
+  /** Download non-distributable layers from their URLs for destinations that must hold their content (docker-archive). */
+  fetchForeignLayers?: boolean;
 }
 
 /** A writable image store. Blobs first, manifests after, then commit(); abort() leaves nothing behind. */
@@ -45,6 +47,11 @@ export interface ImageDestination {
    * manifests for most readers (skopeo skips Docker ones), so Docker images are converted on the way in.
    */
   readonly preferredManifestFormat?: ManifestFormat;
+  /**
+   * Whether non-distributable (foreign) layers must be stored here as blobs: a docker-archive must (docker
+   * load reads every layer); registries and layouts keep their descriptors, with the URLs, and no blob.
+   */
+  readonly requiresForeignBlobs?: boolean;
   /** Whether the blob is already there (it is then not sent). */
   hasBlob(descriptor: Descriptor): Promise<boolean>;
   /** Try to mount the blob from another repository of the same registry; true when it is now present. */

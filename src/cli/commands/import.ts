@@ -6,6 +6,7 @@ import {
   configEdits,
   configFlags,
   formatFlag,
+  gzipEngine,
   helpRequested,
   parseFlags,
   platformFlag,
@@ -55,6 +56,8 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
   if (format) options.format = format;
   const compression = compressionFlag(values.compression);
   if (compression) options.compression = compression;
+  const engine = gzipEngine();
+  if (engine) options.gzipEngine = engine;
   const epoch = sourceDateEpoch();
   if (epoch !== undefined) options.sourceDateEpoch = epoch;
   await buildAndReport(options, finish, values["digest-file"]);

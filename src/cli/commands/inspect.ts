@@ -6,7 +6,8 @@ export const help = `Usage: ocify inspect [OPTIONS] IMAGE
 
 Show an image: media type, digest, platforms of an index, config highlights, layers with sizes.
 
-  --raw                     print the manifest bytes exactly as stored
+  --raw                     print the manifest bytes exactly as stored (a Docker schema 1 manifest too,
+                            which the other views show converted to schema 2)
   --config                  print the config JSON (of the --platform image for an index)
   --json                    print a JSON summary for scripts
   --platform OS/ARCH[/VARIANT]   the image to describe in an index (default: this host's)
@@ -16,13 +17,19 @@ function size(bytes: number): string {
   return bytes >= 1 << 20 ? `${(bytes / (1 << 20)).toFixed(1)} MiB` : bytes >= 1024 ? `${(bytes / 1024).toFixed(1)} KiB` : `${bytes} B`;
 }
 
+/** An index entry as listed: platform, digest, and whether it is an index itself. */
+function platformLine(p: { platform: string; digest: string; index: boolean }): string {
+  return `${p.platform} ${p.digest}${p.index ? " (index)" : ""}`;
+}
+
 /** The JSON summary `--json` prints. */
 function summaryOf(result: InspectResult, image: ImageInfo): Record<string, unknown> {
   return {
     name: result.name,
     mediaType: result.mediaType,
     digest: result.digest,
-    ...(result.platforms ? { platforms: result.platforms.map((p) => `${p.platform} ${p.digest}`), imageDigest: image.digest } : {}),
+    ...(image.convertedFrom ? { convertedFrom: image.convertedFrom } : {}),
+    ...(result.platforms ? { platforms: result.platforms.map(platformLine), imageDigest: image.digest } : {}),
     platform: image.platform,
     created: image.created,
     config: image.config,
@@ -39,6 +46,7 @@ function textOf(result: InspectResult, image: ImageInfo): string {
     `Name:        ${result.name}`,
     `MediaType:   ${result.mediaType}`,
     `Digest:      ${result.digest}`,
+    ...(image.convertedFrom ? [`Converted:   from ${image.convertedFrom.mediaType} ${image.convertedFrom.digest}`] : []),
     ...(result.platforms ? [`Platforms:   ${result.platforms.map((p) => p.platform).join(", ")}`, `Image:       ${image.digest}`] : []),
     `Platform:    ${image.platform}`,
     `Created:     ${image.created ?? "-"}`,
@@ -85,7 +93,7 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
     if (values.raw) process.stdout.write(result.manifest);
     else {
       process.stdout.write(`Name:       ${result.name}\nMediaType:  ${result.mediaType}\nDigest:     ${result.digest}\nPlatforms:\n`);
-      for (const p of result.platforms ?? []) process.stdout.write(`  ${p.platform} ${p.digest}\n`);
+      for (const p of result.platforms ?? []) process.stdout.write(`  ${platformLine(p)}\n`);
     }
     return 0;
   }
