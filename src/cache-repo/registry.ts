@@ -8,6 +8,7 @@ import { Readable } from "node:stream";
 import { shortDigest } from "../digest.js";
 import { OcifyError } from "../errors.js";
 import type { Descriptor } from "../image/descriptor.js";
+import type { RegistryLocation } from "../image/source.js";
 import { repositoryScope } from "../registry/auth.js";
 import type { RegistryClient } from "../registry/client.js";
 import { emptyConfig, emptyConfigBytes, type LayerCacheInputs, layerCacheManifest, layerCacheTag, readLayerCacheEntry } from "./entry.js";
@@ -36,6 +37,16 @@ export class RegistryLayerCache {
   /** `REGISTRY/REPOSITORY`, for messages. */
   get name(): string {
     return `${this.#client.registry}/${this.#repository}`;
+  }
+
+  /** The cache repository as a place a destination on the same registry can mount blobs from. */
+  get location(): RegistryLocation {
+    return { registry: this.#client.registry, repository: this.#repository };
+  }
+
+  /** A cached blob's bytes, read from the cache repository and verified while they stream. */
+  openBlob(descriptor: Descriptor, signal?: AbortSignal): Promise<Readable> {
+    return this.#client.getBlob(this.#repository, descriptor, [repositoryScope(this.#repository, "pull")], signal);
   }
 
   /**

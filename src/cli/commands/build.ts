@@ -54,6 +54,10 @@ Transport:
   --fetch-foreign-layers    download a base's non-distributable layers from their URLs for a
                             docker-archive (registries and oci: layouts keep only their URLs)
   --digest-file FILE        write the manifest digest to FILE
+  --cache-repo REGISTRY/REPOSITORY   registry layer cache: a directory layer this machine never built
+                            is looked up there by its contents and mounted when found (not compressed
+                            nor uploaded); the layers it lacks are stored after the push (same
+                            credentials as the destinations)
   -q, --quiet               no progress output
 SOURCE_DATE_EPOCH sets 'created', history and file times (default: 0, the epoch).`;
 
@@ -72,6 +76,7 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
     platform: { type: "string" },
     "layer-for": { type: "string", multiple: true },
     tag: { type: "string", multiple: true, short: "t" },
+    "cache-repo": { type: "string" },
     "fetch-foreign-layers": { type: "boolean" },
     ...credentialFlags,
   });
@@ -82,7 +87,10 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
   const config = configEdits(values);
 
   const { options: transport, finish } = transportOptions(values, signal);
-  transport.credentials = await credentialChain(values, registriesOf(values.tag ?? []));
+  transport.credentials = await credentialChain(
+    values,
+    registriesOf([...(values.tag ?? []), ...(values["cache-repo"] ? [values["cache-repo"]] : [])]),
+  );
   const options: BuildOptions = {
     ...transport,
     from: values.from,
@@ -90,6 +98,7 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
     config,
     tags: values.tag ?? [],
   };
+  if (values["cache-repo"] !== undefined) options.cacheRepo = values["cache-repo"];
   const annotations = keyValues(values.annotation, "--annotation");
   if (annotations) options.annotations = annotations;
   const format = formatFlag(values.format);
