@@ -64,6 +64,7 @@ export * as mutate from "./image/mutate.js";
 export { type SelectedImage, selectManifest } from "./image/select.js";
 export type { ImageSource, RegistryLocation } from "./image/source.js";
 export { describe as describeImage, type ImageInfo, type InspectOptions, type InspectResult, inspect, type LayerInfo } from "./inspect.js";
+export { maxSplitLayers, splitLayerSource } from "./build/split.js";
 export { type BuiltLayer, buildLayer, type LayerBuildOptions, type LayerSource, parseLayerFlag } from "./layer/build.js";
 export type { GzipEngine } from "./layer/compression.js";
 export { type FileEntry, layerFromFiles, layerFromTar, type StreamLayerOptions } from "./layer/stream.js";

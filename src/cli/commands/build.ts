@@ -1,5 +1,5 @@
 /** `ocify build`: flags → BuildOptions → build() → one digest line per destination. */
-import { type BuildOptions, type Platform, type PlatformLayer, parseLayerFlag, UsageError } from "../../index.js";
+import { type BuildOptions, type Platform, type PlatformLayer, parseLayerFlag, splitLayerSource, UsageError } from "../../index.js";
 import {
   buildAndReport,
   compressionFlag,
@@ -27,6 +27,9 @@ oci-archive:FILE[:TAG]). Prints 'DIGEST DESTINATION' per destination.
 Layers:
   --layer SRC[:DEST]        a directory's contents under DEST (default /), a file at DEST, or a
                             .tar/.tar.gz/.tgz/.tar.zst whose entries become the layer (repeatable)
+  --split-layer SRC[:DEST]  a directory as several layers, one per entry --split-depth levels down
+                            (default 2; files and empty directories above are layers too), added after
+                            the --layer ones: a one-file change then uploads one small layer (repeatable)
   --chown UID:GID           owner of every added entry (default: 0:0 for a directory or file,
                             a tarball's own owners)
   --compression gzip|zstd|none   layer compression (default gzip)
@@ -61,6 +64,12 @@ Transport:
   -q, --quiet               no progress output
 SOURCE_DATE_EPOCH sets 'created', history and file times (default: 0, the epoch).`;
 
+/** The layers of every --split-layer, each directory split --split-depth levels down. */
+function splitLayers(flags: string[] | undefined, depthFlag: string | undefined): BuildOptions["layers"] {
+  const depth = intFlag(depthFlag, "--split-depth", 1, 16) ?? 2;
+  return (flags ?? []).flatMap((text) => splitLayerSource(parseLayerFlag(text), depth));
+}
+
 /** Run the build command. */
 export async function run(argv: string[], signal: AbortSignal): Promise<number> {
   const { values, positionals } = parseFlags(argv, {
@@ -68,6 +77,8 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
     ...configFlags,
     from: { type: "string" },
     layer: { type: "string", multiple: true },
+    "split-layer": { type: "string", multiple: true },
+    "split-depth": { type: "string" },
     chown: { type: "string" },
     compression: { type: "string" },
     "compression-level": { type: "string" },
@@ -94,7 +105,7 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
   const options: BuildOptions = {
     ...transport,
     from: values.from,
-    layers: (values.layer ?? []).map(parseLayerFlag),
+    layers: [...(values.layer ?? []).map(parseLayerFlag), ...splitLayers(values["split-layer"], values["split-depth"])],
     config,
     tags: values.tag ?? [],
   };
