@@ -5,6 +5,8 @@
  * are made of them. Every error is an `OcifyError` with a one-line message and a hint. The `ocify`
  * command uses nothing but this module.
  */
+
+export { maxSplitLayers, splitLayerSource } from "./build/split.js";
 export { type BuildOptions, type BuildResult, build, type PlatformLayer } from "./build.js";
 export { BlobCache, defaultCacheDir } from "./cache.js";
 export { type CopyImageOptions, type CopyOptions, copyImage, KnownBlobs, type WriteResult } from "./copy.js";
@@ -64,7 +66,6 @@ export * as mutate from "./image/mutate.js";
 export { type SelectedImage, selectManifest } from "./image/select.js";
 export type { ImageSource, RegistryLocation } from "./image/source.js";
 export { describe as describeImage, type ImageInfo, type InspectOptions, type InspectResult, inspect, type LayerInfo } from "./inspect.js";
-export { maxSplitLayers, splitLayerSource } from "./build/split.js";
 export { type BuiltLayer, buildLayer, type LayerBuildOptions, type LayerSource, parseLayerFlag } from "./layer/build.js";
 export type { GzipEngine } from "./layer/compression.js";
 export { type FileEntry, layerFromFiles, layerFromTar, type StreamLayerOptions } from "./layer/stream.js";
