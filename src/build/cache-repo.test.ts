@@ -35,6 +35,7 @@ describe("build with a registry layer cache", () => {
   async function freshBuild(tag: string, extra: { cacheRepo?: string; tags?: string[] } = {}) {
     const cacheDir = join(work.path, `machine-${++machines}`);
     const events: ProgressEvent[] = [];
+    const warnings: string[] = [];
     const result = await build({
       from: "scratch",
       layers: [{ source: tree, dest: "/app" }],
@@ -42,8 +43,9 @@ describe("build with a registry layer cache", () => {
       cacheDir,
       cacheRepo: extra.cacheRepo ?? `${proxy.host}/team/app-cache`,
       progress: (e) => events.push(e),
+      warn: (m) => warnings.push(m),
     });
-    return { result, cacheDir, events };
+    return { result, cacheDir, events, warnings };
   }
 
   const layerUploads = () =>
@@ -114,16 +116,7 @@ describe("build with a registry layer cache", () => {
     const deleted = await fetch(`${registry.url}/v2/team/app-cache/blobs/${blob}`, { method: "DELETE" });
     assert.equal(deleted.status, 202);
 
-    const warnings: string[] = [];
-    const cacheDir = join(work.path, `machine-${++machines}`);
-    const rebuilt = await build({
-      from: "scratch",
-      layers: [{ source: tree, dest: "/app" }],
-      tags: [`${proxy.host}/app:four`],
-      cacheDir,
-      cacheRepo: `${proxy.host}/team/app-cache`,
-      warn: (m) => warnings.push(m),
-    });
+    const { result: rebuilt, cacheDir, warnings } = await freshBuild("app:four");
     assert.equal(rebuilt.digest, result.digest);
     assert.ok(blockFiles(cacheDir) > 0, "the layer was built");
     assert.ok(
@@ -153,16 +146,7 @@ describe("build with a registry layer cache", () => {
     });
     assert.equal(put.status, 201);
 
-    const warnings: string[] = [];
-    const cacheDir = join(work.path, `machine-${++machines}`);
-    await build({
-      from: "scratch",
-      layers: [{ source: tree, dest: "/app" }],
-      tags: [`${proxy.host}/app:seven`],
-      cacheDir,
-      cacheRepo: `${proxy.host}/team/app-cache`,
-      warn: (m) => warnings.push(m),
-    });
+    const { cacheDir, warnings } = await freshBuild("app:seven");
     assert.ok(blockFiles(cacheDir) > 0, "the layer was built");
     assert.ok(
       warnings.some((w) => /not an ocify layer cache entry/.test(w)),
