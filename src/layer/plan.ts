@@ -7,9 +7,9 @@
  */
 import { type BigIntStats, lstatSync, readdirSync, readlinkSync, statSync } from "node:fs";
 import { InputError, UsageError } from "../errors.js";
+import type { StringHeader, TarHeader } from "../tar/header.js";
 import { fsPath } from "./fs-path.js";
 import type { StatIndexBuilder } from "./stat-index.js";
-import type { StringHeader, TarHeader } from "./tar.js";
 import { readXattrs } from "./xattrs.js";
 
 /** Bytes of a change detector: size, mtime (ns), ctime (ns), inode and device, as little-endian u64s. */

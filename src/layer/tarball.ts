@@ -7,9 +7,9 @@
 import { randomBytes } from "node:crypto";
 import { type BigIntStats, closeSync, createReadStream, fstatSync, ftruncateSync, openSync, writeSync } from "node:fs";
 import { InputError } from "../errors.js";
+import type { EntryType } from "../tar/header.js";
 import { type DecodedStream, openTarball, openTarballStream } from "./compression.js";
 import { Detectors, destPrefix, type EntryOptions, finishEntries, isStandardInput, type LayerPlan, type PlanEntry } from "./plan.js";
-import type { EntryType } from "./tar.js";
 import { readTarEntries, type TarInputEntry } from "./tar-reader.js";
 
 /**
