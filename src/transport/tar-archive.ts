@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join, posix } from "node:path";
 import { pipeline as pipelineCallback, Readable, type Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { createDecompressor } from "../codec.js";
+import { createDecompressor, detectCompression } from "../codec.js";
 import { createVerifier, parseDigest } from "../digest.js";
 import { InputError, InvalidImageError, OcifyError, SizeMismatchError } from "../errors.js";
 import { tempPathFor } from "../fs-atomic.js";
@@ -108,13 +108,6 @@ process.once("exit", () => {
   for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
 });
 
-const gzipMagic = [0x1f, 0x8b];
-const zstdMagic = [0x28, 0xb5, 0x2f, 0xfd];
-
-function startsWith(bytes: Buffer, magic: number[]): boolean {
-  return magic.every((b, i) => bytes[i] === b);
-}
-
 /** An index of a tar file's entries, for reading members at random without extracting the archive. */
 export class TarIndex {
   readonly entries = new Map<string, TarEntry>();
@@ -146,7 +139,7 @@ export class TarIndex {
     try {
       const magic = Buffer.alloc(4);
       await handle.read(magic, 0, 4, 0);
-      const compression = startsWith(magic, gzipMagic) ? "gzip" : startsWith(magic, zstdMagic) ? "zstd" : "none";
+      const compression = detectCompression(magic);
       if (compression !== "none") {
         await handle.close();
         index = await TarIndex.#decompressed(path, description, compression);
@@ -170,7 +163,7 @@ export class TarIndex {
     const index = new TarIndex(join(dir, "archive.tar"), description, dir);
     tempDirs.add(dir);
     try {
-      const decompressor = await createDecompressor(compression);
+      const decompressor = await createDecompressor(compression, path);
       await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), decompressor!, createWriteStream(index.path));
     } catch (error) {
       await index.close();
