@@ -100,10 +100,11 @@ export function parseLayerFlag(text: string): LayerSource {
   const colon = text.lastIndexOf(":");
   const source = colon < 0 ? text : text.slice(0, colon);
   const dest = colon < 0 ? "/" : text.slice(colon + 1);
-  if (source === "") throw new UsageError(`--layer ${text}: no source path`, { hint: "write --layer SRC[:DEST], e.g. --layer ./out:/app" });
+  if (source === "")
+    throw new UsageError(`\`layers: ${text}\`: no source path`, { hint: "write `layers: SRC[:DEST]`, e.g. `layers: ./out:/app`" });
   if (!dest.startsWith("/")) {
-    throw new UsageError(`--layer ${text}: destination "${dest}" is not an absolute path`, {
-      hint: "write --layer SRC:/path; a SRC that contains ':' needs an explicit :DEST",
+    throw new UsageError(`\`layers: ${text}\`: destination "${dest}" is not an absolute path`, {
+      hint: "write `layers: SRC:/path`; a SRC that contains ':' needs an explicit :DEST",
     });
   }
   return { source, dest };

@@ -464,7 +464,7 @@ export function networkError(error: unknown, registry: string, url: URL, proxy?:
   if (isCertificateError(error)) {
     return new RegistryUnreachableError(`cannot reach ${about}: TLS certificate not trusted (${code})`, {
       ...options,
-      hint: `if it is a private CA, put it in /etc/docker/certs.d/${host}/ca.crt (or a directory named in OCIFY_CERTS_D) or NODE_EXTRA_CA_CERTS; if you trust the network, use --insecure-registry ${registry}`,
+      hint: `if it is a private CA, put it in /etc/docker/certs.d/${host}/ca.crt (or a directory named in OCIFY_CERTS_D) or NODE_EXTRA_CA_CERTS; if you trust the network, use \`insecureRegistries: ${registry}\``,
     });
   }
   if (isClientCertificateError(error)) {
@@ -476,7 +476,7 @@ export function networkError(error: unknown, registry: string, url: URL, proxy?:
   if (isNotTlsError(error)) {
     return new RegistryUnreachableError(`cannot reach ${about}: TLS handshake failed (${code || "protocol error"})`, {
       ...options,
-      hint: `if the registry serves plain HTTP, use --insecure-registry ${registry}`,
+      hint: `if the registry serves plain HTTP, use \`insecureRegistries: ${registry}\``,
     });
   }
   switch (code) {
