@@ -72,15 +72,6 @@ function getClients(): Promise<Clients> {
   return clients;
 }
 
-/** Close every idle socket (tests; the CLI does not need it, idle sockets are unref'd). */
-export async function closeHttp(): Promise<void> {
-  const current = clients;
-  clients = undefined;
-  if (!current) return;
-  const { plain, verified, unverified, special } = await current;
-  for (const agent of [plain, verified, unverified, ...special.values()]) agent.destroy();
-}
-
 /** The proxy a request goes through: the registry's own setting, else the environment's (curl's rules). */
 function proxyFor(clients: Clients, url: URL, registry: string): URL | undefined {
   const setting = clients.settings.registrySettings(registry).proxy;
