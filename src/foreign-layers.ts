@@ -58,7 +58,7 @@ async function refusal(url: URL, options: ForeignLayerOptions): Promise<string |
   const { allowUnverifiedTls, transportPolicy } = await import("./registry/http.js");
   const policy = transportPolicy(url.host, options.insecureRegistries);
   if (url.protocol === "http:" && !policy.schemes.includes("http")) {
-    return `plain HTTP is used only for loopback hosts and --insecure-registry ${url.host}`;
+    return `plain HTTP is used only for loopback hosts and \`insecureRegistries: ${url.host}\``;
   }
   if (url.protocol === "https:" && !policy.verifyTls) allowUnverifiedTls(url.origin);
   return undefined;

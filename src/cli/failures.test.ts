@@ -101,9 +101,15 @@ describe("failures of build, copy and import: one line, exit 1, nothing left beh
         /has no image for linux\/arm64/,
         false,
       ],
-      ["an untrusted TLS certificate", [`${tls.host}/base/single:1`], /TLS certificate not trusted/, true],
+      ["an untrusted TLS certificate", [`${tls.host}/base/single:1`], /TLS certificate not trusted.* use --insecure-registry \S+\)$/, true],
       ["a refused connection", [`${closed}/base/single:1`], /cannot reach .*connection refused/, true],
-      ["a registry that wants credentials", [`${auth.host}/base/single:1`], /authentication required/, true],
+      // The library's hint names its option (`credentials`); the command line says the flags that set it.
+      [
+        "a registry that wants credentials",
+        [`${auth.host}/base/single:1`],
+        /authentication required \(log in with ocify login \S+, or pass --creds USER --password-stdin\)$/,
+        true,
+      ],
     ] as const;
   const badRegistries = () =>
     [

@@ -14,7 +14,7 @@ import { Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import { createGunzip } from "node:zlib";
 import { content, random } from "../layer/fixtures.test.js";
-import { encodeHeader, paddingFor } from "../layer/tar.js";
+import { encodeHeader, paddingFor } from "../tar/header.js";
 import { ocifyBin, runOcify } from "../test-support/cli.js";
 import { type DockerEngine, dockerEngineUnavailableReason, startDockerEngine } from "../test-support/docker-engine.js";
 import { type ListedEntry, layoutLayers, listTar } from "../test-support/tar-listing.js";

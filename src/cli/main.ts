@@ -93,6 +93,8 @@ const flagsOfOptions: Record<string, string> = {
   all: "--all",
   fetchForeignLayers: "--fetch-foreign-layers",
   insecureRegistries: "--insecure-registry",
+  credentials: "--creds USER --password-stdin",
+  authFile: "--authfile",
   gzipEngine: "OCIFY_GZIP",
   "config.entrypoint": "--entrypoint",
   "config.cmd": "--cmd",

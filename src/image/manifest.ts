@@ -3,14 +3,7 @@ import { createHash } from "node:crypto";
 import { canonicalJson } from "../canonical-json.js";
 import { type Digest, digestOf, isDigest, parseDigest } from "../digest.js";
 import { DigestMismatchError, InvalidImageError } from "../errors.js";
-import {
-  convertLayerMediaType,
-  familyMediaTypes,
-  isIndexMediaType,
-  isManifestMediaType,
-  isSchema1MediaType,
-  MediaType,
-} from "../media-types.js";
+import { isIndexMediaType, isManifestMediaType, isSchema1MediaType, MediaType } from "../media-types.js";
 import type { Descriptor } from "./descriptor.js";
 import { parsePrettyJws } from "./jws.js";
 
@@ -157,22 +150,4 @@ export function parseImageIndex(raw: RawManifest, what = "index"): IndexManifest
 /** The descriptor of a raw manifest, as an index entry or a transport would refer to it. */
 export function manifestDescriptor(raw: RawManifest): Descriptor {
   return { mediaType: raw.mediaType, digest: raw.digest, size: raw.bytes.length };
-}
-
-/**
- * Convert an image manifest to the other family (Docker schema 2 ⇄ OCI), as skopeo does when a destination
- * needs it: media types change, blobs and config bytes stay, so only the manifest digest changes.
- */
-export function convertImageManifest(raw: RawManifest, format: "oci" | "docker", what = "manifest"): RawManifest {
-  const manifest = parseImageManifest(raw, what);
-  const types = familyMediaTypes(format);
-  if (raw.mediaType === types.manifest) return raw;
-  const converted: ImageManifest = {
-    schemaVersion: 2,
-    mediaType: types.manifest,
-    config: { ...manifest.config, mediaType: types.config },
-    layers: manifest.layers.map((layer) => ({ ...layer, mediaType: convertLayerMediaType(layer.mediaType, format) })),
-  };
-  if (format === "oci" && manifest.annotations) converted.annotations = manifest.annotations;
-  return rawManifest(encodeJson(converted), types.manifest);
 }

@@ -12,8 +12,8 @@
 import { createHash, type Hash } from "node:crypto";
 import { closeSync, openSync, readSync } from "node:fs";
 import { InputError } from "../errors.js";
+import { encodeHeader, endOfArchiveSize, fitsUstar, paddingFor, writeSimpleHeader } from "../tar/header.js";
 import { detectorSize, headerOf, type LayerPlan } from "./plan.js";
-import { encodeHeader, endOfArchiveSize, fitsUstar, paddingFor, writeSimpleHeader } from "./tar.js";
 
 /** Padding and end-of-archive bytes, hashed from here. */
 const zeros = Buffer.alloc(4096);

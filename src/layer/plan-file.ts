@@ -7,10 +7,10 @@
  */
 import { closeSync, openSync, readSync } from "node:fs";
 import { writeFileAtomic } from "../fs-atomic.js";
+import { recordSize, rewriteUstarSize } from "../tar/header.js";
 import { cutBlocks, type PackedPlan } from "./blocks.js";
 import { detectorSize } from "./plan.js";
 import { fingerprintField, isContentChange, type StatChange } from "./stat-index.js";
-import { recordSize, rewriteUstarSize } from "./tar.js";
 
 const magic = 0x316e6c70; // "pln1"
 /** magic, entries, sources, cuts, the record's fingerprint, heads' and paths' byte lengths. */

@@ -7,9 +7,9 @@
  */
 import { type BigIntStats, lstatSync, readdirSync, readlinkSync, statSync } from "node:fs";
 import { InputError, UsageError } from "../errors.js";
+import type { StringHeader, TarHeader } from "../tar/header.js";
 import { fsPath } from "./fs-path.js";
 import type { StatIndexBuilder } from "./stat-index.js";
-import type { StringHeader, TarHeader } from "./tar.js";
 import { readXattrs } from "./xattrs.js";
 
 /** Bytes of a change detector: size, mtime (ns), ctime (ns), inode and device, as little-endian u64s. */
@@ -100,10 +100,11 @@ export function parseLayerFlag(text: string): LayerSource {
   const colon = text.lastIndexOf(":");
   const source = colon < 0 ? text : text.slice(0, colon);
   const dest = colon < 0 ? "/" : text.slice(colon + 1);
-  if (source === "") throw new UsageError(`--layer ${text}: no source path`, { hint: "write --layer SRC[:DEST], e.g. --layer ./out:/app" });
+  if (source === "")
+    throw new UsageError(`\`layers: ${text}\`: no source path`, { hint: "write `layers: SRC[:DEST]`, e.g. `layers: ./out:/app`" });
   if (!dest.startsWith("/")) {
-    throw new UsageError(`--layer ${text}: destination "${dest}" is not an absolute path`, {
-      hint: "write --layer SRC:/path; a SRC that contains ':' needs an explicit :DEST",
+    throw new UsageError(`\`layers: ${text}\`: destination "${dest}" is not an absolute path`, {
+      hint: "write `layers: SRC:/path`; a SRC that contains ':' needs an explicit :DEST",
     });
   }
   return { source, dest };
@@ -313,6 +314,16 @@ export function statLayerSource(path: string): BigIntStats {
   }
 }
 
+/** What a listing gathers: the entries in the order met, their content files and detectors, hard link groups. */
+interface Listing {
+  options: EntryOptions;
+  entries: PlanEntry[];
+  sources: string[];
+  detectors: Detectors;
+  /** Entries of a file with more than one link, by device and inode. */
+  links: Map<string, PlanEntry[]>;
+}
+
 /**
  * Plan a directory (its contents under `dest`, the directory itself as `dest`) or a single file (at
  * `dest`, or inside it when `dest` ends with "/").
@@ -326,93 +337,108 @@ export function planPath(
 ): LayerPlan {
   const top = statLayerSource(path);
   const prefix = Buffer.from(destPrefix(dest)).toString("latin1");
-  const sources: string[] = [];
-  const detectors = new Detectors();
-  const entries: PlanEntry[] = [];
-  const links = new Map<string, PlanEntry[]>();
-  const { uid, gid, preserveOwners, mtime } = options;
+  const listing: Listing = { options, entries: [], sources: [], detectors: new Detectors(), links: new Map() };
+  const root = Buffer.from(path).toString("latin1");
+  index?.add(root, top);
+  if (top.isDirectory()) {
+    if (prefix) addEntry(listing, prefix, root, top);
+    listDirectory(listing, root, prefix, index, known);
+  } else addEntry(listing, singleFileKey(path, root, dest, prefix, top), root, top);
+  const { entries, sources, detectors, links } = listing;
+  return { entries: finishEntries(entries, options, links.values(), true), sources, detectors, description: path };
+}
 
-  const add = (key: string, full: string, stat: BigIntStats): void => {
-    const entry: PlanEntry = {
-      key,
-      type: "file",
-      mode: Number(stat.mode & 0o7777n),
-      uid: preserveOwners ? Number(stat.uid) : uid,
-      gid: preserveOwners ? Number(stat.gid) : gid,
-      size: 0,
-      mtime,
-      source: -1,
-      sourceOffset: 0,
-      detector: -1,
-    };
-    if (stat.isFile()) {
-      entry.size = Number(stat.size);
-      if (entry.size > 0) {
-        entry.source = sources.push(full) - 1;
-        entry.detector = detectors.add(stat);
-      }
-      if (stat.nlink > 1n) {
-        const id = `${stat.dev}:${stat.ino}`;
-        const group = links.get(id);
-        if (group) group.push(entry);
-        else links.set(id, [entry]);
-      }
-    } else if (stat.isDirectory()) entry.type = "directory";
-    else if (stat.isSymbolicLink()) {
-      entry.type = "symlink";
+/** The name a single file source takes in the layer: `dest`, or the file's own name inside `dest/`. */
+function singleFileKey(path: string, root: string, dest: string, prefix: string, top: BigIntStats): string {
+  if (!top.isFile())
+    throw new InputError(`layer source ${path} is not a file or directory`, { hint: "give a directory, a file or a tarball" });
+  const trimmed = root.replace(/\/+$/, "");
+  const base = trimmed.slice(trimmed.lastIndexOf("/") + 1);
+  const key = dest.endsWith("/") ? (prefix ? `${prefix}/${base}` : base) : prefix;
+  if (key === "") throw new InputError(`layer source ${path} is a file and needs a destination path`, { hint: "write SRC:/path/to/file" });
+  return key;
+}
+
+/** List everything under a directory, depth first, each directory's names in readdir's order. */
+function listDirectory(
+  listing: Listing,
+  root: string,
+  prefix: string,
+  index?: StatIndexBuilder,
+  known?: ReadonlyMap<string, BigIntStats>,
+): void {
+  const stack: [string, string][] = [[root, prefix]];
+  while (stack.length > 0) {
+    const [dir, name] = stack.pop() as [string, string];
+    let children: string[];
+    try {
+      children = readdirSync(fsPath(dir), { encoding: "latin1" });
+    } catch (error) {
+      fail(dir, error);
+    }
+    for (const child of children) {
+      const full = `${dir}/${child}`;
+      let stat: BigIntStats;
       try {
-        entry.linkname = readlinkSync(fsPath(full), { encoding: "latin1" });
+        stat = known?.get(full) ?? lstatSync(fsPath(full), { bigint: true });
       } catch (error) {
         fail(full, error);
       }
-    } else if (stat.isCharacterDevice() || stat.isBlockDevice()) {
-      entry.type = stat.isCharacterDevice() ? "char" : "block";
-      const { major, minor } = splitDevice(stat.rdev);
-      entry.devmajor = major;
-      entry.devminor = minor;
-    } else if (stat.isFIFO()) entry.type = "fifo";
-    else return; // sockets cannot be stored in a tar
-    const xattrs = readXattrs(full);
-    if (xattrs) entry.pax = xattrs;
-    entries.push(entry);
-  };
-
-  const root = Buffer.from(path).toString("latin1");
-  index?.add(root, top);
-  if (!top.isDirectory()) {
-    if (!top.isFile())
-      throw new InputError(`layer source ${path} is not a file or directory`, { hint: "give a directory, a file or a tarball" });
-    const trimmed = root.replace(/\/+$/, "");
-    const base = trimmed.slice(trimmed.lastIndexOf("/") + 1);
-    const key = dest.endsWith("/") ? (prefix ? `${prefix}/${base}` : base) : prefix;
-    if (key === "")
-      throw new InputError(`layer source ${path} is a file and needs a destination path`, { hint: "write SRC:/path/to/file" });
-    add(key, root, top);
-  } else {
-    if (prefix) add(prefix, root, top);
-    const stack: [string, string][] = [[root, prefix]];
-    while (stack.length > 0) {
-      const [dir, name] = stack.pop() as [string, string];
-      let children: string[];
-      try {
-        children = readdirSync(fsPath(dir), { encoding: "latin1" });
-      } catch (error) {
-        fail(dir, error);
-      }
-      for (const child of children) {
-        const full = `${dir}/${child}`;
-        let stat: BigIntStats;
-        try {
-          stat = known?.get(full) ?? lstatSync(fsPath(full), { bigint: true });
-        } catch (error) {
-          fail(full, error);
-        }
-        const key = name ? `${name}/${child}` : child;
-        index?.add(full, stat);
-        add(key, full, stat);
-        if (stat.isDirectory()) stack.push([full, key]);
-      }
+      const key = name ? `${name}/${child}` : child;
+      index?.add(full, stat);
+      addEntry(listing, key, full, stat);
+      if (stat.isDirectory()) stack.push([full, key]);
     }
   }
-  return { entries: finishEntries(entries, options, links.values(), true), sources, detectors, description: path };
+}
+
+/** Add the entry a listed path becomes (a socket becomes none: a tar cannot hold it). */
+function addEntry(listing: Listing, key: string, full: string, stat: BigIntStats): void {
+  const { uid, gid, preserveOwners, mtime } = listing.options;
+  const entry: PlanEntry = {
+    key,
+    type: "file",
+    mode: Number(stat.mode & 0o7777n),
+    uid: preserveOwners ? Number(stat.uid) : uid,
+    gid: preserveOwners ? Number(stat.gid) : gid,
+    size: 0,
+    mtime,
+    source: -1,
+    sourceOffset: 0,
+    detector: -1,
+  };
+  if (stat.isFile()) addFileContent(listing, entry, full, stat);
+  else if (stat.isDirectory()) entry.type = "directory";
+  else if (stat.isSymbolicLink()) {
+    entry.type = "symlink";
+    try {
+      entry.linkname = readlinkSync(fsPath(full), { encoding: "latin1" });
+    } catch (error) {
+      fail(full, error);
+    }
+  } else if (stat.isCharacterDevice() || stat.isBlockDevice()) {
+    entry.type = stat.isCharacterDevice() ? "char" : "block";
+    const { major, minor } = splitDevice(stat.rdev);
+    entry.devmajor = major;
+    entry.devminor = minor;
+  } else if (stat.isFIFO()) entry.type = "fifo";
+  else return;
+  const xattrs = readXattrs(full);
+  if (xattrs) entry.pax = xattrs;
+  listing.entries.push(entry);
+}
+
+/** A regular file's size, content file and detector, and its hard link group when it has several links. */
+function addFileContent(listing: Listing, entry: PlanEntry, full: string, stat: BigIntStats): void {
+  entry.size = Number(stat.size);
+  if (entry.size > 0) {
+    entry.source = listing.sources.push(full) - 1;
+    entry.detector = listing.detectors.add(stat);
+  }
+  if (stat.nlink > 1n) {
+    const id = `${stat.dev}:${stat.ino}`;
+    const group = listing.links.get(id);
+    if (group) group.push(entry);
+    else listing.links.set(id, [entry]);
+  }
 }

@@ -12,7 +12,7 @@ import { Digester } from "../digest.js";
 import { UsageError } from "../errors.js";
 import type { Layer } from "../image/layer.js";
 import { type Compression, layerMediaType, type ManifestFormat } from "../media-types.js";
-import { type EntryType, encodeHeader, endOfArchiveSize, paddingFor } from "./tar.js";
+import { type EntryType, encodeHeader, endOfArchiveSize, paddingFor } from "../tar/header.js";
 
 /** How a streamed layer is compressed and stored. */
 export interface StreamLayerOptions {

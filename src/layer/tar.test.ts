@@ -4,10 +4,10 @@ import { chownSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { MediaType } from "../media-types.js";
+import { encodeHeader, writeSimpleHeader } from "../tar/header.js";
 import { buildLayer, type LayerBuildOptions } from "./build.js";
 import { collect, fixture, gunzip, makeTree, type ReadEntry, readTar, sha256, tempDir } from "./fixtures.test.js";
 import { headerOf, type PlanEntry, planPath } from "./plan.js";
-import { encodeHeader, writeSimpleHeader } from "./tar.js";
 
 const work = tempDir();
 after(() => work.remove());

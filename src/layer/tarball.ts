@@ -6,10 +6,10 @@
  */
 import { randomBytes } from "node:crypto";
 import { type BigIntStats, closeSync, createReadStream, fstatSync, ftruncateSync, openSync, writeSync } from "node:fs";
-import { InputError } from "../errors.js";
-import { type DecodedStream, openTarball, openTarballStream } from "./compression.js";
+import { type DecodedStream, openTarball, openTarballStream } from "../codec.js";
+import { InputError, OcifyError } from "../errors.js";
+import type { EntryType } from "../tar/header.js";
 import { Detectors, destPrefix, type EntryOptions, finishEntries, isStandardInput, type LayerPlan, type PlanEntry } from "./plan.js";
-import type { EntryType } from "./tar.js";
 import { readTarEntries, type TarInputEntry } from "./tar-reader.js";
 
 /**
@@ -193,7 +193,7 @@ export async function planTarball(
     await decoded.finished();
   } catch (error) {
     decoded.stream.destroy();
-    if (error instanceof InputError) throw error;
+    if (error instanceof OcifyError) throw error;
     throw new InputError(`cannot read ${what} as a tar archive: ${(error as Error).message}`, {
       hint: "check that it is a tarball (tar, optionally gzip/zstd/xz/bzip2-compressed)",
       cause: error,

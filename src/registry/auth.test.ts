@@ -193,7 +193,7 @@ describe("Bearer token authentication against docker-registry", () => {
         assert.ok(error instanceof UnauthorizedError);
         assert.equal(
           error.userMessage,
-          `${registry.host}/lib/base:latest: authentication required (log in with ocify login ${registry.host}, or pass --creds USER --password-stdin)`,
+          `${registry.host}/lib/base:latest: authentication required (log in with ocify login ${registry.host}, or pass \`credentials\`)`,
         );
         return true;
       },

@@ -248,7 +248,7 @@ export class Authenticator {
     const plainHttpAllowed = this.options.plainHttpAllowed ?? isLoopbackHost;
     if (hasSecret && url.protocol !== "https:" && !plainHttpAllowed(url.host)) {
       throw new RegistryError("INSECURE_REALM", `${registry} asks for credentials over plain HTTP at ${url.origin}`, {
-        hint: `ocify sends passwords over HTTP only to loopback or --insecure-registry hosts; use --insecure-registry ${url.host} if you trust the network`,
+        hint: `ocify sends passwords over HTTP only to loopback or \`insecureRegistries\` hosts; use \`insecureRegistries: ${url.host}\` if you trust the network`,
       });
     }
     return url;

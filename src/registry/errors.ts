@@ -165,7 +165,7 @@ export function unauthorized(context: Pick<ErrorContext, "registry" | "credentia
     });
   }
   return new UnauthorizedError(`${subject(context.what)}authentication required`, {
-    hint: `log in with ocify login ${context.registry}, or pass --creds USER --password-stdin`,
+    hint: `log in with ocify login ${context.registry}, or pass \`credentials\``,
   });
 }
 

@@ -57,8 +57,8 @@ describe("hosts and policies", () => {
       ["ECONNREFUSED", /^cannot reach reg\.example\.com: connection refused \(check that the registry is running/],
       ["ENOTFOUND", /^cannot reach reg\.example\.com: host name not found \(check the registry name/],
       ["ETIMEDOUT", /^cannot reach reg\.example\.com: timed out/],
-      ["SELF_SIGNED_CERT_IN_CHAIN", /TLS certificate not trusted .*NODE_EXTRA_CA_CERTS.*--insecure-registry reg\.example\.com/],
-      ["ERR_SSL_WRONG_VERSION_NUMBER", /TLS handshake failed .*--insecure-registry reg\.example\.com/],
+      ["SELF_SIGNED_CERT_IN_CHAIN", /TLS certificate not trusted .*NODE_EXTRA_CA_CERTS.*use `insecureRegistries: reg\.example\.com`/],
+      ["ERR_SSL_WRONG_VERSION_NUMBER", /TLS handshake failed .*use `insecureRegistries: reg\.example\.com`/],
     ];
     for (const [code, pattern] of cases) {
       const error = networkError(Object.assign(new Error(`x\ny ${code}`), { code }), "reg.example.com", url);
@@ -188,7 +188,9 @@ describe("TLS trust", () => {
     const result = await ping({});
     assert.match(
       result.error ?? "",
-      new RegExp(`^cannot reach ${host}: TLS certificate not trusted \\(\\w+\\) \\(.*NODE_EXTRA_CA_CERTS.*--insecure-registry ${host}\\)$`),
+      new RegExp(
+        `^cannot reach ${host}: TLS certificate not trusted \\(\\w+\\) \\(.*NODE_EXTRA_CA_CERTS.*use \`insecureRegistries: ${host}\`\\)$`,
+      ),
     );
   });
 

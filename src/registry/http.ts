@@ -72,15 +72,6 @@ function getClients(): Promise<Clients> {
   return clients;
 }
 
-/** Close every idle socket (tests; the CLI does not need it, idle sockets are unref'd). */
-export async function closeHttp(): Promise<void> {
-  const current = clients;
-  clients = undefined;
-  if (!current) return;
-  const { plain, verified, unverified, special } = await current;
-  for (const agent of [plain, verified, unverified, ...special.values()]) agent.destroy();
-}
-
 /** The proxy a request goes through: the registry's own setting, else the environment's (curl's rules). */
 function proxyFor(clients: Clients, url: URL, registry: string): URL | undefined {
   const setting = clients.settings.registrySettings(registry).proxy;
@@ -464,7 +455,7 @@ export function networkError(error: unknown, registry: string, url: URL, proxy?:
   if (isCertificateError(error)) {
     return new RegistryUnreachableError(`cannot reach ${about}: TLS certificate not trusted (${code})`, {
       ...options,
-      hint: `if it is a private CA, put it in /etc/docker/certs.d/${host}/ca.crt (or a directory named in OCIFY_CERTS_D) or NODE_EXTRA_CA_CERTS; if you trust the network, use --insecure-registry ${registry}`,
+      hint: `if it is a private CA, put it in /etc/docker/certs.d/${host}/ca.crt (or a directory named in OCIFY_CERTS_D) or NODE_EXTRA_CA_CERTS; if you trust the network, use \`insecureRegistries: ${registry}\``,
     });
   }
   if (isClientCertificateError(error)) {
@@ -476,7 +467,7 @@ export function networkError(error: unknown, registry: string, url: URL, proxy?:
   if (isNotTlsError(error)) {
     return new RegistryUnreachableError(`cannot reach ${about}: TLS handshake failed (${code || "protocol error"})`, {
       ...options,
-      hint: `if the registry serves plain HTTP, use --insecure-registry ${registry}`,
+      hint: `if the registry serves plain HTTP, use \`insecureRegistries: ${registry}\``,
     });
   }
   switch (code) {

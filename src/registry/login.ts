@@ -57,7 +57,7 @@ export function loginTarget(input: string, namespaces = false): { registry: stri
   // A URL's path (https://index.docker.io/v1/) is not a namespace; a bare host/org is one, for auth.json.
   if (!path || /^[a-z]+:\/\//i.test(input) || /^v[12]$/.test(path)) return { registry };
   if (!namespaces)
-    throw new InputError(`"${input}": docker's config.json stores credentials per host`, { hint: "log in to the host, or use --authfile" });
+    throw new InputError(`"${input}": docker's config.json stores credentials per host`, { hint: "log in to the host, or use `authFile`" });
   return { registry, namespace: path };
 }
 

@@ -9,6 +9,7 @@ import { after, before, describe, it } from "node:test";
 import { readBounded } from "../bounded.js";
 import { createVerifier } from "../digest.js";
 import { InputError, InvalidImageError, OcifyError } from "../errors.js";
+import { encodeArchiveHeader } from "../tar/header.js";
 import { TarFileWriter, TarIndex } from "./tar-archive.js";
 
 let dir: string;
@@ -248,16 +249,15 @@ describe("TarFileWriter", () => {
 
 describe("entries of 8 GiB and more", () => {
   it("get a PAX size record that GNU tar and TarIndex both read (checked on a sparse file)", async () => {
-    const { headerBlocks } = await import("./tar-archive.js");
     const { openSync, writeSync, ftruncateSync, closeSync } = await import("node:fs");
     const size = 8 * 1024 ** 3 + 5;
     const path = join(dir, "sparse.tar");
     const fd = openSync(path, "w");
-    const first = headerBlocks({ name: "huge.bin", type: "0", size, mode: 0o644 });
+    const first = encodeArchiveHeader({ name: "huge.bin", type: "file", size, mode: 0o644 });
     writeSync(fd, first, 0, first.length, 0);
     const dataEnd = first.length + size + ((512 - (size % 512)) % 512);
     const tail = Buffer.from("tail\n");
-    const second = headerBlocks({ name: "after.txt", type: "0", size: tail.length, mode: 0o644 });
+    const second = encodeArchiveHeader({ name: "after.txt", type: "file", size: tail.length, mode: 0o644 });
     writeSync(fd, second, 0, second.length, dataEnd);
     writeSync(fd, tail, 0, tail.length, dataEnd + second.length);
     ftruncateSync(fd, dataEnd + second.length + 512 + 1024);
@@ -269,5 +269,54 @@ describe("entries of 8 GiB and more", () => {
     const listing = execFileSync("tar", ["-tvf", path], { encoding: "utf8" });
     assert.match(listing, new RegExp(`${size} .* huge\\.bin`));
     assert.match(listing, /after\.txt/);
+  });
+});
+
+describe("the bytes of an archive's headers", () => {
+  // Pinned: docker-archive and oci-archive files are compared by checksum downstream (a CI cache, a
+  // release's SHA256SUMS), so a change to how their tar headers are laid out must be a decision, not an
+  // accident of refactoring. Each case is a header form: ustar alone, the ustar prefix field, and pax
+  // records for a long name, a long link target and a size of 8 GiB or more.
+  const cases = [
+    { name: "manifest.json", type: "file", size: 1234, mode: 0o644 },
+    { name: "blobs/sha256/", type: "directory", size: 0, mode: 0o755 },
+    { name: "legacy/layer.tar", type: "symlink", size: 0, mode: 0o777, linkname: "../blobs/sha256/abc" },
+    { name: `${"d".repeat(60)}/${"e".repeat(60)}/${"f".repeat(20)}`, type: "file", size: 1, mode: 0o644 },
+    { name: "n".repeat(180), type: "file", size: 7, mode: 0o644 },
+    { name: "link", type: "symlink", size: 0, mode: 0o777, linkname: "t".repeat(130) },
+    { name: "huge.bin", type: "file", size: 8 * 1024 ** 3 + 5, mode: 0o644 },
+  ] as const;
+  const pinned = [
+    "sha256:7acabba0748b7f5e2a5ff8cb9ec6bc7ab9586e7a37522bc5065732dab21c3c29",
+    "sha256:1a69d1a3e15a7f90c3f0c4c84d1fdc268a7c76bc19d5e5ef2ea76394144e5b83",
+    "sha256:aaa8cd2efee75f7aeba202a2e86d37b2a3eb28a123605b6a419431c8ee1ad800",
+    "sha256:559f3198d2705330841a8ae9026d5394695ddf41938ab3775799e02941d73ec1",
+    "sha256:62668268db4fe0305d8fc524b34a72a26cc507f46ba3e2c7576431ad8a40e499",
+    "sha256:4cb407347dca0ba39e1c16f728c3aeee621db7427fcd35665d558b3882b2feda",
+    "sha256:707b260ef460addede8d16274d9af66ffa557c5b7955e72a55a0dd8aac61a1b3",
+  ];
+
+  it("are what they have always been, form by form", async () => {
+    assert.deepEqual(
+      cases.map((fields) => sha256(encodeArchiveHeader({ ...fields }))),
+      pinned,
+    );
+  });
+
+  it("make a whole archive that is what it has always been", async () => {
+    const path = join(dir, "pinned.tar");
+    const writer = await TarFileWriter.create(path);
+    await writer.addBytes("blobs", undefined);
+    await writer.addBytes("oci-layout", '{"imageLayoutVersion":"1.0.0"}');
+    const content = seeded(3000, 7);
+    await writer.addStream(
+      "blobs/sha256/x",
+      content.length,
+      Readable.from([content]),
+      createVerifier({ digest: sha256(content), size: content.length }, "x"),
+    );
+    await writer.addBytes("legacy/layer.tar", "", { linkname: "../blobs/sha256/x" });
+    await writer.commit();
+    assert.equal(sha256(readFileSync(path)), "sha256:8ddec4cab1fd913e8150f1b099da5363ab571a17bbafaeb399bf41ccea9f1ecc");
   });
 });

@@ -1,6 +1,7 @@
 /**
  * Tar archives as image stores (docker-archive, oci-archive): an index of entry offsets for random access
- * without extracting, and a writer that streams entries of known size into reserved regions of a temp file.
+ * without extracting, and a writer that streams entries of known size into reserved regions of a temp file
+ * (its headers encoded by tar/header.ts, the one tar header writer).
  */
 import { createReadStream, createWriteStream, rmSync } from "node:fs";
 import { type FileHandle, mkdtemp, open, rename, rm, stat } from "node:fs/promises";
@@ -8,13 +9,14 @@ import { tmpdir } from "node:os";
 import { join, posix } from "node:path";
 import { pipeline as pipelineCallback, Readable, type Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { createDecompressor } from "../codec.js";
+import { createDecompressor, detectCompression } from "../codec.js";
 import { createVerifier, parseDigest } from "../digest.js";
 import { InputError, InvalidImageError, OcifyError, SizeMismatchError } from "../errors.js";
 import { tempPathFor } from "../fs-atomic.js";
 import type { Descriptor } from "../image/descriptor.js";
+import { type ArchiveHeader, encodeArchiveHeader, endOfArchiveSize, paddingFor, recordSize } from "../tar/header.js";
 
-const block = 512;
+const block = recordSize;
 const maxMetaBytes = 1 << 20;
 
 /** What a tar entry is. */
@@ -106,13 +108,6 @@ process.once("exit", () => {
   for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
 });
 
-const gzipMagic = [0x1f, 0x8b];
-const zstdMagic = [0x28, 0xb5, 0x2f, 0xfd];
-
-function startsWith(bytes: Buffer, magic: number[]): boolean {
-  return magic.every((b, i) => bytes[i] === b);
-}
-
 /** An index of a tar file's entries, for reading members at random without extracting the archive. */
 export class TarIndex {
   readonly entries = new Map<string, TarEntry>();
@@ -144,7 +139,7 @@ export class TarIndex {
     try {
       const magic = Buffer.alloc(4);
       await handle.read(magic, 0, 4, 0);
-      const compression = startsWith(magic, gzipMagic) ? "gzip" : startsWith(magic, zstdMagic) ? "zstd" : "none";
+      const compression = detectCompression(magic);
       if (compression !== "none") {
         await handle.close();
         index = await TarIndex.#decompressed(path, description, compression);
@@ -168,7 +163,7 @@ export class TarIndex {
     const index = new TarIndex(join(dir, "archive.tar"), description, dir);
     tempDirs.add(dir);
     try {
-      const decompressor = await createDecompressor(compression);
+      const decompressor = await createDecompressor(compression, path);
       await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), decompressor!, createWriteStream(index.path));
     } catch (error) {
       await index.close();
@@ -314,84 +309,6 @@ export function verifiedStream(content: Readable, expected: Pick<Descriptor, "di
   return pipelineCallback(content, verifier, () => {}) as unknown as Readable;
 }
 
-function octal(value: number, length: number): string {
-  return `${value.toString(8).padStart(length - 1, "0")}\0`;
-}
-
-function paxRecord(key: string, value: string): string {
-  const body = ` ${key}=${value}\n`;
-  let length = Buffer.byteLength(body) + 1;
-  while (`${length}${body}`.length !== length) length = Buffer.byteLength(body) + String(length).length;
-  return `${length}${body}`;
-}
-
-/** Entry metadata the writer needs. */
-export interface HeaderFields {
-  name: string;
-  type: "0" | "2" | "5" | "x";
-  size: number;
-  mode: number;
-  linkname?: string;
-}
-
-function ustarHeader(fields: HeaderFields): Buffer {
-  const h = Buffer.alloc(block);
-  let name = fields.name;
-  let prefix = "";
-  if (Buffer.byteLength(name) > 100) {
-    const cut = name.lastIndexOf("/", 155);
-    if (cut > 0) {
-      prefix = name.slice(0, cut);
-      name = name.slice(cut + 1);
-    }
-  }
-  h.write(name.slice(0, 100), 0, 100, "utf8");
-  h.write(octal(fields.mode, 8), 100, "ascii");
-  h.write(octal(0, 8), 108, "ascii");
-  h.write(octal(0, 8), 116, "ascii");
-  h.write(octal(fields.size < 8 ** 11 ? fields.size : 0, 12), 124, "ascii");
-  h.write(octal(0, 12), 136, "ascii");
-  h.write("        ", 148, "ascii");
-  h.write(fields.type, 156, "ascii");
-  if (fields.linkname) h.write(fields.linkname, 157, 100, "utf8");
-  h.write("ustar\x0000", 257, "latin1");
-  h.write(octal(0, 8), 329, "ascii");
-  h.write(octal(0, 8), 337, "ascii");
-  if (prefix) h.write(prefix, 345, 155, "utf8");
-  let sum = 0;
-  for (const byte of h) sum += byte;
-  h.write(`${sum.toString(8).padStart(6, "0")}\0 `, 148, "ascii");
-  return h;
-}
-
-function padding(size: number): number {
-  return (block - (size % block)) % block;
-}
-
-/** The header block(s) of an entry: a PAX extended header first when the name, link or size do not fit ustar. */
-export function headerBlocks(fields: HeaderFields): Buffer {
-  const records: string[] = [];
-  const nameFits =
-    Buffer.byteLength(fields.name) <= 100 ||
-    (() => {
-      const cut = fields.name.lastIndexOf("/", 155);
-      return cut > 0 && Buffer.byteLength(fields.name.slice(cut + 1)) <= 100 && Buffer.byteLength(fields.name.slice(0, cut)) <= 155;
-    })();
-  if (!nameFits) records.push(paxRecord("path", fields.name));
-  if (fields.linkname && Buffer.byteLength(fields.linkname) > 100) records.push(paxRecord("linkpath", fields.linkname));
-  if (fields.size >= 8 ** 11) records.push(paxRecord("size", String(fields.size)));
-  const main = ustarHeader(fields);
-  if (records.length === 0) return main;
-  const data = Buffer.from(records.join(""), "utf8");
-  const paxName = `PaxHeaders/${posix.basename(fields.name).slice(0, 80)}`;
-  return Buffer.concat([
-    ustarHeader({ name: paxName, type: "x", size: data.length, mode: 0o644 }),
-    data,
-    Buffer.alloc(padding(data.length)),
-    main,
-  ]);
-}
-
 interface Region {
   start: number;
   headerLength: number;
@@ -454,16 +371,16 @@ export class TarFileWriter {
   /** Add a small entry held in memory (JSON, a directory when `bytes` is undefined, a symlink with `linkname`). */
   async addBytes(name: string, bytes: Uint8Array | string | undefined, options: { mode?: number; linkname?: string } = {}): Promise<void> {
     const data = bytes === undefined ? Buffer.alloc(0) : Buffer.from(bytes);
-    const type = options.linkname !== undefined ? "2" : bytes === undefined ? "5" : "0";
-    const fields: HeaderFields = {
-      name: type === "5" ? `${name}/` : name,
+    const type = options.linkname !== undefined ? "symlink" : bytes === undefined ? "directory" : "file";
+    const fields: ArchiveHeader = {
+      name: type === "directory" ? `${name}/` : name,
       type,
       size: data.length,
-      mode: options.mode ?? (type === "5" ? 0o755 : type === "2" ? 0o777 : 0o644),
+      mode: options.mode ?? (type === "directory" ? 0o755 : type === "symlink" ? 0o777 : 0o644),
+      linkname: options.linkname,
     };
-    if (options.linkname !== undefined) fields.linkname = options.linkname;
-    const header = headerBlocks(fields);
-    const total = Buffer.concat([header, data, Buffer.alloc(padding(data.length))]);
+    const header = encodeArchiveHeader(fields);
+    const total = Buffer.concat([header, data, Buffer.alloc(paddingFor(data.length))]);
     const start = this.#reserve(total.length);
     const region: Region = { start, headerLength: header.length, size: data.length, state: "writing", written: Promise.resolve() };
     this.#regions.set(name, region);
@@ -502,8 +419,8 @@ export class TarFileWriter {
     if (region && region.size !== size) throw new SizeMismatchError(name, region.size, size);
     let headerWritten = Promise.resolve();
     if (!region) {
-      const header = headerBlocks({ name, type: "0", size, mode: 0o644 });
-      const start = this.#reserve(header.length + size + padding(size));
+      const header = encodeArchiveHeader({ name, type: "file", size, mode: 0o644 });
+      const start = this.#reserve(header.length + size + paddingFor(size));
       region = { start, headerLength: header.length, size, state: "writing", written: Promise.resolve() };
       this.#regions.set(name, region);
       headerWritten = this.#writeAll(header, start);
@@ -534,7 +451,7 @@ export class TarFileWriter {
       });
       await pipeline(content, verifier, sink, { signal: this.#stop.signal });
       if (position !== limit) throw new SizeMismatchError(name, size, size - (limit - position));
-      const pad = padding(size);
+      const pad = paddingFor(size);
       if (pad > 0) await this.#writeAll(Buffer.alloc(pad), limit);
     })().then(
       () => {
@@ -565,7 +482,7 @@ export class TarFileWriter {
         hint: "retry the copy",
       });
     }
-    await this.#writeAll(Buffer.alloc(2 * block), this.#reserve(2 * block));
+    await this.#writeAll(Buffer.alloc(endOfArchiveSize), this.#reserve(endOfArchiveSize));
     this.#closed = true;
     await this.#handle.sync();
     await this.#handle.close();

@@ -1,8 +1,11 @@
 /**
- * Deterministic tar headers (POSIX ustar + pax extended headers, IEEE Std 1003.1-2017 "pax" format):
- * the same entry always encodes to the same bytes. Content, padding and the end-of-archive marker are
- * laid out by the caller (see blocks.ts); this file only knows the 512-byte record format.
+ * The one tar header writer (POSIX ustar + pax extended headers, IEEE Std 1003.1-2017 "pax" format):
+ * the same entry always encodes to the same bytes. Layers (layer/) encode their entries with
+ * `encodeHeader` and its fast path `writeSimpleHeader`; image archives (transport/) with
+ * `encodeArchiveHeader`. Content, padding and the end-of-archive marker are laid out by the caller;
+ * this module only knows the 512-byte record format.
  */
+import { posix } from "node:path";
 
 /** The tar record size. */
 export const recordSize = 512;
@@ -126,6 +129,8 @@ interface UstarFields {
   devminor?: number | undefined;
   uname?: Buffer | string | undefined;
   gname?: Buffer | string | undefined;
+  /** The ustar prefix field: the leading directories of a name longer than 100 bytes. */
+  prefix?: Buffer | undefined;
 }
 
 /** Write bytes, or a latin1 string, into a header field of `width` bytes. */
@@ -152,6 +157,7 @@ function ustarHeader(target: Buffer, fields: UstarFields): void {
   writeField(header, fields.gname, 297, maxOwnerName);
   if (fields.devmajor !== undefined) writeNumber(header, fields.devmajor, 329, 8);
   if (fields.devminor !== undefined) writeNumber(header, fields.devminor, 337, 8);
+  writeField(header, fields.prefix, 345, 155);
   let sum = 0;
   for (let i = 0; i < recordSize; i++) sum += header[i] as number;
   writeOctal(header, sum, 148, 7);
@@ -319,4 +325,70 @@ function encode(entry: TarHeader, target: Buffer | undefined, offset: number): B
     linkname: entry.linkname === undefined ? undefined : linkFits ? entry.linkname : fallbackName(entry.linkname),
   });
   return out;
+}
+
+/** An entry of an image archive (docker-archive, oci-archive): a name as text, owned by root, at time 0. */
+export interface ArchiveHeader {
+  /** The member's name, a directory's with its trailing "/". */
+  name: string;
+  type: "file" | "directory" | "symlink";
+  size: number;
+  mode: number;
+  linkname?: string | undefined;
+}
+
+/**
+ * Encode an image archive entry's header in the form ocify's archives have always had (kept byte for
+ * byte: an archive's checksum must not change with a release): owner 0, time 0, device numbers written
+ * as zeros; a name of more than 100 bytes split into the ustar prefix at a "/", and pax records (path,
+ * linkpath, size, in that order) under a `PaxHeaders/<base name>` header for what still does not fit.
+ */
+export function encodeArchiveHeader(entry: ArchiveHeader): Buffer {
+  const records: Buffer[] = [];
+  if (!archiveNameFits(entry.name)) records.push(paxRecord("path", Buffer.from(entry.name)));
+  if (entry.linkname && Buffer.byteLength(entry.linkname) > 100) records.push(paxRecord("linkpath", Buffer.from(entry.linkname)));
+  if (entry.size > maxOctal11) records.push(paxRecord("size", Buffer.from(String(entry.size))));
+  const main = archiveRecord(entry.name, typeflags[entry.type], entry.size, entry.mode, entry.linkname);
+  if (records.length === 0) return main;
+  const body = Buffer.concat(records);
+  const paxName = `PaxHeaders/${posix.basename(entry.name).slice(0, 80)}`;
+  return Buffer.concat([archiveRecord(paxName, 0x78, body.length, 0o644), body, Buffer.alloc(paddingFor(body.length)), main]);
+}
+
+/** A name split where the ustar prefix field can take its leading directories: [prefix, rest]. */
+function splitArchiveName(name: string): [string, string] {
+  if (Buffer.byteLength(name) <= 100) return ["", name];
+  const cut = name.lastIndexOf("/", 155);
+  return cut > 0 ? [name.slice(0, cut), name.slice(cut + 1)] : ["", name];
+}
+
+function archiveNameFits(name: string): boolean {
+  const [prefix, rest] = splitArchiveName(name);
+  return Buffer.byteLength(rest) <= 100 && Buffer.byteLength(prefix) <= 155;
+}
+
+/** The first whole UTF-8 characters of `text` that fit `width` bytes. */
+function utf8Field(text: string, width: number): Buffer {
+  const field = Buffer.alloc(width);
+  return field.subarray(0, field.write(text, 0, width, "utf8"));
+}
+
+function archiveRecord(name: string, typeflag: number, size: number, mode: number, linkname?: string): Buffer {
+  const [prefix, rest] = splitArchiveName(name);
+  const record = Buffer.alloc(recordSize);
+  ustarHeader(record, {
+    name: utf8Field(rest, 100),
+    prefix: prefix ? utf8Field(prefix, 155) : undefined,
+    slash: false,
+    mode,
+    uid: 0,
+    gid: 0,
+    size: size <= maxOctal11 ? size : 0,
+    mtime: 0,
+    typeflag,
+    linkname: linkname ? utf8Field(linkname, 100) : undefined,
+    devmajor: 0,
+    devminor: 0,
+  });
+  return record;
 }
