@@ -1,4 +1,6 @@
 /** ocify's library API: build, copy and inspect OCI / Docker images without a daemon. */
+
+export { type ArtifactFile, type AttachOptions, type AttachResult, attachArtifact } from "./attach.js";
 export { type BuildOptions, type BuildResult, build } from "./build.js";
 export { BlobCache, defaultCacheDir } from "./cache.js";
 export { type BlobPlan, type CopyImageOptions, copyImage, pushBlobs, type WriteResult } from "./copy.js";

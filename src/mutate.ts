@@ -17,6 +17,8 @@ export interface ConfigEdits {
   volumes?: string[];
   labels?: Record<string, string>;
   stopSignal?: string;
+  /** The config's `author` (image-spec config.md). */
+  author?: string;
 }
 
 /** A layer being appended: its diffID and the history line describing it. */
@@ -142,6 +144,7 @@ export function mutateConfig(base: ImageConfig, edits: ConfigEdits, layers: read
   const config: ImageConfig = structuredClone(base);
   config.created = created;
   config.config = applyConfigEdits(base.config, edits);
+  if (edits.author !== undefined) config.author = edits.author;
   // Fields of the legacy Docker builder describe the base's build, not this image.
   delete config.container;
   delete config.container_config;

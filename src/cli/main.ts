@@ -8,6 +8,7 @@ const commands: Record<string, () => Promise<{ run(argv: string[], signal: Abort
   copy: () => import("./commands/copy.js"),
   inspect: () => import("./commands/inspect.js"),
   import: () => import("./commands/import.js"),
+  attach: () => import("./commands/attach.js"),
 };
 
 const usage = `Usage: ocify COMMAND [OPTIONS]
@@ -19,6 +20,7 @@ Commands:
   import    make an image from a root filesystem (directory or tarball)
   copy      copy an image between registries, OCI layouts and archives
   inspect   show an image's manifest, platforms, config and layers
+  attach    attach files (an SBOM) to an image as an OCI 1.1 referrer
 
 Image references (skopeo's syntax):
   docker://HOST/REPO:TAG or HOST/REPO:TAG   a registry
