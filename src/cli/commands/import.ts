@@ -21,8 +21,10 @@ Make a one-layer image from a root filesystem: a directory (e.g. an OpenEmbedded
 tarball (.tar, .tar.gz, .tar.xz, .tar.bz2, .tar.zst; detected by content). Entries are kept exactly:
 modes, owners, device nodes, links. Entries that would escape the root are refused.
 
+  --from IMAGE              a base image to add the rootfs on top of, as a layer (default: scratch)
   --platform OS/ARCH[/VARIANT]   the image's platform (default: this host's), e.g. linux/arm64
-  --entrypoint, --cmd, --env, --workdir, --user, --expose, --volume, --label   as in ocify build
+  --entrypoint, --cmd, --env, --workdir, --user, --expose, --volume, --label, --stop-signal, --author
+                            as in ocify build
   --format oci|docker       manifest family (default oci)
   --compression gzip|zstd|none
   -t, --tag DEST            destination (repeatable); --insecure-registry, --jobs, --digest-file, --quiet as in build`;
@@ -32,6 +34,7 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
   const { values, positionals } = parseFlags(argv, {
     ...transportFlags,
     ...configFlags,
+    from: { type: "string" },
     platform: { type: "string" },
     format: { type: "string" },
     compression: { type: "string" },
@@ -44,7 +47,7 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
   const { options: transport, finish } = transportOptions(values, signal);
   const options: BuildOptions = {
     ...transport,
-    from: "scratch",
+    from: values.from ?? "scratch",
     layers: [{ source: positionals[0] as string, dest: "/" }],
     preserveOwners: true,
     config,

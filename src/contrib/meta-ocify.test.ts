@@ -1,0 +1,216 @@
+/**
+ * meta-ocify's contract, without bitbake: each IMAGE_CMD of the class, expanded with the variables a build
+ * sets, runs with dash as a user who is not root, under pseudo (as bitbake runs it) or fakeroot, with a
+ * PATH of a few host tools and ocify, on a rootfs made under the same fake root with files owned by
+ * 1234:567, a setuid binary, a file capability, a device node and a hard link. The images are judged by
+ * skopeo, umoci (unpacking as root) and a real `docker load` / `docker run`.
+ */
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { busyboxPath } from "../test-support/base-image.js";
+import { run, runOk } from "../test-support/cli.js";
+import { type DockerEngine, dockerEngineUnavailableReason, startDockerEngine } from "../test-support/docker-engine.js";
+import { startRegistry, type TestRegistry } from "../test-support/registry.js";
+import { expandClass } from "./bitbake-class.js";
+import { type FakeRoot, giveToTaskUser, makeHostTools, runUnderFakeRoot, writeTaskScript } from "./task-runner.js";
+
+const imageName = "core-image-minimal-qemux86-64.rootfs-20260101000000";
+const epoch = "1700000000";
+
+// The rootfs do_rootfs would leave: made under the fake root, so its owners and devices live in its database.
+const makeRootfs = `set -e
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+r="$1"
+mkdir -p "$r/bin" "$r/usr/bin" "$r/dev" "$r/etc" "$r/home/app" "$r/opt/app"
+cp ${busyboxPath} "$r/bin/busybox"
+for a in sh stat ls cat id; do ln -s busybox "$r/bin/$a"; done
+printf 'root:x:0:0:root:/root:/bin/sh\\napp:x:1234:567::/home/app:/bin/sh\\n' >"$r/etc/passwd"
+echo data >"$r/home/app/data.txt"
+chown -R 1234:567 "$r/home/app"
+cp ${busyboxPath} "$r/usr/bin/su"
+chmod 4755 "$r/usr/bin/su"
+cp ${busyboxPath} "$r/usr/bin/ping"
+setcap cap_net_raw+ep "$r/usr/bin/ping"
+chown 0:0 "$r/usr/bin/ping"
+mknod "$r/dev/console" c 5 1
+printf '#!/bin/sh\\necho app\\n' >"$r/opt/app/run"
+chmod 755 "$r/opt/app/run"
+ln "$r/opt/app/run" "$r/opt/app/run-link"
+find "$r" -exec touch -h -d @${epoch} {} +
+`;
+
+interface Build {
+  dir: string;
+  vars: Record<string, string>;
+  env: Record<string, string>;
+}
+
+/** The variables bitbake sets for an image recipe's tasks (paths inside `dir`), plus the recipe's own. */
+function newBuild(root: string, name: string, recipe: Record<string, string>): Build {
+  const dir = join(root, name);
+  mkdirSync(dir);
+  giveToTaskUser(dir);
+  const vars: Record<string, string> = {
+    IMAGE_ROOTFS: join(dir, "rootfs"),
+    IMGDEPLOYDIR: join(dir, "deploy-ocify"),
+    DEPLOY_DIR_IMAGE: join(dir, "deploy-images"),
+    WORKDIR: join(dir, "work"),
+    T: join(dir, "work", "temp"),
+    TMPDIR: join(root, "tmp"),
+    IMAGE_NAME: imageName,
+    IMAGE_BASENAME: "core-image-minimal",
+    IMAGE_MACHINE_SUFFIX: "-qemux86-64",
+    IMAGE_NAME_SUFFIX: ".rootfs",
+    TARGET_ARCH: "x86_64",
+    TUNE_FEATURES: "m64 core2",
+    // What oe.go.map_arch(TARGET_ARCH) gives for x86_64 (the real mapping is run by npm run test:yocto).
+    OCIFY_IMAGE_ARCH: "amd64",
+    REPRODUCIBLE_TIMESTAMP_ROOTFS: epoch,
+    SOURCE_DATE_EPOCH: epoch,
+    ...recipe,
+  };
+  const env = { PATH: join(root, "hosttools"), HOME: join(dir, "home"), LC_ALL: "C" };
+  return { dir, vars, env };
+}
+
+/** Run a task of the class in `build` (the body as bitbake would write it); the fake root's database is the build's. */
+async function runTask(build: Build, fake: FakeRoot, task: string, body: string, setup = "") {
+  const expanded = expandClass(build.vars, ["IMAGE_CMD:ocify-oci", "IMAGE_CMD:ocify-docker"]);
+  assert.deepEqual(expanded.unknown, [], "every variable the class uses is one bitbake sets or the class defines");
+  const script = join(build.dir, `run.${task}`);
+  const expandedBody = body.replace(/\$\{([A-Z_:a-z-]+)\}/g, (_, name: string) => expanded.vars[name] ?? build.vars[name] ?? "");
+  writeTaskScript(script, expanded, task, `${setup}${expandedBody}`, build.dir);
+  return runUnderFakeRoot(fake, script, build.env);
+}
+
+/** image.bbclass's do_image_<type>: the IMAGE_CMD, then cd ${IMGDEPLOYDIR}. */
+function imageTaskBody(type: string): string {
+  return `\t\${IMAGE_CMD:${type}}\n\tcd \${IMGDEPLOYDIR}`;
+}
+
+/** Prepare a build's directories and rootfs as do_rootfs would, inside the fake root's session. */
+function rootfsSetup(build: Build): string {
+  const dirs = ["IMGDEPLOYDIR", "DEPLOY_DIR_IMAGE", "T"].map((v) => `"${build.vars[v]}"`).join(" ");
+  return `\tmkdir -p ${dirs} "${build.env.HOME}"\n\tsh ${join(build.dir, "..", "make-rootfs.sh")} "${build.vars.IMAGE_ROOTFS}"\n`;
+}
+
+function sha256(bytes: string | Buffer): string {
+  return `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+}
+
+/** A zstd tar of SPDX documents, as scarthgap's image_combine_spdx writes it into IMGDEPLOYDIR during do_rootfs. */
+function writeScarthgapSbom(deploy: string): void {
+  const docs = join(deploy, "..", "spdx-docs");
+  mkdirSync(docs, { recursive: true });
+  writeFileSync(join(docs, `${imageName}.spdx.json`), JSON.stringify({ spdxVersion: "SPDX-2.2", name: imageName }));
+  writeFileSync(join(docs, "busybox.spdx.json"), JSON.stringify({ spdxVersion: "SPDX-2.2", name: "busybox" }));
+  writeFileSync(join(docs, "index.json"), JSON.stringify({ documents: [] }));
+  mkdirSync(deploy, { recursive: true });
+  execFileSync("sh", ["-c", `tar -C "$1" -cf - . | zstd -q -o "$2"`, "sh", docs, join(deploy, `${imageName}.spdx.tar.zst`)]);
+  giveToTaskUser(deploy);
+}
+
+/** The image of an OCI archive unpacked by umoci, as root (so owners, devices and capabilities are real). */
+async function unpackOciArchive(
+  archive: string,
+  tag: string,
+  into: string,
+): Promise<{ rootfs: string; manifest: Record<string, unknown> }> {
+  const layout = join(into, "layout");
+  mkdirSync(layout, { recursive: true });
+  await runOk("tar", ["-xf", archive, "-C", layout]);
+  await runOk("umoci", ["unpack", "--image", `${layout}:${tag}`, join(into, "bundle")]);
+  const index = JSON.parse(readFileSync(join(layout, "index.json"), "utf8"));
+  const top = index.manifests.find(
+    (m: { annotations?: Record<string, string> }) => m.annotations?.["org.opencontainers.image.ref.name"] === tag,
+  );
+  const manifest = JSON.parse(readFileSync(join(layout, "blobs/sha256", top.digest.slice(7)), "utf8"));
+  return { rootfs: join(into, "bundle", "rootfs"), manifest: { ...manifest, digest: top.digest, index } };
+}
+
+/** The rootfs properties every image must keep, checked on an unpacked copy. */
+async function assertRootfsKept(rootfs: string): Promise<void> {
+  const data = statSync(join(rootfs, "home/app/data.txt"));
+  assert.deepEqual([data.uid, data.gid], [1234, 567], "owner 1234:567 kept");
+  assert.equal(statSync(join(rootfs, "usr/bin/su")).mode & 0o7777, 0o4755, "setuid kept");
+  assert.match(await runOk("getcap", [join(rootfs, "usr/bin/ping")]), /cap_net_raw[=+]ep/, "file capability (xattr) kept");
+  const console = statSync(join(rootfs, "dev/console"));
+  assert.ok(console.isCharacterDevice(), "device node kept");
+  assert.equal(console.rdev, (5 << 8) | 1);
+  assert.equal(statSync(join(rootfs, "opt/app/run")).ino, statSync(join(rootfs, "opt/app/run-link")).ino, "hard link kept");
+  assert.equal(statSync(join(rootfs, "opt/app/run")).mtimeMs, Number(epoch) * 1000);
+}
+
+describe("meta-ocify class: IMAGE_CMD and do_ocify_push run as bitbake runs them", () => {
+  let root: string;
+  let engine: DockerEngine | undefined;
+  let registry: TestRegistry;
+
+  before(async () => {
+    root = mkdtempSync(join(tmpdir(), "ocify-yocto-"));
+    giveToTaskUser(root);
+    makeHostTools(join(root, "hosttools"));
+    mkdirSync(join(root, "tmp"));
+    giveToTaskUser(join(root, "tmp"));
+    writeFileSync(join(root, "make-rootfs.sh"), makeRootfs, { mode: 0o644 });
+    [engine, registry] = await Promise.all([startDockerEngine(), startRegistry()]);
+  });
+  after(async () => {
+    await Promise.all([engine?.stop(), registry?.stop()]);
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it("ocify-oci under pseudo: owners, setuid, capability, device, hard link, config, layers and SBOM in the archive", async () => {
+    const build = newBuild(root, "oci", {
+      OCIFY_IMAGE_LAYERS: "app:/opt/app",
+      OCIFY_IMAGE_CMD: '["/opt/app/run", "--port", "80 80"]',
+      OCIFY_IMAGE_ENV_VARS: "MODE=prod GREETING=it's",
+      OCIFY_IMAGE_LABELS: "org.example.team=core",
+      OCIFY_IMAGE_PORTS: "8080/tcp",
+      OCIFY_IMAGE_USER: "1234:567",
+      OCIFY_IMAGE_WORKINGDIR: "/home/app",
+      OCIFY_IMAGE_STOPSIGNAL: "SIGTERM",
+      OCIFY_IMAGE_AUTHOR: "Yocto Builder <builder@example.com>",
+    });
+    writeScarthgapSbom(build.vars.IMGDEPLOYDIR as string);
+    const fake: FakeRoot = { kind: "pseudo", stateDir: join(build.dir, "pseudo") };
+    // do_rootfs and do_image_* are two pseudo sessions sharing one database, as in bitbake.
+    const rootfs = await runTask(build, fake, "do_rootfs", `${rootfsSetup(build)}\ttrue`);
+    assert.equal(rootfs.code, 0, rootfs.stderr + rootfs.stdout);
+    const result = await runTask(build, fake, "do_image_ocify_oci", imageTaskBody("ocify-oci"));
+    assert.equal(result.code, 0, result.stderr + result.stdout);
+    const archive = join(build.vars.IMGDEPLOYDIR as string, `${imageName}.ocify-oci`);
+    const inspect = JSON.parse(await runOk("skopeo", ["inspect", "--config", `oci-archive:${archive}:latest`]));
+    assert.equal(inspect.architecture, "amd64");
+    assert.equal(inspect.os, "linux");
+    assert.equal(inspect.author, "Yocto Builder <builder@example.com>");
+    assert.equal(inspect.created, new Date(Number(epoch) * 1000).toISOString().replace(".000Z", "Z"));
+    assert.deepEqual(inspect.config.Cmd, ["/opt/app/run", "--port", "80 80"]);
+    assert.deepEqual(inspect.config.Env, ["MODE=prod", "GREETING=it's"]);
+    assert.deepEqual(inspect.config.Labels, { "org.example.team": "core" }, "no build date or other label added");
+    assert.deepEqual(inspect.config.ExposedPorts, { "8080/tcp": {} });
+    assert.equal(inspect.config.User, "1234:567");
+    assert.equal(inspect.config.WorkingDir, "/home/app");
+    assert.equal(inspect.config.StopSignal, "SIGTERM");
+    const { rootfs: unpacked, manifest } = await unpackOciArchive(archive, "latest", join(build.dir, "check"));
+    await assertRootfsKept(unpacked);
+    assert.equal((manifest.layers as unknown[]).length, 2, "the rest of the rootfs, then the app layer");
+    // The SBOM: a referrer in index.json, the image's own document first.
+    const index = manifest.index as { manifests: { digest: string; artifactType?: string }[] };
+    const sbom = index.manifests.find((m) => m.artifactType === "application/spdx+json");
+    assert.ok(sbom, "the SBOM is listed in index.json");
+    const layout = join(build.dir, "check", "layout");
+    const artifact = JSON.parse(readFileSync(join(layout, "blobs/sha256", (sbom?.digest ?? "").slice(7)), "utf8"));
+    assert.equal(artifact.subject.digest, manifest.digest);
+    assert.deepEqual(
+      artifact.layers.map((l: { annotations: Record<string, string> }) => l.annotations["org.opencontainers.image.title"]),
+      [`${imageName}.spdx.json`, "busybox.spdx.json"],
+    );
+    assert.deepEqual(readdirSync(build.vars.IMGDEPLOYDIR as string).sort(), [`${imageName}.ocify-oci`, `${imageName}.spdx.tar.zst`]);
+  });
+});
