@@ -126,11 +126,22 @@ set -e`;
  * The script bitbake runs for a task: its prologue, every shell function of the class, the task function
  * (`body`, e.g. an expanded IMAGE_CMD, then image.bbclass's `cd ${IMGDEPLOYDIR}`), a cd and the call.
  */
-export function taskScript(expanded: ExpandedClass, task: string, body: string, cwd: string): string {
+export function taskScript(expanded: ExpandedClass, task: string, body: string, cwd: string, exports: Record<string, string> = {}): string {
   const functions = Object.entries(expanded.funcs)
     .filter(([name]) => name !== task)
     .map(([name, text]) => `${name}() {\n${text}\n}`);
-  return [prologue, logging, ...functions, `${task}() {\n${body}\n}`, `cd '${cwd}'`, task, "ret=$?", "trap '' 0", "exit $ret", ""].join(
-    "\n",
-  );
+  const exported = Object.entries(exports).map(([name, value]) => `export ${name}="${value.replace(/["$`\\]/g, "\\$&")}"`);
+  return [
+    prologue,
+    ...exported,
+    logging,
+    ...functions,
+    `${task}() {\n${body}\n}`,
+    `cd '${cwd}'`,
+    task,
+    "ret=$?",
+    "trap '' 0",
+    "exit $ret",
+    "",
+  ].join("\n");
 }

@@ -79,12 +79,13 @@ function newBuild(root: string, name: string, recipe: Record<string, string>): B
 }
 
 /** Run a task of the class in `build` (the body as bitbake would write it); the fake root's database is the build's. */
-async function runTask(build: Build, fake: FakeRoot, task: string, body: string, setup = "") {
+async function runTask(build: Build, fake: FakeRoot, task: string, body: string | undefined, setup = "") {
   const expanded = expandClass(build.vars, ["IMAGE_CMD:ocify-oci", "IMAGE_CMD:ocify-docker"]);
   assert.deepEqual(expanded.unknown, [], "every variable the class uses is one bitbake sets or the class defines");
   const script = join(build.dir, `run.${task}`);
+  if (body === undefined) body = expanded.funcs[task] ?? "";
   const expandedBody = body.replace(/\$\{([A-Z_:a-z-]+)\}/g, (_, name: string) => expanded.vars[name] ?? build.vars[name] ?? "");
-  writeTaskScript(script, expanded, task, `${setup}${expandedBody}`, build.dir);
+  writeTaskScript(script, expanded, task, `${setup}${expandedBody}`, build.dir, build.env);
   return runUnderFakeRoot(fake, script, build.env);
 }
 
@@ -212,5 +213,88 @@ describe("meta-ocify class: IMAGE_CMD and do_ocify_push run as bitbake runs them
       [`${imageName}.spdx.json`, "busybox.spdx.json"],
     );
     assert.deepEqual(readdirSync(build.vars.IMGDEPLOYDIR as string).sort(), [`${imageName}.ocify-oci`, `${imageName}.spdx.tar.zst`]);
+  });
+
+  it("ocify-docker under fakeroot (one session): docker load and docker run see the rootfs's owners, setuid and hard link", async (t) => {
+    const build = newBuild(root, "docker", { OCIFY_IMAGE_CMD: "/bin/sh" });
+    const fake: FakeRoot = { kind: "fakeroot" };
+    // fakeroot keeps xattrs only within a session: the rootfs is made in the image task's session.
+    const result = await runTask(build, fake, "do_image_ocify_docker", imageTaskBody("ocify-docker"), rootfsSetup(build));
+    assert.equal(result.code, 0, result.stderr + result.stdout);
+    const archive = join(build.vars.IMGDEPLOYDIR as string, `${imageName}.ocify-docker`);
+    const inspect = JSON.parse(await runOk("skopeo", ["inspect", "--config", `docker-archive:${archive}`]));
+    assert.equal(inspect.architecture, "amd64");
+    if (!engine) return t.skip(`Docker engine could not start: ${dockerEngineUnavailableReason()}`);
+    const load = await engine.docker(["load", "-i", archive]);
+    assert.equal(load.code, 0, load.stderr);
+    assert.match(load.stdout, /core-image-minimal:latest/);
+    const stat = await engine.docker([
+      "run",
+      "--rm",
+      "--network",
+      "none",
+      "core-image-minimal:latest",
+      "stat",
+      "-c",
+      "%n %u:%g %a %i",
+      "/home/app/data.txt",
+      "/usr/bin/su",
+      "/opt/app/run",
+      "/opt/app/run-link",
+    ]);
+    assert.equal(stat.code, 0, stat.stderr);
+    const lines = stat.stdout
+      .trim()
+      .split("\n")
+      .map((l) => l.split(" "));
+    assert.deepEqual(lines[0]?.slice(0, 2), ["/home/app/data.txt", "1234:567"]);
+    assert.deepEqual(lines[1]?.slice(0, 3), ["/usr/bin/su", "0:0", "4755"]);
+    assert.equal(lines[2]?.[3], lines[3]?.[3], "hard link: one inode");
+  });
+
+  it("is reproducible: the same rootfs in another build directory gives the same manifest digest", async () => {
+    const digests: string[] = [];
+    for (const name of ["repro-a", "repro-b"]) {
+      const build = newBuild(root, name, {});
+      const fake: FakeRoot = { kind: "pseudo", stateDir: join(build.dir, "pseudo") };
+      const result = await runTask(build, fake, "do_image_ocify_oci", imageTaskBody("ocify-oci"), rootfsSetup(build));
+      assert.equal(result.code, 0, result.stderr + result.stdout);
+      const archive = join(build.vars.IMGDEPLOYDIR as string, `${imageName}.ocify-oci`);
+      digests.push(sha256(await runOk("skopeo", ["inspect", "--raw", `oci-archive:${archive}:latest`])));
+    }
+    assert.equal(digests[0], digests[1]);
+  });
+
+  it("a failure is one ERROR line in the task log, naming what went wrong, and leaves no image", async () => {
+    const build = newBuild(root, "fail", { OCIFY_IMAGE_BASE: "oci-archive:/nonexistent/base.tar" });
+    const fake: FakeRoot = { kind: "pseudo", stateDir: join(build.dir, "pseudo") };
+    const result = await runTask(build, fake, "do_image_ocify_oci", imageTaskBody("ocify-oci"), rootfsSetup(build));
+    assert.notEqual(result.code, 0);
+    const errors = `${result.stdout}${result.stderr}`.split("\n").filter((l) => l.startsWith("ERROR: "));
+    assert.equal(errors.length, 1, result.stdout + result.stderr);
+    assert.match(errors[0] as string, /^ERROR: ocify: .*\/nonexistent\/base\.tar/);
+    assert.equal(existsSync(join(build.vars.IMGDEPLOYDIR as string, `${imageName}.ocify-oci`)), false);
+  });
+
+  it("do_ocify_push pushes the archive and attaches the SBOM, listed in the referrers tag index", async () => {
+    const ref = `${registry.host}/yocto/core-image-minimal:1`;
+    const build = newBuild(root, "push", { OCIFY_PUSH_REF: ref });
+    writeScarthgapSbom(build.vars.IMGDEPLOYDIR as string);
+    const fake: FakeRoot = { kind: "pseudo", stateDir: join(build.dir, "pseudo") };
+    const image = await runTask(build, fake, "do_image_ocify_oci", imageTaskBody("ocify-oci"), rootfsSetup(build));
+    assert.equal(image.code, 0, image.stderr + image.stdout);
+    // do_image_complete's sstate copies IMGDEPLOYDIR to DEPLOY_DIR_IMAGE; the push reads it there.
+    await runOk("sh", ["-c", `cp -p "$1"/* "$2"/`, "sh", build.vars.IMGDEPLOYDIR as string, build.vars.DEPLOY_DIR_IMAGE as string]);
+    const push = await runTask(build, fake, "do_ocify_push", undefined);
+    assert.equal(push.code, 0, push.stderr + push.stdout);
+    const manifest = await runOk("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${ref}`]);
+    const tag = `sha256-${sha256(manifest).slice(7)}`;
+    const index = JSON.parse(
+      await runOk("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${registry.host}/yocto/core-image-minimal:${tag}`]),
+    );
+    assert.deepEqual(
+      index.manifests.map((m: { artifactType: string }) => m.artifactType),
+      ["application/spdx+json"],
+    );
   });
 });

@@ -73,7 +73,11 @@ export async function runUnderFakeRoot(
   env: Record<string, string>,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const { command, args, env: fakeEnv } = fakeRootCommand(fake, script);
-  const child = spawn(command, args, { env: { ...env, ...fakeEnv }, stdio: ["ignore", "pipe", "pipe"] });
+  // The fake root's own scripts get the host's PATH; the task script exports the task's (as bitbake's does).
+  const child = spawn(command, args, {
+    env: { ...env, PATH: process.env.PATH ?? "/usr/bin:/bin", ...fakeEnv },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (d: Buffer) => {
@@ -90,6 +94,13 @@ export async function runUnderFakeRoot(
 }
 
 /** Write the script of a task (the class's functions and `body`) to `path`, readable by the task user. */
-export function writeTaskScript(path: string, expanded: ExpandedClass, task: string, body: string, cwd: string): void {
-  writeFileSync(path, taskScript(expanded, task, body, cwd), { mode: 0o755 });
+export function writeTaskScript(
+  path: string,
+  expanded: ExpandedClass,
+  task: string,
+  body: string,
+  cwd: string,
+  exports: Record<string, string>,
+): void {
+  writeFileSync(path, taskScript(expanded, task, body, cwd, exports), { mode: 0o755 });
 }

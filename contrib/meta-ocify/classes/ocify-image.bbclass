@@ -230,9 +230,13 @@ ocify_layer() {
 		eval "tar --numeric-owner --xattrs --xattrs-include='*' -C \"\$ocify_rootfs\" -cf - $ocify_members" ||
 			echo $? >"$ocify_work/tar-status"
 	} | ${OCIFY} import - --from "$ocify_base" ${OCIFY_COMMON_ARGS} "$@" 2>"$ocify_work/stderr" || ocify_status=$?
-	if [ -s "$ocify_work/tar-status" ]; then
-		cat "$ocify_work/stderr" >&2
-		bbfatal_log "meta-ocify: tar of ${IMAGE_ROOTFS} failed (exit $(cat "$ocify_work/tar-status")); see tar's message above"
+	ocify_tar_status=$(cat "$ocify_work/tar-status" 2>/dev/null || echo 0)
+	# tar killed by SIGPIPE (141) only means ocify stopped reading: ocify's own error is the one to show.
+	if [ "$ocify_tar_status" -ne 0 ]; then
+		if [ "$ocify_tar_status" -ne 141 ] || [ "$ocify_status" -eq 0 ]; then
+			cat "$ocify_work/stderr" >&2
+			bbfatal_log "meta-ocify: tar of ${IMAGE_ROOTFS} failed (exit $ocify_tar_status); see tar's message above"
+		fi
 	fi
 	ocify_report "$ocify_work/stderr" $ocify_status
 }
