@@ -33,7 +33,7 @@ import {
   type LayerSource,
   type PlannedLayer,
 } from "./layer/build.js";
-import { statLayerSource } from "./layer/plan.js";
+import { isStandardInput, isStreamSource, statLayerSource } from "./layer/plan.js";
 import { type LayerPlanner, startLayerPlanning } from "./layer/planner.js";
 import {
   type Compression,
@@ -280,7 +280,10 @@ async function buildLayerStreaming(
 
 /** Check that every layer source exists: a one-line error before any work. */
 function checkLayerSources(layers: readonly LayerSource[]): void {
-  for (const layer of layers) statLayerSource(layer.source);
+  for (const layer of layers) if (!isStreamSource(layer.source)) statLayerSource(layer.source);
+  const streamed = layers.filter((layer) => isStandardInput(layer.source));
+  if (new Set(streamed.map((layer) => `${layer.source}\0${layer.dest}`)).size > 1)
+    throw new UsageError("standard input can be read only once", { hint: "give at most one layer from standard input (-)" });
 }
 
 /** Build an image (or an index of images) and write it to every destination; nothing partial is left on failure. */

@@ -578,7 +578,8 @@ export async function buildLayer(
         tarSize: packed.cuts[packed.cuts.length - 1] as number,
         blocks: produced.blocks,
       };
-      await writeFileAtomic(recordPath, JSON.stringify(built));
+      // A tarball read as a stream has no record: nothing tells whether the next one is the same.
+      if (recordPath !== "") await writeFileAtomic(recordPath, JSON.stringify(built));
       // After the record: an index or a plan names the record it belongs to, so one left from another
       // build is ignored.
       if (statIndex) await writeStatIndex(recordPath, statIndex);

@@ -54,7 +54,7 @@ export class Detectors {
   }
 
   /** Add the detector of a bigint lstat; returns its index. */
-  add(stat: BigIntStats): number {
+  add(stat: Pick<BigIntStats, "size" | "mtimeNs" | "ctimeNs" | "ino" | "dev">): number {
     if ((this.#count + 1) * 5 > this.#values.length) {
       const grown = new BigUint64Array(this.#values.length * 2);
       grown.set(this.#values);
@@ -105,6 +105,31 @@ export function parseLayerFlag(text: string): LayerSource {
     });
   }
   return { source, dest };
+}
+
+/** The layer source that means standard input (`ocify import -`). */
+export const standardInput = "-";
+
+/** Paths that name this process's standard input: read from the stream Node already has open. */
+const standardInputPaths = new Set([standardInput, "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"]);
+
+/** Whether a layer source is this process's standard input. */
+export function isStandardInput(path: string): boolean {
+  return standardInputPaths.has(path);
+}
+
+/**
+ * Whether a layer source is a tarball that can be read only once, as a stream: standard input, a FIFO,
+ * a character device or a socket (anything that is neither a file nor a directory).
+ */
+export function isStreamSource(path: string): boolean {
+  if (isStandardInput(path)) return true;
+  try {
+    const stat = statSync(path);
+    return !stat.isFile() && !stat.isDirectory();
+  } catch {
+    return false; // missing: statLayerSource says so
+  }
 }
 
 /** Whether a file name says it is a tarball (its compression is then detected by content). */
@@ -263,6 +288,8 @@ export function finishEntries(entries: PlanEntry[], options: EntryOptions, links
 
 /** Stat a layer source (following a symlink), with a one-line error when it is missing or unreadable. */
 export function statLayerSource(path: string): BigIntStats {
+  if (path === standardInput)
+    throw new InputError("standard input (-) is not a directory or file to list", { hint: "only a tarball can come from standard input" });
   try {
     return statSync(path, { bigint: true });
   } catch (error) {

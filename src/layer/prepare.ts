@@ -12,7 +12,16 @@ import type { Digest } from "../digest.js";
 import { UsageError } from "../errors.js";
 import { BlockCache, type BlockInfo } from "./block-cache.js";
 import { type PackedPlan, packPlan, planFingerprint } from "./blocks.js";
-import { Detectors, detectorSize, type EntryOptions, isTarballName, type LayerSource, planPath, statLayerSource } from "./plan.js";
+import {
+  Detectors,
+  detectorSize,
+  type EntryOptions,
+  isStreamSource,
+  isTarballName,
+  type LayerSource,
+  planPath,
+  statLayerSource,
+} from "./plan.js";
 import { leadingBlocks, patchPlan, readPlanFile } from "./plan-file.js";
 import { compareStats, type FirstDifference, isContentChange, StatIndexBuilder, updatedStatIndex } from "./stat-index.js";
 
@@ -89,7 +98,11 @@ export type PlannedLayer =
       /** Made by patching the previous build's plan (plan-file.ts), not by listing the tree. */
       patched: boolean;
     }
-  /** A tarball: planned while it is read (asynchronously), on the main thread. */
+  /**
+   * A tarball: planned while it is read (asynchronously), on the main thread. `stat` is the file's; a
+   * tarball that arrives as a stream (standard input, a FIFO) has none, and leaves no record: it can be
+   * read only once, and nothing tells whether the next one is the same.
+   */
   | {
       kind: "tarball";
       key: string;
@@ -97,7 +110,7 @@ export type PlannedLayer =
       fingerprint: string;
       scanStartNs: string;
       entryOptions: EntryOptions;
-      stat: BigIntStats;
+      stat?: BigIntStats | undefined;
     };
 
 /** Where a record's stat index lives. */
@@ -191,13 +204,15 @@ export function layerFingerprint(source: LayerSource, options: PlanOptions): { r
  */
 export function planLayer(source: LayerSource, options: PlanOptions, onHead?: (head: LayerHead) => void): PlannedLayer {
   const scanStartNs = BigInt(Date.now()) * 1_000_000n;
-  const top = statLayerSource(source.source);
   if (!source.dest.startsWith("/"))
     throw new UsageError(`layer destination "${source.dest}" is not an absolute path`, { hint: "write SRC:/path" });
   const entryOptions = entryOptionsOf(options);
+  const key = planKeyOf(options);
+  if (isStreamSource(source.source))
+    return { kind: "tarball", key, recordPath: "", fingerprint: "", scanStartNs: String(scanStartNs), entryOptions };
+  const top = statLayerSource(source.source);
   const tarball = top.isFile() && (isTarballName(source.source) || entryOptions.preserveOwners);
   const { identity, recordPath } = identityOf(source, options, tarball);
-  const key = planKeyOf(options);
   const record = readRecord(recordPath);
   const blocksCached = (recorded: LayerRecord): boolean => new BlockCache(options.cacheDir).has(recorded.blocks);
   const reusable = (fingerprint: string, detectors: Detectors): LayerRecord | undefined => {

@@ -7,7 +7,7 @@ import tarStream from "tar-stream";
 import { InputError } from "../errors.js";
 import { MediaType } from "../media-types.js";
 import { buildLayer, importRootfs, type LayerBuildOptions } from "./build.js";
-import { collect, gunzip, makeTree, readTar, tempDir } from "./fixtures.test.js";
+import { collect, content, gunzip, makeTree, random, readTar, sha256, tempDir } from "./fixtures.test.js";
 
 const work = tempDir();
 const tree = join(work.path, "tree");
@@ -17,7 +17,7 @@ function options(extra: Partial<LayerBuildOptions> = {}): LayerBuildOptions {
   return { cacheDir: join(work.path, `cache-${counter++}`), compression: "gzip", mediaType: MediaType.ociLayerGzip, ...extra };
 }
 
-type Entry = Partial<tarStream.Header> & { name: string; content?: string };
+type Entry = Partial<tarStream.Header> & { name: string; content?: string | Buffer };
 
 /** A tar made by tar-stream from header/content pairs (for archives GNU tar would not write). */
 async function packTar(entries: Entry[]): Promise<Buffer> {
@@ -156,6 +156,29 @@ describe("tarball sources", () => {
         ["opt/", 0, 0, 0o755],
         ["opt/etc/", 0, 0, 0o755],
         ["opt/etc/app.conf", 0, 0, 0o640],
+      ],
+    );
+  });
+
+  it("keeps apart the blocks of two large files of one size (their keys differ)", async () => {
+    const file = join(work.path, "twins.tar");
+    const size = 5 << 20; // a block of 4 MiB and one of the rest each, with no header in the second
+    const one = content(random(11), size);
+    const two = content(random(12), size);
+    writeFileSync(
+      file,
+      await packTar([
+        { name: "one.bin", type: "file", size, content: one },
+        { name: "two.bin", type: "file", size, content: two },
+      ]),
+    );
+    const layer = await buildLayer({ source: file, dest: "/" }, options());
+    const entries = await readTar(gunzip(await collect(layer.open())));
+    assert.deepEqual(
+      entries.map((e) => [e.name, e.sha256]),
+      [
+        ["one.bin", sha256(one).slice(7)],
+        ["two.bin", sha256(two).slice(7)],
       ],
     );
   });

@@ -4,12 +4,13 @@
  * a directory's, sorted and re-rooted under the destination. Names that climb out of the root are
  * refused, as `docker import` does.
  */
-import { type BigIntStats, closeSync, openSync, writeSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { type BigIntStats, closeSync, createReadStream, openSync, writeSync } from "node:fs";
 import type { Readable } from "node:stream";
 import tarStream from "tar-stream";
 import { InputError } from "../errors.js";
-import { openTarball } from "./compression.js";
-import { Detectors, destPrefix, type EntryOptions, finishEntries, type LayerPlan, type PlanEntry } from "./plan.js";
+import { type DecodedStream, openTarball, openTarballStream } from "./compression.js";
+import { Detectors, destPrefix, type EntryOptions, finishEntries, isStandardInput, type LayerPlan, type PlanEntry } from "./plan.js";
 import type { EntryType } from "./tar.js";
 
 /**
@@ -52,23 +53,60 @@ function refuse(tarball: string, name: string, why: string): never {
   });
 }
 
-/** Plan a tarball's entries under `dest`, spooling file contents to `spoolPath` (the plan's only source). */
+/** What standard input is called in messages. */
+const standardInputName = "standard input";
+
+/** Open a tarball given as a path: a file, or a stream (standard input, a FIFO) read once. */
+async function openInput(path: string, streamed: boolean): Promise<{ decoded: DecodedStream; what: string }> {
+  if (!streamed) return { decoded: await openTarball(path), what: path };
+  const stdin = isStandardInput(path);
+  if (stdin && process.stdin.isTTY)
+    throw new InputError("standard input is a terminal, not a tar archive", {
+      hint: "pipe a tar into it: tar -cf - -C ROOTFS . | ocify import -",
+    });
+  const what = stdin ? standardInputName : path;
+  const input = stdin ? process.stdin : createReadStream(path, { highWaterMark: 1 << 20 });
+  return { decoded: await openTarballStream(input, what), what };
+}
+
+/**
+ * A change detector for a tarball read as a stream: nothing identifies its contents before they are
+ * read, so it is unique to this read (its blocks are never taken for another's on the detector's word).
+ */
+function streamDetector(): DetectorStat {
+  const [a, b] = new BigUint64Array(randomBytes(16).buffer);
+  return { size: 0n, mtimeNs: 0n, ctimeNs: 0n, ino: a as bigint, dev: b as bigint };
+}
+
+type DetectorStat = Pick<BigIntStats, "size" | "mtimeNs" | "ctimeNs" | "ino" | "dev">;
+
+function pickDetector(stat: DetectorStat): DetectorStat {
+  return { size: stat.size, mtimeNs: stat.mtimeNs, ctimeNs: stat.ctimeNs, ino: stat.ino, dev: stat.dev };
+}
+
+/**
+ * Plan a tarball's entries under `dest`, spooling file contents to `spoolPath` (the plan's only source).
+ * `tarballStat` is the file's; without it the tarball is read as a stream (standard input, a FIFO).
+ */
 export async function planTarball(
   path: string,
   dest: string,
   options: EntryOptions,
   spoolPath: string,
-  tarballStat: BigIntStats,
+  tarballStat: BigIntStats | undefined,
   signal?: AbortSignal,
 ): Promise<LayerPlan> {
-  const decoded = await openTarball(path);
+  const { decoded, what } = await openInput(path, tarballStat === undefined);
   const prefix = destPrefix(dest);
   const extract = tarStream.extract({ filenameEncoding: "latin1", allowUnknownFormat: true } as never);
   const spool = openSync(spoolPath, "w");
   const entries: PlanEntry[] = [];
-  // Every content comes from the spool; the tarball's own change detector stands for all of them.
+  // Every content comes from the spool. Its detector is the tarball's own, with the content's place in
+  // the spool for a size: a block's key covers the detector and the range within the entry, so two
+  // files of one size must not share a detector, or the middle blocks of both would get one key.
   const detectors = new Detectors();
-  const detector = detectors.add(tarballStat);
+  const tarball = tarballStat ?? streamDetector();
+  const detectorAt = (offset: number): number => detectors.add({ ...pickDetector(tarball), size: BigInt(offset) });
   const byName = new Map<string, PlanEntry>();
   const links = new Map<PlanEntry, PlanEntry[]>();
   const rootOf = new Map<PlanEntry, PlanEntry>();
@@ -98,12 +136,12 @@ export async function planTarball(
       const type = typeOf[header.type];
       if (type === undefined) {
         entry.resume();
-        throw new InputError(`${path}: entry "${header.name}" has type ${header.type}, which ocify cannot store`, {
+        throw new InputError(`${what}: entry "${header.name}" has type ${header.type}, which ocify cannot store`, {
           hint: "repack the archive without it",
         });
       }
       const normalized = normalizeEntryName(rawName);
-      if (normalized === undefined) refuse(path, rawName, "would escape the root (..)");
+      if (normalized === undefined) refuse(what, rawName, "would escape the root (..)");
       const name = prefix && normalized ? `${prefix}/${normalized}` : prefix || normalized;
       const uid = pax?.uid !== undefined ? Number(pax.uid) : header.uid;
       const gid = pax?.gid !== undefined ? Number(pax.gid) : header.gid;
@@ -124,13 +162,13 @@ export async function planTarball(
         if (header.size > 0) {
           planned.source = 0;
           planned.sourceOffset = spooled;
-          planned.detector = detector;
+          planned.detector = detectorAt(spooled);
           let written = 0;
           for await (const chunk of entry as AsyncIterable<Buffer>) {
             writeSync(spool, chunk, 0, chunk.length, spooled + written);
             written += chunk.length;
           }
-          if (written !== header.size) throw new InputError(`${path} is truncated (entry "${header.name}")`);
+          if (written !== header.size) throw new InputError(`${what} is truncated (entry "${header.name}")`);
           spooled += written;
         }
       } else {
@@ -143,11 +181,11 @@ export async function planTarball(
         }
         if (type === "link") {
           const target = normalizeEntryName(rawLink);
-          if (target === undefined) refuse(path, rawName, "is a hardlink that would escape the root (..)");
+          if (target === undefined) refuse(what, rawName, "is a hardlink that would escape the root (..)");
           const targetName = prefix && target ? `${prefix}/${target}` : prefix || target;
           const linked = byName.get(targetName);
-          if (!linked) refuse(path, rawName, `is a hardlink to "${rawLink}", which is not earlier in the archive`);
-          if (linked.type === "directory") refuse(path, rawName, "is a hardlink to a directory");
+          if (!linked) refuse(what, rawName, `is a hardlink to "${rawLink}", which is not earlier in the archive`);
+          if (linked.type === "directory") refuse(what, rawName, "is a hardlink to a directory");
           const root = rootOf.get(linked) ?? linked;
           rootOf.set(planned, root);
           const group = links.get(root);
@@ -165,18 +203,20 @@ export async function planTarball(
   } catch (error) {
     decoded.stream.destroy();
     if (error instanceof InputError) throw error;
-    throw new InputError(`cannot read ${path} as a tar archive: ${(error as Error).message}`, {
+    if (/unexpected end of data/i.test((error as Error).message))
+      throw new InputError(`${what} is truncated: the tar archive ends inside an entry`, { hint: "check that it was written completely" });
+    throw new InputError(`cannot read ${what} as a tar archive: ${(error as Error).message}`, {
       hint: "check that it is a tarball (tar, optionally gzip/zstd/xz/bzip2-compressed)",
       cause: error,
     });
   } finally {
     closeSync(spool);
   }
-  if (count === 0) throw new InputError(`${path} is an empty or unreadable tar archive`, { hint: "check the file" });
+  if (count === 0) throw new InputError(`${what} is an empty or unreadable tar archive`, { hint: "check the file" });
   return {
     entries: finishEntries(entries, options, links.values()),
     sources: [Buffer.from(spoolPath).toString("latin1")],
     detectors,
-    description: path,
+    description: what,
   };
 }

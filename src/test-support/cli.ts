@@ -3,6 +3,8 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 
 /** The repository root (dist/test-support/../..). */
@@ -35,7 +37,7 @@ function rssHookPath(): string {
 /** Run `ocify ARGS` with extra environment; never throws on a non-zero exit. */
 export async function runOcify(
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {},
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; stdin?: Readable } = {},
 ): Promise<CliResult> {
   const rssDir = mkdtempSync(join(tmpdir(), "ocify-rss-out-"));
   const rssFile = join(rssDir, "rss");
@@ -43,8 +45,12 @@ export async function runOcify(
     const child = spawn(process.execPath, ["--import", rssHookPath(), ocifyBin, ...args], {
       cwd: options.cwd ?? repoRoot,
       env: { ...process.env, ...options.env, OCIFY_RSS_FILE: rssFile },
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: ["pipe", "pipe", "pipe"],
     });
+    // What the child does not read (it failed first) is dropped: its exit code and stderr tell.
+    child.stdin.on("error", () => {});
+    if (options.stdin) pipeline(options.stdin, child.stdin).catch(() => options.stdin?.destroy());
+    else child.stdin.end();
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => {
