@@ -8,18 +8,32 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { busyboxPath } from "../test-support/base-image.js";
-import { run, runOk } from "../test-support/cli.js";
+import { runOk } from "../test-support/cli.js";
 import { type DockerEngine, dockerEngineUnavailableReason, startDockerEngine } from "../test-support/docker-engine.js";
 import { startRegistry, type TestRegistry } from "../test-support/registry.js";
 import { expandClass } from "./bitbake-class.js";
 import { type FakeRoot, giveToTaskUser, makeHostTools, runUnderFakeRoot, writeTaskScript } from "./task-runner.js";
 
-const imageName = "core-image-minimal-qemux86-64.rootfs-20260101000000";
+const linkName = "core-image-minimal-qemux86-64.rootfs";
+const imageName = `${linkName}-20260101000000`;
+// IMAGE_NAME in a later bitbake run (it carries the run's date): tasks after do_image_complete see this one.
+const laterImageName = `${linkName}-20260101000500`;
 const epoch = "1700000000";
 
 // The rootfs do_rootfs would leave: made under the fake root, so its owners and devices live in its database.
@@ -63,6 +77,7 @@ function newBuild(root: string, name: string, recipe: Record<string, string>): B
     T: join(dir, "work", "temp"),
     TMPDIR: join(root, "tmp"),
     IMAGE_NAME: imageName,
+    IMAGE_LINK_NAME: linkName,
     IMAGE_BASENAME: "core-image-minimal",
     IMAGE_MACHINE_SUFFIX: "-qemux86-64",
     IMAGE_NAME_SUFFIX: ".rootfs",
@@ -100,6 +115,13 @@ function rootfsSetup(build: Build): string {
   return `\tmkdir -p ${dirs} "${build.env.HOME}"\n\tsh ${join(build.dir, "..", "make-rootfs.sh")} "${build.vars.IMAGE_ROOTFS}"\n`;
 }
 
+/** do_image_complete: its sstate copies IMGDEPLOYDIR to DEPLOY_DIR_IMAGE, create_symlinks links by IMAGE_LINK_NAME. */
+function deployImage(build: Build): void {
+  const [from, to] = [build.vars.IMGDEPLOYDIR as string, build.vars.DEPLOY_DIR_IMAGE as string];
+  execFileSync("sh", ["-c", `cp -a "$1"/* "$2"/ && ln -sf "$3.ocify-oci" "$2/$4.ocify-oci"`, "sh", from, to, imageName, linkName]);
+  giveToTaskUser(to);
+}
+
 function sha256(bytes: string | Buffer): string {
   return `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
 }
@@ -113,6 +135,7 @@ function writeScarthgapSbom(deploy: string): void {
   writeFileSync(join(docs, "index.json"), JSON.stringify({ documents: [] }));
   mkdirSync(deploy, { recursive: true });
   execFileSync("sh", ["-c", `tar -C "$1" -cf - . | zstd -q -o "$2"`, "sh", docs, join(deploy, `${imageName}.spdx.tar.zst`)]);
+  symlinkSync(`${imageName}.spdx.tar.zst`, join(deploy, `${linkName}.spdx.tar.zst`));
   giveToTaskUser(deploy);
 }
 
@@ -212,7 +235,11 @@ describe("meta-ocify class: IMAGE_CMD and do_ocify_push run as bitbake runs them
       artifact.layers.map((l: { annotations: Record<string, string> }) => l.annotations["org.opencontainers.image.title"]),
       [`${imageName}.spdx.json`, "busybox.spdx.json"],
     );
-    assert.deepEqual(readdirSync(build.vars.IMGDEPLOYDIR as string).sort(), [`${imageName}.ocify-oci`, `${imageName}.spdx.tar.zst`]);
+    assert.deepEqual(readdirSync(build.vars.IMGDEPLOYDIR as string).sort(), [
+      `${imageName}.ocify-oci`,
+      `${imageName}.spdx.tar.zst`,
+      `${linkName}.spdx.tar.zst`,
+    ]);
   });
 
   it("ocify-docker under fakeroot (one session): docker load and docker run see the rootfs's owners, setuid and hard link", async (t) => {
@@ -255,7 +282,7 @@ describe("meta-ocify class: IMAGE_CMD and do_ocify_push run as bitbake runs them
   it("is reproducible: the same rootfs in another build directory gives the same manifest digest", async () => {
     const digests: string[] = [];
     for (const name of ["repro-a", "repro-b"]) {
-      const build = newBuild(root, name, {});
+      const build = newBuild(root, name, { OCIFY_IMAGE_LAYERS: "app:/opt/app" });
       const fake: FakeRoot = { kind: "pseudo", stateDir: join(build.dir, "pseudo") };
       const result = await runTask(build, fake, "do_image_ocify_oci", imageTaskBody("ocify-oci"), rootfsSetup(build));
       assert.equal(result.code, 0, result.stderr + result.stdout);
@@ -276,6 +303,31 @@ describe("meta-ocify class: IMAGE_CMD and do_ocify_push run as bitbake runs them
     assert.equal(existsSync(join(build.vars.IMGDEPLOYDIR as string, `${imageName}.ocify-oci`)), false);
   });
 
+  it("do_ocify_sbom (wrynose): the SBOM written after do_image_complete joins the deployed archive, found through the links", async () => {
+    const build = newBuild(root, "sbom", {});
+    const fake: FakeRoot = { kind: "pseudo", stateDir: join(build.dir, "pseudo") };
+    const image = await runTask(build, fake, "do_image_ocify_oci", imageTaskBody("ocify-oci"), rootfsSetup(build));
+    assert.equal(image.code, 0, image.stderr + image.stdout);
+    assert.doesNotMatch(image.stdout, /no SBOM/, "the image task says nothing of an SBOM that comes later");
+    deployImage(build);
+    // do_create_image_sbom_spdx, in a run of its own minute: ${IMAGE_NAME}.spdx.json and its link.
+    const deploy = build.vars.DEPLOY_DIR_IMAGE as string;
+    const sbomName = `${linkName}-20260101000300.spdx.json`;
+    writeFileSync(join(deploy, sbomName), JSON.stringify({ "@context": "https://spdx.org/rdf/3.0.1/spdx-context.jsonld" }));
+    symlinkSync(sbomName, join(deploy, `${linkName}.spdx.json`));
+    giveToTaskUser(join(deploy, sbomName));
+    const task = await runTask({ ...build, vars: { ...build.vars, IMAGE_NAME: laterImageName } }, fake, "do_ocify_sbom", undefined);
+    assert.equal(task.code, 0, task.stderr + task.stdout);
+    assert.ok(lstatSync(join(deploy, `${linkName}.ocify-oci`)).isSymbolicLink(), "the link is still a link");
+    const { manifest } = await unpackOciArchive(join(deploy, `${imageName}.ocify-oci`), "latest", join(build.dir, "check"));
+    const index = manifest.index as { manifests: { digest: string; artifactType?: string }[] };
+    const sbom = index.manifests.find((m) => m.artifactType === "application/spdx+json");
+    assert.ok(sbom, "the deployed archive lists the SBOM");
+    const artifact = JSON.parse(readFileSync(join(build.dir, "check", "layout", "blobs/sha256", (sbom?.digest ?? "").slice(7)), "utf8"));
+    assert.equal(artifact.subject.digest, manifest.digest);
+    assert.equal(artifact.layers[0].annotations["org.opencontainers.image.title"], sbomName, "the document's own (dated) name");
+  });
+
   it("do_ocify_push pushes the archive and attaches the SBOM, listed in the referrers tag index", async () => {
     const ref = `${registry.host}/yocto/core-image-minimal:1`;
     const build = newBuild(root, "push", { OCIFY_PUSH_REF: ref });
@@ -283,9 +335,9 @@ describe("meta-ocify class: IMAGE_CMD and do_ocify_push run as bitbake runs them
     const fake: FakeRoot = { kind: "pseudo", stateDir: join(build.dir, "pseudo") };
     const image = await runTask(build, fake, "do_image_ocify_oci", imageTaskBody("ocify-oci"), rootfsSetup(build));
     assert.equal(image.code, 0, image.stderr + image.stdout);
-    // do_image_complete's sstate copies IMGDEPLOYDIR to DEPLOY_DIR_IMAGE; the push reads it there.
-    await runOk("sh", ["-c", `cp -p "$1"/* "$2"/`, "sh", build.vars.IMGDEPLOYDIR as string, build.vars.DEPLOY_DIR_IMAGE as string]);
-    const push = await runTask(build, fake, "do_ocify_push", undefined);
+    deployImage(build);
+    // bitbake -c ocify_push in a later run: IMAGE_NAME names no file, the link does.
+    const push = await runTask({ ...build, vars: { ...build.vars, IMAGE_NAME: laterImageName } }, fake, "do_ocify_push", undefined);
     assert.equal(push.code, 0, push.stderr + push.stdout);
     const manifest = await runOk("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${ref}`]);
     const tag = `sha256-${sha256(manifest).slice(7)}`;

@@ -30,6 +30,7 @@ export const hostTools = [
   "ln",
   "chmod",
   "chown",
+  "readlink",
 ];
 
 function which(tool: string): string {

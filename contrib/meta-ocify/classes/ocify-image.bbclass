@@ -68,8 +68,10 @@ OCIFY_PUSH_REF ?= ""
 OCIFY_INSECURE_REGISTRIES ?= ""
 OCIFY_SBOM_ARTIFACT_TYPE ?= "application/spdx+json"
 # scarthgap writes SPDX 2.2 as ${IMAGE_NAME}.spdx.tar.zst in do_rootfs; wrynose writes SPDX 3.0.1 as
-# ${IMAGE_NAME}.spdx.json after do_image_complete. The first that exists is attached.
-OCIFY_SBOM_FILES ?= "${IMAGE_NAME}.spdx.json ${IMAGE_NAME}.spdx.tar.zst"
+# ${IMAGE_NAME}.spdx.json after do_image_complete. The first that exists is attached; the links by
+# ${IMAGE_LINK_NAME} find them when a task runs in a later bitbake run than the one that named them
+# (IMAGE_NAME has the date of the run).
+OCIFY_SBOM_FILES ?= "${IMAGE_NAME}.spdx.json ${IMAGE_NAME}.spdx.tar.zst ${IMAGE_LINK_NAME}.spdx.json ${IMAGE_LINK_NAME}.spdx.tar.zst"
 
 def ocify_variant(arch, tune):
     """The OCI platform variant of a target: arm's v5/v6/v7 from the tune, v8 for arm64."""
@@ -247,14 +249,16 @@ ocify_sbom_files() {
 	for ocify_name in ${OCIFY_SBOM_FILES}; do
 		ocify_file="$1/$ocify_name"
 		[ -f "$ocify_file" ] || continue
+		# A link's target, by its own (dated) name; zstd refuses to read through a link.
+		ocify_file=$(readlink -f "$ocify_file")
 		case "$ocify_file" in
 		*.tar.zst)
 			rm -rf "$2"
 			mkdir -p "$2"
 			zstd -dc "$ocify_file" | tar -xf - -C "$2"
-			ocify_doc="$2/${IMAGE_NAME}.spdx.json"
-			[ -f "$ocify_doc" ] && echo "$ocify_doc"
-			find "$2" -type f -name '*.spdx.json' ! -path "$ocify_doc" | LC_ALL=C sort
+			# The image's own document is named after the image (by do_rootfs's IMAGE_NAME).
+			find "$2" -type f -name "${IMAGE_LINK_NAME}*.spdx.json" | LC_ALL=C sort
+			find "$2" -type f -name '*.spdx.json' ! -name "${IMAGE_LINK_NAME}*.spdx.json" | LC_ALL=C sort
 			;;
 		*)
 			echo "$ocify_file"
@@ -264,12 +268,13 @@ ocify_sbom_files() {
 	done
 }
 
-# Attach the SBOM to $1 (an image reference) when there is one; $2 is where to look for it.
+# Attach the SBOM to $1 (an image reference) when there is one; $2 is where to look for it. With $3 =
+# quiet, finding none is not worth a note (wrynose's is attached by do_ocify_sbom, later).
 ocify_attach_sbom() {
 	ocify_files="${WORKDIR}/ocify-sbom.list"
 	ocify_sbom_files "$2" "${WORKDIR}/ocify-sbom" >"$ocify_files"
 	if [ ! -s "$ocify_files" ]; then
-		bbnote "meta-ocify: no SBOM ($(echo ${OCIFY_SBOM_FILES})) in $2; none attached to $1"
+		[ "$3" = quiet ] || bbnote "meta-ocify: no SBOM ($(echo ${OCIFY_SBOM_FILES})) in $2; none attached to $1"
 		return 0
 	fi
 	# The list has no spaces (IMAGE_NAME has none), so word splitting is safe here.
@@ -287,7 +292,7 @@ ocify_image() {
 	esac
 	# scarthgap's SBOM exists already (do_rootfs wrote it): the OCI archive carries it as a referrer.
 	if [ "$1" = oci-archive ]; then
-		ocify_attach_sbom "oci-archive:$ocify_out:${OCIFY_IMAGE_TAG}" "${IMGDEPLOYDIR}"
+		ocify_attach_sbom "oci-archive:$ocify_out:${OCIFY_IMAGE_TAG}" "${IMGDEPLOYDIR}" quiet
 	fi
 	rm -rf "${WORKDIR}/ocify-$2"
 }
@@ -306,14 +311,35 @@ do_ocify_fetch_base() {
 do_ocify_fetch_base[network] = "1"
 do_ocify_fetch_base[vardepsexclude] = "OCIFY_CACHE_DIR"
 
+# The deployed OCI archive. A task after do_image_complete may run in a later bitbake run, whose
+# IMAGE_NAME (dated) names no file: the ${IMAGE_LINK_NAME} link image.bbclass made names the archive.
+# Sets ocify_archive (bbfatal in a $(...) would fail without its message).
+ocify_deployed_archive() {
+	for ocify_name in "${IMAGE_NAME}" "${IMAGE_LINK_NAME}"; do
+		ocify_archive="${DEPLOY_DIR_IMAGE}/$ocify_name.ocify-oci"
+		if [ -n "$ocify_name" ] && [ -f "$ocify_archive" ]; then
+			ocify_archive=$(readlink -f "$ocify_archive")
+			return 0
+		fi
+	done
+	bbfatal "meta-ocify: ${DEPLOY_DIR_IMAGE}/${IMAGE_LINK_NAME}.ocify-oci does not exist (add ocify-oci to IMAGE_FSTYPES)"
+}
+
+# wrynose writes the SBOM (SPDX 3.0.1) after do_image_complete, so the deployed OCI archive gets it here,
+# as a referrer (added only when the image has create-spdx-image-3.0's do_create_image_sbom_spdx).
+do_ocify_sbom() {
+	ocify_deployed_archive
+	ocify_attach_sbom "oci-archive:$ocify_archive:${OCIFY_IMAGE_TAG}" "${DEPLOY_DIR_IMAGE}"
+}
+do_ocify_sbom[vardepsexclude] = "OCIFY_CACHE_DIR"
+
 # Push the OCI archive, then attach the SBOM (wrynose writes it after do_image_complete).
 do_ocify_push() {
 	if [ -z "${OCIFY_PUSH_REF}" ]; then
 		bbnote "meta-ocify: OCIFY_PUSH_REF is not set; nothing pushed"
 		return 0
 	fi
-	ocify_archive="${DEPLOY_DIR_IMAGE}/${IMAGE_NAME}.ocify-oci"
-	[ -f "$ocify_archive" ] || bbfatal "meta-ocify: $ocify_archive does not exist (add ocify-oci to IMAGE_FSTYPES)"
+	ocify_deployed_archive
 	ocify_run copy --quiet --cache-dir "${OCIFY_CACHE_DIR}" ${OCIFY_INSECURE_ARGS} \
 		"oci-archive:$ocify_archive:${OCIFY_IMAGE_TAG}" "${OCIFY_PUSH_REF}"
 	ocify_attach_sbom "${OCIFY_PUSH_REF}" "${DEPLOY_DIR_IMAGE}"
@@ -339,6 +365,10 @@ python __anonymous() {
     elif kind == "registry":
         bb.build.addtask("do_ocify_fetch_base", "do_image", "do_prepare_recipe_sysroot", d)
     if bb.data.inherits_class("create-spdx-image-3.0", d):
-        # wrynose: the SBOM is written after do_image_complete; the push waits for it.
+        # wrynose: the SBOM is written after do_image_complete; do_ocify_sbom adds it to the OCI archive
+        # and the push waits for both (the archive is rewritten while do_ocify_sbom runs).
         bb.build.addtask("do_ocify_push", None, "do_create_image_sbom_spdx", d)
+        if "ocify-oci" in fstypes:
+            bb.build.addtask("do_ocify_sbom", "do_build", "do_create_image_sbom_spdx", d)
+            bb.build.addtask("do_ocify_push", None, "do_ocify_sbom", d)
 }
