@@ -81,6 +81,8 @@ export interface BuildOptions extends TransportOptions {
   chown?: { uid: number; gid: number };
   /** Keep on-disk owners in new layers (`ocify import`). */
   preserveOwners?: boolean;
+  /** Hears, in one line each, what a layer source holds that its layer cannot keep. */
+  warn?: (message: string) => void;
   /** Timestamp for `created`, history and every tar entry; default 0 (the epoch). */
   sourceDateEpoch?: number;
   /** Destinations as transport references (a bare reference means a registry). */
@@ -342,6 +344,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     if (options.compressionLevel !== undefined) layerOptions.level = options.compressionLevel;
     if (options.chown) layerOptions.chown = options.chown;
     if (options.preserveOwners) layerOptions.preserveOwners = true;
+    if (options.warn) layerOptions.warn = options.warn;
     // The first registry destination receives each new layer while it is compressed (upload overlaps the build).
     const streamingTarget = destinations.find((d) => d.putBlobStreaming);
     // A layer shared by several platforms is built once.

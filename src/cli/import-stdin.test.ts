@@ -82,7 +82,11 @@ function checkLayer(entries: ListedEntry[]): void {
   const dev = get.get("dev/null");
   assert.deepEqual([dev?.type, dev?.devmajor, dev?.devminor], ["char", 1, 3], "device node kept");
   assert.deepEqual([get.get("etc")?.uid, get.get("etc")?.gid], [0, 0]);
+  assert.deepEqual(get.get("usr/bin/ping")?.xattrs, { "security.capability": pingCapability }, "file capability kept");
 }
+
+/** `setcap cap_net_raw+ep` as the kernel stores it: VFS_CAP_REVISION_2, effective, permitted bit 13. */
+const pingCapability = `0100000200200000${"00".repeat(12)}`;
 
 describe("ocify import - (a tar on standard input, made under a fake root)", () => {
   let work: string;
@@ -110,7 +114,7 @@ describe("ocify import - (a tar on standard input, made under a fake root)", () 
   };
 
   for (const wrapper of ["fakeroot", "fakeroot-pseudo"]) {
-    it(`keeps owners, setuid, a device node and a hard link from ${wrapper} (Yocto's pipeline)`, async () => {
+    it(`keeps owners, setuid, a file capability, a device node and a hard link from ${wrapper} (Yocto's pipeline)`, async () => {
       const dir = join(work, wrapper);
       execFileSync("mkdir", ["-m", "777", dir]);
       runPipeline(wrapper, dir);
@@ -136,7 +140,7 @@ describe("ocify import - (a tar on standard input, made under a fake root)", () 
     assert.ok(readdirSync(root).includes("usr"));
   });
 
-  it("docker loads the archive and runs it with the owners and modes", async (t) => {
+  it("docker loads the archive, runs it with the owners and modes, and sets the capability", async (t) => {
     if (!engine) {
       t.skip(`Docker engine unavailable: ${dockerEngineUnavailableReason()}`);
       return;
@@ -166,6 +170,14 @@ describe("ocify import - (a tar on standard input, made under a fake root)", () 
     assert.equal(lines[0]?.split(" ").at(-1), lines[1]?.split(" ").at(-1), "the hard link shares the inode");
     assert.match(lines[2] ?? "", /^\/usr\/bin\/su 0:0 4755 /);
     assert.match(lines[3] ?? "", /^\/usr\/sbin 0:50 2775 directory/);
+    // The engine set the capability on the container's file: its export reads it back from the file system.
+    const created = await engine.docker(["create", "yocto/rootfs:1"]);
+    assert.equal(created.code, 0, created.stderr);
+    const exported = join(dir, "exported.tar");
+    const exporting = await engine.docker(["export", "-o", exported, created.stdout.trim()]);
+    assert.equal(exporting.code, 0, exporting.stderr);
+    const ping = listTar(exported).find((e) => e.name === "usr/bin/ping");
+    assert.equal(ping?.xattrs["security.capability"], pingCapability, "docker export shows the capability");
   });
 
   it("reads /dev/stdin and a FIFO as it reads -, each once, to the same layer as the file", async () => {

@@ -78,6 +78,8 @@ export interface LayerBuildOptions {
   tee?: (content: Readable) => Promise<void>;
   /** The history line; default "ocify layer SRC -> DEST". */
   createdBy?: string;
+  /** Hears, in one line, what a source holds that the layer cannot keep (the CLI prints it as a warning). */
+  warn?: (message: string) => void;
 }
 
 /** A layer in the cache. */
@@ -559,7 +561,8 @@ export async function buildLayer(
         spool = tempPathFor(join(options.cacheDir, "tmp", "spool"));
         // Loaded here: tar-stream and its dependencies cost ~15 ms to load, which a build from directories skips.
         const { planTarball } = await import("./tarball.js");
-        packed = packPlan(await planTarball(source.source, source.dest, plan.entryOptions, spool, plan.stat, options.signal));
+        const tarball = await planTarball(source.source, source.dest, plan.entryOptions, spool, plan.stat, options.signal, options.warn);
+        packed = packPlan(tarball);
       } else packed = plan.packed;
       const { recordPath, fingerprint, scanStartNs } = plan;
       const statIndex = plan.kind === "tree" ? plan.statIndex : undefined;

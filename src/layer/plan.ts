@@ -176,6 +176,9 @@ export function headerOf(entry: PlanEntry): TarHeader {
     linkname: entry.linkname === undefined ? undefined : Buffer.from(entry.linkname, "latin1"),
     devmajor: entry.devmajor,
     devminor: entry.devminor,
+    uname: entry.uname === undefined ? undefined : Buffer.from(entry.uname, "latin1"),
+    gname: entry.gname === undefined ? undefined : Buffer.from(entry.gname, "latin1"),
+    pax: entry.pax?.map(([key, value]) => [key, Buffer.from(value, "latin1")] as const),
   };
 }
 
@@ -266,6 +269,9 @@ export function finishEntries(entries: PlanEntry[], options: EntryOptions, links
       first.linkname = content.linkname;
       first.devmajor = content.devmajor;
       first.devminor = content.devminor;
+      first.uname = content.uname;
+      first.gname = content.gname;
+      first.pax = content.pax;
       first.source = content.source;
       first.sourceOffset = content.sourceOffset;
       first.detector = content.detector;

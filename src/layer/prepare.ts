@@ -179,7 +179,8 @@ function identityOf(source: LayerSource, options: PlanOptions, tarball: boolean)
     source.dest,
     options.codecId,
     entryOptionsOf(options),
-    tarball ? "tarball" : "tree",
+    // "tarball-2": tarball layers keep owners, owner names and xattrs since; records of before are not theirs.
+    tarball ? "tarball-2" : "tree",
   ]);
   const recordPath = join(options.cacheDir, "layers", `${createHash("sha256").update(identity).digest("hex")}.json`);
   return { identity, recordPath };
@@ -208,8 +209,10 @@ export function planLayer(source: LayerSource, options: PlanOptions, onHead?: (h
     throw new UsageError(`layer destination "${source.dest}" is not an absolute path`, { hint: "write SRC:/path" });
   const entryOptions = entryOptionsOf(options);
   const key = planKeyOf(options);
+  // A tarball's entries keep the owners the archive gives them, unless --chown says otherwise.
+  const tarOptions = { ...entryOptions, preserveOwners: entryOptions.preserveOwners || options.chown === undefined };
   if (isStreamSource(source.source))
-    return { kind: "tarball", key, recordPath: "", fingerprint: "", scanStartNs: String(scanStartNs), entryOptions };
+    return { kind: "tarball", key, recordPath: "", fingerprint: "", scanStartNs: String(scanStartNs), entryOptions: tarOptions };
   const top = statLayerSource(source.source);
   const tarball = top.isFile() && (isTarballName(source.source) || entryOptions.preserveOwners);
   const { identity, recordPath } = identityOf(source, options, tarball);
@@ -225,7 +228,7 @@ export function planLayer(source: LayerSource, options: PlanOptions, onHead?: (h
     const fingerprint = createHash("sha256").update(identity).update(detectors.bytes(0)).digest("hex");
     const reused = reusable(fingerprint, detectors);
     if (reused) return { kind: "unchanged", key, record: reused, recordPath };
-    return { kind: "tarball", key, recordPath, fingerprint, scanStartNs: String(scanStartNs), entryOptions, stat: top };
+    return { kind: "tarball", key, recordPath, fingerprint, scanStartNs: String(scanStartNs), entryOptions: tarOptions, stat: top };
   }
   // The quick way first: the paths the recorded build listed, stat'ed again. When only files' contents
   // changed, the recorded build's plan is patched (plan-file.ts); when anything else changed, the listing

@@ -45,7 +45,8 @@ describe("tarball sources", () => {
   let fromDirectory: string;
   before(async () => {
     makeTree(tree, 31, 60, 1_500_000);
-    execFileSync("tar", ["-C", tree, "-cf", join(work.path, "tree.tar"), "."]);
+    // Owned by 0:0 without names, as a directory's layer is: a tarball's owners are kept.
+    execFileSync("tar", ["--owner=0", "--group=0", "--numeric-owner", "-C", tree, "-cf", join(work.path, "tree.tar"), "."]);
     fromDirectory = (await buildLayer({ source: tree, dest: "/srv" }, options())).diffID;
   });
   after(() => work.remove());
@@ -145,19 +146,28 @@ describe("tarball sources", () => {
     assert.ok(entries.every((e) => e.mtime === 1234));
   });
 
-  it("a tarball given to --layer gets owner 0:0 (or --chown), re-rooted under DEST", async () => {
+  it("a tarball given to --layer keeps its owners and their names (or gets --chown's), re-rooted under DEST", async () => {
     const file = join(work.path, "owned.tar");
-    writeFileSync(file, await packTar([{ name: "etc/app.conf", type: "file", mode: 0o640, uid: 33, gid: 33, content: "x=1\n" }]));
-    const layer = await buildLayer({ source: file, dest: "/opt" }, options());
-    const entries = await readTar(gunzip(await collect(layer.open())));
+    const entry = { name: "etc/app.conf", type: "file", mode: 0o640, uid: 33, gid: 34, uname: "www-data", gname: "www-group" } as const;
+    writeFileSync(file, await packTar([{ ...entry, content: "x=1\n" }]));
+    const kept = await readTar(gunzip(await collect((await buildLayer({ source: file, dest: "/opt" }, options())).open())));
     assert.deepEqual(
-      entries.map((e) => [e.name, e.uid, e.gid, e.mode]),
+      kept.map((e) => [e.name, e.uid, e.gid, e.uname, e.gname, e.mode]),
       [
-        ["opt/", 0, 0, 0o755],
-        ["opt/etc/", 0, 0, 0o755],
-        ["opt/etc/app.conf", 0, 0, 0o640],
+        ["opt/", 0, 0, "", "", 0o755],
+        ["opt/etc/", 0, 0, "", "", 0o755],
+        ["opt/etc/app.conf", 33, 34, "www-data", "www-group", 0o640],
       ],
     );
+    const chowned = await readTar(
+      gunzip(await collect((await buildLayer({ source: file, dest: "/opt" }, options({ chown: { uid: 5, gid: 6 } }))).open())),
+    );
+    assert.deepEqual(chowned.at(-1) && [chowned.at(-1)?.uid, chowned.at(-1)?.gid, chowned.at(-1)?.uname, chowned.at(-1)?.gname], [
+      5,
+      6,
+      "",
+      "",
+    ]);
   });
 
   it("keeps apart the blocks of two large files of one size (their keys differ)", async () => {

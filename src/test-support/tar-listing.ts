@@ -76,3 +76,44 @@ export function layoutLayers(layout: string): string[] {
 export function gunzipFile(path: string): Buffer {
   return gunzipSync(readFileSync(path));
 }
+
+/** One path of a directory tree as lstat and the file system see it (dumpTree). */
+export interface TreeEntry {
+  mode: number;
+  uid: number;
+  gid: number;
+  size?: number;
+  sha256?: string;
+  linkname?: string;
+  rdev?: number;
+  /** Extended attributes: name → value as hex. */
+  xattrs: Record<string, string>;
+}
+
+const treeScript = `
+import hashlib, json, os, stat, sys
+root = os.fsencode(sys.argv[1])
+out = {}
+for top, dirs, files in os.walk(root):
+    for n in dirs + files:
+        p = os.path.join(top, n)
+        st = os.lstat(p)
+        e = {'mode': st.st_mode, 'uid': st.st_uid, 'gid': st.st_gid, 'xattrs': {}}
+        for k in os.listxattr(p, follow_symlinks=False):
+            e['xattrs'][k] = os.getxattr(p, k, follow_symlinks=False).hex()
+        if stat.S_ISREG(st.st_mode):
+            h = hashlib.sha256()
+            with open(p, 'rb') as f:
+                for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
+            e['size'] = st.st_size
+            e['sha256'] = h.hexdigest()
+        elif stat.S_ISLNK(st.st_mode): e['linkname'] = os.readlink(p).decode('latin-1')
+        elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode): e['rdev'] = st.st_rdev
+        out[os.path.relpath(p, root).decode('latin-1')] = e
+json.dump(out, sys.stdout)
+`;
+
+/** Every path under `dir` (names as latin1 strings of their bytes) with its lstat fields, content digest and xattrs. */
+export function dumpTree(dir: string): Record<string, TreeEntry> {
+  return JSON.parse(execFileSync("python3", ["-c", treeScript, dir], { maxBuffer: 1 << 28 }).toString("utf8")) as Record<string, TreeEntry>;
+}
