@@ -23,10 +23,10 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { busyboxPath } from "../test-support/base-image.js";
+import { busyboxPath, writeBaseImageLayout } from "../test-support/base-image.js";
 import { runOk } from "../test-support/cli.js";
 import { type DockerEngine, dockerEngineUnavailableReason, startDockerEngine } from "../test-support/docker-engine.js";
-import { startRegistry, type TestRegistry } from "../test-support/registry.js";
+import { pushOciLayout, startRegistry, type TestRegistry } from "../test-support/registry.js";
 import { expandClass } from "./bitbake-class.js";
 import { type FakeRoot, giveToTaskUser, makeHostTools, runUnderFakeRoot, writeTaskScript } from "./task-runner.js";
 
@@ -301,6 +301,55 @@ describe("meta-ocify class: IMAGE_CMD and do_ocify_push run as bitbake runs them
     assert.equal(errors.length, 1, result.stdout + result.stderr);
     assert.match(errors[0] as string, /^ERROR: ocify: .*\/nonexistent\/base\.tar/);
     assert.equal(existsSync(join(build.vars.IMGDEPLOYDIR as string, `${imageName}.ocify-oci`)), false);
+  });
+
+  it("a registry base: do_ocify_fetch_base fetches it, the image task builds on it with the registry gone", async () => {
+    const baseRegistry = await startRegistry();
+    const layout = join(root, "registry-base-layout");
+    const baseRef = `${baseRegistry.host}/base/busybox:1`;
+    let baseLayers: string[];
+    const build = newBuild(root, "registry-base", { OCIFY_IMAGE_BASE: baseRef });
+    const fake: FakeRoot = { kind: "pseudo", stateDir: join(build.dir, "pseudo") };
+    try {
+      const digest = writeBaseImageLayout(layout, "latest");
+      baseLayers = JSON.parse(readFileSync(join(layout, "blobs/sha256", digest.slice(7)), "utf8")).layers.map(
+        (l: { digest: string }) => l.digest,
+      );
+      await pushOciLayout(layout, "latest", baseRef);
+      const fetch = await runTask(build, fake, "do_ocify_fetch_base", undefined, `\tmkdir -p "${build.vars.T}" "${build.env.HOME}"\n`);
+      assert.equal(fetch.code, 0, fetch.stderr + fetch.stdout);
+    } finally {
+      await baseRegistry.stop();
+    }
+    const image = await runTask(build, fake, "do_image_ocify_oci", imageTaskBody("ocify-oci"), rootfsSetup(build));
+    assert.equal(image.code, 0, image.stderr + image.stdout);
+    const archive = join(build.vars.IMGDEPLOYDIR as string, `${imageName}.ocify-oci`);
+    const manifest = JSON.parse(await runOk("skopeo", ["inspect", "--raw", `oci-archive:${archive}:latest`]));
+    const layers = manifest.layers.map((l: { digest: string }) => l.digest);
+    assert.deepEqual(layers.slice(0, -1), baseLayers, "the base's layers, then the rootfs's");
+    assert.equal(layers.length, baseLayers.length + 1);
+  });
+
+  it("a recipe base: the other image's deployed OCI archive (its SBOM beside it), the image tagged latest in it", async () => {
+    const first = newBuild(root, "recipe-base-1", {});
+    writeScarthgapSbom(first.vars.IMGDEPLOYDIR as string);
+    const fake1: FakeRoot = { kind: "pseudo", stateDir: join(first.dir, "pseudo") };
+    const one = await runTask(first, fake1, "do_image_ocify_oci", imageTaskBody("ocify-oci"), rootfsSetup(first));
+    assert.equal(one.code, 0, one.stderr + one.stdout);
+    const firstArchive = join(first.vars.IMGDEPLOYDIR as string, `${imageName}.ocify-oci`);
+    const build = newBuild(root, "recipe-base-2", { OCIFY_IMAGE_BASE: "core-image-base" });
+    // core-image-base's do_image_complete deployed its archive and linked it by its IMAGE_LINK_NAME.
+    mkdirSync(build.vars.DEPLOY_DIR_IMAGE as string, { recursive: true });
+    await runOk("cp", [firstArchive, join(build.vars.DEPLOY_DIR_IMAGE as string, "core-image-base-qemux86-64.rootfs.ocify-oci")]);
+    giveToTaskUser(build.vars.DEPLOY_DIR_IMAGE as string);
+    const fake: FakeRoot = { kind: "pseudo", stateDir: join(build.dir, "pseudo") };
+    const two = await runTask(build, fake, "do_image_ocify_oci", imageTaskBody("ocify-oci"), rootfsSetup(build));
+    assert.equal(two.code, 0, two.stderr + two.stdout);
+    const baseManifest = JSON.parse(await runOk("skopeo", ["inspect", "--raw", `oci-archive:${firstArchive}:latest`]));
+    const archive = join(build.vars.IMGDEPLOYDIR as string, `${imageName}.ocify-oci`);
+    const manifest = JSON.parse(await runOk("skopeo", ["inspect", "--raw", `oci-archive:${archive}:latest`]));
+    const digests = (m: { layers: { digest: string }[] }) => m.layers.map((l) => l.digest);
+    assert.deepEqual(digests(manifest).slice(0, -1), digests(baseManifest));
   });
 
   it("do_ocify_sbom (wrynose): the SBOM written after do_image_complete joins the deployed archive, found through the links", async () => {

@@ -51,8 +51,10 @@ OCIFY_IMAGE_AUTHOR ?= ""
 #   a registry reference (docker.io/library/alpine:3.20, best pinned @sha256:...): fetched by
 #     do_ocify_fetch_base, the one task before the image that uses the network;
 #   oci-archive:FILE[:TAG], oci:DIR[:TAG], docker-archive:FILE: a file on the build host;
-#   an image recipe's name whose IMAGE_FSTYPES has ocify-oci: that recipe's OCI archive.
+#   an image recipe's name whose IMAGE_FSTYPES has ocify-oci: that recipe's OCI archive, the image
+#     tagged OCIFY_IMAGE_BASE_TAG in it (its OCIFY_IMAGE_TAG; the archive may hold its SBOM too).
 OCIFY_IMAGE_BASE ?= ""
+OCIFY_IMAGE_BASE_TAG ?= "latest"
 
 # Extra layers split off the rootfs, bottom to top, each NAME:DIR[+DIR...], for example
 #   OCIFY_IMAGE_LAYERS = "python:/usr/lib/python3.12 app:/opt/app+/etc/app"
@@ -154,7 +156,8 @@ def ocify_base_ref(d):
         return "scratch"
     kind = ocify_base_kind(base)
     if kind == "recipe":
-        return "oci-archive:%s/%s%s%s.ocify-oci" % (d.getVar("DEPLOY_DIR_IMAGE"), base, d.getVar("IMAGE_MACHINE_SUFFIX") or "", d.getVar("IMAGE_NAME_SUFFIX") or "")
+        return "oci-archive:%s/%s%s%s.ocify-oci:%s" % (d.getVar("DEPLOY_DIR_IMAGE"), base, d.getVar("IMAGE_MACHINE_SUFFIX") or "",
+                                                   d.getVar("IMAGE_NAME_SUFFIX") or "", d.getVar("OCIFY_IMAGE_BASE_TAG"))
     if kind == "registry":
         return "oci:%s:base" % d.getVar("OCIFY_BASE_LAYOUT")
     return base
