@@ -292,6 +292,23 @@ describe("meta-ocify class: IMAGE_CMD and do_ocify_push run as bitbake runs them
     assert.equal(digests[0], digests[1]);
   });
 
+  it("platform variant: an armv7 tune's image says linux/arm/v7 (umoci cannot set it); aarch64 gives v8", async () => {
+    const arm64 = newBuild(root, "aarch64", { TARGET_ARCH: "aarch64", TUNE_FEATURES: "aarch64", OCIFY_IMAGE_ARCH: "arm64" });
+    assert.equal(expandClass(arm64.vars, ["OCIFY_PLATFORM"]).vars.OCIFY_PLATFORM, "linux/arm64/v8");
+    // oe.go.map_arch("arm") is "arm" (npm run test:yocto runs the real one).
+    const build = newBuild(root, "armv7", {
+      TARGET_ARCH: "arm",
+      TUNE_FEATURES: "arm vfp thumb armv7a neon callconvention-hard",
+      OCIFY_IMAGE_ARCH: "arm",
+    });
+    const fake: FakeRoot = { kind: "pseudo", stateDir: join(build.dir, "pseudo") };
+    const result = await runTask(build, fake, "do_image_ocify_oci", imageTaskBody("ocify-oci"), rootfsSetup(build));
+    assert.equal(result.code, 0, result.stderr + result.stdout);
+    const archive = join(build.vars.IMGDEPLOYDIR as string, `${imageName}.ocify-oci`);
+    const config = JSON.parse(await runOk("skopeo", ["inspect", "--config", `oci-archive:${archive}:latest`]));
+    assert.deepEqual([config.os, config.architecture, config.variant], ["linux", "arm", "v7"]);
+  });
+
   it("a failure is one ERROR line in the task log, naming what went wrong, and leaves no image", async () => {
     const build = newBuild(root, "fail", { OCIFY_IMAGE_BASE: "oci-archive:/nonexistent/base.tar" });
     const fake: FakeRoot = { kind: "pseudo", stateDir: join(build.dir, "pseudo") };
