@@ -9,6 +9,6 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   docker-registry skopeo umoci docker.io containerd busybox-static \
-  tar gzip xz-utils bzip2 zstd pigz openssl time curl ca-certificates \
+  tar gzip xz-utils bzip2 zstd pigz openssl time curl ca-certificates bsdutils \
   dash pseudo fakeroot libcap2-bin attr util-linux python3 libarchive-tools >/dev/null
 npm install --no-audit --no-fund

@@ -31,6 +31,7 @@ import {
 import { type BlockCodec, createCodec, gzipTrailer } from "./compression.js";
 import { GarbageNudge } from "./garbage.js";
 import { HeadStart } from "./head-start.js";
+import { layerSourceKind } from "./plan.js";
 import { writePlanFile } from "./plan-file.js";
 import {
   isRacy,
@@ -76,7 +77,7 @@ export interface LayerBuildOptions {
    * its blocks are the recorded build's (the blob is then most likely one the destination has).
    */
   tee?: (content: Readable) => Promise<void>;
-  /** The history line; default "ocify layer SRC -> DEST". */
+  /** The history line; default "ocify layer KIND -> DEST", KIND as layerSourceKind says (never a host path). */
   createdBy?: string;
   /** Hears, in one line, what a source holds that the layer cannot keep (the CLI prints it as a warning). */
   warn?: (message: string) => void;
@@ -527,7 +528,7 @@ export async function buildLayer(
   head?: Promise<LayerHead | undefined>,
 ): Promise<BuiltLayer> {
   options.signal?.throwIfAborted();
-  const createdBy = options.createdBy ?? `ocify layer ${source.source} -> ${source.dest}`;
+  const createdBy = options.createdBy ?? `ocify layer ${layerSourceKind(source.source, options.preserveOwners ?? false)} -> ${source.dest}`;
   const cache = new BlockCache(options.cacheDir);
   const ahead = options.tee && head && planned ? await Promise.race([head, planned.then(noHead, noHead)]) : undefined;
   let early = options.tee && ahead ? new HeadStart(cache, ahead.blocks, options.tee) : undefined;
@@ -603,5 +604,8 @@ const noHead = (): undefined => undefined;
 
 /** `docker import`: a root filesystem directory or tarball as one layer at "/", owners, modes, devices and links kept. */
 export function importRootfs(path: string, options: Omit<LayerBuildOptions, "preserveOwners">): Promise<BuiltLayer> {
-  return buildLayer({ source: path, dest: "/" }, { createdBy: `ocify import ${path}`, ...options, preserveOwners: true });
+  return buildLayer(
+    { source: path, dest: "/" },
+    { createdBy: `ocify import ${layerSourceKind(path, true)}`, ...options, preserveOwners: true },
+  );
 }

@@ -55,6 +55,7 @@ function hex(digest: string): string {
 
 class DockerArchiveDestination implements ImageDestination {
   readonly acceptsIndex = false;
+  readonly requiresForeignBlobs = true;
   #top: RawManifest | undefined;
 
   constructor(

@@ -13,6 +13,7 @@ import { InputError, InvalidImageError } from "../errors.js";
 import { openAtomicFile, writeFileAtomic } from "../fs-atomic.js";
 import type { Descriptor } from "../image/descriptor.js";
 import {
+  encodeJson,
   type ImageIndex,
   manifestDescriptor,
   maxManifestBytes,
@@ -213,7 +214,7 @@ export function mergeIndex(existing: ImageIndex | undefined, entry: Descriptor):
     const other = d.annotations?.[refNameAnnotation];
     return tag !== undefined ? other !== tag : !(other === undefined && d.digest === entry.digest);
   });
-  return Buffer.from(JSON.stringify({ ...base, manifests: [...kept, entry] }));
+  return encodeJson({ ...base, manifests: [...kept, entry] });
 }
 
 /** Open `oci:DIR[:tag]` for reading. */
