@@ -18,7 +18,9 @@
 #     nothing compiled) with `bitbake -b`, which builds no other recipe: image.bbclass's own image tasks
 #     run the class's IMAGE_CMDs, do_image_complete deploys, SPDX tasks write the SBOM; the images are
 #     checked with skopeo and by reading their layers; a second build directory gives the same digest;
-#     do_ocify_push (a later bitbake run) pushes to a local docker-registry with the SBOM attached;
+#     do_ocify_push (a later bitbake run) pushes to a local docker-registry with the SBOM attached; two
+#     more images build on a recipe's archive and on the pushed image (do_ocify_fetch_base); an image task
+#     made to read the registry itself fails (bitbake gives a task without [network] none);
 #  3. with META_OE_DIR: parses with meta-oe and OCIFY_PROVIDER = "native", checks ocify-native's place in
 #     the task graph, and runs ocify-native's compile and install with `bitbake -b` (the host's node
 #     standing in for nodejs-native, which -b does not build), then runs what it installed.
@@ -161,7 +163,9 @@ has_edge "$g" "$rcp.do_image_ocify_oci -> ocify-selftest-image.do_image_complete
 if grep -q "$rcp.do_ocify_fetch_base" "$g"; then fail "do_ocify_fetch_base for a recipe base"; fi
 ok "task graph: a registry base is fetched by do_ocify_fetch_base before do_image; a recipe base waits for that image's do_image_complete"
 
-# 2. The self-test image's tasks, for real, in two build directories.
+# 2. The self-test image's tasks, for real, in two build directories made anew (bitbake -b needs no parse
+# cache; a stamp from an earlier run would skip a task whose ocify has changed since).
+rm -rf "$build-b1" "$build-b2"
 # bitbake -b in build directory $1 (log $2) of recipe $3 (a self-test image's name) with the rest as arguments.
 run_selftest() {
   local dir=$1 log=$2 recipe=$3
@@ -224,17 +228,33 @@ on_recipe=$(layers "oci-archive:$deploy/$rcp-qemux86-64.rootfs.ocify-oci:latest"
 grep -q "$reg.bb:do_ocify_fetch_base" "$scratch/on-registry.log" || fail "do_ocify_fetch_base did not run"
 on_registry=$(layers "oci-archive:$deploy/$reg-qemux86-64.rootfs.ocify-oci:latest")
 [ "${on_registry% *}" = "$(layers "docker://$ref")" ] || fail "$reg is not the pushed image's layers and one more"
-ok "bases: a recipe's deployed archive, and a registry's image fetched by do_ocify_fetch_base (with [network]; the image task has none)"
+ok "bases: a recipe's deployed archive, and a registry's image fetched by do_ocify_fetch_base (it has [network])"
+
+# bitbake runs a task without [network] where there is none: the image task, made to read the same base
+# from the registry itself, fails with ocify's line, where do_ocify_fetch_base above reached it.
+printf 'OCIFY_BASE_REF:pn-%s = "%s"\n' "$reg" "$ref" >"$scratch/base-from-registry.conf"
+if (
+  export OCIFY_IMAGE_BASE=$ref BB_ENV_PASSTHROUGH_ADDITIONS=OCIFY_IMAGE_BASE
+  bb "$build-b1" -R "$selftest/conf/bitbake-b.conf" -R "$scratch/base-from-registry.conf" -b "$selftest/recipes-selftest/images/$reg.bb" \
+    -c image_ocify_oci -f >"$scratch/no-network.log" 2>&1
+); then fail "an image task reached the registry"; fi
+grep -q "ERROR: .*ocify: cannot reach 127\.0\.0\.1:$port" "$scratch/no-network.log" || {
+  cat "$scratch/no-network.log"
+  fail "the image task failed otherwise than on the network"
+}
+curl -fs "http://127.0.0.1:$port/v2/" >/dev/null || fail "the registry stopped (so that proves nothing)"
+ok "the image task runs without network: reading its base from the registry itself, it fails with ocify's one line"
 
 # 3. ocify-native with meta-oe.
 if [ -n "${META_OE_DIR:-}" ]; then
   # Only nodejs and what it needs from meta-oe are parsed; the rest of meta-oe does not concern ocify-native.
-  configure "$build-meta-oe" 'IMAGE_CLASSES += "ocify-image"
+  oe_conf='IMAGE_CLASSES += "ocify-image"
 IMAGE_FSTYPES += "ocify-oci ocify-docker"
 OCIFY_PROVIDER = "native"
 BB_NO_NETWORK = "1"
 CONNECTIVITY_CHECK_URIS = ""
-BBMASK += "/meta-oe/(?!recipes-devtools/nodejs/|recipes-support/c-ares/|recipes-extended/brotli/)"' "$META_OE_DIR/meta-oe $layer"
+BBMASK += "/meta-oe/(?!recipes-devtools/nodejs/|recipes-support/c-ares/|recipes-extended/brotli/)"'
+  configure "$build-meta-oe" "$oe_conf" "$META_OE_DIR/meta-oe $layer"
   bb "$build-meta-oe" -p >"$scratch/parse-oe.log" 2>&1 || { cat "$scratch/parse-oe.log"; fail "bitbake -p with meta-oe"; }
   bb "$build-meta-oe" -e ocify-native >"$scratch/native.txt"
   version=$(sed -n 's/^  "version": "\(.*\)",$/\1/p' "$repo/package.json")
@@ -247,11 +267,14 @@ BBMASK += "/meta-oe/(?!recipes-devtools/nodejs/|recipes-support/c-ares/|recipes-
   has_edge "$scratch/native.edges" "ocify-native.do_prepare_recipe_sysroot -> nodejs-native.do_populate_sysroot"
   ok "with meta-oe: ocify-native $version parses, the image tasks wait for it, it waits for nodejs-native"
 
-  bb "$build-meta-oe" -R "$selftest/conf/bitbake-b.conf" -b "$native_recipe" -c populate_sysroot >"$scratch/native.log" 2>&1 || {
+  # In a build directory of its own, made anew, with meta-oe's configuration (bitbake -b needs no parse cache).
+  rm -rf "$build-native"
+  configure "$build-native" "$oe_conf" "$META_OE_DIR/meta-oe $layer"
+  bb "$build-native" -R "$selftest/conf/bitbake-b.conf" -b "$native_recipe" -c populate_sysroot >"$scratch/native.log" 2>&1 || {
     grep -v '^NOTE: ' "$scratch/native.log"
     fail "bitbake -b ocify-native -c populate_sysroot"
   }
-  installed=$(find "$build-meta-oe" -path '*/ocify-native/*/sysroot-destdir/*/usr/bin/ocify' | head -n 1)
+  installed=$(find "$build-native" -path '*/ocify-native/*/sysroot-destdir/*/usr/bin/ocify' | head -n 1)
   [ -x "$installed" ] || fail "ocify-native installed no ocify"
   [ "$("$installed" --version)" = "ocify $version" ] || fail "the installed ocify does not run"
   mkdir -p "$scratch/rootfs/etc" && echo native >"$scratch/rootfs/etc/hostname"
