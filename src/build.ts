@@ -332,7 +332,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const uploads: Promise<unknown>[] = [];
   try {
     const resolving = (async () => {
-      if (options.from !== "scratch") source = await openSource(parseTransportReference(options.from), options);
+      if (options.from !== "scratch") source = await openSource(parseTransportReference(options.from), { ...options, cacheDir });
       return resolveBases(source, platforms, Boolean(options.platforms?.length), cache);
     })();
     resolving.catch(() => {}); // awaited below, after the builds have started

@@ -25,6 +25,14 @@ export { type AppendedLayer, applyConfigEdits, type ConfigEdits, mutateConfig } 
 export type { ProgressEvent, ProgressSink } from "./progress.js";
 export { formatReference, parseReference, type Reference } from "./reference.js";
 export {
+  type Credential,
+  type CredentialProvider,
+  defaultCredentials,
+  ExplicitCredentialProvider,
+} from "./registry/credentials.js";
+export { type LoginOptions, login, logout } from "./registry/login.js";
+export { deleteImage, listTags, type RegistryVerbOptions, resolveDigest, tagImage } from "./registry/verbs.js";
+export {
   checkDestination,
   type ImageDestination,
   type ImageSource,

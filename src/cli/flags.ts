@@ -14,6 +14,7 @@ type Options = NonNullable<ParseArgsConfig["options"]>;
 /** Options every command that moves images accepts. */
 export const transportFlags = {
   "insecure-registry": { type: "string", multiple: true },
+  "registry-mirror": { type: "string", multiple: true },
   jobs: { type: "string", short: "j" },
   quiet: { type: "boolean", short: "q" },
   "cache-dir": { type: "string" },
@@ -181,6 +182,7 @@ export function sourceDateEpoch(env: NodeJS.ProcessEnv = process.env): number | 
 export function transportOptions(
   values: {
     "insecure-registry"?: string[] | undefined;
+    "registry-mirror"?: string[] | undefined;
     jobs?: string | undefined;
     quiet?: boolean | undefined;
     "cache-dir"?: string | undefined;
@@ -192,6 +194,7 @@ export function transportOptions(
   const jobs = intFlag(values.jobs, "--jobs", 1, 64);
   if (jobs !== undefined) options.jobs = jobs;
   if (values["cache-dir"] !== undefined) options.cacheDir = values["cache-dir"];
+  if (values["registry-mirror"]?.length) options.registryMirrors = values["registry-mirror"];
   return { options, finish: view.finish };
 }
 

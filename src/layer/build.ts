@@ -560,7 +560,7 @@ export async function buildLayer(
       if (plan.kind === "tarball") {
         mkdirSync(join(options.cacheDir, "tmp"), { recursive: true });
         spool = tempPathFor(join(options.cacheDir, "tmp", "spool"));
-        // Loaded here: tar-stream and its dependencies cost ~15 ms to load, which a build from directories skips.
+        // Loaded here: a build from directories has no use for the tarball reader, and skips loading it.
         const { planTarball } = await import("./tarball.js");
         const tarball = await planTarball(source.source, source.dest, plan.entryOptions, spool, plan.stat, options.signal, options.warn);
         packed = packPlan(tarball);
@@ -568,6 +568,7 @@ export async function buildLayer(
       const { recordPath, fingerprint, scanStartNs } = plan;
       const statIndex = plan.kind === "tree" ? plan.statIndex : undefined;
       const previous = plan.kind === "tree" ? plan.previous : undefined;
+      const xattrs = plan.kind === "tree" && plan.xattrs;
       plan = undefined; // a tree's entries are packed; let the rest go before the long part
       const adopted = early;
       early = undefined; // produce() owns it now
@@ -581,6 +582,7 @@ export async function buildLayer(
         size: produced.size,
         tarSize: packed.cuts[packed.cuts.length - 1] as number,
         blocks: produced.blocks,
+        ...(xattrs ? { xattrs } : {}),
       };
       // A tarball read as a stream has no record: nothing tells whether the next one is the same.
       if (recordPath !== "") await writeFileAtomic(recordPath, JSON.stringify(built));

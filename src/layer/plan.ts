@@ -9,6 +9,7 @@ import { type BigIntStats, lstatSync, readdirSync, readlinkSync, statSync } from
 import { InputError, UsageError } from "../errors.js";
 import type { StatIndexBuilder } from "./stat-index.js";
 import type { StringHeader, TarHeader } from "./tar.js";
+import { readXattrs } from "./xattrs.js";
 
 /** Bytes of a change detector: size, mtime (ns), ctime (ns), inode and device, as little-endian u64s. */
 export const detectorSize = 40;
@@ -375,6 +376,8 @@ export function planPath(
       entry.devminor = minor;
     } else if (stat.isFIFO()) entry.type = "fifo";
     else return; // sockets cannot be stored in a tar
+    const xattrs = readXattrs(full);
+    if (xattrs) entry.pax = xattrs;
     entries.push(entry);
   };
 

@@ -23,7 +23,8 @@ import {
   statLayerSource,
 } from "./plan.js";
 import { leadingBlocks, patchPlan, readPlanFile } from "./plan-file.js";
-import { compareStats, type FirstDifference, isContentChange, StatIndexBuilder, updatedStatIndex } from "./stat-index.js";
+import { compareStats, type FirstDifference, isContentChange, type StatChange, StatIndexBuilder, updatedStatIndex } from "./stat-index.js";
+import { readXattrs } from "./xattrs.js";
 
 export type { LayerSource } from "./plan.js";
 
@@ -52,6 +53,8 @@ export interface LayerRecord {
   size: number;
   tarSize: number;
   blocks: BlockInfo[];
+  /** Some entry of a directory layer had xattrs: a directory whose ctime alone moved may have lost them. */
+  xattrs?: boolean;
 }
 
 export const recordVersion = 1;
@@ -97,6 +100,8 @@ export type PlannedLayer =
       statIndex: Uint8Array;
       /** Made by patching the previous build's plan (plan-file.ts), not by listing the tree. */
       patched: boolean;
+      /** Some entry has xattrs (LayerRecord.xattrs). */
+      xattrs: boolean;
     }
   /**
    * A tarball: planned while it is read (asynchronously), on the main thread. `stat` is the file's; a
@@ -235,42 +240,9 @@ export function planLayer(source: LayerSource, options: PlanOptions, onHead?: (h
   // below takes the fresh lstats from here and only lists the directories.
   let known: Map<string, BigIntStats> | undefined;
   if (record) {
-    const index = readStatIndex(recordPath);
-    if (index) {
-      // Read once, by whichever needs it first: the head below, or the patch after the check.
-      let recordedPlan: { plan: PackedPlan | undefined } | undefined;
-      const previousPlan = (): PackedPlan | undefined => {
-        recordedPlan ??= { plan: readPlanFile(recordPath, record.fingerprint) };
-        return recordedPlan.plan;
-      };
-      const onFirstDifference: FirstDifference | undefined =
-        onHead &&
-        ((paths, at) => {
-          const previous = previousPlan();
-          const blocks = previous && previous.cuts.length === record.blocks.length ? leadingBlocks(previous, paths, at) : 0;
-          if (blocks > 0) onHead({ blocks: record.blocks.slice(0, blocks) });
-        });
-      const compared = compareStats(index, record.fingerprint, isRacy, onFirstDifference);
-      const refreshed = compared.refreshed ?? [];
-      if (compared.unchanged && blocksCached(record)) {
-        // Directories whose ctime alone moved keep their new lstat, so the next build need not read their names.
-        // Nothing was racy against the recorded scan, so the index may say it was taken now.
-        const statIndex = refreshed.length > 0 ? updatedStatIndex(index, refreshed, record.fingerprint, scanStartNs) : undefined;
-        return { kind: "unchanged", key, record, recordPath, ...(statIndex ? { statIndex } : {}) };
-      }
-      const { changes } = compared;
-      const recorded = changes?.every(isContentChange) ? previousPlan() : undefined;
-      const patched = recorded && changes && patchPlan(recorded, changes);
-      if (patched && changes) {
-        const fingerprint = planFingerprint(patched, identity);
-        const statIndex = updatedStatIndex(index, [...changes, ...refreshed], fingerprint, scanStartNs);
-        if (fingerprint === record.fingerprint && !anyRacyPacked(patched, BigInt(record.scanStartNs)) && blocksCached(record)) {
-          return { kind: "unchanged", key, record, recordPath, statIndex };
-        }
-        return { ...treePlan(key, recordPath, fingerprint, scanStartNs, patched, record, statIndex), patched: true };
-      }
-      known = compared.stats;
-    }
+    const quick = quickPlan({ key, identity, recordPath, record, scanStartNs, blocksCached, onHead });
+    if (quick && "kind" in quick) return quick;
+    known = quick?.known;
   }
   const index = new StatIndexBuilder();
   const plan = planPath(source.source, source.dest, entryOptions, index, known);
@@ -279,7 +251,84 @@ export function planLayer(source: LayerSource, options: PlanOptions, onHead?: (h
   const statIndex = index.encode(fingerprint, scanStartNs);
   const reused = reusable(fingerprint, plan.detectors);
   if (reused) return { kind: "unchanged", key, record: reused, recordPath, statIndex };
-  return treePlan(key, recordPath, fingerprint, scanStartNs, packed, record, statIndex);
+  return treePlan(
+    key,
+    recordPath,
+    fingerprint,
+    scanStartNs,
+    packed,
+    record,
+    statIndex,
+    plan.entries.some((entry) => entry.pax),
+  );
+}
+
+/** What the quick way needs: the layer's identity and record, and the planLayer's own arguments. */
+interface QuickInputs {
+  key: string;
+  identity: string;
+  recordPath: string;
+  record: LayerRecord;
+  scanStartNs: bigint;
+  blocksCached(record: LayerRecord): boolean;
+  onHead?: ((head: LayerHead) => void) | undefined;
+}
+
+/**
+ * The quick way of planLayer: compare the recorded build's stat index with the files. Returns the plan
+ * (unchanged, or the recorded plan patched), or the fresh lstats for the listing to take (`known`), or
+ * undefined when there is no index.
+ */
+function quickPlan(inputs: QuickInputs): PlannedLayer | { known: Map<string, BigIntStats> | undefined } | undefined {
+  const { key, identity, recordPath, record, scanStartNs, blocksCached, onHead } = inputs;
+  const index = readStatIndex(recordPath);
+  if (!index) return undefined;
+  // Read once, by whichever needs it first: the head below, or the patch after the check.
+  let recordedPlan: { plan: PackedPlan | undefined } | undefined;
+  const previousPlan = (): PackedPlan | undefined => {
+    recordedPlan ??= { plan: readPlanFile(recordPath, record.fingerprint) };
+    return recordedPlan.plan;
+  };
+  const onFirstDifference: FirstDifference | undefined =
+    onHead &&
+    ((paths, at) => {
+      const previous = previousPlan();
+      const blocks = previous && previous.cuts.length === record.blocks.length ? leadingBlocks(previous, paths, at) : 0;
+      if (blocks > 0) onHead({ blocks: record.blocks.slice(0, blocks) });
+    });
+  const compared = compareStats(index, record.fingerprint, isRacy, onFirstDifference);
+  const refreshed = compared.refreshed ?? [];
+  // xattrs are not in the index: a path whose ctime moved may have gained or lost some, which the listing reads.
+  if (xattrsMayHaveMoved(record, compared.changes, refreshed)) return { known: compared.stats };
+  if (compared.unchanged && blocksCached(record)) {
+    // Directories whose ctime alone moved keep their new lstat, so the next build need not read their names.
+    // Nothing was racy against the recorded scan, so the index may say it was taken now.
+    const statIndex = refreshed.length > 0 ? updatedStatIndex(index, refreshed, record.fingerprint, scanStartNs) : undefined;
+    return { kind: "unchanged", key, record, recordPath, ...(statIndex ? { statIndex } : {}) };
+  }
+  const { changes } = compared;
+  const recorded = changes?.every(isContentChange) ? previousPlan() : undefined;
+  const patched = recorded && changes && patchPlan(recorded, changes);
+  if (patched && changes) {
+    const fingerprint = planFingerprint(patched, identity);
+    const statIndex = updatedStatIndex(index, [...changes, ...refreshed], fingerprint, scanStartNs);
+    if (fingerprint === record.fingerprint && !anyRacyPacked(patched, BigInt(record.scanStartNs)) && blocksCached(record)) {
+      return { kind: "unchanged", key, record, recordPath, statIndex };
+    }
+    const plan = treePlan(key, recordPath, fingerprint, scanStartNs, patched, record, statIndex, record.xattrs ?? false);
+    return { ...plan, patched: true };
+  }
+  return { known: compared.stats };
+}
+
+/**
+ * Whether a path the stat check found changed may have gained or lost xattrs that the recorded plan does
+ * not show: a changed path that has layer xattrs now (one llistxattr each; a file that had some has a pax
+ * header, which patchPlan does not patch), or a directory whose ctime alone moved in a layer that had any.
+ */
+function xattrsMayHaveMoved(record: LayerRecord, changes: readonly StatChange[] | undefined, refreshed: readonly StatChange[]): boolean {
+  if (record.xattrs && refreshed.length > 0) return true;
+  return [...(changes ?? []), ...refreshed].some((change) => readXattrs(change.path) !== undefined);
 }
 
 function treePlan(
@@ -290,7 +339,19 @@ function treePlan(
   packed: PackedPlan,
   record: LayerRecord | undefined,
   statIndex: Uint8Array,
+  xattrs: boolean,
 ): PlannedLayer & { kind: "tree" } {
   const previous = record && { scanStartNs: record.scanStartNs, blocks: record.blocks };
-  return { kind: "tree", key, recordPath, fingerprint, scanStartNs: String(scanStartNs), packed, previous, statIndex, patched: false };
+  return {
+    kind: "tree",
+    key,
+    recordPath,
+    fingerprint,
+    scanStartNs: String(scanStartNs),
+    packed,
+    previous,
+    statIndex,
+    patched: false,
+    xattrs,
+  };
 }

@@ -168,6 +168,37 @@ describe("tar formats", () => {
     assert.equal(layer.find((e) => e.name === Buffer.from(rawName).toString("latin1"))?.type, "file", "the raw name's bytes kept");
   });
 
+  it("says in one warning line what it left out, and refuses in one line what a layer cannot hold", async () => {
+    // A volume label names the archive, not a file: left out without a word, in either format.
+    for (const format of ["posix", "gnu"]) {
+      const labelled = join(work.path, `label-${format}.tar`);
+      execFileSync("tar", [`--format=${format}`, "-V", "backup-1", "-C", tree, "-cf", labelled, "bin"]);
+      const silent: string[] = [];
+      const entries = listTarBuffer(await layerTar(await importRootfs(labelled, options({ warn: (m) => silent.push(m) }))));
+      assert.deepEqual([silent, entries.map((e) => e.name)], [[], ["bin", "bin/ping", "bin/ping6", "bin/su"]], format);
+    }
+    const withRecords = join(work.path, "records.tar");
+    execFileSync("python3", [
+      "-c",
+      "import io, sys, tarfile\nwith tarfile.open(sys.argv[1], 'w', format=tarfile.PAX_FORMAT) as t:\n" +
+        "    for n in ('a', 'b'):\n        i = tarfile.TarInfo(n); i.size = 1; i.pax_headers = {'SCHILY.fflags': 'nodump', 'VENDOR.tag': n}\n" +
+        "        t.addfile(i, io.BytesIO(b'x'))",
+      withRecords,
+    ]);
+    const warnings: string[] = [];
+    const warn = (message: string) => warnings.push(message);
+    await importRootfs(withRecords, options({ warn }));
+    assert.deepEqual(warnings, [`${withRecords}: left out what no layer reader uses (entries): SCHILY.fflags (2), VENDOR.tag (2)`]);
+    const multi = join(work.path, "multi.tar");
+    execFileSync("python3", [
+      "-c",
+      "import io, sys, tarfile\nwith tarfile.open(sys.argv[1], 'w', format=tarfile.GNU_FORMAT) as t:\n" +
+        "    i = tarfile.TarInfo('part'); i.type = b'M'; i.size = 1\n    t.addfile(i, io.BytesIO(b'x'))",
+      multi,
+    ]);
+    await assert.rejects(importRootfs(multi, options()), /entry "part" is a GNU multi-volume continuation, which a layer cannot hold/);
+  });
+
   it("--chown replaces the archive's owners and drops their names", async () => {
     const file = join(work.path, "gnu-format.tar");
     const layer = listTarBuffer(await layerTar(await buildLayer({ source: file, dest: "/opt" }, options({ chown: { uid: 7, gid: 8 } }))));

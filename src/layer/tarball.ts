@@ -43,7 +43,6 @@ const typeOf: Record<string, EntryType | undefined> = {
 const unstorable: Record<string, string> = {
   M: "a GNU multi-volume continuation",
   N: "an old GNU long-name script",
-  V: "a GNU volume label",
   X: "a Solaris extended header",
   A: "a Solaris ACL",
   E: "a Solaris extended attribute",
@@ -79,6 +78,7 @@ const consumed = new Set([
   "SCHILY.ino",
   "SCHILY.nlink",
   "LIBARCHIVE.creationtime",
+  "GNU.volume.label",
 ]);
 
 /** bsdtar's xattr record: `LIBARCHIVE.xattr.<name, %-escaped>=<value, base64>`. */
@@ -148,7 +148,7 @@ interface TarballState {
   byName: Map<string, PlanEntry>;
   links: Map<PlanEntry, PlanEntry[]>;
   rootOf: Map<PlanEntry, PlanEntry>;
-  /** Pax record keys dropped, with a count of entries (reported once). */
+  /** Pax record keys left out, with a count of entries (reported once). */
   dropped: Map<string, number>;
 }
 
@@ -203,7 +203,7 @@ export async function planTarball(
   }
   if (state.dropped.size > 0 && warn) {
     const keys = [...state.dropped].map(([key, count]) => `${shown(key)} (${count})`).join(", ");
-    warn(`${what}: pax records no layer reader uses were left out: ${keys}`);
+    warn(`${what}: left out what no layer reader uses (entries): ${keys}`);
   }
   return {
     entries: finishEntries(state.entries, options, state.links.values()),
@@ -221,6 +221,8 @@ function shown(latin1: string): string {
 async function planEntry(state: TarballState, entry: TarInputEntry, content: AsyncGenerator<Buffer>): Promise<void> {
   const { what, prefix, options } = state;
   const type = typeOf[entry.typeflag];
+  // A volume label names the archive, not a file (as GNU.volume.label in a pax global header): nothing of the tree is in it.
+  if (entry.typeflag === "V") return;
   if (type === undefined) {
     const kind = unstorable[entry.typeflag] ?? `of type '${shown(entry.typeflag)}'`;
     throw new InputError(`${what}: entry "${shown(entry.name)}" is ${kind}, which a layer cannot hold`, {

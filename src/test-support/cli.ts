@@ -42,7 +42,14 @@ function rssHookPath(): string {
  */
 export async function runOcify(
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; stdin?: Readable; allowInternalError?: boolean } = {},
+  options: {
+    env?: NodeJS.ProcessEnv;
+    cwd?: string;
+    timeoutMs?: number;
+    allowInternalError?: boolean;
+    input?: string;
+    stdin?: Readable;
+  } = {},
 ): Promise<CliResult> {
   const result = await runOcifyProcess(args, options);
   if (!options.allowInternalError && (result.code === 70 || /^ocify: internal error/m.test(result.stderr))) {
@@ -53,7 +60,7 @@ export async function runOcify(
 
 async function runOcifyProcess(
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; stdin?: Readable },
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; input?: string; stdin?: Readable },
 ): Promise<CliResult> {
   const rssDir = mkdtempSync(join(tmpdir(), "ocify-rss-out-"));
   const rssFile = join(rssDir, "rss");
@@ -66,7 +73,7 @@ async function runOcifyProcess(
     // What the child does not read (it failed first) is dropped: its exit code and stderr tell.
     child.stdin.on("error", () => {});
     if (options.stdin) pipeline(options.stdin, child.stdin).catch(() => options.stdin?.destroy());
-    else child.stdin.end();
+    else child.stdin.end(options.input);
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => {

@@ -13,6 +13,7 @@ import type { RawManifest } from "../image/manifest.js";
 import type { ManifestFormat } from "../media-types.js";
 import type { ProgressSink } from "../progress.js";
 import { parseReference, parseReferenceWithDefaultTag, type Reference } from "../reference.js";
+import type { CredentialProvider } from "../registry/credentials.js";
 
 /** A parsed transport reference. */
 export type TransportReference =
@@ -41,6 +42,10 @@ export interface TransportOptions {
   userAgent?: string;
   /** Download non-distributable layers from their URLs for destinations that must hold their content (docker-archive). */
   fetchForeignLayers?: boolean;
+  /** Where registry credentials come from, in order; default: containers' auth.json files, then docker's config.json. */
+  credentials?: readonly CredentialProvider[] | undefined;
+  /** Pull mirrors (`--registry-mirror`): `MIRROR` for Docker Hub, `REGISTRY=MIRROR` for another registry. */
+  registryMirrors?: readonly string[] | undefined;
 }
 
 /** A readable image store: one image, an index, or an archive of several. */
