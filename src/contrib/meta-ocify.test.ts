@@ -24,11 +24,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { busyboxPath, writeBaseImageLayout } from "../test-support/base-image.js";
+import { expandClass } from "../test-support/bitbake-class.js";
+import { type FakeRoot, giveToTaskUser, makeHostTools, runUnderFakeRoot, writeTaskScript } from "../test-support/bitbake-task.js";
 import { runOk } from "../test-support/cli.js";
 import { type DockerEngine, dockerEngineUnavailableReason, startDockerEngine } from "../test-support/docker-engine.js";
 import { pushOciLayout, startRegistry, type TestRegistry } from "../test-support/registry.js";
-import { expandClass } from "./bitbake-class.js";
-import { type FakeRoot, giveToTaskUser, makeHostTools, runUnderFakeRoot, writeTaskScript } from "./task-runner.js";
 
 const linkName = "core-image-minimal-qemux86-64.rootfs";
 const imageName = `${linkName}-20260101000000`;

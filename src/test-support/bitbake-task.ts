@@ -6,8 +6,8 @@
 import { spawn } from "node:child_process";
 import { chownSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ocifyBin } from "../test-support/cli.js";
 import { type ExpandedClass, taskScript } from "./bitbake-class.js";
+import { ocifyBin } from "./cli.js";
 
 /** The unprivileged user tasks run as when the tests run as root. */
 export const taskUser = { uid: 65534, gid: 65534 };

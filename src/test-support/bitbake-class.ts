@@ -6,7 +6,7 @@
  */
 import { spawnSync } from "node:child_process";
 
-/** Where the class lives in the repository, from the compiled dist/contrib/ directory. */
+/** Where the class lives in the repository, from the compiled dist/test-support/ directory. */
 export const classPath = new URL("../../contrib/meta-ocify/classes/ocify-image.bbclass", import.meta.url).pathname;
 
 // The expander: bitbake's two expansion regexes, its operators (=, ?=, ??=, +=, :=), shell functions up
