@@ -394,6 +394,44 @@ describe("meta-ocify class: IMAGE_CMD and do_ocify_push run as bitbake runs them
     assert.equal(artifact.layers[0].annotations["org.opencontainers.image.title"], sbomName, "the document's own (dated) name");
   });
 
+  it("do_ocify_push takes credentials from the build user's ~/.docker/config.json, none from the metadata", async () => {
+    const user = { username: "yocto", password: "s3cret-pass" };
+    const locked = await startRegistry({ htpasswd: user });
+    try {
+      const ref = `${locked.host}/yocto/core-image-minimal:1`;
+      const build = newBuild(root, "push-auth", { OCIFY_PUSH_REF: ref });
+      writeScarthgapSbom(build.vars.IMGDEPLOYDIR as string);
+      const fake: FakeRoot = { kind: "pseudo", stateDir: join(build.dir, "pseudo") };
+      const image = await runTask(build, fake, "do_image_ocify_oci", imageTaskBody("ocify-oci"), rootfsSetup(build));
+      assert.equal(image.code, 0, image.stderr + image.stdout);
+      deployImage(build);
+      // No credentials anywhere: the task fails with ocify's one line.
+      const refused = await runTask(build, fake, "do_ocify_push", undefined);
+      assert.notEqual(refused.code, 0);
+      const errors = `${refused.stdout}${refused.stderr}`.split("\n").filter((l) => l.startsWith("ERROR: "));
+      assert.equal(errors.length, 1, refused.stdout + refused.stderr);
+      assert.match(errors[0] as string, /^ERROR: ocify: .*authentication required \(log in with ocify login /);
+      // The build user's docker config (HOME is passed to tasks by bitbake): the push and the SBOM go through.
+      const config = join(build.env.HOME as string, ".docker");
+      mkdirSync(config, { recursive: true });
+      const auth = Buffer.from(`${user.username}:${user.password}`).toString("base64");
+      writeFileSync(join(config, "config.json"), JSON.stringify({ auths: { [locked.host]: { auth } } }), { mode: 0o600 });
+      for (const path of [config, join(config, "config.json")]) giveToTaskUser(path);
+      const push = await runTask(build, fake, "do_ocify_push", undefined);
+      assert.equal(push.code, 0, push.stderr + push.stdout);
+      assert.doesNotMatch(push.stdout + push.stderr, /s3cret-pass|eW9jdG86czNjcmV0LXBhc3M/, "the credentials are not in the task log");
+      const creds = ["--tls-verify=false", "--creds", `${user.username}:${user.password}`];
+      const manifest = await runOk("skopeo", ["inspect", "--raw", ...creds, `docker://${ref}`]);
+      const tag = `sha256-${sha256(manifest).slice(7)}`;
+      const index = JSON.parse(
+        await runOk("skopeo", ["inspect", "--raw", ...creds, `docker://${locked.host}/yocto/core-image-minimal:${tag}`]),
+      );
+      assert.equal(index.manifests.length, 1, "the SBOM is attached with the same credentials");
+    } finally {
+      await locked.stop();
+    }
+  });
+
   it("do_ocify_push pushes the archive and attaches the SBOM, listed in the referrers tag index", async () => {
     const ref = `${registry.host}/yocto/core-image-minimal:1`;
     const build = newBuild(root, "push", { OCIFY_PUSH_REF: ref });
