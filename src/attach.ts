@@ -14,7 +14,7 @@ import { pipeline } from "node:stream/promises";
 import { createDigester, type Digest, parseDigest } from "./digest.js";
 import { InputError, InvalidImageError, UsageError } from "./errors.js";
 import type { Descriptor } from "./image/descriptor.js";
-import { encodeJson, type ImageIndex, manifestDescriptor, parseImageIndex, type RawManifest, rawManifest } from "./image/manifest.js";
+import { encodeJson, type IndexManifest as ImageIndex, manifestDescriptor, parseImageIndex, type RawManifest, rawManifest } from "./image/manifest.js";
 import { MediaType } from "./media-types.js";
 import {
   type ImageSource,

@@ -14,7 +14,7 @@ import { repositoryScope } from "../registry/auth.js";
 import { type MountResult, type RegistryClient, registryClient } from "../registry/client.js";
 import { DeniedError, RegistryError, UnauthorizedError } from "../registry/errors.js";
 import { RegistrySource } from "./registry-source.js";
-import type { ImageDestination, ImageSource, RegistryLocation, TransportOptions } from "./transport.js";
+import type { ImageDestination, ImageSource, RegistryLocation, TransportOptions } from "./types.js";
 
 function clientFor(reference: Reference, options: TransportOptions): RegistryClient {
   return registryClient(reference.registry, {
