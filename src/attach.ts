@@ -1,36 +1,31 @@
 /**
- * `ocify attach`: an artifact (an SBOM, a signature, a report) attached to an image as an OCI 1.1
- * referrer: an image manifest with `artifactType`, the empty config and a `subject` naming the image
- * (image-spec manifest.md "Guidelines for Artifact Usage"). A registry with the referrers API indexes it
- * itself (it answers the PUT with `OCI-Subject`); on others the referrers tag scheme's index
- * `sha256-<hex>` is updated, keeping the referrers already listed (distribution-spec "Referrers Tag
- * Schema"). In an OCI layout or archive the artifact manifest is added to index.json, untagged.
+ * Attaching files (an SBOM, a signature, a report) to an image as an OCI 1.1 referrer: an artifact of the
+ * image model (image/artifact.ts) with the image's manifest as its `subject`, written by copyImage like any
+ * image. A registry with the referrers API lists it there; on others the referrers tag scheme's index
+ * `sha256-<hex>` is updated through the transport, keeping the referrers it listed (distribution-spec,
+ * "Pushing Manifests with Subject"). In an OCI layout or archive it becomes an untagged index.json entry
+ * with its artifactType, beside what the layout held.
  */
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { basename } from "node:path";
-import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { copyImage } from "./copy.js";
 import { createDigester, type Digest, parseDigest } from "./digest.js";
-import { InputError, InvalidImageError, UsageError } from "./errors.js";
+import { InputError, UsageError } from "./errors.js";
+import { artifact } from "./image/artifact.js";
 import type { Descriptor } from "./image/descriptor.js";
-import { encodeJson, type IndexManifest as ImageIndex, manifestDescriptor, parseImageIndex, type RawManifest, rawManifest } from "./image/manifest.js";
+import type { Image } from "./image/image.js";
+import type { ImageBlob } from "./image/layer.js";
+import { encodeJson, type IndexManifest, manifestDescriptor, parseImageIndex, rawManifest } from "./image/manifest.js";
+import * as mutate from "./image/mutate.js";
 import { MediaType } from "./media-types.js";
-import {
-  type ImageSource,
-  openSource,
-  parseTransportReference,
-  type TransportOptions,
-  type TransportReference,
-} from "./transport/transport.js";
-
-/** The empty config of an artifact manifest (image-spec manifest.md, "Guidance for an Empty Descriptor"). */
-export const emptyConfig = {
-  mediaType: "application/vnd.oci.empty.v1+json",
-  digest: "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a" as Digest,
-  size: 2,
-  data: "e30=",
-} as const;
+import type { Reference } from "./reference.js";
+import { ManifestUnknownError } from "./registry/errors.js";
+import { listReferrers } from "./registry/verbs.js";
+import { openOciArchiveDestination } from "./transport/oci-archive.js";
+import { openDestination, openSource, parseTransportReference } from "./transport/transport.js";
+import type { ImageDestination, TransportOptions, TransportReference } from "./transport/types.js";
 
 /** The annotation naming a file in an artifact (image-spec annotations.md). */
 export const titleAnnotation = "org.opencontainers.image.title";
@@ -61,16 +56,12 @@ export interface AttachResult {
   indexedBy: "referrers-api" | "referrers-tag" | "index.json";
 }
 
-/** A file of the artifact, hashed: its descriptor and how to read it again. */
-export interface ArtifactBlob {
-  descriptor: Descriptor;
-  open(): Readable;
-}
-
-async function hashFile(file: ArtifactFile, artifactType: string): Promise<ArtifactBlob> {
+/** A file as a blob of the artifact, hashed once; streamed again from the file when written. */
+async function fileBlob(file: ArtifactFile, artifactType: string): Promise<ImageBlob> {
   const info = await stat(file.path).catch(() => undefined);
-  if (!info?.isFile())
+  if (!info?.isFile()) {
     throw new InputError(`${file.path}: ${info ? "is not a file" : "does not exist"}`, { hint: "give the files to attach" });
+  }
   const digester = createDigester();
   await pipeline(createReadStream(file.path), digester);
   digester.resume();
@@ -80,45 +71,7 @@ async function hashFile(file: ArtifactFile, artifactType: string): Promise<Artif
     size: digester.size,
     annotations: { [titleAnnotation]: basename(file.path) },
   };
-  return { descriptor, open: () => createReadStream(file.path) };
-}
-
-/** The artifact manifest for `blobs` with `subject` (image-spec manifest.md, artifactType + empty config). */
-export function artifactManifest(
-  artifactType: string,
-  blobs: readonly Descriptor[],
-  subject: Descriptor,
-  annotations?: Record<string, string>,
-): RawManifest {
-  const manifest: Record<string, unknown> = {
-    schemaVersion: 2,
-    mediaType: MediaType.ociManifest,
-    artifactType,
-    config: emptyConfig,
-    layers: blobs,
-    subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
-  };
-  if (annotations && Object.keys(annotations).length) manifest.annotations = sortedRecord(annotations);
-  return rawManifest(encodeJson(manifest), MediaType.ociManifest);
-}
-
-function sortedRecord(record: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(record).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-}
-
-/** The referrers index entry for an artifact manifest (distribution-spec: artifactType and annotations copied). */
-export function referrerDescriptor(manifest: RawManifest, artifactType: string): Descriptor {
-  const descriptor: Descriptor = { ...manifestDescriptor(manifest), artifactType };
-  const annotations = (JSON.parse(manifest.bytes.toString("utf8")) as { annotations?: Record<string, string> }).annotations;
-  if (annotations) descriptor.annotations = annotations;
-  return descriptor;
-}
-
-/** An index with `entry` added once (an entry with its digest is replaced), every other entry kept. */
-export function addReferrer(existing: ImageIndex | undefined, entry: Descriptor): RawManifest {
-  const base: ImageIndex = existing ?? { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [] };
-  const manifests = [...base.manifests.filter((d) => d.digest !== entry.digest), entry];
-  return rawManifest(encodeJson({ ...base, mediaType: MediaType.ociIndex, manifests }), MediaType.ociIndex);
+  return { descriptor, kind: "artifact", open: async () => createReadStream(file.path) };
 }
 
 /** The referrers tag scheme's tag for a digest: `<alg>-<hex>` (distribution-spec). */
@@ -127,72 +80,119 @@ export function referrersTag(digest: string): string {
   return `${algorithm}-${encoded}`.slice(0, 128);
 }
 
-async function subjectDescriptor(source: ImageSource): Promise<Descriptor> {
-  const top = await source.getManifest();
-  return manifestDescriptor(top);
+/** The entry of a referrers index for an artifact: its descriptor, artifactType and annotations (distribution-spec). */
+export async function referrerEntry(referrer: Image): Promise<Descriptor> {
+  const [raw, manifest] = await Promise.all([referrer.rawManifest(), referrer.manifest()]);
+  const entry: Descriptor = { ...manifestDescriptor(raw) };
+  if (manifest.artifactType !== undefined) entry.artifactType = manifest.artifactType;
+  if (manifest.annotations !== undefined) entry.annotations = manifest.annotations;
+  return entry;
+}
+
+/** A referrers index with `entry` listed once (an entry with its digest is replaced), the others kept. */
+export function addReferrer(existing: IndexManifest | undefined, entry: Descriptor): Buffer {
+  const base: IndexManifest = existing ?? { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [] };
+  const manifests = [...base.manifests.filter((d) => d.digest !== entry.digest), entry];
+  return encodeJson({ ...base, mediaType: MediaType.ociIndex, manifests });
+}
+
+/** The subject's manifest descriptor, as the source serves it. */
+async function subjectOf(ref: TransportReference, options: TransportOptions): Promise<Descriptor> {
+  const source = await openSource(ref, options);
+  try {
+    return manifestDescriptor(await source.getManifest());
+  } finally {
+    await source.close();
+  }
+}
+
+/** The referrers tag index of `repository` (undefined when there is none yet). */
+async function readTagIndex(at: Reference, options: TransportOptions): Promise<IndexManifest | undefined> {
+  const source = await openSource({ transport: "docker", reference: at }, options);
+  try {
+    const raw = await source.getManifest();
+    return parseImageIndex(rawManifest(raw.bytes, MediaType.ociIndex), `referrers index ${source.description}`);
+  } catch (error) {
+    if (error instanceof ManifestUnknownError) return undefined;
+    throw error;
+  } finally {
+    await source.close();
+  }
+}
+
+/** Write an index's bytes under a tag through the transport (a destination's top manifest, then commit). */
+async function putIndex(destination: ImageDestination, bytes: Buffer): Promise<void> {
+  try {
+    await destination.putManifest(rawManifest(bytes, MediaType.ociIndex), { top: true });
+    await destination.commit();
+  } catch (error) {
+    await destination.abort().catch(() => {});
+    throw error;
+  }
+}
+
+/** Push the referrer by digest; without a referrers API, list it in the subject's tag scheme index. */
+async function pushReferrer(reference: Reference, referrer: Image, subject: Descriptor, options: TransportOptions) {
+  const { tag: _tag, digest: _digest, ...repository } = reference;
+  await copyImage(referrer, await openDestination({ transport: "docker", reference: repository }, options), options);
+  if (await listReferrers({ ...repository, digest: subject.digest }, options)) return "referrers-api" as const;
+  // The tag scheme: read, add, put back (a concurrent writer may race; the spec accepts it).
+  const at = { ...repository, tag: referrersTag(subject.digest) };
+  const index = addReferrer(await readTagIndex(at, options), await referrerEntry(referrer));
+  await putIndex(await openDestination({ transport: "docker", reference: at }, options), index);
+  return "referrers-tag" as const;
+}
+
+/** Write the referrer where its subject is; says how it can be found from there. */
+async function writeReferrer(
+  ref: TransportReference,
+  referrer: Image,
+  subject: Descriptor,
+  options: TransportOptions,
+): Promise<AttachResult["indexedBy"]> {
+  switch (ref.transport) {
+    case "docker":
+      return pushReferrer(ref.reference, referrer, subject, options);
+    case "oci":
+      await copyImage(referrer, await openDestination({ transport: "oci", path: ref.path }, options), options);
+      return "index.json";
+    case "oci-archive":
+      await copyImage(
+        referrer,
+        await openOciArchiveDestination({ transport: "oci-archive", path: ref.path }, options, { keep: true }),
+        options,
+      );
+      return "index.json";
+    default:
+      throw new UsageError(`${ref.transport}: a docker-archive cannot hold referrers`, {
+        hint: "attach to an oci:, oci-archive: or registry image",
+      });
+  }
+}
+
+function checkArtifactType(artifactType: string): void {
+  if (!/^[a-z0-9][\w!#$&^.+-]*\/[\w!#$&^.+-]+$/i.test(artifactType)) {
+    throw new UsageError(`artifact type ${artifactType}: expected a media type such as application/spdx+json`, {
+      hint: "give the artifactType option a TYPE/SUBTYPE media type",
+    });
+  }
 }
 
 /** Attach files to an image as an OCI 1.1 referrer; see the module comment for where it goes. */
 export async function attachArtifact(options: AttachOptions): Promise<AttachResult> {
-  if (!options.files.length) throw new UsageError("attach needs at least one FILE");
-  if (!/^[a-z0-9][\w!#$&^.+-]*\/[\w!#$&^.+-]+$/i.test(options.artifactType)) {
-    throw new UsageError(`--artifact-type ${options.artifactType}: expected a media type such as application/spdx+json`);
-  }
+  if (!options.files.length) throw new UsageError("nothing to attach", { hint: "give the files option at least one file" });
+  checkArtifactType(options.artifactType);
   const ref = parseTransportReference(options.subject);
   if (ref.transport === "docker-archive") {
     throw new UsageError(`${options.subject}: a docker-archive cannot hold referrers`, {
       hint: "attach to an oci:, oci-archive: or registry image",
     });
   }
-  const blobs = await Promise.all(options.files.map((file) => hashFile(file, options.artifactType)));
-  const source = await openSource(ref, options);
-  let subject: Descriptor;
-  try {
-    subject = await subjectDescriptor(source);
-  } finally {
-    await source.close();
-  }
-  const manifest = artifactManifest(
-    options.artifactType,
-    blobs.map((b) => b.descriptor),
-    subject,
-    options.annotations,
-  );
-  const entry = referrerDescriptor(manifest, options.artifactType);
-  const indexedBy = await writeReferrer(ref, { manifest, entry, blobs, subject }, options);
-  return { digest: manifest.digest, manifest: manifest.bytes, subject, indexedBy };
-}
-
-/** An artifact ready to be written: its manifest, index entry, blobs and subject. */
-export interface Referrer {
-  manifest: RawManifest;
-  entry: Descriptor;
-  blobs: readonly ArtifactBlob[];
-  subject: Descriptor;
-}
-
-/** The config blob's bytes. */
-export const emptyConfigBytes = Buffer.from("{}");
-
-async function writeReferrer(ref: TransportReference, referrer: Referrer, options: TransportOptions): Promise<AttachResult["indexedBy"]> {
-  switch (ref.transport) {
-    case "docker":
-      return (await import("./attach-registry.js")).pushReferrer(ref.reference, referrer, options);
-    case "oci":
-    case "oci-archive":
-      await (await import("./attach-layout.js")).addReferrerToLayout(ref, referrer);
-      return "index.json";
-    default:
-      throw new InvalidImageError(`${ref.transport}: cannot hold referrers`);
-  }
-}
-
-/** The referrers tag index's bytes parsed, or undefined (for callers that read it from a store). */
-export function parseReferrersIndex(bytes: Buffer | undefined, what: string): ImageIndex | undefined {
-  return bytes === undefined ? undefined : parseImageIndex(rawManifest(bytes, MediaType.ociIndex), what);
-}
-
-/** A stream of bytes held in memory. */
-export function bytesStream(bytes: Buffer): Readable {
-  return Readable.from([bytes]);
+  const blobs = await Promise.all(options.files.map((file) => fileBlob(file, options.artifactType)));
+  const subject = await subjectOf(ref, options);
+  let referrer = mutate.subject(artifact(options.artifactType, blobs, `an artifact for ${options.subject}`), subject);
+  if (options.annotations && Object.keys(options.annotations).length) referrer = mutate.annotations(referrer, options.annotations);
+  const indexedBy = await writeReferrer(ref, referrer, subject, options);
+  const raw = await referrer.rawManifest();
+  return { digest: raw.digest, manifest: raw.bytes, subject, indexedBy };
 }

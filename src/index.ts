@@ -5,6 +5,16 @@
  * are made of them. Every error is an `OcifyError` with a one-line message and a hint. The `ocify`
  * command uses nothing but this module.
  */
+export {
+  type ArtifactFile,
+  type AttachOptions,
+  type AttachResult,
+  addReferrer,
+  attachArtifact,
+  referrerEntry,
+  referrersTag,
+  titleAnnotation,
+} from "./attach.js";
 export { type BuildOptions, type BuildResult, build, type PlatformLayer } from "./build.js";
 export { BlobCache, defaultCacheDir } from "./cache.js";
 export { type CopyImageOptions, type CopyOptions, copyImage, KnownBlobs, type WriteResult } from "./copy.js";
@@ -21,6 +31,7 @@ export {
   UsageError,
 } from "./errors.js";
 export type { ForeignLayerOptions } from "./foreign-layers.js";
+export { artifact, emptyDescriptor } from "./image/artifact.js";
 export { type ExecutionConfig, emptyConfig, type History, type ImageConfig, parseImageConfig } from "./image/config.js";
 export {
   type Descriptor,
@@ -89,7 +100,7 @@ export {
   UnauthorizedError,
 } from "./registry/errors.js";
 export { type LoginOptions, login, logout } from "./registry/login.js";
-export { deleteImage, listTags, type RegistryVerbOptions, resolveDigest, tagImage } from "./registry/verbs.js";
+export { deleteImage, listReferrers, listTags, type RegistryVerbOptions, resolveDigest, tagImage } from "./registry/verbs.js";
 export { checkDestination, openDestination, openSource, parseTransportReference } from "./transport/transport.js";
 export type { ImageDestination, TransportOptions, TransportReference } from "./transport/types.js";
 export {

@@ -125,6 +125,44 @@ describe("ocify attach", () => {
     assert.equal(check.code, 0, check.stderr);
   });
 
+  it("adds referrers to an OCI layout directory as untagged index.json entries, the tagged image and the others kept", async () => {
+    const dirLayout = join(dir, "dir-layout");
+    await runOk("skopeo", ["copy", `oci:${layout}:1`, `oci:${dirLayout}:1`]);
+    const before = await skopeoManifest(`oci:${dirLayout}:1`);
+    const report = join(dir, "scan.txt");
+    writeFileSync(report, "scan: clean\n");
+    const digests: string[] = [];
+    for (const [type, file] of [
+      [spdxType, sbom],
+      ["text/vnd.example.report", report],
+      [spdxType, sbom],
+    ] as const) {
+      const result = await runOcify(["attach", "--subject", `oci:${dirLayout}:1`, "--artifact-type", type, file]);
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stdout, /\(index\.json\)\n$/);
+      digests.push(result.stdout.split(" ")[0] as string);
+    }
+    assert.equal(digests[2], digests[0], "the same file attached again gives the same artifact");
+    assert.equal((await skopeoManifest(`oci:${dirLayout}:1`)).bytes, before.bytes, "the tagged image is unchanged");
+    const index = JSON.parse(readFileSync(join(dirLayout, "index.json"), "utf8")) as {
+      manifests: { digest: string; artifactType?: string; annotations?: Record<string, string> }[];
+    };
+    assert.deepEqual(
+      index.manifests.map((m) => [m.digest, m.artifactType, m.annotations?.["org.opencontainers.image.ref.name"]]),
+      [
+        [sha256(before.bytes), undefined, "1"],
+        [digests[1], "text/vnd.example.report", undefined],
+        [digests[0], spdxType, undefined],
+      ],
+      "each referrer listed once (the one attached again, last)",
+    );
+    const manifest = JSON.parse(readFileSync(join(dirLayout, "blobs/sha256", (digests[1] as string).slice(7)), "utf8"));
+    assert.equal(manifest.subject.digest, sha256(before.bytes));
+    assert.equal(readFileSync(join(dirLayout, "blobs/sha256", manifest.layers[0].digest.slice(7)), "utf8"), "scan: clean\n");
+    const check = await run("umoci", ["stat", "--image", `${dirLayout}:1`]);
+    assert.equal(check.code, 0, check.stderr);
+  });
+
   it("refuses a docker-archive subject and a missing file with one line", async () => {
     const docker = await runOcify(["attach", "--subject", "docker-archive:x.tar", "--artifact-type", spdxType, sbom]);
     assert.equal(docker.code, 2);

@@ -1,6 +1,5 @@
 /** `ocify attach --subject REF --artifact-type TYPE FILE...`: attach files to an image as an OCI 1.1 referrer. */
-import { attachArtifact } from "../../attach.js";
-import { UsageError } from "../../errors.js";
+import { attachArtifact, UsageError } from "../../index.js";
 import { helpRequested, keyValues, parseFlags, transportFlags, transportOptions, writeDigestFile } from "../flags.js";
 
 export const help = `Usage: ocify attach --subject IMAGE --artifact-type TYPE [OPTIONS] FILE...
