@@ -26,7 +26,7 @@ import { after, before, describe, it } from "node:test";
 import { busyboxPath, writeBaseImageLayout } from "../test-support/base-image.js";
 import { expandClass } from "../test-support/bitbake-class.js";
 import { type FakeRoot, giveToTaskUser, makeHostTools, runUnderFakeRoot, writeTaskScript } from "../test-support/bitbake-task.js";
-import { runOk } from "../test-support/cli.js";
+import { ocifyBin, runOk } from "../test-support/cli.js";
 import { type DockerEngine, dockerEngineUnavailableReason, startDockerEngine } from "../test-support/docker-engine.js";
 import { pushOciLayout, startRegistry, type TestRegistry } from "../test-support/registry.js";
 
@@ -307,6 +307,28 @@ describe("meta-ocify class: IMAGE_CMD and do_ocify_push run as bitbake runs them
     const archive = join(build.vars.IMGDEPLOYDIR as string, `${imageName}.ocify-oci`);
     const config = JSON.parse(await runOk("skopeo", ["inspect", "--config", `oci-archive:${archive}:latest`]));
     assert.deepEqual([config.os, config.architecture, config.variant], ["linux", "arm", "v7"]);
+  });
+
+  it("OCIFY naming node and ocify.js by absolute path: the task needs neither as a host tool", async () => {
+    const tools = makeHostTools(join(root, "hosttools-plain"));
+    for (const tool of ["node", "ocify"]) rmSync(join(tools, tool));
+    const build = newBuild(root, "absolute", { OCIFY: `${process.execPath} ${ocifyBin}` });
+    build.env.PATH = tools;
+    const fake: FakeRoot = { kind: "pseudo", stateDir: join(build.dir, "pseudo") };
+    const result = await runTask(build, fake, "do_image_ocify_oci", imageTaskBody("ocify-oci"), rootfsSetup(build));
+    assert.equal(result.code, 0, result.stderr + result.stdout);
+    const archive = join(build.vars.IMGDEPLOYDIR as string, `${imageName}.ocify-oci`);
+    const config = JSON.parse(await runOk("skopeo", ["inspect", "--config", `oci-archive:${archive}:latest`]));
+    assert.deepEqual([config.os, config.architecture], ["linux", "amd64"]);
+    // The same PATH with the default OCIFY: the one line says where ocify should have been.
+    const bare = newBuild(root, "no-tool", {});
+    bare.env.PATH = tools;
+    const bareFake: FakeRoot = { kind: "pseudo", stateDir: join(bare.dir, "pseudo") };
+    const missing = await runTask(bare, bareFake, "do_image_ocify_oci", imageTaskBody("ocify-oci"), rootfsSetup(bare));
+    assert.notEqual(missing.code, 0);
+    const errors = `${missing.stdout}${missing.stderr}`.split("\n").filter((l) => l.startsWith("ERROR: "));
+    assert.equal(errors.length, 1, missing.stdout + missing.stderr);
+    assert.match(errors[0] as string, /is ocify in HOSTTOOLS/);
   });
 
   it("a failure is one ERROR line in the task log, naming what went wrong, and leaves no image", async () => {
