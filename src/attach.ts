@@ -106,9 +106,12 @@ async function subjectOf(ref: TransportReference, options: TransportOptions): Pr
   }
 }
 
-/** The referrers tag index of `repository` (undefined when there is none yet). */
+/**
+ * The referrers tag index at `at` (undefined when there is none yet), from the registry itself: a pull
+ * mirror's copy may be older, and the index is about to be written back with what it lists.
+ */
 async function readTagIndex(at: Reference, options: TransportOptions): Promise<IndexManifest | undefined> {
-  const source = await openSource({ transport: "docker", reference: at }, options);
+  const source = await openSource({ transport: "docker", reference: at }, { ...options, registryMirrors: [] });
   try {
     const raw = await source.getManifest();
     return parseImageIndex(rawManifest(raw.bytes, MediaType.ociIndex), `referrers index ${source.description}`);
