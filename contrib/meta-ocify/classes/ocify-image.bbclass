@@ -22,7 +22,9 @@ IMAGE_TYPES += "ocify-oci ocify-docker"
 OCIFY ?= "ocify"
 OCIFY_PROVIDER ?= "host"
 
-# ocify's blob cache, inside the build (bitbake -c cleanall and rm -rf tmp clean it, as users expect).
+# ocify's blob cache, inside the build rather than in ~/.cache: removing tmp/ removes it. It is
+# content-addressed and no part of the task signatures, so what it holds never changes an image: after
+# bitbake -c cleanall, or in another build directory, the image is built again to the same digest.
 OCIFY_CACHE_DIR ?= "${TMPDIR}/ocify-cache"
 
 # The image's name (docker-archive's repository) and tag.
