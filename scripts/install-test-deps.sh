@@ -10,5 +10,5 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   docker-registry skopeo umoci docker.io containerd busybox-static \
   tar gzip xz-utils bzip2 zstd pigz openssl time curl ca-certificates bsdutils \
-  fakeroot pseudo libcap2-bin attr libarchive-tools >/dev/null
+  dash pseudo fakeroot libcap2-bin attr util-linux python3 libarchive-tools >/dev/null
 npm install --no-audit --no-fund

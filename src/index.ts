@@ -6,6 +6,16 @@
  * command uses nothing but this module.
  */
 
+export {
+  type ArtifactFile,
+  type AttachOptions,
+  type AttachResult,
+  addReferrer,
+  attachArtifact,
+  referrerEntry,
+  referrersTag,
+  titleAnnotation,
+} from "./attach.js";
 export { maxSplitLayers, splitLayerSource } from "./build/split.js";
 export { type BuildOptions, type BuildResult, build, type PlatformLayer } from "./build.js";
 export { BlobCache, defaultCacheDir } from "./cache.js";
@@ -23,6 +33,7 @@ export {
   UsageError,
 } from "./errors.js";
 export type { ForeignLayerOptions } from "./foreign-layers.js";
+export { artifact, emptyDescriptor } from "./image/artifact.js";
 export { type ExecutionConfig, emptyConfig, type History, type ImageConfig, parseImageConfig } from "./image/config.js";
 export {
   type Descriptor,
@@ -91,7 +102,7 @@ export {
   UnauthorizedError,
 } from "./registry/errors.js";
 export { type LoginOptions, login, logout } from "./registry/login.js";
-export { deleteImage, listTags, type RegistryVerbOptions, resolveDigest, tagImage } from "./registry/verbs.js";
+export { deleteImage, listReferrers, listTags, type RegistryVerbOptions, resolveDigest, tagImage } from "./registry/verbs.js";
 export { checkDestination, openDestination, openSource, parseTransportReference } from "./transport/transport.js";
 export type { ImageDestination, TransportOptions, TransportReference } from "./transport/types.js";
 export {

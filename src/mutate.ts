@@ -17,6 +17,8 @@ export interface ConfigEdits {
   volumes?: string[];
   labels?: Record<string, string>;
   stopSignal?: string;
+  /** The config's `author` (image-spec config.md). */
+  author?: string;
 }
 
 /** The `created` timestamp for SOURCE_DATE_EPOCH seconds (epoch 0 when unset), as RFC 3339 in UTC. */

@@ -32,6 +32,7 @@ export interface Derivation {
 export function editedConfig(config: ImageConfig, edits: ConfigEdits, created: string): ImageConfig {
   config.created = created;
   config.config = applyConfigEdits(config.config, edits);
+  if (edits.author !== undefined) config.author = edits.author;
   return config;
 }
 

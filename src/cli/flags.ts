@@ -39,6 +39,8 @@ export const configFlags = {
   expose: { type: "string", multiple: true },
   volume: { type: "string", multiple: true },
   label: { type: "string", multiple: true, short: "l" },
+  "stop-signal": { type: "string" },
+  author: { type: "string" },
 } as const satisfies Options;
 
 /** The config edits the config flags ask for. */
@@ -51,6 +53,8 @@ export function configEdits(values: {
   expose?: string[] | undefined;
   volume?: string[] | undefined;
   label?: string[] | undefined;
+  "stop-signal"?: string | undefined;
+  author?: string | undefined;
 }): ConfigEdits {
   const config: ConfigEdits = {};
   if (values.entrypoint !== undefined) config.entrypoint = parseCommand(values.entrypoint, "--entrypoint");
@@ -62,6 +66,8 @@ export function configEdits(values: {
   if (values.volume) config.volumes = values.volume;
   const labels = keyValues(values.label, "--label");
   if (labels) config.labels = labels;
+  if (values["stop-signal"] !== undefined) config.stopSignal = values["stop-signal"];
+  if (values.author !== undefined) config.author = values.author;
   return config;
 }
 

@@ -13,6 +13,7 @@ const commands: Record<string, () => Promise<{ run(argv: string[], signal: Abort
   digest: () => import("./commands/digest.js"),
   tag: () => import("./commands/tag.js"),
   delete: () => import("./commands/delete.js"),
+  attach: () => import("./commands/attach.js"),
 };
 
 const usage = `Usage: ocify COMMAND [OPTIONS]
@@ -30,6 +31,7 @@ Commands:
   digest    print the manifest digest an image reference resolves to
   tag       put an image's manifest under another tag (no blob moves)
   delete    delete a manifest by digest, where the registry allows it
+  attach    attach files (an SBOM) to an image as an OCI 1.1 referrer
 
 Image references (skopeo's syntax):
   docker://HOST/REPO:TAG or HOST/REPO:TAG   a registry

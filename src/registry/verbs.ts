@@ -6,11 +6,14 @@
 import type { Digest } from "../digest.js";
 import { digestOf } from "../digest.js";
 import { InputError } from "../errors.js";
+import { type IndexManifest, maxManifestBytes, parseImageIndex, rawManifest } from "../image/manifest.js";
+import { MediaType } from "../media-types.js";
 import { formatReference, manifestReference, type Reference } from "../reference.js";
 import { repositoryScope } from "./auth.js";
 import { registryClient } from "./client.js";
 import type { CredentialProvider } from "./credentials.js";
 import { RegistryError } from "./errors.js";
+import { readBody } from "./http.js";
 
 /** Options of the registry verbs. */
 export interface RegistryVerbOptions {
@@ -96,4 +99,32 @@ export async function deleteImage(reference: Reference, options: RegistryVerbOpt
     }
     throw error;
   }
+}
+
+/**
+ * The manifests whose subject is `reference@digest`, as the registry's referrers API lists them
+ * (distribution-spec, "Listing Referrers"); undefined when the registry has no such API (it answers 404,
+ * which a registry with the API never does): its referrers are then in the tag scheme's index.
+ */
+export async function listReferrers(reference: Reference, options: RegistryVerbOptions = {}): Promise<IndexManifest | undefined> {
+  const { digest } = reference;
+  if (digest === undefined) {
+    throw new InputError(`${formatReference(reference)}: listing referrers needs a digest`, { hint: "name the image REPOSITORY@sha256:…" });
+  }
+  const what = `referrers of ${reference.registry}/${reference.repository}@${digest}`;
+  const response = await clientOf(reference, options).request({
+    method: "GET",
+    target: `/v2/${reference.repository}/referrers/${digest}`,
+    scopes: [repositoryScope(reference.repository, "pull")],
+    headers: { accept: MediaType.ociIndex },
+    signal: options.signal,
+    followRedirects: true,
+    ok: [200, 404],
+    context: { what, kind: "other" },
+  });
+  if (response.status === 404) {
+    response.body.resume();
+    return undefined;
+  }
+  return parseImageIndex(rawManifest(await readBody(response, maxManifestBytes, what), MediaType.ociIndex), what);
 }

@@ -196,11 +196,24 @@ export function missingBlob(description: string, digest: string): InvalidImageEr
   });
 }
 
-/** The index.json entry for a top manifest, tagged when `tag` is given. */
+/** The index.json entry for a top manifest, tagged when `tag` is given; an artifact's keeps its artifactType. */
 export function indexEntry(top: Descriptor, tag: string | undefined): Descriptor {
   const entry: Descriptor = { mediaType: top.mediaType, digest: top.digest, size: top.size };
+  if (top.artifactType !== undefined) entry.artifactType = top.artifactType;
   if (tag !== undefined) entry.annotations = { [refNameAnnotation]: tag };
   return entry;
+}
+
+/**
+ * A top manifest's descriptor, with the `artifactType` an artifact manifest names (image-spec
+ * descriptor.md), so that index.json says what an untagged referrer is without reading it.
+ */
+export function topDescriptor(manifest: RawManifest): Descriptor {
+  const descriptor = manifestDescriptor(manifest);
+  if (manifest.mediaType !== MediaType.ociManifest) return descriptor;
+  const { artifactType } = JSON.parse(manifest.bytes.toString("utf8")) as { artifactType?: unknown };
+  if (typeof artifactType === "string") descriptor.artifactType = artifactType;
+  return descriptor;
 }
 
 /**
@@ -280,7 +293,7 @@ class OciLayoutDestination implements ImageDestination {
       this.#newFiles.add(path);
       await writeFileAtomic(join(this.root, path), manifest.bytes);
     }
-    if (options.top) this.#top = manifestDescriptor(manifest);
+    if (options.top) this.#top = topDescriptor(manifest);
   }
 
   async commit(): Promise<void> {

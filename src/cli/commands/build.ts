@@ -39,6 +39,7 @@ Config:
   --cmd CMD                 same forms as --entrypoint (an --entrypoint alone clears the base's CMD)
   --env KEY=VALUE           set a variable, keeping the base's others (repeatable)
   --workdir DIR   --user USER[:GROUP]   --expose PORT[/tcp|udp]   --volume DIR   --label KEY=VALUE
+  --stop-signal SIGNAL      --author TEXT  (the config's StopSignal and author)
   --annotation KEY=VALUE    manifest annotation (OCI format only)
   --format oci|docker       manifest family (default: the base's; scratch is OCI)
   --platform OS/ARCH[/VARIANT][,…]   the platform(s) to build (default: this host's). One: the image of a

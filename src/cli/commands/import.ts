@@ -23,8 +23,10 @@ tarball (.tar, .tar.gz, .tar.xz, .tar.bz2, .tar.zst; detected by content), or "-
 standard input (a FIFO or /dev/stdin works too): tar --numeric-owner --xattrs -C ROOTFS -cf - . | ocify import - -t DEST
 Entries are kept exactly: modes, owners, device nodes, links. Entries that would escape the root are refused.
 
+  --from IMAGE              a base image to add the rootfs on top of, as a layer (default: scratch)
   --platform OS/ARCH[/VARIANT]   the image's platform (default: this host's), e.g. linux/arm64
-  --entrypoint, --cmd, --env, --workdir, --user, --expose, --volume, --label   as in ocify build
+  --entrypoint, --cmd, --env, --workdir, --user, --expose, --volume, --label, --stop-signal, --author
+                            as in ocify build
   --format oci|docker       manifest family (default oci)
   --compression gzip|zstd|none
   --cache-repo REGISTRY/REPOSITORY   registry layer cache, as in ocify build (a directory ROOTFS only)
@@ -36,6 +38,7 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
   const { values, positionals } = parseFlags(argv, {
     ...transportFlags,
     ...configFlags,
+    from: { type: "string" },
     platform: { type: "string" },
     format: { type: "string" },
     compression: { type: "string" },
@@ -54,7 +57,7 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
   );
   const options: BuildOptions = {
     ...transport,
-    from: "scratch",
+    from: values.from ?? "scratch",
     layers: [{ source: positionals[0] as string, dest: "/" }],
     preserveOwners: true,
     config,
