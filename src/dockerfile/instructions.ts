@@ -21,28 +21,43 @@ interface Common {
   source: RawInstruction;
 }
 
+/** The fields of each kind of instruction. */
+interface Shapes {
+  FROM: { image: string; stageName: string | undefined; platform: string | undefined };
+  ARG: { args: { name: string; value: string | undefined }[] };
+  ENV: { pairs: [string, string][] };
+  LABEL: { pairs: [string, string][] };
+  COPY: CopyShape;
+  ADD: CopyShape;
+  WORKDIR: { value: string };
+  USER: { value: string };
+  STOPSIGNAL: { value: string };
+  MAINTAINER: { value: string };
+  EXPOSE: { values: string[] };
+  VOLUME: { values: string[] };
+  ENTRYPOINT: { command: CommandForm };
+  CMD: { command: CommandForm };
+  SHELL: { command: CommandForm };
+  RUN: { command: CommandForm };
+  HEALTHCHECK: { command: CommandForm | null; options: HealthcheckOptions };
+  ONBUILD: { trigger: string };
+}
+
+interface CopyShape {
+  sources: string[];
+  dest: string;
+  from: string | undefined;
+  chown: string | undefined;
+  chmod: string | undefined;
+  link: boolean;
+  heredocs: Heredoc[];
+}
+
 /** A typed instruction. Words are raw (quotes and `$VAR`s still in them) where docker expands them. */
-export type Instruction = Common &
-  (
-    | { kind: "FROM"; image: string; stageName: string | undefined; platform: string | undefined }
-    | { kind: "ARG"; args: { name: string; value: string | undefined }[] }
-    | { kind: "ENV" | "LABEL"; pairs: [string, string][] }
-    | {
-        kind: "COPY" | "ADD";
-        sources: string[];
-        dest: string;
-        from: string | undefined;
-        chown: string | undefined;
-        chmod: string | undefined;
-        link: boolean;
-        heredocs: Heredoc[];
-      }
-    | { kind: "WORKDIR" | "USER" | "STOPSIGNAL" | "MAINTAINER"; value: string }
-    | { kind: "EXPOSE" | "VOLUME"; values: string[] }
-    | { kind: "ENTRYPOINT" | "CMD" | "SHELL" | "RUN"; command: CommandForm }
-    | { kind: "HEALTHCHECK"; command: CommandForm | null; options: HealthcheckOptions }
-    | { kind: "ONBUILD"; trigger: string }
-  );
+export type Instruction = { [K in keyof Shapes]: Common & { kind: K } & Shapes[K] }[keyof Shapes];
+
+/** The instructions of some kinds: `InstructionOf<"COPY" | "ADD">`. */
+export type InstructionOf<K extends keyof Shapes> = Extract<Instruction, { kind: K }>;
 
 /** Instruction names docker knows; each either has a meaning here or is refused by name. */
 const handlers: Record<string, (raw: RawInstruction, file: string) => Instruction> = {
@@ -217,7 +232,7 @@ function parseCopy(raw: RawInstruction, file: string, kind: "COPY" | "ADD"): Ins
   // As docker does, the shell form splits on whitespace only: a path with spaces needs the JSON form.
   const words = jsonArray(raw.rest) ?? raw.rest.split(/[\t\v\f\r ]+/).filter((w) => w !== "");
   if (words.length < 2) fail(raw, file, `needs at least one source and a destination, got "${raw.rest}"`);
-  return {
+  return <Instruction>{
     kind,
     source: raw,
     sources: words.slice(0, -1),
@@ -233,14 +248,14 @@ function parseCopy(raw: RawInstruction, file: string, kind: "COPY" | "ADD"): Ins
 function single(raw: RawInstruction, file: string, kind: "WORKDIR" | "USER" | "STOPSIGNAL" | "MAINTAINER"): Instruction {
   flagsOf(raw, file, []);
   requireArgs(raw, file);
-  return { kind, source: raw, value: raw.rest };
+  return <Instruction>{ kind, source: raw, value: raw.rest };
 }
 
 function list(raw: RawInstruction, file: string, kind: "EXPOSE" | "VOLUME", json: boolean): Instruction {
   flagsOf(raw, file, []);
   requireArgs(raw, file);
   const values = (json ? jsonArray(raw.rest) : undefined) ?? raw.rest.split(/[\t\v\f\r ]+/).filter((v) => v !== "");
-  return { kind, source: raw, values };
+  return <Instruction>{ kind, source: raw, values };
 }
 
 function commandForm(rest: string): CommandForm {
@@ -250,7 +265,7 @@ function commandForm(rest: string): CommandForm {
 function command(raw: RawInstruction, file: string, kind: "ENTRYPOINT" | "CMD" | "RUN", allowed: readonly string[] = []): Instruction {
   flagsOf(raw, file, allowed);
   if (kind === "RUN") requireArgs(raw, file);
-  return { kind, source: raw, command: commandForm(raw.rest) };
+  return <Instruction>{ kind, source: raw, command: commandForm(raw.rest) };
 }
 
 function parseShell(raw: RawInstruction, file: string): Instruction {
