@@ -175,6 +175,11 @@ describe("evaluateStage", () => {
     assert.equal(author, "someone");
   });
 
+  it("gives a stage whose base has no PATH the usual one", async () => {
+    const { config } = await run("FROM scratch\nENV A=1\n", options(), { ...baseConfig, config: {} });
+    assert.deepEqual(config.Env, ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "A=1"]);
+  });
+
   it("applies a base image's ONBUILD triggers first, and does not pass them on", async () => {
     const base: ImageConfig = { ...baseConfig, config: { ...baseConfig.config, OnBuild: ["ENV FROM_BASE=1", "COPY . /app/"] } };
     const { config, layers } = await run("FROM a\nENV MINE=2\n", options(), base);

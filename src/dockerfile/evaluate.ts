@@ -57,6 +57,7 @@ interface State {
 }
 
 const defaultShell = ["/bin/sh", "-c"];
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /** Evaluate a stage on `base` (its config, already resolved); returns the new config (rootfs and history untouched). */
 export async function evaluateStage(
@@ -67,6 +68,8 @@ export async function evaluateStage(
   options: DockerfileOptions,
 ): Promise<{ config: ExecutionConfig; author: string | undefined }> {
   const state: State = { config: structuredClone(base.config ?? {}), author: base.author, args: new Map(), cmdSet: false };
+  // As both of docker's builders do, a stage whose base sets no PATH gets the usual one.
+  if (!state.config.Env?.some((e) => e.startsWith("PATH="))) state.config.Env = [...(state.config.Env ?? []), `PATH=${defaultPath}`];
   const triggers = state.config.OnBuild ?? [];
   // The image records its own triggers; the base's run now, once.
   delete state.config.OnBuild;
