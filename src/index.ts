@@ -1,7 +1,7 @@
 /** ocify's library API: build, copy and inspect OCI / Docker images without a daemon. */
 export { type BuildOptions, type BuildResult, build } from "./build.js";
 export { BlobCache, defaultCacheDir } from "./cache.js";
-export { type BlobPlan, type CopyImageOptions, copyImage, pushBlobs, type WriteResult } from "./copy.js";
+export { type BlobPlan, type CopyImageOptions, copyImage, KnownBlobs, pushBlobs, type WriteResult } from "./copy.js";
 export { createDigester, createVerifier, type Digest, digestOf, isDigest, parseDigest } from "./digest.js";
 export * from "./errors.js";
 export { type ExecutionConfig, type History, type ImageConfig, parseImageConfig } from "./image/config.js";
@@ -22,6 +22,7 @@ export { type AppendedLayer, applyConfigEdits, type ConfigEdits, mutateConfig } 
 export type { ProgressEvent, ProgressSink } from "./progress.js";
 export { formatReference, parseReference, type Reference } from "./reference.js";
 export {
+  checkDestination,
   type ImageDestination,
   type ImageSource,
   openDestination,

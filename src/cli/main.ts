@@ -80,5 +80,22 @@ export function report(error: unknown): number {
   return 70;
 }
 
+/**
+ * A promise that rejected with no handler, or an exception nothing caught, is a bug in ocify whatever the
+ * error was (an expected failure is reported once, by main): say so as for any other bug and end at once
+ * with exit 70, since the command's state is unknown. Node's default would print its own dump and exit 1,
+ * which reads like an ordinary failure.
+ */
+function reportStray(what: string): (error: unknown) => void {
+  return (error) => {
+    process.stderr.write(
+      `ocify: internal error (${what}), please report it with this output:\n${(error as Error)?.stack ?? String(error)}\n`,
+    );
+    process.exit(70);
+  };
+}
+process.on("unhandledRejection", reportStray("a promise rejected with no handler"));
+process.on("uncaughtException", reportStray("an exception nothing caught"));
+
 const code = await main(process.argv.slice(2));
 process.exitCode = code;

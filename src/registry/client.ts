@@ -180,7 +180,7 @@ export class RegistryClient {
         if (challenged) continue;
       }
       const credentialSource = authorization ? (await this.auth.credential())?.source : undefined;
-      const context: ErrorContext = { ...request.context, registry: this.registry, credentialSource };
+      const context: ErrorContext = { ...request.context, registry: this.registry, credentialSource, method: request.method };
       if (response.status === 401) {
         // Valid credentials, but a token without the access asked for: the account may not do this.
         if (credentialSource && this.auth.challenge?.params.error === "insufficient_scope") {

@@ -105,6 +105,8 @@ export interface ErrorContext {
   kind: "manifest" | "blob" | "upload" | "other";
   /** Where credentials came from, when some were sent (for the 401 hint). */
   credentialSource?: string | undefined;
+  /** The request's method: a 405 to a write means a registry that takes no pushes. */
+  method?: string | undefined;
 }
 
 /** The message for a 401 that no credentials or retry could fix. */
@@ -167,6 +169,12 @@ export function registryError(status: number, body: Buffer | undefined, context:
       return new RegistryError(code, `${subject(what)}${detail ?? "invalid name"}`, { status });
     case "UNSUPPORTED":
       return new RegistryError(code, `${subject(what)}the registry does not support this operation`, { status });
+  }
+  if (status === 405 && context.method && context.method !== "GET" && context.method !== "HEAD") {
+    return new RegistryError("READ_ONLY", `${subject(what)}registry ${context.registry} refuses pushes (HTTP 405): it is read-only`, {
+      hint: "push to another registry, or ask its operator to allow pushes; mirrors and pull-through caches take none",
+      status,
+    });
   }
   if (status === 404) {
     if (context.kind === "manifest") return new ManifestUnknownError(what, { status });

@@ -42,6 +42,8 @@ export interface BaseImageOptions {
   /** Manifest family of the generated image. */
   format?: "oci" | "docker";
   architecture?: string;
+  /** The config's `variant` (none by default). */
+  variant?: string;
   /** Extra environment entries in the config. */
   env?: string[];
   /** Seed for generated file contents. */
@@ -73,6 +75,7 @@ export function writeBaseImageLayout(layoutDir: string, tag = "latest", options:
       JSON.stringify({
         created: "1970-01-01T00:00:00Z",
         architecture: options.architecture ?? "amd64",
+        ...(options.variant ? { variant: options.variant } : {}),
         os: "linux",
         config: { Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", ...(options.env ?? [])], Cmd: ["/bin/sh"] },
         rootfs: { type: "layers", diff_ids: [diffID] },

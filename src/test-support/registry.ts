@@ -25,6 +25,8 @@ export interface StartRegistryOptions {
   token?: { realm: string; service: string; issuer: string; rootCertBundle: string };
   /** Serve HTTPS with this certificate and key (PEM files); `url` is then https://. */
   tls?: { certificate: string; key: string };
+  /** Refuse every write, as a mirror or a registry in maintenance does (`storage.maintenance.readonly`). */
+  readOnly?: boolean;
 }
 
 /** A running test registry. */
@@ -91,7 +93,7 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
       storage: {
         filesystem: { rootdirectory: join(dir, "data") },
         delete: { enabled: true },
-        maintenance: { uploadpurging: { enabled: false } },
+        maintenance: { uploadpurging: { enabled: false }, ...(options.readOnly ? { readonly: { enabled: true } } : {}) },
       },
       http: { addr: host, secret: randomBytes(16).toString("hex"), ...(options.tls ? { tls: options.tls } : {}) },
       ...(auth ? { auth } : {}),
@@ -154,10 +156,16 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
   }
 }
 
-/** Push an OCI layout's tagged image to a registry with skopeo: `target` is `HOST/REPO:TAG`. */
-export async function pushOciLayout(layoutDir: string, tag: string, target: string, options: { creds?: string } = {}): Promise<void> {
+/** Push an OCI layout's tagged image to a registry with skopeo: `target` is `HOST/REPO:TAG`; `all` keeps a whole index. */
+export async function pushOciLayout(
+  layoutDir: string,
+  tag: string,
+  target: string,
+  options: { creds?: string; all?: boolean } = {},
+): Promise<void> {
   const args = ["copy", "--quiet", "--insecure-policy", "--dest-tls-verify=false"];
   if (options.creds) args.push("--dest-creds", options.creds);
+  if (options.all) args.push("--all");
   await runOk("skopeo", [...args, `oci:${layoutDir}:${tag}`, `docker://${target}`]);
 }
 

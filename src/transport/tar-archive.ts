@@ -3,7 +3,7 @@
  * without extracting, and a writer that streams entries of known size into reserved regions of a temp file.
  */
 import { createReadStream, createWriteStream, rmSync } from "node:fs";
-import { type FileHandle, mkdtemp, open, rename, rm } from "node:fs/promises";
+import { type FileHandle, mkdtemp, open, rename, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, posix } from "node:path";
 import { pipeline as pipelineCallback, Readable, type Transform, Writable } from "node:stream";
@@ -423,6 +423,10 @@ export class TarFileWriter {
 
   /** Create the temp file beside `target`. */
   static async create(target: string): Promise<TarFileWriter> {
+    // Found now, not when the finished archive cannot be renamed over it.
+    if ((await stat(target).catch(() => undefined))?.isDirectory()) {
+      throw new InputError(`cannot create ${target}: it is a directory`, { hint: "name a file for the archive" });
+    }
     const temp = tempPathFor(target);
     try {
       return new TarFileWriter(target, temp, await open(temp, "wx+"));

@@ -1,7 +1,7 @@
 /** `ocify copy SRC DST`: any transport to any transport. */
 import { type CopyImageOptions, copyImage } from "../../copy.js";
 import { UsageError } from "../../errors.js";
-import { openDestination, openSource, parseTransportReference } from "../../transport/transport.js";
+import { checkDestination, openDestination, openSource, parseTransportReference } from "../../transport/transport.js";
 import { helpRequested, parseFlags, platformFlag, transportFlags, transportOptions, writeDigestFile } from "../flags.js";
 
 export const help = `Usage: ocify copy [OPTIONS] SOURCE DESTINATION
@@ -30,6 +30,7 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
     ReturnType<typeof parseTransportReference>,
     ReturnType<typeof parseTransportReference>,
   ];
+  checkDestination(to);
   const { options: transport, finish } = transportOptions(values, signal);
   const options: CopyImageOptions = { ...transport };
   const platform = platformFlag(values.platform);
