@@ -3,14 +3,14 @@
  * `$XDG_CACHE_HOME/ocify` (default `~/.cache/ocify`). Entries are written to a temp file and renamed
  * once their digest is verified, so a present entry is always whole; reads verify again while streaming.
  */
-import { createReadStream, readFileSync } from "node:fs";
-import { mkdir, stat } from "node:fs/promises";
+import { createReadStream, createWriteStream, readFileSync } from "node:fs";
+import { mkdir, rename, rm, stat } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { createVerifier, parseDigest, verifyBytes } from "./digest.js";
-import { openAtomicFile } from "./fs-atomic.js";
+import { createVerifier, type Digest, Digester, parseDigest, verifyBytes } from "./digest.js";
+import { openAtomicFile, tempPathFor } from "./fs-atomic.js";
 import type { Descriptor } from "./image/descriptor.js";
 
 /** The cache directory: $OCIFY_CACHE_DIR, else $XDG_CACHE_HOME/ocify, else ~/.cache/ocify. */
@@ -70,6 +70,24 @@ export class BlobCache {
       await file.commit();
     } catch (error) {
       await file.abort();
+      throw error;
+    }
+  }
+
+  /**
+   * Store a stream whose digest is not known yet: it is written to a temp file, hashed on the way, and
+   * renamed under its digest at the end. Returns the digest and size.
+   */
+  async storeNew(content: Readable): Promise<{ digest: Digest; size: number }> {
+    await mkdir(join(this.dir, "blobs", "sha256"), { recursive: true });
+    const temp = tempPathFor(join(this.dir, "blobs", "sha256", "new"));
+    const digester = new Digester();
+    try {
+      await pipeline(content, digester, createWriteStream(temp, { flags: "wx", highWaterMark: 1 << 20 }));
+      await rename(temp, this.path(digester.digest));
+      return { digest: digester.digest, size: digester.size };
+    } catch (error) {
+      await rm(temp, { force: true });
       throw error;
     }
   }

@@ -80,13 +80,6 @@ export class PlatformNotFoundError extends OcifyError {
   }
 }
 
-/** Prefix an error's message with what was being done ("pushing layer sha256:ab12…"), keeping its class. */
-export function withContext<T>(context: string, fn: () => Promise<T>): Promise<T> {
-  return fn().catch((error: unknown) => {
-    throw addContext(context, error);
-  });
-}
-
 /** Return the error with `context: ` prepended to its message when it is an OcifyError. */
 export function addContext(context: string, error: unknown): unknown {
   if (error instanceof OcifyError && !error.message.startsWith(`${context}: `)) {

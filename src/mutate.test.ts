@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { ImageConfig } from "./image/config.js";
-import { applyConfigEdits, createdTimestamp, emptyConfig, mutateConfig, parseCommand, parsePorts } from "./mutate.js";
+import { applyConfigEdits, parseCommand, parsePorts } from "./mutate.js";
 
 const base: ImageConfig = {
   architecture: "amd64",
@@ -40,7 +40,7 @@ describe("config edits", () => {
     assert.equal(config.User, "1000:1000");
   });
   it("rejects bad values with one-line usage errors", () => {
-    assert.throws(() => parsePorts(["70000"]), /--expose 70000: not a port/);
+    assert.throws(() => parsePorts(["70000"]), /`config.expose` 70000: not a port/);
     assert.throws(() => parsePorts(["http"]), /not a port/);
     assert.throws(() => applyConfigEdits({}, { workdir: "app" }), /absolute/);
     assert.throws(() => applyConfigEdits({}, { env: ["NOVALUE"] }), /KEY=VALUE/);
@@ -51,27 +51,5 @@ describe("config edits", () => {
     assert.deepEqual(parseCommand('["/app/server","--port","8080"]', "--entrypoint"), ["/app/server", "--port", "8080"]);
     assert.deepEqual(parseCommand("/app/server --port 8080", "--entrypoint"), ["/app/server", "--port", "8080"]);
     assert.equal(parseCommand("", "--entrypoint"), null);
-  });
-});
-
-describe("mutateConfig", () => {
-  it("appends diff_ids and history, sets created, keeps unknown fields", () => {
-    const created = createdTimestamp(1700000000);
-    const diffID = `sha256:${"2".repeat(64)}` as const;
-    const config = mutateConfig(base, { user: "1" }, [{ diffID, createdBy: "ocify layer ./out:/app" }], created);
-    assert.equal(created, "2023-11-14T22:13:20Z");
-    assert.equal(config.created, created);
-    assert.deepEqual(config.rootfs.diff_ids, [...base.rootfs.diff_ids, diffID]);
-    assert.equal(config.history?.length, 2);
-    assert.equal(config.history?.[1]?.created_by, "ocify layer ./out:/app");
-    assert.equal(config["moby.buildkit.buildinfo.v1"], "kept");
-    assert.equal(config.container_config, undefined);
-    assert.equal(base.rootfs.diff_ids.length, 1);
-  });
-  it("defaults created to the epoch and builds a scratch config", () => {
-    assert.equal(createdTimestamp(undefined), "1970-01-01T00:00:00Z");
-    const scratch = emptyConfig({ os: "linux", architecture: "arm64", variant: "v8" });
-    assert.equal(scratch.variant, "v8");
-    assert.deepEqual(scratch.rootfs.diff_ids, []);
   });
 });

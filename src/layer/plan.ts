@@ -7,6 +7,7 @@
  */
 import { type BigIntStats, lstatSync, readdirSync, readlinkSync, statSync } from "node:fs";
 import { InputError, UsageError } from "../errors.js";
+import { fsPath } from "./fs-path.js";
 import type { StatIndexBuilder } from "./stat-index.js";
 import type { StringHeader, TarHeader } from "./tar.js";
 
@@ -112,6 +113,16 @@ export function isTarballName(path: string): boolean {
   return /\.(tar|tgz|tbz2?|txz|tzst|tar\.(gz|zst|zstd|xz|bz2|bzip2))$/i.test(path);
 }
 
+/**
+ * What a layer is made from, as its history line says it: "directory", "file" or "tarball" (a file read as
+ * a tar, by the same rule as planLayer's). Never its path: that would put the build host's directory names
+ * into the image and make its digest depend on where the sources sit.
+ */
+export function layerSourceKind(path: string, preserveOwners: boolean): "directory" | "file" | "tarball" {
+  if (statSync(path, { throwIfNoEntry: false })?.isDirectory()) return "directory";
+  return preserveOwners || isTarballName(path) ? "tarball" : "file";
+}
+
 /** Normalize a layer destination: "/app/" → "app", "/" → "". */
 export function destPrefix(dest: string): string {
   const parts: string[] = [];
@@ -152,11 +163,6 @@ export function headerOf(entry: PlanEntry): TarHeader {
     devmajor: entry.devmajor,
     devminor: entry.devminor,
   };
-}
-
-/** A path given as latin1 string, as fs wants it: the string itself when ASCII, else its bytes. */
-export function fsPath(latin1: string): string | Buffer {
-  return /^[\x00-\x7f]*$/.test(latin1) ? latin1 : Buffer.from(latin1, "latin1");
 }
 
 function shown(latin1: string): string {
@@ -267,7 +273,7 @@ export function statLayerSource(path: string): BigIntStats {
     return statSync(path, { bigint: true });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") {
-      throw new InputError(`layer source ${path} does not exist`, { hint: "check the path given to --layer" });
+      throw new InputError(`layer source ${path} does not exist`, { hint: "check the paths in `layers`" });
     }
     fail(Buffer.from(path).toString("latin1"), error);
   }

@@ -13,8 +13,8 @@ import { UsageError } from "../errors.js";
 import { BlockCache, type BlockInfo } from "./block-cache.js";
 import { type PackedPlan, packPlan, planFingerprint } from "./blocks.js";
 import { Detectors, detectorSize, type EntryOptions, isTarballName, type LayerSource, planPath, statLayerSource } from "./plan.js";
-import { leadingBlocks, patchPlan, readPlanFile } from "./plan-file.js";
-import { compareStats, type FirstDifference, isContentChange, StatIndexBuilder, updatedStatIndex } from "./stat-index.js";
+import { patchPlan, readPlanFile } from "./plan-file.js";
+import { compareStats, isContentChange, StatIndexBuilder, updatedStatIndex } from "./stat-index.js";
 
 export type { LayerSource } from "./plan.js";
 
@@ -50,15 +50,6 @@ export const recordVersion = 1;
 /** The blocks of a layer's previous build, and when that build began listing files. */
 export interface Previous {
   scanStartNs: string;
-  blocks: BlockInfo[];
-}
-
-/**
- * The first blocks of a changed layer's previous build that are this build's too (leadingBlocks in
- * plan-file.ts), known as soon as the stat check meets the first difference, before the plan is made: a
- * rebuild sends them meanwhile (head-start.ts).
- */
-export interface LayerHead {
   blocks: BlockInfo[];
 }
 
@@ -184,12 +175,8 @@ export function layerFingerprint(source: LayerSource, options: PlanOptions): { r
   return { recordPath: planned.recordPath, fingerprint };
 }
 
-/**
- * List and stat a layer's sources and decide: reuse the recorded layer, or build from this plan. `onHead`
- * hears, before the plan is made, which of the previous build's blocks lead this build's blob too (when a
- * stat check finds a difference after some).
- */
-export function planLayer(source: LayerSource, options: PlanOptions, onHead?: (head: LayerHead) => void): PlannedLayer {
+/** List and stat a layer's sources and decide: reuse the recorded layer, or build from this plan. */
+export function planLayer(source: LayerSource, options: PlanOptions): PlannedLayer {
   const scanStartNs = BigInt(Date.now()) * 1_000_000n;
   const top = statLayerSource(source.source);
   if (!source.dest.startsWith("/"))
@@ -219,20 +206,7 @@ export function planLayer(source: LayerSource, options: PlanOptions, onHead?: (h
   if (record) {
     const index = readStatIndex(recordPath);
     if (index) {
-      // Read once, by whichever needs it first: the head below, or the patch after the check.
-      let recordedPlan: { plan: PackedPlan | undefined } | undefined;
-      const previousPlan = (): PackedPlan | undefined => {
-        recordedPlan ??= { plan: readPlanFile(recordPath, record.fingerprint) };
-        return recordedPlan.plan;
-      };
-      const onFirstDifference: FirstDifference | undefined =
-        onHead &&
-        ((paths, at) => {
-          const previous = previousPlan();
-          const blocks = previous && previous.cuts.length === record.blocks.length ? leadingBlocks(previous, paths, at) : 0;
-          if (blocks > 0) onHead({ blocks: record.blocks.slice(0, blocks) });
-        });
-      const compared = compareStats(index, record.fingerprint, isRacy, onFirstDifference);
+      const compared = compareStats(index, record.fingerprint, isRacy);
       const refreshed = compared.refreshed ?? [];
       if (compared.unchanged && blocksCached(record)) {
         // Directories whose ctime alone moved keep their new lstat, so the next build need not read their names.
@@ -241,7 +215,7 @@ export function planLayer(source: LayerSource, options: PlanOptions, onHead?: (h
         return { kind: "unchanged", key, record, recordPath, ...(statIndex ? { statIndex } : {}) };
       }
       const { changes } = compared;
-      const recorded = changes?.every(isContentChange) ? previousPlan() : undefined;
+      const recorded = changes?.every(isContentChange) ? readPlanFile(recordPath, record.fingerprint) : undefined;
       const patched = recorded && changes && patchPlan(recorded, changes);
       if (patched && changes) {
         const fingerprint = planFingerprint(patched, identity);

@@ -4,10 +4,10 @@
  * request carries the scopes it needs; the Authenticator answers with a cached token or credentials.
  */
 import { pipeline as pipelineCallback, type Readable } from "node:stream";
-import { createVerifier, type Digest, digestOf, isDigest, shortDigest, verifyBytes } from "../digest.js";
+import { createVerifier, type Digest, digestOf, isDigest, shortDigest } from "../digest.js";
 import { DigestMismatchError, SizeMismatchError } from "../errors.js";
 import type { Descriptor } from "../image/descriptor.js";
-import { maxManifestBytes, type RawManifest, rawManifest } from "../image/manifest.js";
+import { maxManifestBytes, type RawManifest, rawManifest, verifyManifestDigest } from "../image/manifest.js";
 import { manifestAccept } from "../media-types.js";
 import { registryApiHost } from "../reference.js";
 import { Authenticator } from "./auth.js";
@@ -212,11 +212,12 @@ export class RegistryClient {
     });
     const bytes = await readBody(response, maxManifestBytes, `${what}: manifest`);
     const raw = rawManifest(bytes, response.header("content-type"));
+    // Over the bytes the digest covers: a signed schema 1 manifest's JWS payload (the signatures differ on every GET).
     if (isDigest(reference)) {
-      verifyBytes(bytes, { digest: reference }, `${what}: manifest`);
+      verifyManifestDigest(raw, reference, `${what}: manifest`);
     } else {
       const claimed = response.header("docker-content-digest");
-      if (claimed?.startsWith("sha256:") && claimed !== raw.digest) throw new DigestMismatchError(`${what}: manifest`, claimed, raw.digest);
+      if (claimed?.startsWith("sha256:")) verifyManifestDigest(raw, claimed, `${what}: manifest`);
     }
     return raw;
   }

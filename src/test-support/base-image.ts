@@ -48,6 +48,8 @@ export interface BaseImageOptions {
   env?: string[];
   /** Seed for generated file contents. */
   seed?: number;
+  /** More top-level config fields (a legacy `container_config`, a vendor's extension). */
+  extraConfig?: Record<string, unknown>;
 }
 
 /**
@@ -80,6 +82,7 @@ export function writeBaseImageLayout(layoutDir: string, tag = "latest", options:
         config: { Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", ...(options.env ?? [])], Cmd: ["/bin/sh"] },
         rootfs: { type: "layers", diff_ids: [diffID] },
         history: [{ created: "1970-01-01T00:00:00Z", created_by: "ocify test fixture" }],
+        ...options.extraConfig,
       }),
     );
     const types =

@@ -9,10 +9,12 @@ import type { Digest } from "../digest.js";
 import { InputError } from "../errors.js";
 import type { Descriptor } from "../image/descriptor.js";
 import type { RawManifest } from "../image/manifest.js";
+import { isIndexMediaType, isNondistributableMediaType } from "../media-types.js";
 import { formatReference, manifestReference, type Reference } from "../reference.js";
 import { repositoryScope } from "../registry/auth.js";
 import { type RegistryClient, registryClient } from "../registry/client.js";
-import type { ImageDestination, ImageSource, RegistryLocation, TransportOptions } from "./transport.js";
+import { RegistryError } from "../registry/errors.js";
+import type { ImageDestination, ImageSource, RegistryLocation, TransportOptions } from "./types.js";
 
 function clientFor(reference: Reference, options: TransportOptions): RegistryClient {
   return registryClient(reference.registry, { insecureRegistries: options.insecureRegistries, userAgent: options.userAgent });
@@ -62,6 +64,24 @@ class RegistrySource implements ImageSource {
   }
 
   async close(): Promise<void> {}
+}
+
+/**
+ * A registry that refuses a manifest with non-distributable layers most likely refuses their URLs
+ * (distribution does unless its configuration allows them, and answers 500): say so.
+ */
+function explainRefusedUrls(error: unknown, manifest: RawManifest): unknown {
+  if (!(error instanceof RegistryError) || isIndexMediaType(manifest.mediaType)) return error;
+  let layers: { mediaType?: unknown }[] = [];
+  try {
+    layers = (JSON.parse(manifest.bytes.toString("utf8")) as { layers?: { mediaType?: unknown }[] }).layers ?? [];
+  } catch {}
+  if (!layers.some((l) => typeof l?.mediaType === "string" && isNondistributableMediaType(l.mediaType))) return error;
+  return new RegistryError(error.code, error.message, {
+    hint: "the image has non-distributable layers, kept as URLs: the registry must allow them (distribution: validation.manifests.urls.allow)",
+    status: error.status,
+    cause: error,
+  });
 }
 
 class RegistryDestination implements ImageDestination {
@@ -148,7 +168,11 @@ class RegistryDestination implements ImageDestination {
     const { registry, repository, tag, digest } = this.reference;
     if (!options.top) {
       const what = `${registry}/${repository}@${manifest.digest}`;
-      await this.client.putManifest(repository, manifest.digest, manifest, this.#scopes, what, this.options.signal);
+      await this.client
+        .putManifest(repository, manifest.digest, manifest, this.#scopes, what, this.options.signal)
+        .catch((error: unknown) => {
+          throw explainRefusedUrls(error, manifest);
+        });
       return;
     }
     if (digest !== undefined && digest !== manifest.digest) {
@@ -157,7 +181,11 @@ class RegistryDestination implements ImageDestination {
       });
     }
     // The top manifest goes under the tag; a digest-only reference is pushed by digest.
-    await this.client.putManifest(repository, tag ?? manifest.digest, manifest, this.#scopes, this.description, this.options.signal);
+    await this.client
+      .putManifest(repository, tag ?? manifest.digest, manifest, this.#scopes, this.description, this.options.signal)
+      .catch((error: unknown) => {
+        throw explainRefusedUrls(error, manifest);
+      });
   }
 
   async commit(): Promise<void> {

@@ -8,11 +8,11 @@ import { tmpdir } from "node:os";
 import { join, posix } from "node:path";
 import { pipeline as pipelineCallback, Readable, type Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { createDecompressor } from "../codec.js";
 import { createVerifier, parseDigest } from "../digest.js";
 import { InputError, InvalidImageError, OcifyError, SizeMismatchError } from "../errors.js";
 import { tempPathFor } from "../fs-atomic.js";
 import type { Descriptor } from "../image/descriptor.js";
-import { createDecompressor } from "../image/validate.js";
 
 const block = 512;
 const maxMetaBytes = 1 << 20;

@@ -1,15 +1,12 @@
 /** `ocify build`: flags → BuildOptions → build() → one digest line per destination. */
-import type { BuildOptions, PlatformLayer } from "../../build.js";
-import { UsageError } from "../../errors.js";
-import type { Platform } from "../../image/descriptor.js";
-import { parseLayerFlag } from "../../layer/plan.js";
-import { startLayerPlanning } from "../../layer/planner.js";
+import { type BuildOptions, type Platform, type PlatformLayer, parseLayerFlag, UsageError } from "../../index.js";
 import {
   buildAndReport,
   compressionFlag,
   configEdits,
   configFlags,
   formatFlag,
+  gzipEngine,
   helpRequested,
   intFlag,
   keyValues,
@@ -48,6 +45,8 @@ Transport:
   --insecure-registry HOST:PORT  plain HTTP or unverified TLS for this registry (loopback is always allowed)
   -j, --jobs N              parallel transfers (default 4)
   --cache-dir DIR           blob and layer cache (default $XDG_CACHE_HOME/ocify or ~/.cache/ocify)
+  --fetch-foreign-layers    download a base's non-distributable layers from their URLs for a
+                            docker-archive (registries and oci: layouts keep only their URLs)
   --digest-file FILE        write the manifest digest to FILE
   -q, --quiet               no progress output
 SOURCE_DATE_EPOCH sets 'created', history and file times (default: 0, the epoch).`;
@@ -67,6 +66,7 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
     platform: { type: "string" },
     "layer-for": { type: "string", multiple: true },
     tag: { type: "string", multiple: true, short: "t" },
+    "fetch-foreign-layers": { type: "boolean" },
   });
   if (helpRequested(values, help)) return 0;
   if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`, { hint: "see ocify build --help" });
@@ -102,15 +102,12 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
     if (!match) throw new UsageError(`--chown ${values.chown}: expected UID:GID (numbers)`);
     options.chown = { uid: Number(match[1]), gid: Number(match[2]) };
   }
+  if (values["fetch-foreign-layers"]) options.fetchForeignLayers = true;
+  const engine = gzipEngine();
+  if (engine) options.gzipEngine = engine;
   const epoch = sourceDateEpoch();
   if (epoch !== undefined) options.sourceDateEpoch = epoch;
 
-  // Listing the layers' files starts now, on its own thread, while the rest of the build code loads.
-  options.planner = startLayerPlanning(options);
-  try {
-    await buildAndReport(options, finish, values["digest-file"]);
-  } finally {
-    await options.planner?.close();
-  }
+  await buildAndReport(options, finish, values["digest-file"]);
   return 0;
 }

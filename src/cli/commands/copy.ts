@@ -1,7 +1,13 @@
 /** `ocify copy SRC DST`: any transport to any transport. */
-import { type CopyImageOptions, copyImage } from "../../copy.js";
-import { UsageError } from "../../errors.js";
-import { checkDestination, openDestination, openSource, parseTransportReference } from "../../transport/transport.js";
+import {
+  type CopyImageOptions,
+  checkDestination,
+  copyImage,
+  openDestination,
+  openSource,
+  parseTransportReference,
+  UsageError,
+} from "../../index.js";
 import { helpRequested, parseFlags, platformFlag, transportFlags, transportOptions, writeDigestFile } from "../flags.js";
 
 export const help = `Usage: ocify copy [OPTIONS] SOURCE DESTINATION
@@ -13,6 +19,8 @@ wherever the format allows; blobs already at the destination are not sent again.
   --all                     copy every platform of a multi-platform image, and its index
   --platform OS/ARCH[/VARIANT]   the platform to copy from a multi-platform image (default: this host's)
   --insecure-registry HOST:PORT  plain HTTP or unverified TLS for this registry
+  --fetch-foreign-layers    download non-distributable layers from their URLs for a docker-archive
+                            (registries and oci: layouts keep only their URLs)
   -j, --jobs N              parallel transfers (default 4)
   --digest-file FILE        write the copied manifest digest to FILE
   -q, --quiet               no progress output`;
@@ -23,6 +31,7 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
     ...transportFlags,
     all: { type: "boolean", short: "a" },
     platform: { type: "string" },
+    "fetch-foreign-layers": { type: "boolean" },
   });
   if (helpRequested(values, help)) return 0;
   if (positionals.length !== 2) throw new UsageError("copy needs a SOURCE and a DESTINATION", { hint: "see ocify copy --help" });
@@ -36,6 +45,7 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
   const platform = platformFlag(values.platform);
   if (platform) options.platform = platform;
   if (values.all) options.all = true;
+  if (values["fetch-foreign-layers"]) options.fetchForeignLayers = true;
   if (values.all && platform) throw new UsageError("--all and --platform cannot be combined");
   const source = await openSource(from, transport);
   try {
