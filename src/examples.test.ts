@@ -22,7 +22,8 @@ describe("the examples", () => {
     examples = join(work, "examples");
     mkdirSync(examples);
     for (const file of readdirSync(join(repoRoot, "examples"))) {
-      if (file.endsWith(".ts") || file === "tsconfig.json" || file === "package.json") copyFileSync(join(repoRoot, "examples", file), join(examples, file));
+      if (file.endsWith(".ts") || file === "tsconfig.json" || file === "package.json")
+        copyFileSync(join(repoRoot, "examples", file), join(examples, file));
     }
     symlinkSync(join(repoRoot, "examples", "hello"), join(examples, "hello"));
     // The package as a user's project sees it: `ocify` and Node's types in node_modules.

@@ -9,6 +9,7 @@ export { type BuildOptions, type BuildResult, build, type PlatformLayer } from "
 export { BlobCache, defaultCacheDir } from "./cache.js";
 export { type CopyImageOptions, type CopyOptions, copyImage, KnownBlobs, type WriteResult } from "./copy.js";
 export { createDigester, createVerifier, type Digest, Digester, digestOf, isDigest, parseDigest, shortDigest } from "./digest.js";
+export { buildDockerfile, type DockerfileBuildOptions } from "./dockerfile/build.js";
 export {
   DigestMismatchError,
   InputError,

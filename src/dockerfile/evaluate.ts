@@ -6,6 +6,7 @@
  */
 import type { ExecutionConfig, ImageConfig } from "../image/config.js";
 import { parsePorts } from "../mutate.js";
+import { normalizePath } from "./fs-tree.js";
 import { type CommandForm, type Instruction, type InstructionOf, typeInstruction } from "./instructions.js";
 import { DockerfileError, parseDockerfile } from "./parser.js";
 import { expandWord, expandWords } from "./shell-word.js";
@@ -201,13 +202,7 @@ function evaluatePairs(context: Context, instruction: InstructionOf<"ENV" | "LAB
 
 /** Clean an absolute path: no `.`, `..` or doubled slashes. */
 export function cleanAbsolute(path: string): string {
-  const parts: string[] = [];
-  for (const part of path.split("/")) {
-    if (part === "" || part === ".") continue;
-    if (part === "..") parts.pop();
-    else parts.push(part);
-  }
-  return `/${parts.join("/")}`;
+  return `/${normalizePath(path)}`;
 }
 
 /** A path relative to the working directory made absolute; a trailing `/` is kept. */
