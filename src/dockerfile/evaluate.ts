@@ -248,7 +248,7 @@ function evaluateExpose(context: Context, instruction: InstructionOf<"EXPOSE">):
   try {
     ports = parsePorts(words);
   } catch (error) {
-    fail(context, instruction, `EXPOSE: ${(error as Error).message.replace(/^--expose /, "")}`);
+    fail(context, instruction, `EXPOSE: ${(error as Error).message.replace(/^(--expose|`config.expose`) /, "")}`);
   }
   state.config.ExposedPorts = { ...(state.config.ExposedPorts ?? {}) };
   for (const port of ports) state.config.ExposedPorts[port] = {};
