@@ -7,7 +7,8 @@ import { open } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import tarStream from "tar-stream";
 import { InputError } from "../errors.js";
-import { normalizeEntryName, tarEntryTypes } from "../layer/tarball.js";
+import type { EntryType } from "../layer/tar.js";
+import { normalizeEntryName } from "../layer/tarball.js";
 import type { TreeEntry } from "./fs-tree.js";
 
 /** Where a spooled file's content is: a byte range of the spool file. */
@@ -28,6 +29,18 @@ interface Pax {
   uid?: string;
   gid?: string;
 }
+
+/** tar-stream's entry types as a layer names them (a copy of layer/tarball.ts's, which main is changing). */
+const tarEntryTypes: Record<string, EntryType | undefined> = {
+  file: "file",
+  "contiguous-file": "file",
+  link: "link",
+  symlink: "symlink",
+  "character-device": "char",
+  "block-device": "block",
+  directory: "directory",
+  fifo: "fifo",
+};
 
 /** Feed `input` to a tar extractor, with backpressure; the promise settles when the input ends. */
 function feed(input: Readable, extract: tarStream.Extract): Promise<void> {

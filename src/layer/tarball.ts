@@ -28,8 +28,7 @@ export function normalizeEntryName(name: string): string | undefined {
   return parts.join("/");
 }
 
-/** tar-stream's entry types as ocify names them; undefined for a type a layer cannot hold. */
-export const tarEntryTypes: Record<string, EntryType | undefined> = {
+const typeOf: Record<string, EntryType | undefined> = {
   file: "file",
   "contiguous-file": "file",
   link: "link",
@@ -96,7 +95,7 @@ export async function planTarball(
       const header = entry.header;
       const pax = (header.pax ?? undefined) as PaxRecords | undefined;
       const rawName = pax?.path !== undefined ? Buffer.from(pax.path, "utf8").toString("latin1") : header.name;
-      const type = tarEntryTypes[header.type];
+      const type = typeOf[header.type];
       if (type === undefined) {
         entry.resume();
         throw new InputError(`${path}: entry "${header.name}" has type ${header.type}, which ocify cannot store`, {
