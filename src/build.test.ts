@@ -70,7 +70,8 @@ describe("build from a registry base", () => {
     }
   });
 
-  const baseManifest = (r: ProxiedRequest) => r.method === "GET" && r.url.startsWith("/v2/base/manifests/");
+  // The base's manifest: resolved with HEAD (a build has a cache), or fetched with GET.
+  const baseManifest = (r: ProxiedRequest) => (r.method === "GET" || r.method === "HEAD") && r.url.startsWith("/v2/base/manifests/");
 
   /** Whether the proxy has received some of a layer's bytes for a repository (a streamed PATCH). */
   const streaming = (requests: readonly ProxiedRequest[], repository: string) =>

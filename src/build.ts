@@ -53,6 +53,8 @@ export interface BuildOptions extends TransportOptions {
   chown?: { uid: number; gid: number };
   /** Keep on-disk owners in new layers (`import`). */
   preserveOwners?: boolean;
+  /** Hears, in one line each, what a layer source holds that its layer cannot keep. */
+  warn?: (message: string) => void;
   /** Timestamp for `created`, history and every tar entry; default 0 (the epoch). */
   sourceDateEpoch?: number;
   /** Destinations as transport references (a bare reference means a registry). */
@@ -87,6 +89,7 @@ function layerOptionsOf(options: BuildOptions, cacheDir: string, signal: AbortSi
   if (options.garbageNudges !== undefined) layerOptions.garbageNudges = options.garbageNudges;
   if (options.chown) layerOptions.chown = options.chown;
   if (options.preserveOwners) layerOptions.preserveOwners = true;
+  if (options.warn) layerOptions.warn = options.warn;
   return layerOptions;
 }
 
@@ -118,7 +121,7 @@ class BuildRun {
   async resolve(): Promise<Base[]> {
     const { options, request } = this;
     if (options.from !== "scratch") {
-      const opened = await openSource(parseTransportReference(options.from), options);
+      const opened = await openSource(parseTransportReference(options.from), { ...options, cacheDir: this.cacheDir });
       this.source = cachingSource(opened, new BlobCache(this.cacheDir));
     }
     return resolveBases(this.source, request.platforms, request.requested);

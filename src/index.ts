@@ -73,6 +73,13 @@ export { applyConfigEdits, type ConfigEdits, createdTimestamp, parseCommand, par
 export type { BlobPhase, ProgressEvent, ProgressSink } from "./progress.js";
 export { formatReference, parseReference, type Reference } from "./reference.js";
 export {
+  type Credential,
+  type CredentialProvider,
+  defaultCredentials,
+  ExplicitCredentialProvider,
+  parseCredentialFlag,
+} from "./registry/credentials.js";
+export {
   BlobUnknownError,
   DeniedError,
   ManifestUnknownError,
@@ -82,6 +89,8 @@ export {
   TooManyRequestsError,
   UnauthorizedError,
 } from "./registry/errors.js";
+export { type LoginOptions, login, logout } from "./registry/login.js";
+export { deleteImage, listTags, type RegistryVerbOptions, resolveDigest, tagImage } from "./registry/verbs.js";
 export { checkDestination, openDestination, openSource, parseTransportReference } from "./transport/transport.js";
 export type { ImageDestination, TransportOptions, TransportReference } from "./transport/types.js";
 export {

@@ -5,7 +5,7 @@
  */
 import { UsageError } from "../errors.js";
 import { formatPlatform, hostPlatform, type Platform, platformMatches } from "../image/descriptor.js";
-import { type LayerSource, statLayerSource } from "../layer/plan.js";
+import { isStandardInput, isStreamSource, type LayerSource, statLayerSource } from "../layer/plan.js";
 import { checkDestination, parseTransportReference } from "../transport/transport.js";
 import type { TransportReference } from "../transport/types.js";
 
@@ -59,7 +59,15 @@ export function checkRequest(request: BuildRequest): CheckedRequest {
     });
   }
   const allLayers = [...request.layers, ...platformLayers.map((p) => p.layer)];
-  for (const layer of allLayers) statLayerSource(layer.source);
+  checkLayerSources(allLayers);
   const registry = request.from !== "scratch" || targets.some((t) => t.transport === "docker");
   return { targets, platforms, requested: Boolean(request.platforms?.length), platformLayers, allLayers, registry };
+}
+
+/** Every layer source exists (a stream is opened when it is read), and standard input is read at most once. */
+function checkLayerSources(layers: readonly LayerSource[]): void {
+  for (const layer of layers) if (!isStreamSource(layer.source)) statLayerSource(layer.source);
+  const streamed = layers.filter((layer) => isStandardInput(layer.source));
+  if (new Set(streamed.map((layer) => `${layer.source}\0${layer.dest}`)).size > 1)
+    throw new UsageError("standard input can be read only once", { hint: "give at most one layer from standard input (-)" });
 }

@@ -21,6 +21,7 @@ type Options = NonNullable<ParseArgsConfig["options"]>;
 /** Options every command that moves images accepts. */
 export const transportFlags = {
   "insecure-registry": { type: "string", multiple: true },
+  "registry-mirror": { type: "string", multiple: true },
   jobs: { type: "string", short: "j" },
   quiet: { type: "boolean", short: "q" },
   "cache-dir": { type: "string" },
@@ -188,6 +189,7 @@ export function sourceDateEpoch(env: NodeJS.ProcessEnv = process.env): number | 
 export function transportOptions(
   values: {
     "insecure-registry"?: string[] | undefined;
+    "registry-mirror"?: string[] | undefined;
     jobs?: string | undefined;
     quiet?: boolean | undefined;
     "cache-dir"?: string | undefined;
@@ -199,6 +201,7 @@ export function transportOptions(
   const jobs = intFlag(values.jobs, "--jobs", 1, 64);
   if (jobs !== undefined) options.jobs = jobs;
   if (values["cache-dir"] !== undefined) options.cacheDir = values["cache-dir"];
+  if (values["registry-mirror"]?.length) options.registryMirrors = values["registry-mirror"];
   return { options, finish: view.finish };
 }
 
@@ -210,7 +213,7 @@ export async function writeDigestFile(path: string | undefined, digest: string):
 /** Run a build, then print one `DIGEST DESTINATION` line per destination and write --digest-file. */
 export async function buildAndReport(options: BuildOptions, finish: () => void, digestFile: string | undefined): Promise<void> {
   const { build } = await import("../index.js");
-  const result = await build(options);
+  const result = await build({ warn: (message) => process.stderr.write(`ocify: warning: ${message}\n`), ...options });
   finish();
   for (const written of result.written) process.stdout.write(`${written.digest} ${written.destination}\n`);
   await writeDigestFile(digestFile, result.digest);

@@ -7,6 +7,12 @@ const commands: Record<string, () => Promise<{ run(argv: string[], signal: Abort
   copy: () => import("./commands/copy.js"),
   inspect: () => import("./commands/inspect.js"),
   import: () => import("./commands/import.js"),
+  login: () => import("./commands/login.js"),
+  logout: () => import("./commands/logout.js"),
+  ls: () => import("./commands/ls.js"),
+  digest: () => import("./commands/digest.js"),
+  tag: () => import("./commands/tag.js"),
+  delete: () => import("./commands/delete.js"),
 };
 
 const usage = `Usage: ocify COMMAND [OPTIONS]
@@ -18,6 +24,12 @@ Commands:
   import    make an image from a root filesystem (directory or tarball)
   copy      copy an image between registries, OCI layouts and archives
   inspect   show an image's manifest, platforms, config and layers
+  login     check and store credentials for a registry (as docker login does)
+  logout    remove a registry's stored credentials
+  ls        list a repository's tags
+  digest    print the manifest digest an image reference resolves to
+  tag       put an image's manifest under another tag (no blob moves)
+  delete    delete a manifest by digest, where the registry allows it
 
 Image references (skopeo's syntax):
   docker://HOST/REPO:TAG or HOST/REPO:TAG   a registry

@@ -71,6 +71,8 @@ export interface LayerBuildOptions {
   tee?: (content: Readable) => Promise<void>;
   /** The history line; default "ocify layer KIND -> DEST", KIND as layerSourceKind says (never a host path). */
   createdBy?: string;
+  /** Hears, in one line, what a source holds that the layer cannot keep (the CLI prints it as a warning). */
+  warn?: (message: string) => void;
 }
 
 /** A layer in the cache. */
@@ -172,12 +174,10 @@ async function packedPlanOf(
   const spool = tempPathFor(join(options.cacheDir, "tmp", "spool"));
   const cleanup = (): void => rmSync(spool, { force: true });
   try {
-    // Loaded here: tar-stream and its dependencies cost ~15 ms to load, which a build from directories skips.
+    // Loaded here: a build from directories has no use for the tarball reader, and skips loading it.
     const { planTarball } = await import("./tarball.js");
-    return {
-      packed: packPlan(await planTarball(source.source, source.dest, plan.entryOptions, spool, plan.stat, options.signal)),
-      cleanup,
-    };
+    const tarball = await planTarball(source.source, source.dest, plan.entryOptions, spool, plan.stat, options.signal, options.warn);
+    return { packed: packPlan(tarball), cleanup };
   } catch (error) {
     cleanup();
     throw error;
@@ -198,6 +198,7 @@ async function changedLayer(
     const { recordPath, fingerprint, scanStartNs } = plan;
     const statIndex = plan.kind === "tree" ? plan.statIndex : undefined;
     const previous = plan.kind === "tree" ? plan.previous : undefined;
+    const xattrs = plan.kind === "tree" && plan.xattrs;
     const produced = await produce(packed, codec, cache, options, source.source, previous);
     const built: LayerRecord = {
       version: recordVersion,
@@ -208,8 +209,10 @@ async function changedLayer(
       size: produced.size,
       tarSize: packed.cuts[packed.cuts.length - 1] as number,
       blocks: produced.blocks,
+      ...(xattrs ? { xattrs } : {}),
     };
-    await writeFileAtomic(recordPath, JSON.stringify(built));
+    // A tarball read as a stream has no record: nothing tells whether the next one is the same.
+    if (recordPath !== "") await writeFileAtomic(recordPath, JSON.stringify(built));
     // After the record: an index or a plan names the record it belongs to, so one left from another
     // build is ignored.
     if (statIndex) await writeStatIndex(recordPath, statIndex);

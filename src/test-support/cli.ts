@@ -4,6 +4,8 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 
 /** The repository root (dist/test-support/../..). */
@@ -40,7 +42,14 @@ function rssHookPath(): string {
  */
 export async function runOcify(
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; allowInternalError?: boolean } = {},
+  options: {
+    env?: NodeJS.ProcessEnv;
+    cwd?: string;
+    timeoutMs?: number;
+    allowInternalError?: boolean;
+    input?: string;
+    stdin?: Readable;
+  } = {},
 ): Promise<CliResult> {
   const result = await runOcifyProcess(args, options);
   if (!options.allowInternalError && (result.code === 70 || /^ocify: internal error/m.test(result.stderr))) {
@@ -49,15 +58,22 @@ export async function runOcify(
   return result;
 }
 
-async function runOcifyProcess(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number }): Promise<CliResult> {
+async function runOcifyProcess(
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; input?: string; stdin?: Readable },
+): Promise<CliResult> {
   const rssDir = mkdtempSync(join(tmpdir(), "ocify-rss-out-"));
   const rssFile = join(rssDir, "rss");
   try {
     const child = spawn(process.execPath, ["--import", rssHookPath(), ocifyBin, ...args], {
       cwd: options.cwd ?? repoRoot,
       env: { ...process.env, ...options.env, OCIFY_RSS_FILE: rssFile },
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: ["pipe", "pipe", "pipe"],
     });
+    // What the child does not read (it failed first) is dropped: its exit code and stderr tell.
+    child.stdin.on("error", () => {});
+    if (options.stdin) pipeline(options.stdin, child.stdin).catch(() => options.stdin?.destroy());
+    else child.stdin.end(options.input);
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => {

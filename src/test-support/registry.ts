@@ -21,10 +21,12 @@ export const registryBinary = "/usr/bin/docker-registry";
 export interface StartRegistryOptions {
   /** Require HTTP Basic authentication with these credentials (htpasswd, bcrypt). */
   htpasswd?: { username: string; password: string };
+  /** Allow DELETE of manifests and blobs (default true, as distribution's storage.delete.enabled). */
+  deletes?: boolean;
   /** Require Bearer tokens from a token service (distribution `auth.token`). */
   token?: { realm: string; service: string; issuer: string; rootCertBundle: string };
-  /** Serve HTTPS with this certificate and key (PEM files); `url` is then https://. */
-  tls?: { certificate: string; key: string };
+  /** Serve HTTPS with this certificate and key (PEM files); `url` is then https://. With `clientCas`, require client certificates they sign. */
+  tls?: { certificate: string; key: string; clientCas?: string[] };
   /** Refuse every write, as a mirror or a registry in maintenance does (`storage.maintenance.readonly`). */
   readOnly?: boolean;
   /** Accept Docker schema 1 pushes (`compatibility.schema1`; the registry signs what it serves with a key it generates). */
@@ -66,7 +68,8 @@ function probe(url: string): Promise<number | undefined> {
       res.resume();
       resolve(res.statusCode);
     });
-    req.on("error", () => resolve(undefined));
+    // A registry that wants a client certificate answers the handshake with an alert: it is up (0).
+    req.on("error", (error: NodeJS.ErrnoException) => resolve(error.code?.startsWith("ERR_SSL_") ? 0 : undefined));
     req.on("timeout", () => req.destroy());
     req.end();
   });
@@ -96,10 +99,22 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
       log: { level: "error", accesslog: { disabled: true } },
       storage: {
         filesystem: { rootdirectory: join(dir, "data") },
-        delete: { enabled: true },
+        delete: { enabled: options.deletes ?? true },
         maintenance: { uploadpurging: { enabled: false }, ...(options.readOnly ? { readonly: { enabled: true } } : {}) },
       },
-      http: { addr: host, secret: randomBytes(16).toString("hex"), ...(options.tls ? { tls: options.tls } : {}) },
+      http: {
+        addr: host,
+        secret: randomBytes(16).toString("hex"),
+        ...(options.tls
+          ? {
+              tls: {
+                certificate: options.tls.certificate,
+                key: options.tls.key,
+                ...(options.tls.clientCas ? { clientcas: options.tls.clientCas } : {}),
+              },
+            }
+          : {}),
+      },
       ...(auth ? { auth } : {}),
       ...(options.schema1 ? { compatibility: { schema1: { enabled: true } } } : {}),
       ...(options.layerUrls ? { validation: { manifests: { urls: { allow: ["^https?://"] } } } } : {}),
@@ -133,7 +148,7 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
     for (;;) {
       if (exited !== undefined) throw new Error(`docker-registry exited (${exited}) before it answered: ${output}`);
       const status = await probe(`${url}/v2/`);
-      if (status === 200 || status === 401) break;
+      if (status === 200 || status === 401 || (status === 0 && options.tls?.clientCas)) break;
       if (Date.now() > deadline) throw new Error(`docker-registry did not answer on ${host} within 60 s: ${output}`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }

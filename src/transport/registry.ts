@@ -5,65 +5,33 @@
  * streamed PUT; manifests are PUT last, children by digest, the top one under the tag.
  */
 import type { Readable } from "node:stream";
-import type { Digest } from "../digest.js";
 import { InputError } from "../errors.js";
 import type { Descriptor } from "../image/descriptor.js";
 import type { RawManifest } from "../image/manifest.js";
 import { isIndexMediaType, isNondistributableMediaType } from "../media-types.js";
-import { formatReference, manifestReference, type Reference } from "../reference.js";
+import { formatReference, type Reference } from "../reference.js";
 import { repositoryScope } from "../registry/auth.js";
-import { type RegistryClient, registryClient } from "../registry/client.js";
-import { RegistryError } from "../registry/errors.js";
+import { type MountResult, type RegistryClient, registryClient } from "../registry/client.js";
+import { DeniedError, RegistryError, UnauthorizedError } from "../registry/errors.js";
+import { RegistrySource } from "./registry-source.js";
 import type { ImageDestination, ImageSource, RegistryLocation, TransportOptions } from "./types.js";
 
 function clientFor(reference: Reference, options: TransportOptions): RegistryClient {
-  return registryClient(reference.registry, { insecureRegistries: options.insecureRegistries, userAgent: options.userAgent });
+  return registryClient(reference.registry, {
+    insecureRegistries: options.insecureRegistries,
+    userAgent: options.userAgent,
+    credentials: options.credentials,
+  });
 }
 
-function combine(a: AbortSignal | undefined, b: AbortSignal | undefined): AbortSignal | undefined {
-  if (!a) return b;
-  if (!b) return a;
-  return AbortSignal.any([a, b]);
-}
-
-/** Open an image in a registry for reading; nothing is sent until the first manifest or blob is asked for. */
+/** Open an image in a registry for reading (through mirrors when configured); nothing is sent until a manifest or blob is asked for. */
 export async function openRegistrySource(reference: Reference, options: TransportOptions): Promise<ImageSource> {
-  return new RegistrySource(reference, clientFor(reference, options), options);
+  return new RegistrySource(reference, options);
 }
 
 /** Open a repository (and tag) in a registry for writing. */
 export async function openRegistryDestination(reference: Reference, options: TransportOptions): Promise<ImageDestination> {
   return new RegistryDestination(reference, clientFor(reference, options), options);
-}
-
-class RegistrySource implements ImageSource {
-  readonly description: string;
-  readonly location: RegistryLocation;
-  readonly #scopes: string[];
-
-  constructor(
-    private readonly reference: Reference,
-    private readonly client: RegistryClient,
-    private readonly options: TransportOptions,
-  ) {
-    this.description = formatReference(reference);
-    this.location = { registry: reference.registry, repository: reference.repository };
-    this.#scopes = [repositoryScope(reference.repository, "pull")];
-  }
-
-  async getManifest(digest?: Digest): Promise<RawManifest> {
-    const { registry, repository } = this.reference;
-    // By digest when the reference pins one: the client verifies the bytes against it.
-    const wanted = digest ?? manifestReference(this.reference);
-    const what = digest ? `${registry}/${repository}@${digest}` : this.description;
-    return this.client.getManifest(repository, wanted, this.#scopes, what, this.options.signal);
-  }
-
-  async getBlob(descriptor: Descriptor, signal?: AbortSignal): Promise<Readable> {
-    return this.client.getBlob(this.reference.repository, descriptor, this.#scopes, combine(signal, this.options.signal));
-  }
-
-  async close(): Promise<void> {}
 }
 
 /**
@@ -111,7 +79,14 @@ class RegistryDestination implements ImageDestination {
   async mountBlob(descriptor: Descriptor, from: RegistryLocation): Promise<boolean> {
     if (from.registry !== this.reference.registry || from.repository === this.reference.repository) return false;
     const scopes = [...this.#scopes, repositoryScope(from.repository, "pull")];
-    const result = await this.client.mountBlob(this.reference.repository, descriptor.digest, from.repository, scopes, this.options.signal);
+    let result: MountResult;
+    try {
+      result = await this.client.mountBlob(this.reference.repository, descriptor.digest, from.repository, scopes, this.options.signal);
+    } catch (error) {
+      // The account may push here but not read the repository mounted from: the blob is uploaded instead.
+      if (error instanceof UnauthorizedError || error instanceof DeniedError) return false;
+      throw error;
+    }
     if (result.mounted) return true;
     const previous = this.#pendingUploads.get(descriptor.digest);
     if (previous) await this.client.cancelUpload(previous, this.#scopes);

@@ -9,6 +9,7 @@ import type { RegistryLocation } from "../image/source.js";
 import type { ManifestFormat } from "../media-types.js";
 import type { ProgressSink } from "../progress.js";
 import type { Reference } from "../reference.js";
+import type { CredentialProvider } from "../registry/credentials.js";
 
 export type { ImageSource, RegistryLocation } from "../image/source.js";
 
@@ -33,6 +34,10 @@ export interface TransportOptions {
   userAgent?: string;
   /** Download non-distributable layers from their URLs for destinations that must hold their content (docker-archive). */
   fetchForeignLayers?: boolean;
+  /** Where registry credentials come from, in order; default: containers' auth.json files, then docker's config.json. */
+  credentials?: readonly CredentialProvider[] | undefined;
+  /** Pull mirrors: `MIRROR` for Docker Hub, `REGISTRY=MIRROR` for another registry. */
+  registryMirrors?: readonly string[] | undefined;
 }
 
 /** A writable image store. Blobs first, manifests after, then commit(); abort() leaves nothing behind. */

@@ -1,6 +1,7 @@
 /** `ocify build [-f Dockerfile] … CONTEXT`: docker build's flags → DockerfileBuildOptions → buildDockerfile(). */
 import { type DockerfileBuildOptions, type Platform, UsageError } from "../../index.js";
 import { compressionFlag, intFlag, keyValues, platformFlag, sourceDateEpoch, transportOptions, writeDigestFile } from "../flags.js";
+import { credentialChain, registriesOf } from "../registry-flags.js";
 
 /** The flags only a Dockerfile build takes. */
 export const dockerfileFlags = {
@@ -43,6 +44,8 @@ export interface DockerfileValues {
   quiet?: boolean | undefined;
   "cache-dir"?: string | undefined;
   "digest-file"?: string | undefined;
+  creds?: string | undefined;
+  "password-stdin"?: boolean | undefined;
   [flag: string]: unknown;
 }
 
@@ -63,6 +66,9 @@ export async function runDockerfileBuild(values: DockerfileValues, context: stri
   const given = flagBuildOnly.find((flag) => values[flag] !== undefined);
   if (given) throw new UsageError(`--${given} is for builds without a Dockerfile`, { hint: "write it in the Dockerfile instead" });
   const { options: transport, finish } = transportOptions(values, signal);
+  // --creds are for the destinations' registries only, never a base image's.
+  const credentials = await credentialChain(values, registriesOf(values.tag ?? []));
+  if (credentials) transport.credentials = credentials;
   const options: DockerfileBuildOptions = {
     ...transport,
     context,

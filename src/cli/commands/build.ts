@@ -16,6 +16,7 @@ import {
   transportFlags,
   transportOptions,
 } from "../flags.js";
+import { credentialChain, credentialFlags, registriesOf } from "../registry-flags.js";
 import { dockerfileFlags, runDockerfileBuild } from "./build-dockerfile.js";
 
 export const help = `Usage: ocify build --from BASE [--layer SRC[:DEST]]... [CONFIG OPTIONS] -t DEST [-t DEST]...
@@ -34,7 +35,8 @@ From a Dockerfile (a CONTEXT_DIR given; no RUN: build the artifacts first and CO
 Layers:
   --layer SRC[:DEST]        a directory's contents under DEST (default /), a file at DEST, or a
                             .tar/.tar.gz/.tgz/.tar.zst whose entries become the layer (repeatable)
-  --chown UID:GID           owner of the added files (default 0:0)
+  --chown UID:GID           owner of every added entry (default: 0:0 for a directory or file,
+                            a tarball's own owners)
   --compression gzip|zstd|none   layer compression (default gzip)
   --compression-level N     compression level (default: see README)
 Config:
@@ -50,7 +52,11 @@ Config:
                             after the common --layer ones, e.g. --layer-for linux/arm64=./out/arm64:/app
 Transport:
   -t, --tag DEST            destination (repeatable)
+  --creds USER[:PASS]       credentials for the destination registries (with --password-stdin: the password
+                            is read from standard input); default: auth.json, docker's config.json
   --insecure-registry HOST:PORT  plain HTTP or unverified TLS for this registry (loopback is always allowed)
+  --registry-mirror [REGISTRY=]MIRROR  pull through this mirror first, the registry on a miss (no
+                            REGISTRY=: a Docker Hub mirror, as docker's registry-mirrors)
   -j, --jobs N              parallel transfers (default 4)
   --cache-dir DIR           blob and layer cache (default $XDG_CACHE_HOME/ocify or ~/.cache/ocify)
   --fetch-foreign-layers    download a base's non-distributable layers from their URLs for a
@@ -75,6 +81,7 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
     "layer-for": { type: "string", multiple: true },
     tag: { type: "string", multiple: true, short: "t" },
     "fetch-foreign-layers": { type: "boolean" },
+    ...credentialFlags,
     ...dockerfileFlags,
   });
   if (helpRequested(values, help)) return 0;
@@ -88,6 +95,7 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
   const config = configEdits(values);
 
   const { options: transport, finish } = transportOptions(values, signal);
+  transport.credentials = await credentialChain(values, registriesOf(values.tag ?? []));
   const options: BuildOptions = {
     ...transport,
     from: values.from,

@@ -1,6 +1,7 @@
 /** `ocify inspect REF`: a readable summary, or the raw manifest / config / JSON for scripts. */
 import { type ImageInfo, type InspectResult, inspect, UsageError } from "../../index.js";
 import { helpRequested, parseFlags, platformFlag } from "../flags.js";
+import { credentialChain, credentialFlags, registriesOf } from "../registry-flags.js";
 
 export const help = `Usage: ocify inspect [OPTIONS] IMAGE
 
@@ -11,7 +12,9 @@ Show an image: media type, digest, platforms of an index, config highlights, lay
   --config                  print the config JSON (of the --platform image for an index)
   --json                    print a JSON summary for scripts
   --platform OS/ARCH[/VARIANT]   the image to describe in an index (default: this host's)
-  --insecure-registry HOST:PORT  plain HTTP or unverified TLS for this registry`;
+  --insecure-registry HOST:PORT  plain HTTP or unverified TLS for this registry
+  --creds USER[:PASS]       credentials for the registry (--password-stdin: the password from stdin)
+  --registry-mirror [REGISTRY=]MIRROR  pull through this mirror first (no REGISTRY=: Docker Hub's)`;
 
 function size(bytes: number): string {
   return bytes >= 1 << 20 ? `${(bytes / (1 << 20)).toFixed(1)} MiB` : bytes >= 1024 ? `${(bytes / 1024).toFixed(1)} KiB` : `${bytes} B`;
@@ -76,13 +79,17 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
     json: { type: "boolean" },
     platform: { type: "string" },
     "insecure-registry": { type: "string", multiple: true },
+    "registry-mirror": { type: "string", multiple: true },
     help: { type: "boolean", short: "h" },
+    ...credentialFlags,
   });
   if (helpRequested(values, help)) return 0;
   if (positionals.length !== 1) throw new UsageError("inspect needs one IMAGE", { hint: "see ocify inspect --help" });
   const result = await inspect(positionals[0] as string, {
     insecureRegistries: values["insecure-registry"] ?? [],
     signal,
+    credentials: await credentialChain(values, registriesOf(positionals)),
+    registryMirrors: values["registry-mirror"] ?? [],
     platform: platformFlag(values.platform),
     describeImage: !values.raw,
     // Without --platform, --config or --json, an index is described by its entries alone.
