@@ -37,6 +37,8 @@ interface Case {
   /** Build arguments for both builders; BASE is given to each its own way. */
   buildArgs?: Record<string, string>;
   target?: string;
+  /** A parent image docker builds first (its ONBUILD triggers then run in this case's build), given as BASE. */
+  parent?: string;
   /** Paths the image must have (the comparison is of real trees, not two empty ones). */
   expect: string[];
 }
@@ -307,6 +309,13 @@ COPY --from=second /second /x
     target: "second",
   },
   {
+    name: "onbuild",
+    parent: "FROM scratch\nENV P=1\nCOPY a.txt /parent/\nONBUILD COPY hook.txt /hooks/\nONBUILD ENV TRIGGERED=yes\nONBUILD LABEL from=trigger\n",
+    dockerfile: "ARG BASE\nFROM ${BASE}\nCOPY a.txt /\n",
+    expect: ["hooks/hook.txt", "a.txt", "parent/a.txt"],
+    files: { "a.txt": "a\n", "hook.txt": "hook\n" },
+  },
+  {
     name: "escape",
     dockerfile: '# escape=`\nFROM scratch\nENV WIN=C:\\path `\n    NEXT=2\nCOPY a.txt `\n     /dest/\nLABEL x="a`"b"\n',
     expect: ["dest/a.txt"],
@@ -380,17 +389,25 @@ describe("Dockerfile corpus: ocify build gives the image docker build gives", ()
       const context = join(work, `ctx-${c.name}`);
       writeContext(context, { ...c.files, Dockerfile: c.dockerfile });
       if (c.name === "add") await writeTarballs(context);
+      let base = { docker: "corpus-base:1", ocify: `docker-archive:${baseArchive}` };
+      if (c.parent) {
+        writeFileSync(join(work, `${c.name}.parent`), c.parent);
+        const parent = await docker.docker(["build", "-q", "-f", join(work, `${c.name}.parent`), "-t", `parent-${c.name}:1`, context]);
+        assert.equal(parent.code, 0, `docker build (parent): ${parent.stderr}`);
+        const saved = await docker.docker(["save", "-o", join(work, `parent-${c.name}.tar`), `parent-${c.name}:1`]);
+        assert.equal(saved.code, 0, saved.stderr);
+        base = { docker: `parent-${c.name}:1`, ocify: `docker-archive:${join(work, `parent-${c.name}.tar`)}` };
+      }
       const args = (base: string) => [
         ...Object.entries({ ...c.buildArgs, BASE: base }).flatMap(([k, v]) => ["--build-arg", `${k}=${v}`]),
         ...(c.target ? ["--target", c.target] : []),
       ];
-      const theirs = await docker.docker(["build", "-q", ...args("corpus-base:1"), "-t", `docker-${c.name}:1`, context]);
+      const theirs = await docker.docker(["build", "-q", ...args(base.docker), "-t", `docker-${c.name}:1`, context]);
       assert.equal(theirs.code, 0, `docker build: ${theirs.stderr}`);
       const archive = join(work, `${c.name}.tar`);
-      const ours = await runOcify(
-        ["build", "-q", ...args(`docker-archive:${baseArchive}`), "-t", `docker-archive:${archive}:ocify-${c.name}:1`, context],
-        { env: env() },
-      );
+      const ours = await runOcify(["build", "-q", ...args(base.ocify), "-t", `docker-archive:${archive}:ocify-${c.name}:1`, context], {
+        env: env(),
+      });
       assert.equal(ours.code, 0, `ocify build: ${ours.stderr}`);
       const loaded = await docker.docker(["load", "-i", archive]);
       assert.equal(loaded.code, 0, loaded.stderr);
