@@ -157,6 +157,30 @@ COPY --link run.sh /linked/
     }
   });
 
+  it("COPY --from an image of any transport, --chown by name through that stage's /etc/passwd and /etc/group", async () => {
+    const rootfs = context("from-image-rootfs", {
+      "etc/passwd": "root:x:0:0::/:/bin/sh\nsvc:x:700:701::/:/bin/sh\n",
+      "etc/group": "root:x:0:\nops:x:702:\n",
+      "opt/tool/bin": "tool\n",
+    });
+    const archive = join(work, "from-image.tar");
+    const made = await runOcify(["build", "-q", "--from", "scratch", "--layer", `${rootfs}:/`, "-t", `docker-archive:${archive}:tools:1`], {
+      env: { OCIFY_CACHE_DIR: join(work, "cache") },
+    });
+    assert.equal(made.code, 0, made.stderr);
+    const dir = context("from-image", {
+      Dockerfile: `ARG TOOLS=docker-archive:${archive}\nFROM \${TOOLS} AS base\nFROM base\nARG TOOLS\nCOPY --from=\${TOOLS} /opt/tool /copied/\nCOPY --chown=svc:ops a /owned/\nCOPY --chown=svc a /primary/\n`,
+      a: "a\n",
+    });
+    const layout = join(work, "from-image-out");
+    await buildDockerfile({ context: dir, tags: [`oci:${layout}:v1`], cacheDir: join(work, "cache") });
+    const image = await readManifest(layout, topDigest(layout));
+    const [copied, owned, primary] = image.layers.slice(1) as [Map<string, Entry>, Map<string, Entry>, Map<string, Entry>];
+    assert.equal(copied.get("copied/bin")?.content, "tool\n");
+    assert.deepEqual([owned.get("owned/a")?.uid, owned.get("owned/a")?.gid], [700, 702]);
+    assert.deepEqual([primary.get("primary/a")?.uid, primary.get("primary/a")?.gid], [700, 701]);
+  });
+
   it("RUN is refused with one line naming the file and line, exit 2, nothing written", async () => {
     const dir = context("run", { Dockerfile: "FROM scratch\nCOPY a /a\nRUN make\n", a: "a" });
     const out = join(work, "run-out");

@@ -18,7 +18,7 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { chmodSync, createReadStream, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, createReadStream, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, before, describe, it, type TestContext } from "node:test";
@@ -310,7 +310,8 @@ COPY --from=second /second /x
   },
   {
     name: "onbuild",
-    parent: "FROM scratch\nENV P=1\nCOPY a.txt /parent/\nONBUILD COPY hook.txt /hooks/\nONBUILD ENV TRIGGERED=yes\nONBUILD LABEL from=trigger\n",
+    parent:
+      "FROM scratch\nENV P=1\nCOPY a.txt /parent/\nONBUILD COPY hook.txt /hooks/\nONBUILD ENV TRIGGERED=yes\nONBUILD LABEL from=trigger\n",
     dockerfile: "ARG BASE\nFROM ${BASE}\nCOPY a.txt /\n",
     expect: ["hooks/hook.txt", "a.txt", "parent/a.txt"],
     files: { "a.txt": "a\n", "hook.txt": "hook\n" },

@@ -378,6 +378,8 @@ async function copyStep(context: Context, instruction: InstructionOf<"COPY" | "A
   let from: CopySource = { kind: "context" };
   if (instruction.from !== undefined) {
     const value = word(instruction.from);
+    if (value === "")
+      fail(context, instruction, `--from=${instruction.from} is empty`, "declare the ARG it uses in this stage (ARG NAME after FROM)");
     const named = stageNamed(value, stage, plan.stages, plan.file, instruction.source.line);
     from = named ? { kind: "stage", index: named.index } : { kind: "image", reference: value };
   }
