@@ -6,10 +6,10 @@
  * command uses nothing but this module.
  */
 export { type BuildOptions, type BuildResult, build, type PlatformLayer } from "./build.js";
+export { buildDockerfile, type DockerfileBuildOptions } from "./build-dockerfile.js";
 export { BlobCache, defaultCacheDir } from "./cache.js";
 export { type CopyImageOptions, type CopyOptions, copyImage, KnownBlobs, type WriteResult } from "./copy.js";
 export { createDigester, createVerifier, type Digest, Digester, digestOf, isDigest, parseDigest, shortDigest } from "./digest.js";
-export { buildDockerfile, type DockerfileBuildOptions } from "./dockerfile/build.js";
 export {
   DigestMismatchError,
   InputError,

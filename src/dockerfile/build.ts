@@ -4,7 +4,7 @@
  * through any transport, an earlier stage); the target's image (or an index over the platforms' images)
  * is written to every destination by copyImage, the one writer. A RUN is refused before anything is read.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { cachingSource, resolveBases } from "../build/base.js";
 import type { BuildResult } from "../build.js";
@@ -116,6 +116,11 @@ function readIgnore(context: string): IgnoreMatcher {
 }
 
 function readDockerfile(options: DockerfileBuildOptions): ParsedDockerfile {
+  if (!statSync(options.context, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new InputError(`the build context ${options.context} is not a directory`, {
+      hint: "give the directory COPY and ADD read from, last",
+    });
+  }
   const path = options.dockerfile ?? join(options.context, "Dockerfile");
   let text: string;
   try {
