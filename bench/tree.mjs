@@ -255,3 +255,51 @@ export function ensureBigLayerDir(dir, seed, gib, log = () => {}) {
   }
   return dir;
 }
+
+/**
+ * The remote scenario's image: ten layers of different sizes, each a small tree of its own (a binary-like
+ * file and text files), as an application image's layers are (runtime, libraries, the app, its config).
+ * Sizes in bytes of tar content per layer: [binary, small files count, small files bytes].
+ */
+export const LAYER_SIZES = {
+  full: [
+    [40 << 20, 2000, 24 << 20],
+    [24 << 20, 1000, 8 << 20],
+    [0, 3000, 24 << 20],
+    [8 << 20, 500, 8 << 20],
+    [8 << 20, 200, 2 << 20],
+    [0, 600, 6 << 20],
+    [4 << 20, 100, 1 << 20],
+    [0, 300, 3 << 20],
+    [1 << 20, 50, 512 << 10],
+    [0, 60, 256 << 10],
+  ],
+  quick: [
+    [2 << 20, 100, 1 << 20],
+    [1 << 20, 60, 512 << 10],
+    [0, 100, 1 << 20],
+    [512 << 10, 40, 256 << 10],
+    [256 << 10, 30, 128 << 10],
+    [0, 40, 256 << 10],
+    [128 << 10, 20, 64 << 10],
+    [0, 30, 128 << 10],
+    [64 << 10, 10, 32 << 10],
+    [0, 12, 24 << 10],
+  ],
+};
+
+/** The layer whose file the remote scenario's rebuild edits: a small one, as an app's own code layer is. */
+export const EDITED_LAYER = 7;
+
+/** Make sure `dir` holds the ten layer trees (`dir/l0` … `dir/l9`); returns ensureTree's answer for each. */
+export function ensureLayerTrees(dir, seed, sizes, log = () => {}) {
+  return sizes.map(([bigBytes, smallFiles, smallBytes], i) =>
+    ensureTree(join(dir, `l${i}`), seed * 100 + i, { bigBytes, smallFiles, smallBytes }, log),
+  );
+}
+
+/** The big-tree scenario's sizes: a node_modules or an SDK sysroot (300,000 files), and the CI smoke test's. */
+export const BIG_TREE_SIZES = {
+  full: { bigBytes: 0, smallFiles: 300_000, smallBytes: 300_000 * 1536 },
+  quick: { bigBytes: 0, smallFiles: 5_000, smallBytes: 5_000 * 1024 },
+};

@@ -58,7 +58,7 @@ const floors = [
   ["image/", "mutate"],
   ["cache", "blob-locations", "layer-facts"],
   ["layer/", "registry/"],
-  ["transport/", "foreign-layers"],
+  ["transport/", "foreign-layers", "cache-repo/"],
   ["copy"],
   ["build", "build/", "import", "inspect", "validate", "dockerfile/"],
   ["index"],

@@ -12,6 +12,7 @@ import { deriveImage } from "./build/image.js";
 import { LayerBuilds } from "./build/layers.js";
 import { type CheckedRequest, checkRequest, type PlatformLayer } from "./build/options.js";
 import { BlobCache, defaultCacheDir } from "./cache.js";
+import { BuildLayerCache } from "./cache-repo/layers.js";
 import { copyImage, KnownBlobs, type WriteResult } from "./copy.js";
 import { UsageError } from "./errors.js";
 import { type Platform, platformMatches } from "./image/descriptor.js";
@@ -57,6 +58,12 @@ export interface BuildOptions extends TransportOptions {
   warn?: (message: string) => void;
   /** Timestamp for `created`, history and every tar entry; default 0 (the epoch). */
   sourceDateEpoch?: number;
+  /**
+   * The registry layer cache, `REGISTRY/REPOSITORY`: a directory layer this machine has never built is
+   * looked up there by what goes into it and, when found, mounted instead of compressed and uploaded; the
+   * layers it lacks are stored there after the push. Reached with the destinations' credentials.
+   */
+  cacheRepo?: string | undefined;
   /** Destinations as transport references (a bare reference means a registry). */
   tags: readonly string[];
 }
@@ -180,7 +187,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     // The first registry destination receives each new layer while it is compressed (upload overlaps the build).
     const streamingTo = run.destinations.find((d) => d.putBlobStreaming);
     const layerOptions = layerOptionsOf(options, run.cacheDir, run.stop.signal);
-    run.layers = new LayerBuilds(request.allLayers, layerOptions, run.planner, streamingTo, resolving);
+    const cache = options.cacheRepo === undefined ? undefined : BuildLayerCache.open(options.cacheRepo, layerOptions, options);
+    run.layers = new LayerBuilds(request.allLayers, layerOptions, run.planner, streamingTo, resolving, cache);
     // The layers every platform shares are built, and streamed, while the base is resolved.
     const common = run.layers.build(options.layers, layerOptions.mediaType);
     common.catch(() => {}); // awaited below; a base that fails is reported first
@@ -193,6 +201,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
             { format, annotations: options.annotations },
           );
     const written = await copyImage(top, run.destinations, { ...options, known: new KnownBlobs() });
+    await run.layers.storeInCache(run.destinations.flatMap((d) => (d.location ? [d.location] : [])));
     await rememberBuilt(
       run,
       images.flatMap((i) => i.built),

@@ -5,6 +5,8 @@
  * are made of them. Every error is an `OcifyError` with a one-line message and a hint. The `ocify`
  * command uses nothing but this module.
  */
+
+export { maxSplitLayers, splitLayerSource } from "./build/split.js";
 export { type BuildOptions, type BuildResult, build, type PlatformLayer } from "./build.js";
 export { buildDockerfile, type DockerfileBuildOptions } from "./build-dockerfile.js";
 export { BlobCache, defaultCacheDir } from "./cache.js";

@@ -7,8 +7,10 @@
  */
 import { finished } from "node:stream/promises";
 import { knownLocations } from "../blob-locations.js";
+import type { BuildLayerCache } from "../cache-repo/layers.js";
 import type { Descriptor } from "../image/descriptor.js";
 import type { Layer } from "../image/layer.js";
+import type { RegistryLocation } from "../image/source.js";
 import { type BuiltLayer, buildLayer, type LayerBuildOptions, type LayerSource, type PlannedLayer } from "../layer/build.js";
 import type { LayerPlanner } from "../layer/planner.js";
 import type { ImageDestination } from "../transport/types.js";
@@ -17,6 +19,8 @@ import type { ImageDestination } from "../transport/types.js";
 interface StreamedLayer {
   built: BuiltLayer;
   uploaded?: Promise<void> | undefined;
+  /** The registry layer cache's repository, for a layer taken from it (a destination mounts it from there). */
+  from?: RegistryLocation | undefined;
 }
 
 /**
@@ -82,13 +86,14 @@ export class LayerBuilds {
   readonly #planner: LayerPlanner | undefined;
   readonly #streamingTo: ImageDestination | undefined;
   readonly #base: Promise<unknown>;
+  readonly #cache: BuildLayerCache | undefined;
   readonly #built = new Map<string, Promise<StreamedLayer>>();
   readonly #uploads: Promise<unknown>[] = [];
 
   /**
    * `sources` are every layer the build may add (in the planner's order), `base` settles when the base is
    * resolved (a streamed blob is committed only then), `streamingTo` receives each new layer while it is
-   * compressed.
+   * compressed, `cache` is the registry layer cache to take layers from and store them in.
    */
   constructor(
     sources: readonly LayerSource[],
@@ -96,12 +101,14 @@ export class LayerBuilds {
     planner: LayerPlanner | undefined,
     streamingTo: ImageDestination | undefined,
     base: Promise<unknown>,
+    cache?: BuildLayerCache,
   ) {
     this.#sources = sources;
     this.#options = options;
     this.#planner = planner;
     this.#streamingTo = streamingTo;
     this.#base = base;
+    this.#cache = cache;
   }
 
   #planOf(layer: LayerSource): Promise<PlannedLayer | undefined> {
@@ -112,24 +119,37 @@ export class LayerBuilds {
     const key = `${layer.source}\0${layer.dest}`;
     let built = this.#built.get(key);
     if (!built) {
-      built = this.#streamingTo
-        ? buildStreaming(layer, this.#options, this.#streamingTo, this.#planOf(layer), this.#base)
-        : buildLayer(layer, this.#options, this.#planOf(layer)).then((b) => ({ built: b }));
+      built = this.#cache ? this.#throughCache(layer, this.#cache) : this.#buildFrom(layer, this.#planOf(layer));
       this.#built.set(key, built);
       this.#uploads.push(built.then((b) => b.uploaded).catch(() => {})); // failures are reported by whoever awaits the layer
     }
     return built;
   }
 
+  #buildFrom(layer: LayerSource, planned: Promise<PlannedLayer | undefined>): Promise<StreamedLayer> {
+    return this.#streamingTo
+      ? buildStreaming(layer, this.#options, this.#streamingTo, planned, this.#base)
+      : buildLayer(layer, this.#options, planned).then((b) => ({ built: b }));
+  }
+
+  /** A layer the registry layer cache holds is taken from it; any other is built, and noted for the cache. */
+  async #throughCache(layer: LayerSource, cache: BuildLayerCache): Promise<StreamedLayer> {
+    const consulted = await cache.consult(layer, await this.#planOf(layer));
+    if (consulted.hit) return { built: consulted.hit, from: cache.location };
+    const streamed = await this.#buildFrom(layer, Promise.resolve(consulted.plan));
+    cache.built(streamed.built, consulted);
+    return streamed;
+  }
+
   /** The model's view of a built layer: its blob in the cache, where it was pushed before, its upload. */
-  #asLayer({ built, uploaded }: StreamedLayer, mediaType: string): Layer {
+  #asLayer({ built, uploaded, from }: StreamedLayer, mediaType: string): Layer {
     const descriptor = { ...built.descriptor, mediaType };
     return {
       descriptor,
       kind: "layer",
       diffID: async () => built.diffID,
       open: async () => built.open(),
-      locations: knownLocations(this.#options.cacheDir, descriptor.digest),
+      locations: [...(from ? [from] : []), ...knownLocations(this.#options.cacheDir, descriptor.digest)],
       fresh: built.fresh,
       pending: uploaded && this.#streamingTo ? { destination: this.#streamingTo, done: uploaded } : undefined,
     };
@@ -159,6 +179,11 @@ export class LayerBuilds {
       result[i] = await this.#layerFor(wanted[i] as LayerSource);
     }
     return result.map((streamed) => ({ layer: this.#asLayer(streamed, mediaType), built: streamed.built }));
+  }
+
+  /** Store in the registry layer cache the layers it lacks, once the image is in `written` (its registry repositories). */
+  async storeInCache(written: readonly RegistryLocation[]): Promise<void> {
+    await this.#cache?.store(written);
   }
 
   /** Wait until every upload started has ended (after a failure: cancelled, nothing committed). */

@@ -3,6 +3,7 @@
  * destinations parse and can be written where they point, every per-platform layer names a platform being
  * built, an index is not asked of a docker-archive, every layer source exists.
  */
+import { parseCacheRepo } from "../cache-repo/layers.js";
 import { UsageError } from "../errors.js";
 import { formatPlatform, hostPlatform, type Platform, platformMatches } from "../image/descriptor.js";
 import { isStandardInput, isStreamSource, type LayerSource, statLayerSource } from "../layer/plan.js";
@@ -22,6 +23,7 @@ export interface BuildRequest {
   layers: readonly LayerSource[];
   platformLayers?: readonly PlatformLayer[] | undefined;
   platforms?: readonly Platform[] | undefined;
+  cacheRepo?: string | undefined;
 }
 
 /** A request found sound, with what it resolves to. */
@@ -58,6 +60,7 @@ export function checkRequest(request: BuildRequest): CheckedRequest {
       hint: "write it to a registry, oci: or oci-archive:, or build one platform",
     });
   }
+  if (request.cacheRepo !== undefined) parseCacheRepo(request.cacheRepo);
   const allLayers = [...request.layers, ...platformLayers.map((p) => p.layer)];
   checkLayerSources(allLayers);
   const registry = request.from !== "scratch" || targets.some((t) => t.transport === "docker");

@@ -223,6 +223,11 @@ async function changedLayer(
   }
 }
 
+/** The history line of a layer: the options' own, or "ocify layer KIND -> DEST" (never a host path). */
+export function createdByOf(source: LayerSource, options: Pick<LayerBuildOptions, "createdBy" | "preserveOwners">): string {
+  return options.createdBy ?? `ocify layer ${layerSourceKind(source.source, options.preserveOwners ?? false)} -> ${source.dest}`;
+}
+
 /**
  * Build a layer from a directory, a file or a tarball into the cache (or reuse what an earlier build left
  * there). `planned` is the layer's plan made ahead (by the planner thread, while the base image was being
@@ -234,7 +239,7 @@ export async function buildLayer(
   planned?: Promise<PlannedLayer | undefined>,
 ): Promise<BuiltLayer> {
   options.signal?.throwIfAborted();
-  const createdBy = options.createdBy ?? `ocify layer ${layerSourceKind(source.source, options.preserveOwners ?? false)} -> ${source.dest}`;
+  const createdBy = createdByOf(source, options);
   const cache = new BlockCache(options.cacheDir);
   const codec = await createCodec(options.compression, options.level, options.gzipEngine);
   try {

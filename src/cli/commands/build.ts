@@ -1,5 +1,5 @@
 /** `ocify build`: flags → BuildOptions → build() → one digest line per destination. */
-import { type BuildOptions, type Platform, type PlatformLayer, parseLayerFlag, UsageError } from "../../index.js";
+import { type BuildOptions, type Platform, type PlatformLayer, parseLayerFlag, splitLayerSource, UsageError } from "../../index.js";
 import {
   buildAndReport,
   compressionFlag,
@@ -35,6 +35,9 @@ From a Dockerfile (a CONTEXT_DIR given; no RUN: build the artifacts first and CO
 Layers:
   --layer SRC[:DEST]        a directory's contents under DEST (default /), a file at DEST, or a
                             .tar/.tar.gz/.tgz/.tar.zst whose entries become the layer (repeatable)
+  --split-layer SRC[:DEST]  a directory as several layers, one per entry --split-depth levels down
+                            (default 2; files and empty directories above are layers too), added after
+                            the --layer ones: a one-file change then uploads one small layer (repeatable)
   --chown UID:GID           owner of every added entry (default: 0:0 for a directory or file,
                             a tarball's own owners)
   --compression gzip|zstd|none   layer compression (default gzip)
@@ -62,8 +65,18 @@ Transport:
   --fetch-foreign-layers    download a base's non-distributable layers from their URLs for a
                             docker-archive (registries and oci: layouts keep only their URLs)
   --digest-file FILE        write the manifest digest to FILE
+  --cache-repo REGISTRY/REPOSITORY   registry layer cache: a directory layer this machine never built
+                            is looked up there by its contents and mounted when found (not compressed
+                            nor uploaded); the layers it lacks are stored after the push (same
+                            credentials as the destinations)
   -q, --quiet               no progress output
 SOURCE_DATE_EPOCH sets 'created', history and file times (default: 0, the epoch).`;
+
+/** The layers of every --split-layer, each directory split --split-depth levels down. */
+function splitLayers(flags: string[] | undefined, depthFlag: string | undefined): BuildOptions["layers"] {
+  const depth = intFlag(depthFlag, "--split-depth", 1, 16) ?? 2;
+  return (flags ?? []).flatMap((text) => splitLayerSource(parseLayerFlag(text), depth));
+}
 
 /** Run the build command. */
 export async function run(argv: string[], signal: AbortSignal): Promise<number> {
@@ -72,6 +85,8 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
     ...configFlags,
     from: { type: "string" },
     layer: { type: "string", multiple: true },
+    "split-layer": { type: "string", multiple: true },
+    "split-depth": { type: "string" },
     chown: { type: "string" },
     compression: { type: "string" },
     "compression-level": { type: "string" },
@@ -80,6 +95,7 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
     platform: { type: "string" },
     "layer-for": { type: "string", multiple: true },
     tag: { type: "string", multiple: true, short: "t" },
+    "cache-repo": { type: "string" },
     "fetch-foreign-layers": { type: "boolean" },
     ...credentialFlags,
     ...dockerfileFlags,
@@ -95,14 +111,18 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
   const config = configEdits(values);
 
   const { options: transport, finish } = transportOptions(values, signal);
-  transport.credentials = await credentialChain(values, registriesOf(values.tag ?? []));
+  transport.credentials = await credentialChain(
+    values,
+    registriesOf([...(values.tag ?? []), ...(values["cache-repo"] ? [values["cache-repo"]] : [])]),
+  );
   const options: BuildOptions = {
     ...transport,
     from: values.from,
-    layers: (values.layer ?? []).map(parseLayerFlag),
+    layers: [...(values.layer ?? []).map(parseLayerFlag), ...splitLayers(values["split-layer"], values["split-depth"])],
     config,
     tags: values.tag ?? [],
   };
+  if (values["cache-repo"] !== undefined) options.cacheRepo = values["cache-repo"];
   const annotations = keyValues(values.annotation, "--annotation");
   if (annotations) options.annotations = annotations;
   const format = formatFlag(values.format);

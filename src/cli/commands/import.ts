@@ -27,6 +27,7 @@ Entries are kept exactly: modes, owners, device nodes, links. Entries that would
   --entrypoint, --cmd, --env, --workdir, --user, --expose, --volume, --label   as in ocify build
   --format oci|docker       manifest family (default oci)
   --compression gzip|zstd|none
+  --cache-repo REGISTRY/REPOSITORY   registry layer cache, as in ocify build (a directory ROOTFS only)
   -t, --tag DEST            destination (repeatable); --insecure-registry, --creds, --password-stdin,
                             --jobs, --digest-file, --quiet as in build`;
 
@@ -39,6 +40,7 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
     format: { type: "string" },
     compression: { type: "string" },
     tag: { type: "string", multiple: true, short: "t" },
+    "cache-repo": { type: "string" },
     ...credentialFlags,
   });
   if (helpRequested(values, help)) return 0;
@@ -46,7 +48,10 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
     throw new UsageError("import needs one ROOTFS (a directory, a tarball, or - for standard input)", { hint: "see ocify import --help" });
   const config = configEdits(values);
   const { options: transport, finish } = transportOptions(values, signal);
-  transport.credentials = await credentialChain(values, registriesOf(values.tag ?? []));
+  transport.credentials = await credentialChain(
+    values,
+    registriesOf([...(values.tag ?? []), ...(values["cache-repo"] ? [values["cache-repo"]] : [])]),
+  );
   const options: BuildOptions = {
     ...transport,
     from: "scratch",
@@ -55,6 +60,7 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
     config,
     tags: values.tag ?? [],
   };
+  if (values["cache-repo"] !== undefined) options.cacheRepo = values["cache-repo"];
   const platform = platformFlag(values.platform);
   if (platform) options.platforms = [platform];
   const format = formatFlag(values.format);
