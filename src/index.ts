@@ -18,6 +18,7 @@ export {
 } from "./attach.js";
 export { maxSplitLayers, splitLayerSource } from "./build/split.js";
 export { type BuildOptions, type BuildResult, build, type PlatformLayer } from "./build.js";
+export { buildDockerfile, type DockerfileBuildOptions } from "./build-dockerfile.js";
 export { BlobCache, defaultCacheDir } from "./cache.js";
 export { type CopyImageOptions, type CopyOptions, copyImage, KnownBlobs, type WriteResult } from "./copy.js";
 export { createDigester, createVerifier, type Digest, Digester, digestOf, isDigest, parseDigest, shortDigest } from "./digest.js";

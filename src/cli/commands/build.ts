@@ -17,13 +17,21 @@ import {
   transportOptions,
 } from "../flags.js";
 import { credentialChain, credentialFlags, registriesOf } from "../registry-flags.js";
+import { dockerfileFlags, runDockerfileBuild } from "./build-dockerfile.js";
 
 export const help = `Usage: ocify build --from BASE [--layer SRC[:DEST]]... [CONFIG OPTIONS] -t DEST [-t DEST]...
+       ocify build [-f DOCKERFILE] [--build-arg KEY=VALUE]... [--target STAGE] [--platform P[,P…]]
+                   [--label KEY=VALUE]... -t DEST [-t DEST]... CONTEXT_DIR
 
 Build an image: BASE (any image reference, or 'scratch'), each --layer added as one layer, the config
 edited, the result written to every -t destination (registry, docker-archive:FILE[:NAME:TAG], oci:DIR[:TAG],
 oci-archive:FILE[:TAG]). Prints 'DIGEST DESTINATION' per destination.
 
+From a Dockerfile (a CONTEXT_DIR given; no RUN: build the artifacts first and COPY them):
+  -f, --file DOCKERFILE     the Dockerfile (default CONTEXT_DIR/Dockerfile)
+  --build-arg KEY=VALUE     set an ARG (KEY alone: from the environment; repeatable)
+  --target STAGE            build this stage (default: the last)
+  --skip-run                drop RUN lines with a warning each instead of refusing the Dockerfile
 Layers:
   --layer SRC[:DEST]        a directory's contents under DEST (default /), a file at DEST, or a
                             .tar/.tar.gz/.tgz/.tar.zst whose entries become the layer (repeatable)
@@ -91,10 +99,15 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
     "cache-repo": { type: "string" },
     "fetch-foreign-layers": { type: "boolean" },
     ...credentialFlags,
+    ...dockerfileFlags,
   });
   if (helpRequested(values, help)) return 0;
+  if (positionals.length === 1) return runDockerfileBuild(values, positionals[0] as string, signal);
+  const dockerfileOnly = Object.keys(dockerfileFlags).find((flag) => values[flag as keyof typeof values] !== undefined);
+  if (dockerfileOnly) throw new UsageError(`--${dockerfileOnly} needs a build context`, { hint: "give the context directory last" });
   if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`, { hint: "see ocify build --help" });
-  if (values.from === undefined) throw new UsageError("--from is required", { hint: "give a base image, or --from scratch" });
+  if (values.from === undefined)
+    throw new UsageError("--from is required", { hint: "give a base image, or --from scratch, or a context directory with a Dockerfile" });
 
   const config = configEdits(values);
 
