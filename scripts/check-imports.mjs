@@ -60,7 +60,7 @@ const floors = [
   ["layer/", "registry/"],
   ["transport/", "foreign-layers", "cache-repo/"],
   ["copy"],
-  ["build", "build/", "import", "inspect", "validate", "dockerfile/", "attach"],
+  ["build", "build/", "build-dockerfile", "import", "inspect", "validate", "dockerfile/", "attach"],
   ["index"],
   ["cli/"],
 ];

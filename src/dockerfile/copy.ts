@@ -6,7 +6,7 @@
  * extracts it sees the same tree. Entries come sorted, parents first.
  */
 import { type Readable, Readable as ReadableStream } from "node:stream";
-import { detectFormat } from "../layer/compression.js";
+import { detectFormat } from "../codec.js";
 import type { LayerStep } from "./evaluate.js";
 import { baseName, type FsNode, type FsTree, joinPath, normalizePath, parentPath, pathElements, resolveIn } from "./fs-tree.js";
 import type { LayerEntry } from "./layer-writer.js";

@@ -5,7 +5,7 @@
  * empties its directory of what the layers below put there. Paths are byte strings (latin1: one char per
  * byte), relative to the root, without a leading or trailing `/`.
  */
-import type { EntryType } from "../layer/tar.js";
+import type { EntryType } from "../tar/header.js";
 
 /** What a path is, as a tar header says it: type, permissions, owner, size, link target, device. */
 export interface EntryMeta {

@@ -8,7 +8,7 @@ import { Readable } from "node:stream";
 import { InputError } from "../errors.js";
 import type { Layer } from "../image/layer.js";
 import { layerFromTar, type StreamLayerOptions } from "../layer/stream.js";
-import { encodeHeader, endOfArchiveSize, paddingFor } from "../layer/tar.js";
+import { encodeHeader, endOfArchiveSize, paddingFor } from "../tar/header.js";
 import type { EntryMeta, TreeEntry } from "./fs-tree.js";
 
 /** One entry of a layer: where it goes, what it is, and a regular file's content. */

@@ -8,7 +8,7 @@ import { type BigIntStats, createReadStream, lstatSync, readdirSync, readlinkSyn
 import type { Readable } from "node:stream";
 import { InputError } from "../errors.js";
 import { splitDevice } from "../layer/plan.js";
-import type { EntryType } from "../layer/tar.js";
+import type { EntryType } from "../tar/header.js";
 import { type EntryMeta, type FsNode, joinPath, normalizePath, pathElements, resolveIn } from "./fs-tree.js";
 import type { IgnoreMatcher } from "./ignore.js";
 

@@ -4,11 +4,12 @@
  * the other instructions recorded as `empty_layer` history lines, then the image derived from the base
  * through the model: the config replaced, the layers and history appended.
  */
+
+import { openTarball } from "../codec.js";
 import type { History } from "../image/config.js";
 import type { Image } from "../image/image.js";
 import type { Layer } from "../image/layer.js";
 import * as mutate from "../image/mutate.js";
-import { openTarball } from "../layer/compression.js";
 import type { StreamLayerOptions } from "../layer/stream.js";
 import type { LayerContents } from "./contents.js";
 import { type CopyStep, newDirectory, planCopy, withParents } from "./copy.js";

@@ -7,8 +7,8 @@ import { open } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import tarStream from "tar-stream";
 import { InputError } from "../errors.js";
-import type { EntryType } from "../layer/tar.js";
 import { normalizeEntryName } from "../layer/tarball.js";
+import type { EntryType } from "../tar/header.js";
 import type { TreeEntry } from "./fs-tree.js";
 
 /** Where a spooled file's content is: a byte range of the spool file. */
