@@ -80,6 +80,23 @@ export class PlatformNotFoundError extends OcifyError {
   }
 }
 
+/** The run was stopped by a signal; the CLI exits with 128 + the signal's number (130 for SIGINT, 143 for SIGTERM). */
+export class InterruptedError extends OcifyError {
+  readonly signal: NodeJS.Signals;
+
+  constructor(signal: NodeJS.Signals) {
+    super("INTERRUPTED", `interrupted by ${signal}`, { hint: "nothing was left half-written; run the command again to finish" });
+    this.signal = signal;
+  }
+
+  /** The exit status a shell expects from a process stopped by this signal. */
+  get exitCode(): number {
+    return 128 + (signalNumbers[this.signal] ?? 1);
+  }
+}
+
+const signalNumbers: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
+
 /** Prefix an error's message with what was being done ("pushing layer sha256:ab12…"), keeping its class. */
 export function withContext<T>(context: string, fn: () => Promise<T>): Promise<T> {
   return fn().catch((error: unknown) => {
@@ -89,7 +106,7 @@ export function withContext<T>(context: string, fn: () => Promise<T>): Promise<T
 
 /** Return the error with `context: ` prepended to its message when it is an OcifyError. */
 export function addContext(context: string, error: unknown): unknown {
-  if (error instanceof OcifyError && !error.message.startsWith(`${context}: `)) {
+  if (error instanceof OcifyError && !(error instanceof InterruptedError) && !error.message.startsWith(`${context}: `)) {
     error.message = `${context}: ${error.message}`;
   }
   return error;

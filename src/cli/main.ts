@@ -1,6 +1,6 @@
 /** The `ocify` command: argv → command; expected failures → one line on stderr. Commands load lazily. */
 import { readFileSync } from "node:fs";
-import { OcifyError, UsageError } from "../errors.js";
+import { InterruptedError, OcifyError, UsageError } from "../errors.js";
 import { startPlannerThread } from "../layer/planner-thread.js";
 
 const commands: Record<string, () => Promise<{ run(argv: string[], signal: AbortSignal): Promise<number> }>> = {
@@ -49,23 +49,53 @@ export async function main(argv: string[]): Promise<number> {
   // The thread that will list a build's layers boots while the build code loads.
   if (name === "build" && rest.some((arg) => arg.startsWith("--layer"))) startPlannerThread();
   const controller = new AbortController();
-  const onSignal = () => controller.abort(new OcifyError("INTERRUPTED", "interrupted"));
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
+  const onSignal = (signal: NodeJS.Signals) => interrupt(controller, signal);
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   try {
     if (!load) throw new UsageError(`unknown command "${name}"`, { hint: "run ocify --help" });
     const command = await load();
-    return await command.run(rest, controller.signal);
+    const code = await command.run(rest, controller.signal);
+    // A signal the command did not notice (it was finishing) still ends the run as interrupted.
+    return controller.signal.aborted ? report(controller.signal.reason) : code;
   } catch (error) {
-    return report(error);
+    return report(controller.signal.aborted ? controller.signal.reason : error);
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
   }
 }
 
+/** How long a run stopped by a signal may take to clean up before it is made to exit. */
+const cleanupGraceMs = 10_000;
+
+/**
+ * The first SIGINT/SIGTERM aborts the run (its writes stop, temp files go, upload sessions are
+ * cancelled); a second one, or a cleanup taking longer than the grace period, exits at once after
+ * removing this process's temp files.
+ */
+function interrupt(controller: AbortController, signal: NodeJS.Signals): void {
+  const leave = (): void => {
+    // Loaded by then (every command that writes uses it); imported here so that start-up does not pay for it.
+    void import("../fs-atomic.js").then(({ removeLiveTempsSync }) => {
+      removeLiveTempsSync();
+      process.exit(report(controller.signal.reason));
+    });
+  };
+  if (controller.signal.aborted) {
+    leave();
+    return;
+  }
+  controller.abort(new InterruptedError(signal));
+  setTimeout(leave, cleanupGraceMs).unref();
+}
+
 /** Print an error the way users see it: one line for expected failures, a stack for bugs. */
 export function report(error: unknown): number {
+  if (error instanceof InterruptedError) {
+    process.stderr.write(`ocify: ${error.userMessage}\n`);
+    return error.exitCode;
+  }
   if (error instanceof OcifyError) {
     process.stderr.write(`ocify: ${error.userMessage}\n`);
     if (process.env.OCIFY_DEBUG && error.cause) process.stderr.write(`${String((error.cause as Error).stack ?? error.cause)}\n`);

@@ -13,7 +13,7 @@ import { Readable } from "node:stream";
 import { crc32 } from "node:zlib";
 import type { Digest } from "../digest.js";
 import { DigestMismatchError, SizeMismatchError } from "../errors.js";
-import { tempPathFor } from "../fs-atomic.js";
+import { tempPathFor, trackTemp, untrackTemp } from "../fs-atomic.js";
 
 /** What the layer record keeps about each block. */
 export interface BlockInfo {
@@ -162,6 +162,7 @@ export class BlockCache {
       this.#made.add(dir);
     }
     const temp = tempPathFor(target);
+    trackTemp(temp);
     const handle = await open(temp, "w").catch(async (error: NodeJS.ErrnoException) => {
       if (error.code !== "ENOENT") throw error;
       await mkdir(dir, { recursive: true }); // removed while we ran
@@ -176,6 +177,8 @@ export class BlockCache {
       await handle.close().catch(() => {});
       await rm(temp, { force: true });
       throw error;
+    } finally {
+      untrackTemp(temp);
     }
   }
 

@@ -13,7 +13,7 @@ import { MessageChannel, Worker } from "node:worker_threads";
 import { crc32 } from "node:zlib";
 import type { Digest } from "../digest.js";
 import { type ErrorData, errorFromData } from "../errors.js";
-import { tempPathFor, writeFileAtomic } from "../fs-atomic.js";
+import { removeStaleTemps, tempPathFor, trackTemp, untrackTemp, writeFileAtomic } from "../fs-atomic.js";
 import type { Descriptor } from "../image/descriptor.js";
 import type { Compression } from "../media-types.js";
 import { noProgress, type ProgressSink } from "../progress.js";
@@ -556,7 +556,9 @@ export async function buildLayer(
       let packed: PackedPlan;
       if (plan.kind === "tarball") {
         mkdirSync(join(options.cacheDir, "tmp"), { recursive: true });
+        await removeStaleTemps(join(options.cacheDir, "tmp"), "spool"); // spools of killed runs
         spool = tempPathFor(join(options.cacheDir, "tmp", "spool"));
+        trackTemp(spool);
         // Loaded here: tar-stream and its dependencies cost ~15 ms to load, which a build from directories skips.
         const { planTarball } = await import("./tarball.js");
         packed = packPlan(await planTarball(source.source, source.dest, plan.entryOptions, spool, plan.stat, options.signal));
@@ -585,7 +587,10 @@ export async function buildLayer(
       if (statIndex) await writePlanFile(recordPath, fingerprint, packed);
       return layerOf(built, cache, options.mediaType, createdBy, { unchanged: false, ...produced });
     } finally {
-      if (spool) rmSync(spool, { force: true });
+      if (spool) {
+        rmSync(spool, { force: true });
+        untrackTemp(spool);
+      }
     }
   } catch (error) {
     await early?.abandon("the build failed");

@@ -151,16 +151,13 @@ class DockerArchiveDestination implements ImageDestination {
 }
 
 /** Open `docker-archive:FILE[:name:tag]` for writing; the file appears only on commit(). */
-export async function openDockerArchiveDestination(
-  ref: DockerArchiveReference,
-  _options: TransportOptions = {},
-): Promise<ImageDestination> {
+export async function openDockerArchiveDestination(ref: DockerArchiveReference, options: TransportOptions = {}): Promise<ImageDestination> {
   if (ref.index !== undefined) {
     throw new InputError(`${describe(ref)}: @index selects an image to read, it cannot name one to write`, {
       hint: "write docker-archive:FILE or docker-archive:FILE:NAME:TAG",
     });
   }
-  return new DockerArchiveDestination(describe(ref), await ArchiveLayoutWriter.create(ref.path), ref.name);
+  return new DockerArchiveDestination(describe(ref), await ArchiveLayoutWriter.create(ref.path, options.signal), ref.name);
 }
 
 const notDockerSave = "give a file written by docker save, skopeo or ocify";

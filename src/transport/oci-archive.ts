@@ -93,7 +93,7 @@ class OciArchiveDestination implements ImageDestination {
 /** Open `oci-archive:FILE[:tag]` for writing; the file appears only on commit(). */
 export async function openOciArchiveDestination(
   ref: { transport: "oci-archive"; path: string; tag?: string },
-  _options: TransportOptions = {},
+  options: TransportOptions = {},
 ): Promise<ImageDestination> {
-  return new OciArchiveDestination(describe(ref), await ArchiveLayoutWriter.create(ref.path), ref.tag);
+  return new OciArchiveDestination(describe(ref), await ArchiveLayoutWriter.create(ref.path, options.signal), ref.tag);
 }

@@ -5,12 +5,12 @@
 import { createReadStream, createWriteStream, rmSync } from "node:fs";
 import { type FileHandle, mkdtemp, open, rename, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, posix } from "node:path";
+import { basename, dirname, join, posix } from "node:path";
 import { pipeline as pipelineCallback, Readable, type Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createVerifier, parseDigest } from "../digest.js";
 import { InputError, InvalidImageError, OcifyError, SizeMismatchError } from "../errors.js";
-import { tempPathFor } from "../fs-atomic.js";
+import { ownerTag, removeStaleOwned, removeStaleTemps, tempPathFor, trackTemp, untrackTemp } from "../fs-atomic.js";
 import type { Descriptor } from "../image/descriptor.js";
 import { createDecompressor } from "../image/validate.js";
 
@@ -164,9 +164,11 @@ export class TarIndex {
   }
 
   static async #decompressed(path: string, description: string, compression: "gzip" | "zstd"): Promise<TarIndex> {
-    const dir = await mkdtemp(join(tmpdir(), "ocify-archive-"));
+    await removeStaleOwned(tmpdir(), "ocify-archive-");
+    const dir = await mkdtemp(join(tmpdir(), `ocify-archive-${ownerTag()}-`));
     const index = new TarIndex(join(dir, "archive.tar"), description, dir);
     tempDirs.add(dir);
+    trackTemp(dir);
     try {
       const decompressor = await createDecompressor(compression);
       await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), decompressor!, createWriteStream(index.path));
@@ -185,6 +187,7 @@ export class TarIndex {
   async close(): Promise<void> {
     if (!this.tempDir) return;
     tempDirs.delete(this.tempDir);
+    untrackTemp(this.tempDir);
     await rm(this.tempDir, { recursive: true, force: true });
   }
 
@@ -417,15 +420,22 @@ export class TarFileWriter {
     readonly target: string,
     readonly tempPath: string,
     handle: FileHandle,
+    readonly signal: AbortSignal | undefined,
   ) {
     this.#handle = handle;
   }
 
-  /** Create the temp file beside `target`. */
-  static async create(target: string): Promise<TarFileWriter> {
+  /**
+   * Create the temp file beside `target` (removing those killed runs left there). Once `signal` is
+   * aborted, writes stop and commit() fails, so that an interrupted run leaves no file.
+   */
+  static async create(target: string, signal?: AbortSignal): Promise<TarFileWriter> {
+    await removeStaleTemps(dirname(target), basename(target));
     const temp = tempPathFor(target);
     try {
-      return new TarFileWriter(target, temp, await open(temp, "wx+"));
+      const handle = await open(temp, "wx+");
+      trackTemp(temp);
+      return new TarFileWriter(target, temp, handle, signal);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       throw new InputError(`cannot create ${target}: ${code ?? String(error)}`, {
@@ -528,7 +538,8 @@ export class TarFileWriter {
           );
         },
       });
-      await pipeline(content, verifier, sink, { signal: this.#stop.signal });
+      const stop = this.signal ? AbortSignal.any([this.#stop.signal, this.signal]) : this.#stop.signal;
+      await pipeline(content, verifier, sink, { signal: stop });
       if (position !== limit) throw new SizeMismatchError(name, size, size - (limit - position));
       const pad = padding(size);
       if (pad > 0) await this.#writeAll(Buffer.alloc(pad), limit);
@@ -561,12 +572,16 @@ export class TarFileWriter {
         hint: "retry the copy",
       });
     }
+    this.signal?.throwIfAborted();
     await this.#writeAll(Buffer.alloc(2 * block), this.#reserve(2 * block));
     this.#closed = true;
     await this.#handle.sync();
     await this.#handle.close();
+    // The last moment a signal can still cancel the archive.
+    this.signal?.throwIfAborted();
     await rename(this.tempPath, this.target);
     this.#committed = true;
+    untrackTemp(this.tempPath);
   }
 
   /** Remove the temp file; safe to call at any point, also after commit(). */
@@ -577,6 +592,7 @@ export class TarFileWriter {
     await Promise.allSettled([...this.#regions.values()].map((r) => r.written));
     await this.#handle.close().catch(() => {});
     await rm(this.tempPath, { force: true });
+    untrackTemp(this.tempPath);
   }
 }
 
@@ -595,9 +611,9 @@ export class ArchiveLayoutWriter {
 
   private constructor(readonly tar: TarFileWriter) {}
 
-  /** Start the archive in a temp file beside `target`. */
-  static async create(target: string): Promise<ArchiveLayoutWriter> {
-    const writer = new ArchiveLayoutWriter(await TarFileWriter.create(target));
+  /** Start the archive in a temp file beside `target`; `signal` cancels it (see TarFileWriter.create). */
+  static async create(target: string, signal?: AbortSignal): Promise<ArchiveLayoutWriter> {
+    const writer = new ArchiveLayoutWriter(await TarFileWriter.create(target, signal));
     try {
       await writer.#ensureDir("blobs");
       await writer.#ensureDir("blobs/sha256");

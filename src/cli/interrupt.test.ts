@@ -1,0 +1,175 @@
+/**
+ * Kill tests on the real CLI: SIGINT and SIGTERM at any point end a run with one line and 130/143 and
+ * leave no output and no temp file; kill -9 leaves a temp file that the next run removes; a build killed
+ * while it fills the cache, run again, makes the same image a clean build makes. Signal times are
+ * seeded; a process is frozen (SIGSTOP) where a test needs it to be at a given step, so that no outcome
+ * depends on the machine's speed.
+ */
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { type ImageSummary, validateImage } from "../image/validate.js";
+import { seededRandom } from "../test-support/fault-proxy.js";
+import { type RunningOcify, startOcify, waitFor } from "../test-support/process.js";
+import { writeSeededFile } from "../test-support/seeded.js";
+import { openSource, parseTransportReference } from "../transport/transport.js";
+
+const bigFile = 24 << 20;
+
+async function validate(ref: string): Promise<ImageSummary> {
+  const source = await openSource(parseTransportReference(ref));
+  try {
+    return (await validateImage(source)) as ImageSummary;
+  } finally {
+    await source.close();
+  }
+}
+
+/** The temp files in a directory (hidden, ending in .tmp). */
+function temps(dir: string): string[] {
+  return existsSync(dir) ? readdirSync(dir).filter((n) => n.startsWith(".") && n.endsWith(".tmp")) : [];
+}
+
+/** Freeze the run once `ready` holds, so that a signal lands exactly there; undefined when it finished first. */
+async function freezeWhen(run: RunningOcify, ready: () => boolean): Promise<boolean> {
+  let exited = false;
+  void run.done.then(() => {
+    exited = true;
+  });
+  await waitFor(() => exited || ready(), 120_000, "the run to reach the step");
+  if (exited) return false;
+  run.child.kill("SIGSTOP");
+  if (ready()) return true;
+  run.child.kill("SIGCONT");
+  return false;
+}
+
+describe("interrupted and killed runs", () => {
+  let work: string;
+  let artifacts: string;
+  let runs = 0;
+  const env = (cache = "cache"): NodeJS.ProcessEnv => ({ SOURCE_DATE_EPOCH: "1700000000", OCIFY_CACHE_DIR: join(work, cache) });
+  const buildArgs = (dest: string) => ["build", "--from", "scratch", "--layer", `${artifacts}:/app`, "-q", "-t", dest];
+  const freshDir = (): string => {
+    const dir = join(work, `run-${runs++}`);
+    mkdirSync(dir);
+    return dir;
+  };
+
+  before(() => {
+    work = mkdtempSync(join(tmpdir(), "ocify-interrupt-"));
+    artifacts = join(work, "artifacts");
+    mkdirSync(join(artifacts, "etc"), { recursive: true });
+    writeSeededFile(join(artifacts, "big.bin"), bigFile, 5);
+    for (let i = 0; i < 50; i++) writeFileSync(join(artifacts, "etc", `file-${i}.conf`), `value ${i}\n`);
+  });
+  after(() => rmSync(work, { recursive: true, force: true }));
+
+  it("SIGINT while the archive is being written: exit 130, one line, no archive, no temp file", async () => {
+    for (let attempt = 0; ; attempt++) {
+      assert.ok(attempt < 5, "the run was never caught writing its archive");
+      const dir = freshDir();
+      const run = startOcify(buildArgs(`docker-archive:${join(dir, "out.tar")}`), env(`cache-int-${attempt}`));
+      const writing = () => temps(dir).some((t) => statSync(join(dir, t), { throwIfNoEntry: false })?.size ?? 0 > 1 << 20);
+      if (!(await freezeWhen(run, writing))) {
+        await run.done;
+        continue;
+      }
+      run.child.kill("SIGINT");
+      run.child.kill("SIGCONT");
+      const result = await run.done;
+      assert.equal(result.code, 130, result.stderr);
+      assert.match(result.stderr, /^ocify: interrupted by SIGINT \([^\n]*\)\n$/);
+      assert.deepEqual(readdirSync(dir), []);
+      return;
+    }
+  });
+
+  it("SIGTERM while an image is added to an existing OCI layout: exit 143, the layout as it was", async () => {
+    const dir = freshDir();
+    const layout = join(dir, "layout");
+    const first = await startOcify(buildArgs(`oci:${layout}:one`), env()).done;
+    assert.equal(first.code, 0, first.stderr);
+    const index = readFileSync(join(layout, "index.json"));
+    const blobs = readdirSync(join(layout, "blobs", "sha256")).sort();
+    // Another layer, so that new blobs are written.
+    writeFileSync(join(artifacts, "etc", "changed.conf"), "changed\n");
+    try {
+      const run = startOcify(buildArgs(`oci:${layout}:two`), env("cache-term"));
+      const writing = () => temps(join(layout, "blobs", "sha256")).length > 0;
+      assert.ok(await freezeWhen(run, writing), "the run was caught writing a blob");
+      run.child.kill("SIGTERM");
+      run.child.kill("SIGCONT");
+      const result = await run.done;
+      assert.equal(result.code, 143, result.stderr);
+      assert.match(result.stderr, /^ocify: interrupted by SIGTERM [^\n]*\n$/);
+      assert.ok(readFileSync(join(layout, "index.json")).equals(index));
+      assert.deepEqual(readdirSync(join(layout, "blobs", "sha256")).sort(), blobs);
+      assert.deepEqual(readdirSync(layout).sort(), ["blobs", "index.json", "oci-layout"]);
+    } finally {
+      rmSync(join(artifacts, "etc", "changed.conf"));
+    }
+  });
+
+  it("SIGINT at seeded random points: either exit 130 and nothing, or a whole archive", async () => {
+    const timing = freshDir();
+    const started = performance.now();
+    const clean = await startOcify(buildArgs(`docker-archive:${join(timing, "out.tar")}`), env("cache-timing")).done;
+    assert.equal(clean.code, 0, clean.stderr);
+    const span = performance.now() - started;
+    const random = seededRandom(24);
+    for (let i = 0; i < 5; i++) {
+      const dir = freshDir();
+      const run = startOcify(buildArgs(`docker-archive:${join(dir, "out.tar")}`), env(`cache-random-${i}`));
+      await new Promise((resolve) => setTimeout(resolve, random() * span));
+      run.child.kill("SIGINT");
+      const result = await run.done;
+      if (result.code === 130) {
+        assert.match(result.stderr, /^ocify: interrupted by SIGINT [^\n]*\n$/);
+        assert.deepEqual(readdirSync(dir), []);
+      } else {
+        // The signal came after the run was done (or before Node set up its handler: killed by the signal).
+        assert.ok(result.code === 0 || result.signal === "SIGINT", `exit ${result.code}: ${result.stderr}`);
+        if (existsSync(join(dir, "out.tar"))) await validate(`docker-archive:${join(dir, "out.tar")}`);
+        assert.deepEqual(temps(dir), []);
+      }
+    }
+  });
+
+  it("kill -9 leaves a temp file beside the target; the next run removes it and writes the archive", async () => {
+    const dir = freshDir();
+    const out = join(dir, "out.tar");
+    const run = startOcify(buildArgs(`docker-archive:${out}`), env("cache-kill"));
+    assert.ok(await freezeWhen(run, () => temps(dir).length > 0), "the run was caught with its temp file");
+    run.child.kill("SIGKILL");
+    await run.done;
+    assert.equal(temps(dir).length, 1, "what a killed run leaves");
+    const again = await startOcify(buildArgs(`docker-archive:${out}`), env("cache-kill")).done;
+    assert.equal(again.code, 0, again.stderr);
+    assert.deepEqual(readdirSync(dir), ["out.tar"]);
+    await validate(`docker-archive:${out}`);
+  });
+
+  it("a build killed while it fills the cache, then run again, gives the clean build's image", async () => {
+    const reference = freshDir();
+    const started = performance.now();
+    const clean = await startOcify(buildArgs(`oci:${join(reference, "layout")}`), env("cache-reference")).done;
+    assert.equal(clean.code, 0, clean.stderr);
+    const span = performance.now() - started;
+    const digest = clean.stdout.split(" ")[0];
+    const random = seededRandom(99);
+    for (let i = 0; i < 3; i++) {
+      const run = startOcify(buildArgs(`oci:${join(freshDir(), "layout")}`), env("cache-killed"));
+      await new Promise((resolve) => setTimeout(resolve, (0.2 + random() * 0.7) * span));
+      run.child.kill("SIGKILL");
+      await run.done;
+    }
+    const dir = freshDir();
+    const rerun = await startOcify(buildArgs(`oci:${join(dir, "layout")}`), env("cache-killed")).done;
+    assert.equal(rerun.code, 0, rerun.stderr);
+    assert.equal(rerun.stdout.split(" ")[0], digest);
+    await validate(`oci:${join(dir, "layout")}`);
+  });
+});
