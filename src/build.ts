@@ -198,20 +198,32 @@ function indexOf(
   return rawManifest(encodeJson(index), types.index);
 }
 
-/** Fetch each base layer at most once into the blob cache (verified), whatever the number of destinations. */
-function cachedBlobOpener(cache: BlobCache, source: ImageSource): (descriptor: Descriptor) => Promise<Readable> {
+/**
+ * Fetch each base layer at most once into the blob cache (verified), whatever the number of destinations.
+ * `repair` drops a kept copy found damaged while it was read, so that the next open fetches it again.
+ */
+function cachedBlobOpener(
+  cache: BlobCache,
+  source: ImageSource,
+): { open(descriptor: Descriptor): Promise<Readable>; repair(descriptor: Descriptor): Promise<void> } {
   const fetching = new Map<string, Promise<void>>();
-  return async (descriptor) => {
-    let ready = fetching.get(descriptor.digest);
-    if (!ready) {
-      ready = (async () => {
-        if (!(await cache.has(descriptor)))
-          await cache.store(descriptor, await source.getBlob(descriptor), `base layer ${descriptor.digest}`);
-      })();
-      fetching.set(descriptor.digest, ready);
-    }
-    await ready;
-    return cache.open(descriptor);
+  return {
+    async open(descriptor) {
+      let ready = fetching.get(descriptor.digest);
+      if (!ready) {
+        ready = (async () => {
+          if (!(await cache.has(descriptor)))
+            await cache.store(descriptor, await source.getBlob(descriptor), `base layer ${descriptor.digest}`);
+        })();
+        fetching.set(descriptor.digest, ready);
+      }
+      await ready;
+      return cache.open(descriptor);
+    },
+    async repair(descriptor) {
+      fetching.delete(descriptor.digest);
+      await cache.remove(descriptor);
+    },
   };
 }
 
@@ -392,7 +404,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     }
     const types = familyMediaTypes(format);
     const layerType = layerMediaType(format, compression);
-    const openBaseLayer = source ? cachedBlobOpener(cache, source) : undefined;
+    const baseBlobs = source ? cachedBlobOpener(cache, source) : undefined;
 
     const images: BuiltImage[] = [];
     for (const base of bases) {
@@ -432,13 +444,15 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         ...(base.manifest?.layers ?? []).map((original, i) => ({
           descriptor: baseLayers[i] as Descriptor,
           kind: "base layer",
-          open: () => (openBaseLayer as (d: Descriptor) => Promise<Readable>)(original),
+          open: () => (baseBlobs as NonNullable<typeof baseBlobs>).open(original),
+          repair: () => (baseBlobs as NonNullable<typeof baseBlobs>).repair(original),
           location: source?.location,
         })),
         ...built.map((b) => ({
           descriptor: b.descriptor,
           kind: "layer",
           open: async () => b.open(),
+          repair: () => b.repair(),
           alsoAt: knownLocations(cacheDir, b.descriptor.digest),
           streamed: b.uploaded && streamingTarget ? { destination: streamingTarget, done: b.uploaded } : undefined,
         })),

@@ -4,14 +4,27 @@
  * once their digest is verified, so a present entry is always whole; reads verify again while streaming.
  */
 import { createReadStream, readFileSync } from "node:fs";
-import { mkdir, stat } from "node:fs/promises";
+import { mkdir, rm, stat } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createVerifier, parseDigest, verifyBytes } from "./digest.js";
+import { DigestMismatchError, OcifyError, type OcifyErrorOptions, SizeMismatchError } from "./errors.js";
 import { openAtomicFile } from "./fs-atomic.js";
 import type { Descriptor } from "./image/descriptor.js";
+
+/** A cache entry found damaged while it was read: the caller rebuilds or fetches it again. */
+export class CacheDamagedError extends OcifyError {
+  constructor(message: string, options: OcifyErrorOptions = {}) {
+    super("CACHE_DAMAGED", message, { hint: "the cache was damaged; the entry is made again", ...options });
+  }
+}
+
+/** Whether a stream failed because what it read was not what its descriptor says (a damaged copy). */
+export function isDamagedContent(error: unknown): boolean {
+  return error instanceof CacheDamagedError || error instanceof DigestMismatchError || error instanceof SizeMismatchError;
+}
 
 /** The cache directory: $OCIFY_CACHE_DIR, else $XDG_CACHE_HOME/ocify, else ~/.cache/ocify. */
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -58,6 +71,11 @@ export class BlobCache {
     } catch {
       return undefined;
     }
+  }
+
+  /** Remove an entry (found damaged), so that the next open fetches it again. */
+  async remove(descriptor: Pick<Descriptor, "digest">): Promise<void> {
+    await rm(this.path(descriptor.digest), { force: true });
   }
 
   /** Store a stream under the descriptor's digest, verifying it; nothing is left behind on failure. */

@@ -4,6 +4,7 @@
  */
 import { type Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { isDamagedContent } from "./cache.js";
 import { type Digest, shortDigest } from "./digest.js";
 import { addContext, InvalidImageError, UsageError } from "./errors.js";
 import { type Descriptor, hostPlatform, type Platform, selectPlatform } from "./image/descriptor.js";
@@ -37,6 +38,11 @@ export interface BlobPlan {
    * that upload to finish (and fails with it) instead of asking the registry or sending it again.
    */
   streamed?: { destination: ImageDestination; done: Promise<void> } | undefined;
+  /**
+   * Make the blob readable again after open() gave bytes that failed their check (a damaged cache
+   * entry): rebuild the layer, fetch the base blob again. The blob is then sent once more.
+   */
+  repair?: (() => Promise<void>) | undefined;
 }
 
 /** Options for moving blobs and images. */
@@ -82,6 +88,30 @@ function counted(content: Readable, onBytes: (bytes: number) => void): Readable 
   return counter;
 }
 
+/**
+ * Stream a blob to a destination. When what the plan opened fails its own check (a damaged cache
+ * entry), the plan repairs it and the blob is sent once more: a damaged cache never fails a build.
+ */
+async function sendBlob(
+  destination: ImageDestination,
+  blob: BlobPlan,
+  onBytes: (bytes: number) => void,
+  onRetry: (reason: string) => void,
+): Promise<void> {
+  for (let repaired = false; ; repaired = true) {
+    const source = await blob.open();
+    try {
+      await destination.putBlob(blob.descriptor, counted(source, onBytes));
+      return;
+    } catch (error) {
+      const damaged = source.errored ?? error;
+      if (repaired || !blob.repair || !isDamagedContent(damaged)) throw error;
+      onRetry(`rebuilding its damaged cache entry: ${(damaged as Error).message}`);
+      await blob.repair();
+    }
+  }
+}
+
 /** Send blobs to a destination: skip those present, mount when possible, stream the rest. Duplicates are sent once. */
 export async function pushBlobs(destination: ImageDestination, blobs: readonly BlobPlan[], options: CopyOptions = {}): Promise<void> {
   const progress = options.progress ?? noProgress;
@@ -112,8 +142,12 @@ export async function pushBlobs(destination: ImageDestination, blobs: readonly B
         }
       }
       progress({ ...event, phase: "start", bytes: 0 });
-      const content = counted(await blob.open(), (bytes) => progress({ ...event, phase: "progress", bytes }));
-      await destination.putBlob(descriptor, content);
+      await sendBlob(
+        destination,
+        blob,
+        (bytes) => progress({ ...event, phase: "progress", bytes }),
+        (reason) => progress({ ...event, phase: "retry", bytes: 0, reason }),
+      );
       progress({ ...event, phase: "done", bytes: descriptor.size });
     } catch (error) {
       throw addContext(`writing ${blob.kind} ${shortDigest(id)} to ${destination.description}`, error);

@@ -1,7 +1,7 @@
 /** Per-blob progress events, reported by transports and the layer builder; the CLI renders them. */
 
 /** What happened to a blob. */
-export type BlobPhase = "start" | "progress" | "skipped" | "mounted" | "done";
+export type BlobPhase = "start" | "progress" | "skipped" | "mounted" | "done" | "retry";
 
 /** One event about one blob (a layer, config or manifest) moving to a destination or being built. */
 export interface ProgressEvent {
@@ -16,6 +16,8 @@ export interface ProgressEvent {
   total?: number;
   /** The destination or source it concerns, for messages. */
   target?: string;
+  /** With "retry": what failed and what is done about it. */
+  reason?: string;
 }
 
 /** A receiver of progress events; must not throw. */

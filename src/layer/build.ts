@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { MessageChannel, Worker } from "node:worker_threads";
 import { crc32 } from "node:zlib";
 import type { Digest } from "../digest.js";
-import { type ErrorData, errorFromData } from "../errors.js";
+import { type ErrorData, errorFromData, InputError } from "../errors.js";
 import { removeStaleTemps, tempPathFor, trackTemp, untrackTemp, writeFileAtomic } from "../fs-atomic.js";
 import type { Descriptor } from "../image/descriptor.js";
 import type { Compression } from "../media-types.js";
@@ -33,6 +33,7 @@ import { GarbageNudge } from "./garbage.js";
 import { HeadStart } from "./head-start.js";
 import { writePlanFile } from "./plan-file.js";
 import {
+  encodeRecord,
   isRacy,
   type LayerHead,
   type LayerRecord,
@@ -104,6 +105,11 @@ export interface BuiltLayer {
   aheadBlocks: number;
   /** Whether nothing was read: no file changed since the recorded build. */
   unchanged: boolean;
+  /**
+   * Make the layer's cached blocks whole again after open() found one damaged (it removed it): the layer
+   * is built again, recompressing what is missing. Fails when the files changed meanwhile (another blob).
+   */
+  repair(): Promise<void>;
 }
 
 /** Layers whose tar is at least this large, mostly in the block cache, are produced in a worker thread. */
@@ -475,9 +481,18 @@ function layerOf(
   mediaType: string,
   createdBy: string,
   counts: { unchanged: boolean; reused: number; trusted: number; ahead: number },
+  rebuild: () => Promise<BuiltLayer>,
 ): BuiltLayer {
   const descriptor: Descriptor = { mediaType, digest: record.digest, size: record.size };
   return {
+    async repair() {
+      const again = await rebuild();
+      if (again.descriptor.digest !== record.digest) {
+        throw new InputError(`layer ${createdBy}: its files changed while the image was being built`, {
+          hint: "run the build again once they stay put",
+        });
+      }
+    },
     descriptor,
     diffID: record.diffID,
     createdBy,
@@ -526,6 +541,11 @@ export async function buildLayer(
 ): Promise<BuiltLayer> {
   options.signal?.throwIfAborted();
   const createdBy = options.createdBy ?? `ocify layer ${source.source} -> ${source.dest}`;
+  // A repair plans the layer anew (the damaged blocks are gone by then) and sends nothing while it builds.
+  const rebuild = () => {
+    const { tee: _sent, ...quiet } = options;
+    return buildLayer(source, quiet);
+  };
   const cache = new BlockCache(options.cacheDir);
   const ahead = options.tee && head && planned ? await Promise.race([head, planned.then(noHead, noHead)]) : undefined;
   let early = options.tee && ahead ? new HeadStart(cache, ahead.blocks, options.tee) : undefined;
@@ -544,12 +564,14 @@ export async function buildLayer(
       if (plan.statIndex) await writeStatIndex(plan.recordPath, plan.statIndex);
       options.progress?.({ phase: "skipped", kind: "build", id: source.source, bytes: record.tarSize, total: record.tarSize });
       // No tee: the blob was produced before, and the caller asks the destination whether it has it.
-      return layerOf(record, cache, options.mediaType, createdBy, {
-        unchanged: true,
-        reused: record.blocks.length,
-        trusted: record.blocks.length,
-        ahead: 0,
-      });
+      return layerOf(
+        record,
+        cache,
+        options.mediaType,
+        createdBy,
+        { unchanged: true, reused: record.blocks.length, trusted: record.blocks.length, ahead: 0 },
+        rebuild,
+      );
     }
     let spool: string | undefined;
     try {
@@ -580,12 +602,12 @@ export async function buildLayer(
         tarSize: packed.cuts[packed.cuts.length - 1] as number,
         blocks: produced.blocks,
       };
-      await writeFileAtomic(recordPath, JSON.stringify(built));
+      await writeFileAtomic(recordPath, encodeRecord(built));
       // After the record: an index or a plan names the record it belongs to, so one left from another
       // build is ignored.
       if (statIndex) await writeStatIndex(recordPath, statIndex);
       if (statIndex) await writePlanFile(recordPath, fingerprint, packed);
-      return layerOf(built, cache, options.mediaType, createdBy, { unchanged: false, ...produced });
+      return layerOf(built, cache, options.mediaType, createdBy, { unchanged: false, ...produced }, rebuild);
     } finally {
       if (spool) {
         rmSync(spool, { force: true });
