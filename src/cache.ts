@@ -9,6 +9,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { touchCacheEntry } from "./cache-prune.js";
 import { createVerifier, parseDigest, verifyBytes } from "./digest.js";
 import { DigestMismatchError, OcifyError, type OcifyErrorOptions, SizeMismatchError } from "./errors.js";
 import { openAtomicFile } from "./fs-atomic.js";
@@ -55,8 +56,13 @@ export class BlobCache {
 
   /** Stream an entry, verified against the descriptor while it is read. */
   open(descriptor: Pick<Descriptor, "digest" | "size">, what = `cached blob ${descriptor.digest}`): Readable {
-    const file = createReadStream(this.path(descriptor.digest), { highWaterMark: 1 << 20 });
-    return file.pipe(createVerifier(descriptor, what)) as Readable;
+    const path = this.path(descriptor.digest);
+    void touchCacheEntry(path);
+    const verifier = createVerifier(descriptor, what);
+    const file = createReadStream(path, { highWaterMark: 1 << 20 });
+    // Gone since has() (pruned by another process) or unreadable: damaged, so the caller fetches it again.
+    file.once("error", (error: NodeJS.ErrnoException) => verifier.destroy(new CacheDamagedError(`${what} cannot be read (${error.code})`)));
+    return file.pipe(verifier) as Readable;
   }
 
   /**
@@ -67,6 +73,7 @@ export class BlobCache {
     try {
       const bytes = readFileSync(this.path(descriptor.digest));
       verifyBytes(bytes, descriptor, what);
+      void touchCacheEntry(this.path(descriptor.digest));
       return bytes;
     } catch {
       return undefined;

@@ -140,6 +140,9 @@ export async function buildAndReport(options: BuildOptions, finish: () => void, 
   finish();
   for (const written of result.written) process.stdout.write(`${written.digest} ${written.destination}\n`);
   await writeDigestFile(digestFile, result.digest);
+  // The image is written: now (at most once an hour) the cache is brought within its bound.
+  const [{ boundCacheAfterBuild }, { defaultCacheDir }] = await Promise.all([import("../cache-prune.js"), import("../cache.js")]);
+  await boundCacheAfterBuild(options.cacheDir ?? defaultCacheDir());
 }
 
 /** Print help and return true when --help was given. */

@@ -8,6 +8,7 @@ const commands: Record<string, () => Promise<{ run(argv: string[], signal: Abort
   copy: () => import("./commands/copy.js"),
   inspect: () => import("./commands/inspect.js"),
   import: () => import("./commands/import.js"),
+  cache: () => import("./commands/cache.js"),
 };
 
 const usage = `Usage: ocify COMMAND [OPTIONS]
@@ -19,6 +20,7 @@ Commands:
   import    make an image from a root filesystem (directory or tarball)
   copy      copy an image between registries, OCI layouts and archives
   inspect   show an image's manifest, platforms, config and layers
+  cache     show what the cache holds (info), or shrink it (prune)
 
 Image references (skopeo's syntax):
   docker://HOST/REPO:TAG or HOST/REPO:TAG   a registry

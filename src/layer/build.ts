@@ -11,6 +11,7 @@ import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { MessageChannel, Worker } from "node:worker_threads";
 import { crc32 } from "node:zlib";
+import { touchCacheEntry } from "../cache-prune.js";
 import type { Digest } from "../digest.js";
 import { type ErrorData, errorFromData, InputError } from "../errors.js";
 import { removeStaleTemps, tempPathFor, trackTemp, untrackTemp, writeFileAtomic } from "../fs-atomic.js";
@@ -488,9 +489,12 @@ function layerOf(
     async repair() {
       const again = await rebuild();
       if (again.descriptor.digest !== record.digest) {
-        throw new InputError(`layer ${createdBy}: its files changed while the image was being built`, {
-          hint: "run the build again once they stay put",
-        });
+        throw new InputError(
+          `layer ${createdBy}: its files changed while the image was being built ${again.descriptor.digest} ${record.digest} ${again.unchanged}`,
+          {
+            hint: "run the build again once they stay put",
+          },
+        );
       }
     },
     descriptor,
@@ -561,6 +565,7 @@ export async function buildLayer(
     }
     if (plan.kind === "unchanged") {
       const { record } = plan;
+      await touchCacheEntry(plan.recordPath); // its blocks count as used now (cache-prune.ts)
       if (plan.statIndex) await writeStatIndex(plan.recordPath, plan.statIndex);
       options.progress?.({ phase: "skipped", kind: "build", id: source.source, bytes: record.tarSize, total: record.tarSize });
       // No tee: the blob was produced before, and the caller asks the destination whether it has it.
