@@ -4,15 +4,15 @@
  * once their digest is verified, so a present entry is always whole; reads verify again while streaming.
  */
 import { createReadStream, readFileSync } from "node:fs";
-import { mkdir, rm, stat } from "node:fs/promises";
+import { rm, stat } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { touchCacheEntry } from "./cache-prune.js";
 import { createVerifier, parseDigest, verifyBytes } from "./digest.js";
-import { DigestMismatchError, OcifyError, type OcifyErrorOptions, SizeMismatchError } from "./errors.js";
-import { openAtomicFile } from "./fs-atomic.js";
+import { DigestMismatchError, OcifyError, type OcifyErrorOptions, SizeMismatchError, withSystemPath } from "./errors.js";
+import { makeDirectory, openAtomicFile } from "./fs-atomic.js";
 import type { Descriptor } from "./image/descriptor.js";
 
 /** A cache entry found damaged while it was read: the caller rebuilds or fetches it again. */
@@ -88,14 +88,16 @@ export class BlobCache {
   /** Store a stream under the descriptor's digest, verifying it; nothing is left behind on failure. */
   async store(descriptor: Pick<Descriptor, "digest" | "size">, content: Readable, what = `blob ${descriptor.digest}`): Promise<void> {
     const target = this.path(descriptor.digest);
-    await mkdir(join(this.dir, "blobs"), { recursive: true });
-    const file = await openAtomicFile(target);
-    try {
-      await pipeline(content, createVerifier(descriptor, what), file.stream);
-      await file.commit();
-    } catch (error) {
-      await file.abort();
-      throw error;
-    }
+    await withSystemPath(this.dir, async () => {
+      await makeDirectory(join(this.dir, "blobs"));
+      const file = await openAtomicFile(target);
+      try {
+        await pipeline(content, createVerifier(descriptor, what), file.stream);
+        await file.commit();
+      } catch (error) {
+        await file.abort();
+        throw error;
+      }
+    });
   }
 }

@@ -5,9 +5,10 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { createWriteStream, rmSync, type WriteStream } from "node:fs";
-import { mkdir, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import { type FileHandle, mkdir, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { basename, dirname, join } from "node:path";
+import { withSystemPath } from "./errors.js";
 
 /** A short tag of this host's name: a pid means something only on the host that wrote it. */
 export const hostTag = createHash("sha256").update(hostname()).digest("hex").slice(0, 6);
@@ -99,14 +100,39 @@ async function removeWhere(dir: string, stale: (name: string, path: string) => b
   return removed;
 }
 
+/**
+ * mkdir -p. Where a recursive mkdir says only ENOENT (a parent it could not create: a read-only or
+ * forbidden file system), the first missing directory is created alone, which fails with the reason.
+ */
+export async function makeDirectory(path: string): Promise<void> {
+  try {
+    await mkdir(path, { recursive: true });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+    let missing = path;
+    while (
+      dirname(missing) !== missing &&
+      !(await stat(dirname(missing)).then(
+        () => true,
+        () => false,
+      ))
+    )
+      missing = dirname(missing);
+    await mkdir(missing);
+    throw error;
+  }
+}
+
 /** Write bytes to `target` atomically. */
-export async function writeFileAtomic(target: string, data: Uint8Array | string): Promise<void> {
-  await mkdir(dirname(target), { recursive: true });
-  const temp = tempPathFor(target);
-  trackTemp(temp);
-  await settleTemp(temp, async () => {
-    await writeFile(temp, data);
-    await rename(temp, target);
+export function writeFileAtomic(target: string, data: Uint8Array | string): Promise<void> {
+  return withSystemPath(target, async () => {
+    await makeDirectory(dirname(target));
+    const temp = tempPathFor(target);
+    trackTemp(temp);
+    await settleTemp(temp, async () => {
+      await writeFile(temp, data);
+      await rename(temp, target);
+    });
   });
 }
 
@@ -132,7 +158,7 @@ export interface AtomicFile {
 
 /** Open a temp file beside `target` for streaming writes. */
 export async function openAtomicFile(target: string): Promise<AtomicFile> {
-  await mkdir(dirname(target), { recursive: true });
+  await makeDirectory(dirname(target));
   const temp = tempPathFor(target);
   trackTemp(temp);
   const stream = createWriteStream(temp, { flags: "wx", highWaterMark: 1 << 20 });
@@ -153,4 +179,18 @@ export async function openAtomicFile(target: string): Promise<AtomicFile> {
       untrackTemp(temp);
     },
   };
+}
+
+/**
+ * Write every byte of `buffers` at `position`: a short write (a disk filling up) is followed by one for
+ * the rest, which then fails with the reason (ENOSPC) instead of leaving a hole.
+ */
+export async function writevFully(handle: FileHandle, buffers: Buffer[], position: number, length: number): Promise<void> {
+  const { bytesWritten } = await handle.writev(buffers, position);
+  if (bytesWritten >= length) return;
+  const rest = Buffer.concat(buffers).subarray(bytesWritten);
+  for (let offset = 0; offset < rest.length; ) {
+    const written = await handle.write(rest, offset, rest.length - offset, position + bytesWritten + offset);
+    offset += written.bytesWritten;
+  }
 }

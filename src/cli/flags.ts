@@ -2,6 +2,8 @@
 import { writeFile } from "node:fs/promises";
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import type { BuildOptions } from "../build.js";
+import { parseSize } from "../cache-prune.js";
+import { setDecompressionLimits } from "../decompression.js";
 import { UsageError } from "../errors.js";
 import { type Platform, parsePlatform } from "../image/descriptor.js";
 import type { Compression, ManifestFormat } from "../media-types.js";
@@ -18,6 +20,8 @@ export const transportFlags = {
   quiet: { type: "boolean", short: "q" },
   "cache-dir": { type: "string" },
   "digest-file": { type: "string" },
+  "max-expansion-ratio": { type: "string" },
+  "max-expanded-size": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const satisfies Options;
 
@@ -117,15 +121,26 @@ export function transportOptions(
     jobs?: string | undefined;
     quiet?: boolean | undefined;
     "cache-dir"?: string | undefined;
+    "max-expansion-ratio"?: string | undefined;
+    "max-expanded-size"?: string | undefined;
   },
   signal: AbortSignal,
 ): { options: TransportOptions; finish(): void } {
+  decompressionFlags(values);
   const view = createProgressView(process.stderr, values.quiet ?? false);
   const options: TransportOptions = { progress: view.sink, signal, insecureRegistries: values["insecure-registry"] ?? [] };
   const jobs = intFlag(values.jobs, "--jobs", 1, 64);
   if (jobs !== undefined) options.jobs = jobs;
   if (values["cache-dir"] !== undefined) options.cacheDir = values["cache-dir"];
   return { options, finish: view.finish };
+}
+
+/** --max-expansion-ratio N and --max-expanded-size SIZE: the bounds of decompression.ts for this run. */
+function decompressionFlags(values: { "max-expansion-ratio"?: string | undefined; "max-expanded-size"?: string | undefined }): void {
+  const ratio = intFlag(values["max-expansion-ratio"], "--max-expansion-ratio", 1, 1 << 30);
+  const size = values["max-expanded-size"];
+  const maxSize = size === undefined ? undefined : parseSize(size, "--max-expanded-size");
+  if (ratio !== undefined || maxSize !== undefined) setDecompressionLimits({ ratio, maxSize });
 }
 
 /** Write the digest to --digest-file when asked. */

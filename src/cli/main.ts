@@ -1,6 +1,6 @@
 /** The `ocify` command: argv → command; expected failures → one line on stderr. Commands load lazily. */
 import { readFileSync } from "node:fs";
-import { InterruptedError, OcifyError, UsageError } from "../errors.js";
+import { fromSystemError, InterruptedError, OcifyError, UsageError } from "../errors.js";
 import { startPlannerThread } from "../layer/planner-thread.js";
 
 const commands: Record<string, () => Promise<{ run(argv: string[], signal: AbortSignal): Promise<number> }>> = {
@@ -94,6 +94,7 @@ function interrupt(controller: AbortController, signal: NodeJS.Signals): void {
 
 /** Print an error the way users see it: one line for expected failures, a stack for bugs. */
 export function report(error: unknown): number {
+  error = fromSystemError(error) ?? error;
   if (error instanceof InterruptedError) {
     process.stderr.write(`ocify: ${error.userMessage}\n`);
     return error.exitCode;

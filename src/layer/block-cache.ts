@@ -13,7 +13,8 @@ import { Readable } from "node:stream";
 import { crc32 } from "node:zlib";
 import { CacheDamagedError } from "../cache.js";
 import type { Digest } from "../digest.js";
-import { tempPathFor, trackTemp, untrackTemp } from "../fs-atomic.js";
+import { withSystemPath } from "../errors.js";
+import { makeDirectory, tempPathFor, trackTemp, untrackTemp, writevFully } from "../fs-atomic.js";
 
 /** What the layer record keeps about each block. */
 export interface BlockInfo {
@@ -153,12 +154,16 @@ export class BlockCache {
     return true;
   }
 
-  /** Store a block (temp file + rename, so a reader never sees half of one). */
-  async write(info: BlockInfo, chunks: readonly Buffer[]): Promise<void> {
+  /** Store a block (temp file + rename, so a reader never sees half of one); a full disk is one line naming the cache. */
+  write(info: BlockInfo, chunks: readonly Buffer[]): Promise<void> {
+    return withSystemPath(this.dir, () => this.#write(info, chunks));
+  }
+
+  async #write(info: BlockInfo, chunks: readonly Buffer[]): Promise<void> {
     const target = this.path(info.key);
     const dir = join(this.dir, info.key.slice(0, 2));
     if (!this.#made.has(dir)) {
-      await mkdir(dir, { recursive: true });
+      await makeDirectory(dir);
       this.#made.add(dir);
     }
     const temp = tempPathFor(target);
@@ -169,8 +174,7 @@ export class BlockCache {
       return open(temp, "w");
     });
     try {
-      const { bytesWritten } = await handle.writev([encodePrefix(info), ...chunks]);
-      if (bytesWritten !== prefixSize + info.csize) throw new Error(`short write to ${temp}`);
+      await writevFully(handle, [encodePrefix(info), ...chunks], 0, prefixSize + info.csize);
       await handle.close();
       await rename(temp, target);
     } catch (error) {

@@ -13,7 +13,7 @@ import { MessageChannel, Worker } from "node:worker_threads";
 import { crc32 } from "node:zlib";
 import { touchCacheEntry } from "../cache-prune.js";
 import type { Digest } from "../digest.js";
-import { type ErrorData, errorFromData, InputError } from "../errors.js";
+import { type ErrorData, errorFromData, InputError, withSystemPath } from "../errors.js";
 import { removeStaleTemps, tempPathFor, trackTemp, untrackTemp, writeFileAtomic } from "../fs-atomic.js";
 import type { Descriptor } from "../image/descriptor.js";
 import type { Compression } from "../media-types.js";
@@ -588,7 +588,8 @@ export async function buildLayer(
         trackTemp(spool);
         // Loaded here: tar-stream and its dependencies cost ~15 ms to load, which a build from directories skips.
         const { planTarball } = await import("./tarball.js");
-        packed = packPlan(await planTarball(source.source, source.dest, plan.entryOptions, spool, plan.stat, options.signal));
+        const spooling = planTarball(source.source, source.dest, plan.entryOptions, spool, plan.stat, options.signal);
+        packed = packPlan(await withSystemPath(join(options.cacheDir, "tmp"), () => spooling));
       } else packed = plan.packed;
       const { recordPath, fingerprint, scanStartNs } = plan;
       const statIndex = plan.kind === "tree" ? plan.statIndex : undefined;

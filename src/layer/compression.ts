@@ -4,13 +4,14 @@
  * decodable on its own, so blocks compress in parallel (worker threads, or the libuv pool for zlib) and are cached one by one.
  */
 import { spawn } from "node:child_process";
-import { closeSync, createReadStream, openSync, readFileSync, readSync } from "node:fs";
+import { closeSync, createReadStream, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
 import { dirname, join } from "node:path";
 import { type Duplex, pipeline, type Readable } from "node:stream";
 import { Worker } from "node:worker_threads";
 import * as zlib from "node:zlib";
+import { boundedExpansion } from "../decompression.js";
 import { InputError } from "../errors.js";
 import type { Compression } from "../media-types.js";
 import type { Deflater } from "./libdeflate.js";
@@ -487,23 +488,31 @@ function spawnDecoder(command: string, path: string, format: InputFormat): Decod
     });
   });
   exited.catch((error: unknown) => child.stdout.destroy(error as Error));
-  return { stream: child.stdout, format, finished: () => exited };
+  // The decoder reads the file itself: the whole file stands for the compressed bytes read so far.
+  const bound = boundedExpansion(path, statSync(path).size).output;
+  pipeline(child.stdout, bound, (error) => {
+    if (error) child.kill();
+  });
+  return { stream: bound, format, finished: () => exited };
 }
 
-/** Open a tarball, decompressing gzip, zstd, xz or bzip2 (detected by content). */
+/**
+ * Open a tarball, decompressing gzip, zstd, xz or bzip2 (detected by content). The expansion is bounded
+ * (decompression.ts): a bomb fails the stream with one line before it fills the disk.
+ */
 export async function openTarball(path: string): Promise<DecodedStream> {
   const format = detectFormat(readHead(path));
   const file = (): Readable => createReadStream(path, { highWaterMark: 1 << 20 });
   switch (format) {
     case "gzip": {
       const gunzip = zlib.createGunzip({ chunkSize: 1 << 20 });
-      return decodeWith(file(), gunzip as unknown as NodeJS.ReadWriteStream, format);
+      return decodeWith(path, file(), gunzip as unknown as NodeJS.ReadWriteStream, format);
     }
     case "zstd": {
-      if (typeof nodeZstd.createZstdDecompress === "function") return decodeWith(file(), nodeZstd.createZstdDecompress(), format);
+      if (typeof nodeZstd.createZstdDecompress === "function") return decodeWith(path, file(), nodeZstd.createZstdDecompress(), format);
       try {
         const module = (await import("@cloudpss/zstd/napi" as string)) as { Decompressor: new () => NodeJS.ReadWriteStream };
-        return decodeWith(file(), new module.Decompressor(), format);
+        return decodeWith(path, file(), new module.Decompressor(), format);
       } catch {
         return spawnDecoder("zstd", path, format);
       }
@@ -517,12 +526,13 @@ export async function openTarball(path: string): Promise<DecodedStream> {
   }
 }
 
-function decodeWith(input: Readable, decoder: NodeJS.ReadWriteStream, format: InputFormat): DecodedStream {
+function decodeWith(path: string, input: Readable, decoder: NodeJS.ReadWriteStream, format: InputFormat): DecodedStream {
   let settle: (error?: Error | null) => void = () => {};
   const done = new Promise<void>((resolve, reject) => {
     settle = (error) => (error ? reject(error) : resolve());
   });
   done.catch(() => {});
-  const stream = pipeline(input, decoder as unknown as Duplex, (error) => settle(error));
+  const bound = boundedExpansion(path);
+  const stream = pipeline(input, bound.input, decoder as unknown as Duplex, bound.output, (error) => settle(error));
   return { stream: stream as Readable, format, finished: () => done };
 }

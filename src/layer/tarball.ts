@@ -7,7 +7,7 @@
 import { type BigIntStats, closeSync, openSync, writeSync } from "node:fs";
 import type { Readable } from "node:stream";
 import tarStream from "tar-stream";
-import { InputError } from "../errors.js";
+import { fromSystemError, InputError } from "../errors.js";
 import { openTarball } from "./compression.js";
 import { Detectors, destPrefix, type EntryOptions, finishEntries, type LayerPlan, type PlanEntry } from "./plan.js";
 import type { EntryType } from "./tar.js";
@@ -52,6 +52,20 @@ function refuse(tarball: string, name: string, why: string): never {
   });
 }
 
+/**
+ * Refuse what only a hostile archive holds: an absolute name (where an extractor that does not strip
+ * the "/" writes), and an entry below a name the archive made a symlink (a write through it lands
+ * wherever the link points, outside the root).
+ */
+function checkHostileName(tarball: string, rawName: string, normalized: string, symlinks: ReadonlySet<string>): void {
+  if (rawName.startsWith("/") && normalized !== "") refuse(tarball, rawName, "has an absolute name");
+  for (let slash = normalized.indexOf("/"); slash > 0; slash = normalized.indexOf("/", slash + 1)) {
+    const parent = normalized.slice(0, slash);
+    if (symlinks.has(parent))
+      refuse(tarball, rawName, `is written through "${Buffer.from(parent, "latin1").toString()}", a symlink of the archive`);
+  }
+}
+
 /** Plan a tarball's entries under `dest`, spooling file contents to `spoolPath` (the plan's only source). */
 export async function planTarball(
   path: string,
@@ -72,6 +86,7 @@ export async function planTarball(
   const byName = new Map<string, PlanEntry>();
   const links = new Map<PlanEntry, PlanEntry[]>();
   const rootOf = new Map<PlanEntry, PlanEntry>();
+  const symlinks = new Set<string>();
   let spooled = 0;
   let count = 0;
   try {
@@ -104,6 +119,7 @@ export async function planTarball(
       }
       const normalized = normalizeEntryName(rawName);
       if (normalized === undefined) refuse(path, rawName, "would escape the root (..)");
+      checkHostileName(path, rawName, normalized, symlinks);
       const name = prefix && normalized ? `${prefix}/${normalized}` : prefix || normalized;
       const uid = pax?.uid !== undefined ? Number(pax.uid) : header.uid;
       const gid = pax?.gid !== undefined ? Number(pax.gid) : header.gid;
@@ -157,6 +173,14 @@ export async function planTarball(
         }
       }
       if (name === "") continue; // the root itself is not an entry of a layer
+      if (type === "symlink") symlinks.add(normalized);
+      const earlier = byName.get(name);
+      if (earlier) {
+        // A directory listed twice (tar c dir dir/sub) keeps its last metadata; any other name twice is ambiguous.
+        if (earlier.type !== "directory" || type !== "directory") refuse(path, rawName, "appears twice in the archive");
+        Object.assign(earlier, { mode: planned.mode, uid: planned.uid, gid: planned.gid });
+        continue;
+      }
       entries.push(planned);
       byName.set(name, planned);
     }
@@ -164,7 +188,8 @@ export async function planTarball(
     await decoded.finished();
   } catch (error) {
     decoded.stream.destroy();
-    if (error instanceof InputError) throw error;
+    // A full disk under the spool is no fault of the archive's.
+    if (error instanceof InputError || fromSystemError(error)) throw error;
     throw new InputError(`cannot read ${path} as a tar archive: ${(error as Error).message}`, {
       hint: "check that it is a tarball (tar, optionally gzip/zstd/xz/bzip2-compressed)",
       cause: error,

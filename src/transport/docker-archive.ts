@@ -5,6 +5,7 @@
  * the compression they arrive in. Read from both that layout and the classic one, through a tar index.
  */
 import { createHash } from "node:crypto";
+import { posix } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { type Digest, digestOf, isDigest, shortDigest } from "../digest.js";
@@ -290,6 +291,11 @@ async function readDockerArchive(ref: DockerArchiveReference, description: strin
   const entries = parseArchiveManifest(await tar.readBytes(manifestEntry, maxManifestBytes, `${description}: manifest.json`), description);
   const image = selectImage(entries, ref, description);
   const find = (path: string, what: string): TarEntry => {
+    if (path.startsWith("/") || posix.normalize(path).split("/")[0] === "..") {
+      throw new InvalidImageError(`${description}: manifest.json names ${what} "${path}", outside the archive`, {
+        hint: "the archive is damaged or hostile; write it again",
+      });
+    }
     const entry = tar.find(path);
     if (!entry)
       throw new InvalidImageError(`${description}: ${what} ${path} is missing from the archive`, { hint: "the archive is incomplete" });

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createVerifier, type Digest, shortDigest, verifyBytes } from "../digest.js";
-import { InputError, InvalidImageError } from "../errors.js";
+import { fromSystemError, InputError, InvalidImageError, withSystemPath } from "../errors.js";
 import { openAtomicFile, ownerTag, removeStaleOwned, removeStaleTemps, writeFileAtomic } from "../fs-atomic.js";
 import { withFileLock } from "../fs-lock.js";
 import type { Descriptor } from "../image/descriptor.js";
@@ -276,7 +276,7 @@ class OciLayoutDestination implements ImageDestination {
       content.resume();
       return;
     }
-    const file = await openAtomicFile(join(this.root, path));
+    const file = await withSystemPath(this.root, () => openAtomicFile(join(this.root, path)));
     try {
       const verifier = createVerifier(descriptor, `${this.description}: blob ${shortDigest(descriptor.digest)}`);
       await pipeline(content, verifier, file.stream, ...(this.signal ? [{ signal: this.signal }] : []));
@@ -284,7 +284,7 @@ class OciLayoutDestination implements ImageDestination {
       await file.commit();
     } catch (error) {
       await file.abort();
-      throw error;
+      throw fromSystemError(error, this.root) ?? error;
     }
   }
 

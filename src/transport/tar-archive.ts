@@ -8,9 +8,10 @@ import { tmpdir } from "node:os";
 import { basename, dirname, join, posix } from "node:path";
 import { pipeline as pipelineCallback, Readable, type Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { boundedExpansion } from "../decompression.js";
 import { createVerifier, parseDigest } from "../digest.js";
-import { InputError, InvalidImageError, OcifyError, SizeMismatchError } from "../errors.js";
-import { ownerTag, removeStaleOwned, removeStaleTemps, tempPathFor, trackTemp, untrackTemp } from "../fs-atomic.js";
+import { fromSystemError, InputError, InvalidImageError, OcifyError, SizeMismatchError, withSystemPath } from "../errors.js";
+import { ownerTag, removeStaleOwned, removeStaleTemps, tempPathFor, trackTemp, untrackTemp, writevFully } from "../fs-atomic.js";
 import type { Descriptor } from "../image/descriptor.js";
 import { createDecompressor } from "../image/validate.js";
 
@@ -171,7 +172,14 @@ export class TarIndex {
     trackTemp(dir);
     try {
       const decompressor = await createDecompressor(compression);
-      await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), decompressor!, createWriteStream(index.path));
+      const bound = boundedExpansion(`${description}: ${path}`);
+      await pipeline(
+        createReadStream(path, { highWaterMark: 1 << 20 }),
+        bound.input,
+        decompressor!,
+        bound.output,
+        createWriteStream(index.path),
+      );
     } catch (error) {
       await index.close();
       if (error instanceof OcifyError) throw error;
@@ -246,7 +254,12 @@ export class TarIndex {
       const type = entryType(flag);
       const entry: TarEntry = { name: normalizeEntryName(name), type, size: type === "file" ? size : 0, offset: dataOffset };
       if (type === "symlink" || type === "hardlink") entry.linkname = linkname;
-      // A later entry of the same name replaces an earlier one, as extraction would.
+      // Two files of one name: which one a reader takes is up to the reader, so an archive that has them is refused.
+      if (type === "file" && this.entries.get(entry.name)?.type === "file") {
+        throw new InvalidImageError(`${this.description}: the archive has two entries named "${entry.name}"`, {
+          hint: "the archive is damaged or hostile; write it again",
+        });
+      }
       this.entries.set(entry.name, entry);
       pax = new Map();
       longName = undefined;
@@ -275,6 +288,10 @@ export class TarIndex {
         current = normalizeEntryName(entry.linkname.startsWith("/") ? entry.linkname : posix.join(posix.dirname(current), entry.linkname));
       } else if (entry.type === "hardlink" && entry.linkname !== undefined) {
         current = normalizeEntryName(entry.linkname);
+      } else if (entry.type === "other") {
+        throw new InvalidImageError(`${this.description}: "${entry.name}" is a device, FIFO or other special entry, not a file`, {
+          hint: "the archive is damaged or hostile; write it again",
+        });
       } else {
         return undefined;
       }
@@ -321,7 +338,8 @@ function octal(value: number, length: number): string {
   return `${value.toString(8).padStart(length - 1, "0")}\0`;
 }
 
-function paxRecord(key: string, value: string): string {
+/** One PAX extended header record, `LEN key=value\n` (LEN counts itself). */
+export function paxRecord(key: string, value: string): string {
   const body = ` ${key}=${value}\n`;
   let length = Buffer.byteLength(body) + 1;
   while (`${length}${body}`.length !== length) length = Buffer.byteLength(body) + String(length).length;
@@ -438,6 +456,8 @@ export class TarFileWriter {
       return new TarFileWriter(target, temp, handle, signal);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
+      const system = fromSystemError(error, target);
+      if (system) throw system;
       throw new InputError(`cannot create ${target}: ${code ?? String(error)}`, {
         hint: code === "ENOENT" ? "the directory does not exist" : undefined,
         cause: error,
@@ -479,7 +499,7 @@ export class TarFileWriter {
       },
       (error: unknown) => {
         region.state = "failed";
-        throw error;
+        throw fromSystemError(error, this.target) ?? error;
       },
     );
     await region.written;
@@ -532,8 +552,8 @@ export class TarFileWriter {
           }
           const at = position;
           position += length;
-          handle.writev(buffers, at).then(
-            ({ bytesWritten }) => callback(bytesWritten === length ? null : new Error(`short write to ${name}`)),
+          writevFully(handle, buffers, at, length).then(
+            () => callback(null),
             (error: unknown) => callback(error as Error),
           );
         },
@@ -549,7 +569,7 @@ export class TarFileWriter {
       },
       (error: unknown) => {
         r.state = "failed";
-        throw error;
+        throw fromSystemError(error, this.target) ?? error;
       },
     );
     await r.written;
@@ -573,13 +593,15 @@ export class TarFileWriter {
       });
     }
     this.signal?.throwIfAborted();
-    await this.#writeAll(Buffer.alloc(2 * block), this.#reserve(2 * block));
-    this.#closed = true;
-    await this.#handle.sync();
-    await this.#handle.close();
-    // The last moment a signal can still cancel the archive.
-    this.signal?.throwIfAborted();
-    await rename(this.tempPath, this.target);
+    await withSystemPath(this.target, async () => {
+      await this.#writeAll(Buffer.alloc(2 * block), this.#reserve(2 * block));
+      this.#closed = true;
+      await this.#handle.sync();
+      await this.#handle.close();
+      // The last moment a signal can still cancel the archive.
+      this.signal?.throwIfAborted();
+      await rename(this.tempPath, this.target);
+    });
     this.#committed = true;
     untrackTemp(this.tempPath);
   }

@@ -49,6 +49,8 @@ Transport:
   -j, --jobs N              parallel transfers (default 4)
   --cache-dir DIR           blob and layer cache (default $XDG_CACHE_HOME/ocify or ~/.cache/ocify)
   --digest-file FILE        write the manifest digest to FILE
+  --max-expansion-ratio N   refuse a compressed tarball that expands more than N times once past 1 GiB (default 100)
+  --max-expanded-size SIZE  refuse one that expands past SIZE (default 64G)
   -q, --quiet               no progress output
 SOURCE_DATE_EPOCH sets 'created', history and file times (default: 0, the epoch).`;
 

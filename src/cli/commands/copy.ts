@@ -15,7 +15,8 @@ wherever the format allows; blobs already at the destination are not sent again.
   --insecure-registry HOST:PORT  plain HTTP or unverified TLS for this registry
   -j, --jobs N              parallel transfers (default 4)
   --digest-file FILE        write the copied manifest digest to FILE
-  -q, --quiet               no progress output`;
+  -q, --quiet               no progress output
+  --max-expansion-ratio N, --max-expanded-size SIZE   bounds for a compressed archive source (default 100, 64G)`;
 
 /** Run the copy command. */
 export async function run(argv: string[], signal: AbortSignal): Promise<number> {

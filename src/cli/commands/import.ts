@@ -25,7 +25,8 @@ modes, owners, device nodes, links. Entries that would escape the root are refus
   --entrypoint, --cmd, --env, --workdir, --user, --expose, --volume, --label   as in ocify build
   --format oci|docker       manifest family (default oci)
   --compression gzip|zstd|none
-  -t, --tag DEST            destination (repeatable); --insecure-registry, --jobs, --digest-file, --quiet as in build`;
+  -t, --tag DEST            destination (repeatable); --insecure-registry, --jobs, --digest-file, --quiet as in build
+  --max-expansion-ratio N, --max-expanded-size SIZE   decompression bounds, as in build (default 100, 64G)`;
 
 /** Run the import command. */
 export async function run(argv: string[], signal: AbortSignal): Promise<number> {
