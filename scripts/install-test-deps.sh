@@ -9,5 +9,5 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   docker-registry skopeo umoci docker.io containerd busybox-static \
-  tar gzip xz-utils bzip2 zstd pigz openssl time curl ca-certificates >/dev/null
+  tar gzip xz-utils bzip2 zstd pigz openssl time curl ca-certificates bsdutils >/dev/null
 npm install --no-audit --no-fund

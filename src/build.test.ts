@@ -7,7 +7,15 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { build } from "./build.js";
 import { writeBaseImageLayout } from "./test-support/base-image.js";
-import { type ProxiedRequest, pushOciLayout, startRegistry, startRegistryProxy, type TestRegistry } from "./test-support/registry.js";
+import {
+  eventually,
+  type ProxiedRequest,
+  pushOciLayout,
+  type RegistryProxy,
+  startRegistry,
+  startRegistryProxy,
+  type TestRegistry,
+} from "./test-support/registry.js";
 
 describe("build from a registry base", () => {
   let registry: TestRegistry;
@@ -62,11 +70,19 @@ describe("build from a registry base", () => {
     }
   });
 
-  const baseManifest = (r: ProxiedRequest) => r.method === "GET" && r.url.startsWith("/v2/base/manifests/");
+  // The base's manifest: resolved with HEAD (a build has a cache), or fetched with GET.
+  const baseManifest = (r: ProxiedRequest) => (r.method === "GET" || r.method === "HEAD") && r.url.startsWith("/v2/base/manifests/");
+
+  /** Whether the proxy has received some of a layer's bytes for a repository (a streamed PATCH). */
+  const streaming = (requests: readonly ProxiedRequest[], repository: string) =>
+    requests.some((r) => r.method === "PATCH" && r.url.startsWith(`/v2/${repository}/blobs/uploads/`) && r.bodyBytes > 0);
 
   it("builds and uploads its layer while the base is resolved, and commits the blob only once the base is known", async () => {
-    // A slow registry for the base: its manifest is answered after 1.5 s.
-    const proxy = await startRegistryProxy(registry.host, { delay: (r) => (baseManifest(r) ? 1500 : 0) });
+    // A slow registry for the base: its manifest is answered once the layer's bytes are on their way
+    // (however long that takes here), or after a minute without them, and the test fails.
+    const proxy: RegistryProxy = await startRegistryProxy(registry.host, {
+      delay: (r) => (baseManifest(r) ? eventually(() => streaming(proxy.requests, "overlap")) : 0),
+    });
     try {
       const options = {
         from: `${proxy.host}/base:latest`,
@@ -101,8 +117,10 @@ describe("build from a registry base", () => {
   });
 
   it("stops the layer's upload when the base cannot be resolved: the base's error, no blob and no manifest", async () => {
-    // No such tag: the registry's own 404, held 1.5 s while the layer is built and sent.
-    const proxy = await startRegistryProxy(registry.host, { delay: (r) => (baseManifest(r) ? 1500 : 0) });
+    // No such tag: the registry's own 404, held while the layer is built and sent (until its bytes flow).
+    const proxy: RegistryProxy = await startRegistryProxy(registry.host, {
+      delay: (r) => (baseManifest(r) ? eventually(() => streaming(proxy.requests, "orphan")) : 0),
+    });
     try {
       await assert.rejects(
         build({

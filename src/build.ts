@@ -9,21 +9,21 @@ import { finished } from "node:stream/promises";
 import { knownLocations, rememberLocation } from "./blob-locations.js";
 import { readBounded } from "./bounded.js";
 import { BlobCache, defaultCacheDir } from "./cache.js";
-import { type BlobPlan, forDestination, pushBlobs, type WriteResult } from "./copy.js";
-import { digestOf } from "./digest.js";
-import { UsageError } from "./errors.js";
+import { type BlobPlan, forDestination, KnownBlobs, pushBlobs, type WriteResult } from "./copy.js";
+import { type Digest, digestOf } from "./digest.js";
+import { PlatformNotFoundError, UsageError } from "./errors.js";
 import { type ImageConfig, parseImageConfig } from "./image/config.js";
-import { type Descriptor, formatPlatform, hostPlatform, type Platform, platformMatches, selectPlatform } from "./image/descriptor.js";
+import { type Descriptor, formatPlatform, hostPlatform, type Platform, platformMatches } from "./image/descriptor.js";
 import {
   encodeJson,
   type ImageIndex,
   type ImageManifest,
   maxManifestBytes,
-  parseImageIndex,
   parseImageManifest,
   type RawManifest,
   rawManifest,
 } from "./image/manifest.js";
+import { selectImage } from "./image/select.js";
 import {
   AbandonedUpload,
   type BuiltLayer,
@@ -44,9 +44,10 @@ import {
   type ManifestFormat,
   MediaType,
 } from "./media-types.js";
-import { type ConfigEdits, createdTimestamp, emptyConfig, mutateConfig } from "./mutate.js";
+import { baseAnnotations, type ConfigEdits, createdTimestamp, emptyConfig, mutateConfig } from "./mutate.js";
 import { noProgress } from "./progress.js";
 import {
+  checkDestination,
   type ImageDestination,
   type ImageSource,
   openDestination,
@@ -140,35 +141,39 @@ async function readBaseConfig(source: ImageSource, descriptor: Descriptor, cache
 /**
  * Resolve the base image of every platform. It runs beside the build of the layers all platforms share;
  * an absent platform or an unreadable base still fails the build before anything is written to a
- * destination (the builds are stopped and their uploads cancelled).
+ * destination (the builds are stopped and their uploads cancelled). A single-platform base is taken as it
+ * is unless platforms were asked for (`requested`): then it must be one of them, as an index must have them.
  */
 async function resolveBases(
   source: ImageSource | undefined,
   platforms: readonly Platform[],
+  requested: boolean,
   cache: BlobCache,
 ): Promise<{ bases: BaseImage[]; index?: RawManifest }> {
   if (!source) return { bases: platforms.map((platform) => ({ platform, config: emptyConfig(platform), format: "oci" })) };
   const top = await source.getManifest();
-  const index = isIndexMediaType(top.mediaType) ? parseImageIndex(top, `index of ${source.description}`) : undefined;
+  const index = isIndexMediaType(top.mediaType);
+  const read = (digest: Digest) => source.getManifest(digest);
   const bases: BaseImage[] = [];
   for (const platform of platforms) {
-    const raw = index ? await source.getManifest(selectPlatform(index.manifests, platform, source.description).digest) : top;
+    // From an index, the new image's platform is its base's entry's (with variant, os.version, os.features).
+    const selected = index ? await selectImage(top, platform, read, source.description) : undefined;
+    const raw = selected?.manifest ?? top;
     const manifest = parseImageManifest(raw, `manifest of ${source.description}`);
     const configBytes = await readBaseConfig(source, manifest.config, cache);
     const config = parseImageConfig(configBytes, `config of ${source.description}`);
     const actual: Platform = { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) };
-    if (!index && platforms.length > 1 && !platformMatches(actual, platform)) {
-      throw new UsageError(
-        `${source.description} is a single-platform image (${formatPlatform(actual)}), not ${formatPlatform(platform)}`,
-        {
-          hint: "use a multi-platform base, or build one platform",
-        },
+    if (!index && requested && !platformMatches(actual, platform)) {
+      throw new PlatformNotFoundError(
+        `${source.description} has no image for ${formatPlatform(platform)}: it is a single-platform image for ${formatPlatform(actual)}`,
+        { hint: `build --platform ${formatPlatform(actual)}, or use a base that has ${formatPlatform(platform)}` },
       );
     }
     bases.push({
-      platform: index ? platform : actual,
+      platform: selected ? { ...platform, ...selected.descriptor.platform } : actual,
       manifest,
-      manifestDigest: raw.digest,
+      // A converted schema 1 base is named by the digest its registry knows.
+      manifestDigest: (raw.convertedFrom ?? raw).digest,
       config,
       format: raw.mediaType === MediaType.dockerManifest ? "docker" : "oci",
     });
@@ -252,6 +257,9 @@ async function buildLayerStreaming(
     resolveFinal = resolve;
     rejectFinal = reject;
   });
+  // Rejected when the base or the build fails, whether or not an upload is there to wait for it (a layer
+  // taken from the cache starts none): the failure itself is reported by whoever awaits the build.
+  final.catch(() => {});
   let upload: Promise<void> | undefined;
   let sent: Readable | undefined; // the stream of the last upload started
   const tee = async (content: Readable): Promise<void> => {
@@ -300,6 +308,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   if (options.tags.length === 0)
     throw new UsageError("no destination given", { hint: "add -t REFERENCE (a registry, docker-archive:FILE, oci:DIR…)" });
   const targets = options.tags.map((tag) => parseTransportReference(tag));
+  for (const target of targets) checkDestination(target);
   const platforms = options.platforms?.length ? options.platforms : [hostPlatform()];
   const platformLayers = options.platformLayers ?? [];
   for (const extra of platformLayers) {
@@ -330,8 +339,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const uploads: Promise<unknown>[] = [];
   try {
     const resolving = (async () => {
-      if (options.from !== "scratch") source = await openSource(parseTransportReference(options.from), options);
-      return resolveBases(source, platforms, cache);
+      if (options.from !== "scratch") source = await openSource(parseTransportReference(options.from), { ...options, cacheDir });
+      return resolveBases(source, platforms, Boolean(options.platforms?.length), cache);
     })();
     resolving.catch(() => {}); // awaited below, after the builds have started
     for (const target of targets) destinations.push(await openDestination(target, { ...options, cacheDir }));
@@ -433,10 +442,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       };
       if (format === "oci") {
         const annotations: Record<string, string> = {};
-        if (source && base.manifestDigest) {
-          annotations["org.opencontainers.image.base.name"] = options.from;
-          annotations["org.opencontainers.image.base.digest"] = base.manifestDigest;
-        }
+        if (source && base.manifestDigest)
+          Object.assign(annotations, baseAnnotations(parseTransportReference(options.from), base.manifestDigest));
         Object.assign(annotations, options.annotations ?? {});
         if (Object.keys(annotations).length) manifest.annotations = annotations;
       }
@@ -487,10 +494,11 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     // Every destination gets its blobs and manifests before any is committed, so a failure leaves no archive.
     // An OCI layout gets OCI manifests even when the image follows a Docker base (as skopeo converts).
     const tops: RawManifest[] = [];
+    const known = new KnownBlobs();
     for (const destination of destinations) {
       const stored = images.map((image) => forDestination(image.manifest, destination));
       for (const [i, image] of images.entries()) {
-        await pushBlobs(destination, image.blobs, options);
+        await pushBlobs(destination, image.blobs, { ...options, known });
         if (images.length > 1) await destination.putManifest(stored[i] as RawManifest, { top: false });
       }
       let destinationTop = top;

@@ -7,7 +7,8 @@ import { pipeline } from "node:stream/promises";
 import { isDamagedContent } from "./cache.js";
 import { type Digest, shortDigest } from "./digest.js";
 import { addContext, InvalidImageError, UsageError } from "./errors.js";
-import { type Descriptor, hostPlatform, type Platform, selectPlatform } from "./image/descriptor.js";
+import { checkForeignLayer, type ForeignLayerOptions, openForeignLayer } from "./foreign-layers.js";
+import { type Descriptor, hostPlatform, type Platform } from "./image/descriptor.js";
 import {
   convertImageManifest,
   encodeJson,
@@ -17,7 +18,8 @@ import {
   type RawManifest,
   rawManifest,
 } from "./image/manifest.js";
-import { familyMediaTypes, isIndexMediaType } from "./media-types.js";
+import { maxIndexDepth, selectImage } from "./image/select.js";
+import { familyMediaTypes, isIndexMediaType, isNondistributableMediaType } from "./media-types.js";
 import { noProgress, type ProgressSink } from "./progress.js";
 import type { ImageDestination, ImageSource, RegistryLocation } from "./transport/transport.js";
 
@@ -46,11 +48,63 @@ export interface BlobPlan {
 }
 
 /** Options for moving blobs and images. */
-export interface CopyOptions {
+export interface CopyOptions extends ForeignLayerOptions {
   /** Parallel blob transfers to a registry (archives write one blob at a time). */
   jobs?: number;
   progress?: ProgressSink;
   signal?: AbortSignal;
+  /** What this run found or put at its destinations so far (a build or copy makes its own). */
+  known?: KnownBlobs;
+}
+
+/** What a run knows a destination's store holds: found there before the run, or put there by it. */
+type Known = "skipped" | "sent";
+
+/**
+ * The blobs one run (a build or a copy) found or put at its destinations. A blob the run met before at a
+ * destination (for an earlier image of an index) is not asked for or reported again there; at another
+ * tag of the same repository it is not asked for either, and is reported as it was first found: present
+ * before the run ("skipped"), or put there by it ("sent"). A blob the run put in one repository can be
+ * mounted into another of the same registry.
+ */
+export class KnownBlobs {
+  // Registry destinations share a repository's blobs across tags; any other destination has its own.
+  readonly #byPlace = new Map<string | ImageDestination, Map<string, Known>>();
+  readonly #reported = new WeakMap<ImageDestination, Set<string>>();
+  readonly #sentTo = new Map<string, RegistryLocation[]>();
+
+  static #place(destination: ImageDestination): string | ImageDestination {
+    const at = destination.location;
+    return at ? `${at.registry}/${at.repository}` : destination;
+  }
+
+  /** Whether the destination was told about the blob already (for an earlier image of the run). */
+  reported(destination: ImageDestination, digest: string): boolean {
+    return this.#reported.get(destination)?.has(digest) ?? false;
+  }
+
+  /** How the run knows the destination's store holds the blob, if it does. */
+  known(destination: ImageDestination, digest: string): Known | undefined {
+    return this.#byPlace.get(KnownBlobs.#place(destination))?.get(digest);
+  }
+
+  /** The repositories the run put the blob in. */
+  sentTo(digest: string): readonly RegistryLocation[] {
+    return this.#sentTo.get(digest) ?? [];
+  }
+
+  /** Record that the blob is at the destination, found there or put there, and was reported for it. */
+  add(destination: ImageDestination, digest: string, how: Known): void {
+    const place = KnownBlobs.#place(destination);
+    const blobs = this.#byPlace.get(place) ?? new Map<string, Known>();
+    this.#byPlace.set(place, blobs);
+    if (!blobs.has(digest)) {
+      blobs.set(digest, how);
+      if (how === "sent" && destination.location) this.#sentTo.set(digest, [...this.sentTo(digest), destination.location]);
+    }
+    const reported = this.#reported.get(destination) ?? new Set<string>();
+    this.#reported.set(destination, reported.add(digest));
+  }
 }
 
 /** Run `task` over `items` with at most `limit` in flight; the first failure stops new work and is thrown. */
@@ -112,47 +166,80 @@ async function sendBlob(
   }
 }
 
-/** Send blobs to a destination: skip those present, mount when possible, stream the rest. Duplicates are sent once. */
+/**
+ * The blobs a destination receives: a non-distributable layer is left out where its descriptor is enough,
+ * and read from its URLs where the destination needs its content (refused, before anything is written,
+ * unless the user allowed it).
+ */
+function blobsFor(destination: ImageDestination, blobs: readonly BlobPlan[], options: CopyOptions): BlobPlan[] {
+  const unique = [...new Map(blobs.map((b) => [b.descriptor.digest, b])).values()];
+  return unique.flatMap((blob) => {
+    if (!isNondistributableMediaType(blob.descriptor.mediaType)) return [blob];
+    if (!destination.requiresForeignBlobs) return [];
+    checkForeignLayer(blob.descriptor, destination.description, options);
+    return [{ descriptor: blob.descriptor, kind: blob.kind, open: () => openForeignLayer(blob.descriptor, options) }];
+  });
+}
+
+/**
+ * Send blobs to a destination: skip those present, mount when possible, stream the rest. Duplicates are
+ * sent once, and so are blobs `options.known` says the run met there before.
+ */
 export async function pushBlobs(destination: ImageDestination, blobs: readonly BlobPlan[], options: CopyOptions = {}): Promise<void> {
   const progress = options.progress ?? noProgress;
-  const unique = [...new Map(blobs.map((b) => [b.descriptor.digest, b])).values()];
+  const known = options.known ?? new KnownBlobs();
+  const unique = blobsFor(destination, blobs, options).filter((b) => !known.reported(destination, b.descriptor.digest));
   const parallel = destination.location ? (options.jobs ?? 4) : 1;
   await forEachLimit(unique, parallel, async (blob) => {
-    const { descriptor } = blob;
-    const id = descriptor.digest;
-    const event = { kind: blob.kind, id, total: descriptor.size, target: destination.description };
-    try {
-      if (blob.streamed?.destination === destination) {
-        await blob.streamed.done;
-        progress({ ...event, phase: "skipped", bytes: descriptor.size });
-        return;
-      }
-      if (!blob.fresh && (await destination.hasBlob(descriptor))) {
-        progress({ ...event, phase: "skipped", bytes: descriptor.size });
-        return;
-      }
-      const here = destination.location;
-      const from = [blob.location, ...(blob.alsoAt ?? [])].find(
-        (at) => at && here && at.registry === here.registry && at.repository !== here.repository,
-      );
-      if (from && destination.mountBlob) {
-        if (await destination.mountBlob(descriptor, from)) {
-          progress({ ...event, phase: "mounted", bytes: descriptor.size });
-          return;
-        }
-      }
-      progress({ ...event, phase: "start", bytes: 0 });
-      await sendBlob(
-        destination,
-        blob,
-        (bytes) => progress({ ...event, phase: "progress", bytes }),
-        (reason) => progress({ ...event, phase: "retry", bytes: 0, reason }),
-      );
-      progress({ ...event, phase: "done", bytes: descriptor.size });
-    } catch (error) {
-      throw addContext(`writing ${blob.kind} ${shortDigest(id)} to ${destination.description}`, error);
-    }
+    await pushBlob(destination, blob, progress, known);
   });
+}
+
+async function pushBlob(destination: ImageDestination, blob: BlobPlan, progress: ProgressSink, known: KnownBlobs): Promise<void> {
+  const { descriptor } = blob;
+  const id = descriptor.digest;
+  const event = { kind: blob.kind, id, total: descriptor.size, target: destination.description };
+  const report = (phase: "skipped" | "sent" | "mounted" | "done"): void => {
+    known.add(destination, id, phase === "skipped" ? "skipped" : "sent");
+    progress({ ...event, phase, bytes: descriptor.size });
+  };
+  try {
+    const before = known.known(destination, id);
+    if (before) {
+      report(before); // another tag of a repository the run met the blob in
+      return;
+    }
+    // Uploaded while it was built: pushed by this run.
+    if (blob.streamed?.destination === destination) {
+      await blob.streamed.done;
+      report("done");
+      return;
+    }
+    if (!blob.fresh && (await destination.hasBlob(descriptor))) {
+      report("skipped");
+      return;
+    }
+    const here = destination.location;
+    const from = [blob.location, ...(blob.alsoAt ?? []), ...known.sentTo(id)].find(
+      (at) => at && here && at.registry === here.registry && at.repository !== here.repository,
+    );
+    if (from && destination.mountBlob) {
+      if (await destination.mountBlob(descriptor, from)) {
+        report("mounted");
+        return;
+      }
+    }
+    progress({ ...event, phase: "start", bytes: 0 });
+    await sendBlob(
+      destination,
+      blob,
+      (bytes) => progress({ ...event, phase: "progress", bytes }),
+      (reason) => progress({ ...event, phase: "retry", bytes: 0, reason }),
+    );
+    report("done");
+  } catch (error) {
+    throw addContext(`writing ${blob.kind} ${shortDigest(id)} to ${destination.description}`, error);
+  }
 }
 
 /** The blobs of an image manifest as read from a source. */
@@ -183,6 +270,40 @@ function convertIndexFor(top: RawManifest, index: ImageIndex, children: Descript
   return rawManifest(encodeJson(converted), types.index);
 }
 
+/**
+ * Store every manifest an index lists (nested indexes too, to a bounded depth), children before their
+ * index; returns the index to store, converted only when a child had to be.
+ */
+async function copyIndex(
+  source: ImageSource,
+  destination: ImageDestination,
+  top: RawManifest,
+  index: ImageIndex,
+  options: CopyImageOptions,
+  depth: number,
+): Promise<RawManifest> {
+  const children: Descriptor[] = [];
+  for (const child of index.manifests) {
+    const raw = await source.getManifest(child.digest);
+    let stored: RawManifest;
+    if (isIndexMediaType(raw.mediaType)) {
+      if (depth >= maxIndexDepth) {
+        throw new InvalidImageError(
+          `${source.description}: indexes nest more than ${maxIndexDepth} deep (at ${shortDigest(child.digest)})`,
+        );
+      }
+      const nested = parseImageIndex(raw, `index ${shortDigest(child.digest)} of ${source.description}`);
+      stored = await copyIndex(source, destination, raw, nested, options, depth + 1);
+    } else {
+      await pushBlobs(destination, sourceBlobs(source, raw), options);
+      stored = forDestination(raw, destination);
+    }
+    await destination.putManifest(stored, { top: false });
+    children.push({ ...child, mediaType: stored.mediaType, digest: stored.digest, size: stored.bytes.length });
+  }
+  return convertIndexFor(top, index, children, destination);
+}
+
 /** What `copyImage` should take from an index. */
 export interface CopyImageOptions extends CopyOptions {
   /** Copy one platform of an index (default: the host's, unless `all`). */
@@ -203,6 +324,7 @@ export interface WriteResult {
  * and commit the destination. On failure the destination is aborted (nothing partial is left).
  */
 export async function copyImage(source: ImageSource, destination: ImageDestination, options: CopyImageOptions = {}): Promise<WriteResult> {
+  const moving: CopyImageOptions = { ...options, known: options.known ?? new KnownBlobs() };
   try {
     const top = await source.getManifest();
     let written: RawManifest;
@@ -214,25 +336,15 @@ export async function copyImage(source: ImageSource, destination: ImageDestinati
             hint: "use --platform to pick one image",
           });
         }
-        const children: Descriptor[] = [];
-        for (const child of index.manifests) {
-          const raw = await source.getManifest(child.digest);
-          if (isIndexMediaType(raw.mediaType))
-            throw new InvalidImageError(`nested index ${shortDigest(child.digest)} in ${source.description} is not supported`);
-          await pushBlobs(destination, sourceBlobs(source, raw), options);
-          const stored = forDestination(raw, destination);
-          await destination.putManifest(stored, { top: false });
-          children.push({ ...child, mediaType: stored.mediaType, digest: stored.digest, size: stored.bytes.length });
-        }
-        written = convertIndexFor(top, index, children, destination);
+        written = await copyIndex(source, destination, top, index, moving, 0);
       } else {
-        const chosen = selectPlatform(index.manifests, options.platform ?? hostPlatform(), source.description);
-        const image = await source.getManifest(chosen.digest);
-        await pushBlobs(destination, sourceBlobs(source, image), options);
+        const read = (digest: Digest) => source.getManifest(digest);
+        const { manifest: image } = await selectImage(top, options.platform ?? hostPlatform(), read, source.description);
+        await pushBlobs(destination, sourceBlobs(source, image), moving);
         written = forDestination(image, destination);
       }
     } else {
-      await pushBlobs(destination, sourceBlobs(source, top), options);
+      await pushBlobs(destination, sourceBlobs(source, top), moving);
       written = forDestination(top, destination);
     }
     await destination.putManifest(written, { top: true });

@@ -83,14 +83,17 @@ export function createDigester(): Digester {
   return new Digester();
 }
 
+/** The size of a descriptor whose size is not known (a Docker schema 1 layer): checked by digest alone. */
+export const unknownSize = -1;
+
 /**
  * A pass-through stream that fails, in flush() or as soon as the size is exceeded, when the bytes
- * do not match the expected digest and size. `what` names the content in the error.
+ * do not match the expected digest and size (unless the size is unknownSize). `what` names the content in the error.
  */
 export function createVerifier(expected: { digest: string; size?: number | undefined }, what: string): Transform {
   const { algorithm } = parseDigest(expected.digest, what);
   const hash = createHash(algorithm);
-  const limit = expected.size;
+  const limit = expected.size === unknownSize ? undefined : expected.size;
   let size = 0;
   return new Transform({
     highWaterMark: 1 << 20,

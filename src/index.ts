@@ -1,7 +1,7 @@
 /** ocify's library API: build, copy and inspect OCI / Docker images without a daemon. */
 export { type BuildOptions, type BuildResult, build } from "./build.js";
 export { BlobCache, defaultCacheDir } from "./cache.js";
-export { type BlobPlan, type CopyImageOptions, copyImage, pushBlobs, type WriteResult } from "./copy.js";
+export { type BlobPlan, type CopyImageOptions, copyImage, KnownBlobs, pushBlobs, type WriteResult } from "./copy.js";
 export { createDigester, createVerifier, type Digest, digestOf, isDigest, parseDigest } from "./digest.js";
 export * from "./errors.js";
 export { type ExecutionConfig, type History, type ImageConfig, parseImageConfig } from "./image/config.js";
@@ -15,6 +15,7 @@ export {
   type RawManifest,
   rawManifest,
 } from "./image/manifest.js";
+export { type SelectedImage, selectImage } from "./image/select.js";
 export { type BuiltLayer, buildLayer, type LayerBuildOptions, type LayerSource, parseLayerFlag } from "./layer/build.js";
 export { setGarbageNudges } from "./layer/garbage.js";
 export { type Compression, type ManifestFormat, MediaType } from "./media-types.js";
@@ -22,6 +23,15 @@ export { type AppendedLayer, applyConfigEdits, type ConfigEdits, mutateConfig } 
 export type { ProgressEvent, ProgressSink } from "./progress.js";
 export { formatReference, parseReference, type Reference } from "./reference.js";
 export {
+  type Credential,
+  type CredentialProvider,
+  defaultCredentials,
+  ExplicitCredentialProvider,
+} from "./registry/credentials.js";
+export { type LoginOptions, login, logout } from "./registry/login.js";
+export { deleteImage, listTags, type RegistryVerbOptions, resolveDigest, tagImage } from "./registry/verbs.js";
+export {
+  checkDestination,
   type ImageDestination,
   type ImageSource,
   openDestination,

@@ -7,14 +7,23 @@ export const MediaType = {
   ociLayer: "application/vnd.oci.image.layer.v1.tar",
   ociLayerGzip: "application/vnd.oci.image.layer.v1.tar+gzip",
   ociLayerZstd: "application/vnd.oci.image.layer.v1.tar+zstd",
+  ociLayerNondistributable: "application/vnd.oci.image.layer.nondistributable.v1.tar",
   ociLayerNondistributableGzip: "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+  ociLayerNondistributableZstd: "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+  /** The OCI artifact manifest, withdrawn before image-spec 1.1 was released; some registries still hold them. */
+  ociArtifactManifest: "application/vnd.oci.artifact.manifest.v1+json",
   dockerManifest: "application/vnd.docker.distribution.manifest.v2+json",
   dockerManifestList: "application/vnd.docker.distribution.manifest.list.v2+json",
   dockerConfig: "application/vnd.docker.container.image.v1+json",
   dockerLayerGzip: "application/vnd.docker.image.rootfs.diff.tar.gzip",
   dockerLayerForeignGzip: "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+  dockerLayerForeign: "application/vnd.docker.image.rootfs.foreign.diff.tar",
   dockerLayer: "application/vnd.docker.image.rootfs.diff.tar",
   dockerLayerZstd: "application/vnd.docker.image.rootfs.diff.tar.zstd",
+  /** Docker image manifest v2 schema 1, unsigned. */
+  dockerSchema1: "application/vnd.docker.distribution.manifest.v1+json",
+  /** Docker image manifest v2 schema 1 with libtrust JWS signatures. */
+  dockerSchema1Signed: "application/vnd.docker.distribution.manifest.v1+prettyjws",
 } as const;
 
 /** The manifest family an image is written in. */
@@ -29,7 +38,26 @@ export const manifestAccept: readonly string[] = [
   MediaType.ociIndex,
   MediaType.dockerManifest,
   MediaType.dockerManifestList,
+  // Last: a registry that still holds schema 1 images serves them as they are (ocify converts them).
+  MediaType.dockerSchema1Signed,
+  MediaType.dockerSchema1,
 ];
+
+/** Whether the media type is a Docker schema 1 manifest, signed or not. */
+export function isSchema1MediaType(mediaType: string): boolean {
+  return mediaType === MediaType.dockerSchema1Signed || mediaType === MediaType.dockerSchema1;
+}
+
+/**
+ * Whether a layer is non-distributable (Docker's "foreign" layers): registries and layouts keep only its
+ * descriptor, whose `urls` say where the content lives.
+ */
+export function isNondistributableMediaType(mediaType: string): boolean {
+  return (
+    mediaType.startsWith("application/vnd.docker.image.rootfs.foreign.") ||
+    mediaType.startsWith("application/vnd.oci.image.layer.nondistributable.")
+  );
+}
 
 /** Whether the media type is an image index or Docker manifest list. */
 export function isIndexMediaType(mediaType: string): boolean {
@@ -65,8 +93,14 @@ export function layerCompression(mediaType: string): Compression | undefined {
 export function convertLayerMediaType(mediaType: string, format: ManifestFormat): string {
   const compression = layerCompression(mediaType);
   if (compression === undefined) return mediaType;
-  if (mediaType.includes("foreign") || mediaType.includes("nondistributable")) {
-    return format === "docker" ? MediaType.dockerLayerForeignGzip : MediaType.ociLayerNondistributableGzip;
+  if (isNondistributableMediaType(mediaType)) {
+    if (format === "oci") {
+      if (compression === "gzip") return MediaType.ociLayerNondistributableGzip;
+      return compression === "zstd" ? MediaType.ociLayerNondistributableZstd : MediaType.ociLayerNondistributable;
+    }
+    // Docker has no foreign zstd type: such a layer keeps its OCI type.
+    if (compression === "zstd") return mediaType;
+    return compression === "gzip" ? MediaType.dockerLayerForeignGzip : MediaType.dockerLayerForeign;
   }
   return layerMediaType(format, compression);
 }

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { ImageConfig } from "./image/config.js";
-import { applyConfigEdits, createdTimestamp, emptyConfig, mutateConfig, parseCommand, parsePorts } from "./mutate.js";
+import { applyConfigEdits, baseAnnotations, createdTimestamp, emptyConfig, mutateConfig, parseCommand, parsePorts } from "./mutate.js";
+import { parseTransportReference } from "./transport/transport.js";
 
 const base: ImageConfig = {
   architecture: "amd64",
@@ -65,7 +66,7 @@ describe("mutateConfig", () => {
     assert.equal(config.history?.length, 2);
     assert.equal(config.history?.[1]?.created_by, "ocify layer ./out:/app");
     assert.equal(config["moby.buildkit.buildinfo.v1"], "kept");
-    assert.equal(config.container_config, undefined);
+    assert.deepEqual(config.container_config, { Hostname: "x" }, "a field the legacy builder wrote is the base's, kept");
     assert.equal(base.rootfs.diff_ids.length, 1);
   });
   it("defaults created to the epoch and builds a scratch config", () => {
@@ -73,5 +74,28 @@ describe("mutateConfig", () => {
     const scratch = emptyConfig({ os: "linux", architecture: "arm64", variant: "v8" });
     assert.equal(scratch.variant, "v8");
     assert.deepEqual(scratch.rootfs.diff_ids, []);
+  });
+});
+
+describe("baseAnnotations", () => {
+  const digest = `sha256:${"3".repeat(64)}`;
+  const annotations = (from: string) => baseAnnotations(parseTransportReference(from), digest);
+
+  it("names a registry base by its full reference, however it was written", () => {
+    const full = { "org.opencontainers.image.base.name": "docker.io/library/alpine:3.20", "org.opencontainers.image.base.digest": digest };
+    assert.deepEqual(annotations("alpine:3.20"), full);
+    assert.deepEqual(annotations("docker://docker.io/library/alpine:3.20"), full);
+    assert.equal(annotations("127.0.0.1:5000/team/base:1")["org.opencontainers.image.base.name"], "127.0.0.1:5000/team/base:1");
+  });
+
+  it("gives a base read from a path only its digest: the path is this machine's", () => {
+    for (const from of ["oci:/home/me/layouts/base:1", "oci:./base", "oci-archive:/tmp/base.tar:1", "docker-archive:/srv/base.tar"]) {
+      assert.deepEqual(annotations(from), { "org.opencontainers.image.base.digest": digest }, from);
+    }
+    assert.equal(
+      annotations("docker-archive:/srv/base.tar:team/base:1")["org.opencontainers.image.base.name"],
+      "docker.io/team/base:1",
+      "the name a docker-archive gives its image is a reference",
+    );
   });
 });

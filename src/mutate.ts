@@ -3,6 +3,8 @@ import type { Digest } from "./digest.js";
 import { UsageError } from "./errors.js";
 import type { ExecutionConfig, History, ImageConfig } from "./image/config.js";
 import type { Platform } from "./image/descriptor.js";
+import { formatReference } from "./reference.js";
+import type { TransportReference } from "./transport/transport.js";
 
 /** Config changes requested by the user; absent fields leave the base's values alone. */
 export interface ConfigEdits {
@@ -135,20 +137,33 @@ export function emptyConfig(platform: Platform): ImageConfig {
 }
 
 /**
- * The config of the built image: the base's (unknown fields kept), the edits applied, layers appended to
- * rootfs.diff_ids and history, `created` set. The base config is not changed.
+ * The config of the built image: the base's, every field ocify does not set kept as it was (the legacy
+ * builder's `container_config`, vendor extensions), the edits applied, layers appended to rootfs.diff_ids
+ * and history, `created` set. The base config is not changed. Its maps (Labels, ExposedPorts, Volumes)
+ * may be in any order: encodeJson sorts every object's keys.
  */
 export function mutateConfig(base: ImageConfig, edits: ConfigEdits, layers: readonly AppendedLayer[], created: string): ImageConfig {
   const config: ImageConfig = structuredClone(base);
   config.created = created;
   config.config = applyConfigEdits(base.config, edits);
-  // Fields of the legacy Docker builder describe the base's build, not this image.
-  delete config.container;
-  delete config.container_config;
   config.rootfs = { type: "layers", diff_ids: [...base.rootfs.diff_ids, ...layers.map((l) => l.diffID)] };
   const history: History[] = [...(base.history ?? [])];
   for (const layer of layers) history.push({ created, created_by: layer.createdBy, comment: "ocify" });
   if (layers.length === 0) history.push({ created, created_by: "ocify build (config only)", comment: "ocify", empty_layer: true });
   config.history = history;
   return config;
+}
+
+/**
+ * The manifest annotations naming the base image (image-spec annotations.md): its manifest's digest, and
+ * its name when it has one that means the same on every machine: a registry reference, written out in full
+ * (`alpine:3.20` and `docker.io/library/alpine:3.20` are one name), or the name a docker-archive gives it.
+ * A layout's or an archive's path is left out: it is this machine's, and the digest would depend on it.
+ */
+export function baseAnnotations(from: TransportReference, manifestDigest: string): Record<string, string> {
+  const name = from.transport === "docker" ? from.reference : from.transport === "docker-archive" ? from.name : undefined;
+  return {
+    ...(name ? { "org.opencontainers.image.base.name": formatReference(name) } : {}),
+    "org.opencontainers.image.base.digest": manifestDigest,
+  };
 }

@@ -1,7 +1,11 @@
 /** Per-blob progress events, reported by transports and the layer builder; the CLI renders them. */
 
-/** What happened to a blob. */
-export type BlobPhase = "start" | "progress" | "skipped" | "mounted" | "done" | "retry";
+/**
+ * What happened to a blob: its transfer started, went on, or was done; it was skipped (the destination
+ * had it before this run), mounted from another repository, or sent (this run put it in the destination's
+ * repository already, for another tag); a transfer was retried (`reason` says why).
+ */
+export type BlobPhase = "start" | "progress" | "skipped" | "mounted" | "sent" | "done" | "retry";
 
 /** One event about one blob (a layer, config or manifest) moving to a destination or being built. */
 export interface ProgressEvent {

@@ -16,6 +16,7 @@ type Options = NonNullable<ParseArgsConfig["options"]>;
 /** Options every command that moves images accepts. */
 export const transportFlags = {
   "insecure-registry": { type: "string", multiple: true },
+  "registry-mirror": { type: "string", multiple: true },
   jobs: { type: "string", short: "j" },
   quiet: { type: "boolean", short: "q" },
   "cache-dir": { type: "string" },
@@ -61,13 +62,74 @@ export function configEdits(values: {
   return config;
 }
 
-/** Parse argv against `options`; unknown flags are usage errors. */
+/** Parse argv against `options`; an unknown flag, a missing or unwanted value is a usage error in ocify's words. */
 export function parseFlags<T extends Options>(
   argv: string[],
   options: T,
   allowPositionals = true,
 ): ReturnType<typeof parseArgs<{ args: string[]; options: T; allowPositionals: boolean; strict: true }>> {
-  return parseArgs({ args: argv, options, allowPositionals, strict: true });
+  try {
+    return parseArgs({ args: argv, options, allowPositionals, strict: true });
+  } catch (error) {
+    throw flagError(error, argv, options) ?? error;
+  }
+}
+
+/** The usage error for what node:util's parser refused, found again among the arguments' tokens. */
+function flagError(error: unknown, argv: string[], options: Options): UsageError | undefined {
+  const code = (error as { code?: unknown }).code;
+  const { tokens } = parseArgs({ args: argv, options, allowPositionals: true, strict: false, tokens: true });
+  for (const token of tokens) {
+    if (token.kind === "positional" && code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL") {
+      return new UsageError(`unexpected argument "${token.value}"`, { hint: "see --help" });
+    }
+    if (token.kind !== "option") continue;
+    const option = Object.hasOwn(options, token.name) ? options[token.name] : undefined;
+    if (!option) {
+      const closest = token.rawName.startsWith("--") ? closestFlag(token.name, Object.keys(options)) : undefined;
+      return new UsageError(`unknown option ${token.rawName}`, { hint: closest ? `did you mean --${closest}?` : "see --help" });
+    }
+    const { value, inlineValue } = token;
+    if (option.type === "string" && (value === undefined || (!inlineValue && value.startsWith("-")))) {
+      const example = value === undefined ? "" : `; a value starting with '-' is written --${token.name}=${value}`;
+      return new UsageError(`${token.rawName} needs a value`, { hint: `see --help${example}` });
+    }
+    if (option.type === "boolean" && value !== undefined) return new UsageError(`${token.rawName} takes no value`, { hint: "see --help" });
+  }
+  return undefined;
+}
+
+/** The known flag a mistyped one most likely meant: one or two edits away (more for long names), or one it begins. */
+export function closestFlag(typed: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Math.max(1, Math.min(3, Math.floor(typed.length / 3)));
+  for (const name of known) {
+    const distance = editDistance(typed, name);
+    if (distance < bestDistance || (distance === bestDistance && best === undefined)) {
+      best = name;
+      bestDistance = distance;
+    }
+  }
+  if (best !== undefined || typed.length < 3) return best;
+  const extended = known.filter((name) => name.startsWith(typed));
+  return extended.length === 1 ? extended[0] : undefined;
+}
+
+/** Edits (insert, delete, replace, swap two neighbours) that turn `a` into `b`. */
+function editDistance(a: string, b: string): number {
+  const rows = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
+  const at = (i: number, j: number): number => (rows[i] as number[])[j] as number;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let distance = Math.min(at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) distance = Math.min(distance, at(i - 2, j - 2) + 1);
+      (rows[i] as number[])[j] = distance;
+    }
+  }
+  return at(a.length, b.length);
 }
 
 /** A positive integer flag. */
@@ -118,6 +180,7 @@ export function sourceDateEpoch(env: NodeJS.ProcessEnv = process.env): number | 
 export function transportOptions(
   values: {
     "insecure-registry"?: string[] | undefined;
+    "registry-mirror"?: string[] | undefined;
     jobs?: string | undefined;
     quiet?: boolean | undefined;
     "cache-dir"?: string | undefined;
@@ -132,6 +195,7 @@ export function transportOptions(
   const jobs = intFlag(values.jobs, "--jobs", 1, 64);
   if (jobs !== undefined) options.jobs = jobs;
   if (values["cache-dir"] !== undefined) options.cacheDir = values["cache-dir"];
+  if (values["registry-mirror"]?.length) options.registryMirrors = values["registry-mirror"];
   return { options, finish: view.finish };
 }
 

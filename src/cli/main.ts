@@ -8,6 +8,12 @@ const commands: Record<string, () => Promise<{ run(argv: string[], signal: Abort
   copy: () => import("./commands/copy.js"),
   inspect: () => import("./commands/inspect.js"),
   import: () => import("./commands/import.js"),
+  login: () => import("./commands/login.js"),
+  logout: () => import("./commands/logout.js"),
+  ls: () => import("./commands/ls.js"),
+  digest: () => import("./commands/digest.js"),
+  tag: () => import("./commands/tag.js"),
+  delete: () => import("./commands/delete.js"),
   cache: () => import("./commands/cache.js"),
 };
 
@@ -20,6 +26,12 @@ Commands:
   import    make an image from a root filesystem (directory or tarball)
   copy      copy an image between registries, OCI layouts and archives
   inspect   show an image's manifest, platforms, config and layers
+  login     check and store credentials for a registry (as docker login does)
+  logout    remove a registry's stored credentials
+  ls        list a repository's tags
+  digest    print the manifest digest an image reference resolves to
+  tag       put an image's manifest under another tag (no blob moves)
+  delete    delete a manifest by digest, where the registry allows it
   cache     show what the cache holds (info), or shrink it (prune)
 
 Image references (skopeo's syntax):
@@ -112,6 +124,23 @@ export function report(error: unknown): number {
   process.stderr.write(`ocify: internal error, please report it with this output:\n${(error as Error)?.stack ?? String(error)}\n`);
   return 70;
 }
+
+/**
+ * A promise that rejected with no handler, or an exception nothing caught, is a bug in ocify whatever the
+ * error was (an expected failure is reported once, by main): say so as for any other bug and end at once
+ * with exit 70, since the command's state is unknown. Node's default would print its own dump and exit 1,
+ * which reads like an ordinary failure.
+ */
+function reportStray(what: string): (error: unknown) => void {
+  return (error) => {
+    process.stderr.write(
+      `ocify: internal error (${what}), please report it with this output:\n${(error as Error)?.stack ?? String(error)}\n`,
+    );
+    process.exit(70);
+  };
+}
+process.on("unhandledRejection", reportStray("a promise rejected with no handler"));
+process.on("uncaughtException", reportStray("an exception nothing caught"));
 
 const code = await main(process.argv.slice(2));
 process.exitCode = code;

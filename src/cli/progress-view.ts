@@ -18,8 +18,21 @@ function short(id: string): string {
   return colon > 0 && id.length > 40 ? id.slice(colon + 1, colon + 13) : id;
 }
 
+/**
+ * What became of a blob, in a word, once it is settled: a layer to build that is the recorded build's is
+ * unchanged; a blob the destination had before this run is already present; one this run put in the
+ * destination's repository, for another tag, is pushed.
+ */
+function settledWord(event: ProgressEvent): string | undefined {
+  if (event.phase === "skipped") return event.kind === "build" ? "unchanged" : "already present";
+  if (event.phase === "mounted") return "mounted";
+  if (event.phase === "sent") return "pushed";
+  return undefined;
+}
+
 interface Row {
   label: string;
+  target: string | undefined;
   bytes: number;
   total?: number | undefined;
   started: number;
@@ -34,8 +47,8 @@ export function createProgressView(stream: NodeJS.WriteStream, quiet: boolean): 
       const what = `${event.kind} ${short(event.id)}`;
       const size = event.total !== undefined ? ` (${formatBytes(event.total)})` : "";
       const to = event.target ? ` → ${event.target}` : "";
-      if (event.phase === "skipped") stream.write(`${what}: already present${to}\n`);
-      else if (event.phase === "mounted") stream.write(`${what}: mounted${to}\n`);
+      const settled = settledWord(event);
+      if (settled) stream.write(`${what}: ${settled}${to}\n`);
       else if (event.phase === "done")
         stream.write(`${what}: done${event.kind === "build" ? ` (${formatBytes(event.bytes)})` : size}${to}\n`);
       else if (event.phase === "start" && event.kind === "build") stream.write(`${what}: building\n`);
@@ -44,6 +57,8 @@ export function createProgressView(stream: NodeJS.WriteStream, quiet: boolean): 
     return { sink, finish() {} };
   }
   const rows = new Map<string, Row>();
+  // Once blobs go to several destinations, each row says which one it is for.
+  const targets = new Set<string>();
   let drawn = 0;
   let last = 0;
   const draw = (force: boolean) => {
@@ -54,7 +69,8 @@ export function createProgressView(stream: NodeJS.WriteStream, quiet: boolean): 
       const seconds = Math.max((now - row.started) / 1000, 0.001);
       const rate = row.state === "…" ? ` ${formatBytes(row.bytes / seconds)}/s` : "";
       const of = row.total !== undefined ? ` / ${formatBytes(row.total)}` : "";
-      return `${row.label}: ${row.state === "…" ? `${formatBytes(row.bytes)}${of}${rate}` : row.state}`;
+      const to = targets.size > 1 && row.target ? ` → ${row.target}` : "";
+      return `${row.label}${to}: ${row.state === "…" ? `${formatBytes(row.bytes)}${of}${rate}` : row.state}`;
     });
     let out = drawn > 0 ? `\x1b[${drawn}A` : "";
     for (const line of lines) out += `\x1b[2K${line.slice(0, (stream.columns || 80) - 1)}\n`;
@@ -65,13 +81,14 @@ export function createProgressView(stream: NodeJS.WriteStream, quiet: boolean): 
     const key = `${event.kind}|${event.id}|${event.target ?? ""}`;
     let row = rows.get(key);
     if (!row) {
-      row = { label: `${event.kind} ${short(event.id)}`, bytes: 0, started: Date.now(), state: "…" };
+      row = { label: `${event.kind} ${short(event.id)}`, target: event.target, bytes: 0, started: Date.now(), state: "…" };
       rows.set(key, row);
     }
+    if (event.target) targets.add(event.target);
     row.bytes = event.bytes;
     row.total = event.total;
-    if (event.phase === "skipped") row.state = "already present";
-    else if (event.phase === "mounted") row.state = "mounted";
+    const settled = settledWord(event);
+    if (settled) row.state = settled;
     else if (event.phase === "done") row.state = `done (${formatBytes(event.bytes)})`;
     else if (event.phase === "retry") row.state = `retrying (${event.reason ?? "failed"})`;
     else if (row.state.startsWith("retrying")) row.state = "…";

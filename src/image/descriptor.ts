@@ -53,12 +53,14 @@ export function formatPlatform(platform: Platform): string {
   return [platform.os, platform.architecture, platform.variant].filter(Boolean).join("/");
 }
 
+// A platform that names no variant means the usual one, as containerd reads it: v8 for arm64, v7 for arm.
 function normalizedVariant(platform: Platform): string | undefined {
   if (platform.architecture === "arm64" && (platform.variant === undefined || platform.variant === "v8")) return "v8";
+  if (platform.architecture === "arm" && platform.variant === undefined) return "v7";
   return platform.variant;
 }
 
-/** Whether `candidate` satisfies `wanted` (variant compared only when wanted names one; arm64 v8 is the default). */
+/** Whether `candidate` satisfies `wanted` (variant compared only when wanted names one; arm64 v8 and arm v7 are the defaults). */
 export function platformMatches(candidate: Platform | undefined, wanted: Platform): boolean {
   if (!candidate || candidate.os !== wanted.os || candidate.architecture !== wanted.architecture) return false;
   if (wanted.variant === undefined) return true;

@@ -1,8 +1,18 @@
 /** Image manifests and indexes (image-spec manifest.md, image-index.md; Docker schema 2), raw and parsed. */
-import { type Digest, digestOf, isDigest } from "../digest.js";
-import { InvalidImageError } from "../errors.js";
-import { convertLayerMediaType, familyMediaTypes, isIndexMediaType, isManifestMediaType, MediaType } from "../media-types.js";
+import { createHash } from "node:crypto";
+import { canonicalJson } from "../canonical-json.js";
+import { type Digest, digestOf, isDigest, parseDigest } from "../digest.js";
+import { DigestMismatchError, InvalidImageError } from "../errors.js";
+import {
+  convertLayerMediaType,
+  familyMediaTypes,
+  isIndexMediaType,
+  isManifestMediaType,
+  isSchema1MediaType,
+  MediaType,
+} from "../media-types.js";
 import type { Descriptor } from "./descriptor.js";
+import { parsePrettyJws } from "./jws.js";
 
 /** A single-image manifest. */
 export interface ImageManifest {
@@ -28,11 +38,17 @@ export interface ImageIndex {
 /** Either kind of manifest. */
 export type Manifest = ImageManifest | ImageIndex;
 
-/** Manifest bytes as stored, with their media type and digest: digests are over these exact bytes. */
+/**
+ * Manifest bytes as stored, with their media type and digest: digests are over these exact bytes, except
+ * for a signed Docker schema 1 manifest, whose digest is over its JWS payload (the bytes without the
+ * signatures), as registries name it.
+ */
 export interface RawManifest {
   bytes: Buffer;
   mediaType: string;
   digest: Digest;
+  /** For a manifest ocify converted (from Docker schema 1): the manifest as the source holds it. */
+  convertedFrom?: RawManifest;
 }
 
 /** The most manifest or config JSON we read (distribution caps manifests at 4 MiB). */
@@ -42,12 +58,31 @@ export const maxManifestBytes = 4 << 20;
 export function rawManifest(bytes: Buffer, mediaType?: string): RawManifest {
   let type = mediaType && mediaType !== "application/json" && mediaType !== "text/plain" ? mediaType.split(";")[0]!.trim() : undefined;
   if (!type) type = guessMediaType(bytes);
-  return { bytes, mediaType: type, digest: digestOf(bytes) };
+  return { bytes, mediaType: type, digest: digestOf(manifestPayload(bytes, type)) };
 }
 
-/** Serialize a manifest or config deterministically (insertion order, no whitespace). */
+/** The bytes a manifest's digest is over: the JWS payload of a signed schema 1 manifest, else all of them. */
+export function manifestPayload(bytes: Buffer, mediaType: string): Buffer {
+  if (!isSchema1MediaType(mediaType)) return bytes;
+  return parsePrettyJws(bytes, "schema 1 manifest")?.payload ?? bytes;
+}
+
+/**
+ * Check a manifest against the digest it was asked for (or a registry's Docker-Content-Digest), over the
+ * bytes the digest covers (distribution api.md, "Digest Header"); throws DigestMismatchError.
+ */
+export function verifyManifestDigest(raw: RawManifest, expected: string, what: string): void {
+  const { algorithm } = parseDigest(expected, what);
+  const actual =
+    algorithm === "sha256"
+      ? raw.digest
+      : `${algorithm}:${createHash(algorithm).update(manifestPayload(raw.bytes, raw.mediaType)).digest("hex")}`;
+  if (actual !== expected) throw new DigestMismatchError(what, expected, actual);
+}
+
+/** Serialize a manifest, index or config ocify makes: canonical JSON (every object's keys sorted, no whitespace). */
 export function encodeJson(value: unknown): Buffer {
-  return Buffer.from(JSON.stringify(value), "utf8");
+  return Buffer.from(canonicalJson(value), "utf8");
 }
 
 function parseJson(bytes: Buffer, what: string): Record<string, unknown> {
@@ -67,7 +102,7 @@ function guessMediaType(bytes: Buffer): string {
   const json = parseJson(bytes, "manifest");
   if (typeof json.mediaType === "string") return json.mediaType;
   if (Array.isArray(json.manifests)) return MediaType.ociIndex;
-  if (json.schemaVersion === 1) return "application/vnd.docker.distribution.manifest.v1+json";
+  if (json.schemaVersion === 1) return "signatures" in json ? MediaType.dockerSchema1Signed : MediaType.dockerSchema1;
   return MediaType.ociManifest;
 }
 
@@ -91,9 +126,7 @@ function checkDescriptor(value: unknown, what: string): Descriptor {
 /** Parse manifest bytes as a single-image manifest; throws InvalidImageError naming `what`. */
 export function parseImageManifest(raw: RawManifest, what = "manifest"): ImageManifest {
   if (!isManifestMediaType(raw.mediaType)) {
-    throw new InvalidImageError(`${what} has media type ${raw.mediaType}, not an image manifest`, {
-      hint: raw.mediaType.includes("v1+") ? "Docker schema 1 images are not supported; re-push the image with a current client" : undefined,
-    });
+    throw new InvalidImageError(`${what} has media type ${raw.mediaType}, not an image manifest`, { hint: notAnImageHint(raw.mediaType) });
   }
   const json = parseJson(raw.bytes, what);
   if (json.schemaVersion !== 2) throw new InvalidImageError(`${what} has schemaVersion ${String(json.schemaVersion)}, expected 2`);
@@ -101,6 +134,14 @@ export function parseImageManifest(raw: RawManifest, what = "manifest"): ImageMa
   checkDescriptor(json.config, `${what} config`);
   for (const [i, layer] of json.layers.entries()) checkDescriptor(layer, `${what} layer ${i}`);
   return json as unknown as ImageManifest;
+}
+
+function notAnImageHint(mediaType: string): string {
+  if (mediaType === MediaType.ociArtifactManifest) {
+    return "an OCI artifact manifest (a type withdrawn from the image spec) describes an artifact, not a container image";
+  }
+  if (isIndexMediaType(mediaType)) return "it is an index; choose one of its images";
+  return "it is not a container image";
 }
 
 /** Parse manifest bytes as an index; throws InvalidImageError naming `what`. */

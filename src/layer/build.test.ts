@@ -63,7 +63,7 @@ describe("layer blobs", () => {
     assert.equal(tar.length, layer.tarSize);
     assert.equal(sha256(gunzip(blob)), layer.diffID);
     assert.ok(layer.blocks > 3, "the 9 MiB file alone spans three blocks");
-    assert.equal(layer.createdBy, `ocify layer ${tree} -> /app`);
+    assert.equal(layer.createdBy, "ocify layer directory -> /app", "what the layer is, not where it came from");
   });
 
   it("zstd: the blob decompresses with zstd -d to the same tar", async () => {

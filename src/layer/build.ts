@@ -32,6 +32,7 @@ import {
 import { type BlockCodec, createCodec, gzipTrailer } from "./compression.js";
 import { GarbageNudge } from "./garbage.js";
 import { HeadStart } from "./head-start.js";
+import { layerSourceKind } from "./plan.js";
 import { writePlanFile } from "./plan-file.js";
 import {
   encodeRecord,
@@ -78,7 +79,7 @@ export interface LayerBuildOptions {
    * its blocks are the recorded build's (the blob is then most likely one the destination has).
    */
   tee?: (content: Readable) => Promise<void>;
-  /** The history line; default "ocify layer SRC -> DEST". */
+  /** The history line; default "ocify layer KIND -> DEST", KIND as layerSourceKind says (never a host path). */
   createdBy?: string;
 }
 
@@ -544,7 +545,7 @@ export async function buildLayer(
   head?: Promise<LayerHead | undefined>,
 ): Promise<BuiltLayer> {
   options.signal?.throwIfAborted();
-  const createdBy = options.createdBy ?? `ocify layer ${source.source} -> ${source.dest}`;
+  const createdBy = options.createdBy ?? `ocify layer ${layerSourceKind(source.source, options.preserveOwners ?? false)} -> ${source.dest}`;
   // A repair plans the layer anew (the damaged blocks are gone by then) and sends nothing while it builds.
   const rebuild = () => {
     const { tee: _sent, ...quiet } = options;
@@ -632,5 +633,8 @@ const noHead = (): undefined => undefined;
 
 /** `docker import`: a root filesystem directory or tarball as one layer at "/", owners, modes, devices and links kept. */
 export function importRootfs(path: string, options: Omit<LayerBuildOptions, "preserveOwners">): Promise<BuiltLayer> {
-  return buildLayer({ source: path, dest: "/" }, { createdBy: `ocify import ${path}`, ...options, preserveOwners: true });
+  return buildLayer(
+    { source: path, dest: "/" },
+    { createdBy: `ocify import ${layerSourceKind(path, true)}`, ...options, preserveOwners: true },
+  );
 }

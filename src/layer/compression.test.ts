@@ -9,6 +9,9 @@ import { crc32, gunzipSync } from "node:zlib";
 import { codecIdOf, createCodec } from "./compression.js";
 import { loadDeflater } from "./libdeflate.js";
 
+/** How long a child process may take before it counts as hung: far beyond its time on a loaded machine. */
+const hangLimitMs = 120_000;
+
 /** Block-like data: compressible text with some noise, of `size` bytes. */
 function blockOf(size: number, seed: number): Buffer {
   const block = Buffer.alloc(size);
@@ -148,7 +151,7 @@ describe("gzip codec (libdeflate on worker threads, small blocks inline)", () =>
     const dir = mkdtempSync(join(tmpdir(), "ocify-codec-exit-"));
     try {
       writeFileSync(join(dir, "exit.mjs"), script);
-      const out = execFileSync(process.execPath, [join(dir, "exit.mjs")], { encoding: "utf8", timeout: 20_000 });
+      const out = execFileSync(process.execPath, [join(dir, "exit.mjs")], { encoding: "utf8", timeout: hangLimitMs });
       assert.equal(out.trim(), "closed", "exited on its own, well before the timeout");
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -192,7 +195,7 @@ describe("gzip codec (libdeflate on worker threads, small blocks inline)", () =>
     const dir = mkdtempSync(join(tmpdir(), "ocify-codec-warm-"));
     try {
       writeFileSync(join(dir, "warm.mjs"), script);
-      const out = execFileSync(process.execPath, [join(dir, "warm.mjs")], { encoding: "utf8", timeout: 20_000 });
+      const out = execFileSync(process.execPath, [join(dir, "warm.mjs")], { encoding: "utf8", timeout: hangLimitMs });
       const [before, small, one, many, same, slower] = JSON.parse(out) as [number, number, number, number, boolean, number];
       assert.equal(small, before, "a small block is compressed on the calling thread: no thread boots for it");
       assert.equal(one, before, "one block's worth is compressed on the calling thread too");

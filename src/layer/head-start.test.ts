@@ -35,22 +35,41 @@ function options(cache: string, extra: Partial<LayerBuildOptions> = {}): LayerBu
   return { cacheDir: join(work.path, cache), compression: "gzip", mediaType: MediaType.ociLayerGzip, ...extra };
 }
 
-/** A tee that keeps every stream it is given: its bytes' digest, or the error that ended it. */
-function recordingTee(): { tee: (content: Readable) => Promise<void>; streams: { digest?: string; error?: unknown }[] } {
+/**
+ * A tee that keeps every stream it is given: its bytes' digest, or the error that ended it. `received(n)`
+ * resolves once its first stream has brought n bytes. `pauseMs` makes it a slow upload: it waits that
+ * long after each chunk.
+ */
+function recordingTee(pauseMs = 0): {
+  tee: (content: Readable) => Promise<void>;
+  streams: { digest?: string; error?: unknown }[];
+  received: (bytes: number) => Promise<void>;
+} {
   const streams: { digest?: string; error?: unknown }[] = [];
+  let bytes = 0;
+  const waiting: { bytes: number; resolve: () => void }[] = [];
   const tee = async (content: Readable): Promise<void> => {
     const seen: { digest?: string; error?: unknown } = {};
+    const first = streams.length === 0;
     streams.push(seen);
     const hash = createHash("sha256");
     try {
-      for await (const chunk of content) hash.update(chunk as Buffer);
+      for await (const chunk of content) {
+        hash.update(chunk as Buffer);
+        if (pauseMs > 0) await sleep(pauseMs);
+        if (!first) continue;
+        bytes += (chunk as Buffer).length;
+        for (const waiter of waiting.filter((w) => w.bytes <= bytes)) waiter.resolve();
+      }
       seen.digest = `sha256:${hash.digest("hex")}`;
     } catch (error) {
       seen.error = error;
       throw error;
     }
   };
-  return { tee, streams };
+  const received = (wanted: number): Promise<void> =>
+    wanted <= bytes ? Promise.resolve() : new Promise((resolve) => waiting.push({ bytes: wanted, resolve }));
+  return { tee, streams, received };
 }
 
 /** A tree built once into `cache`, then one file deep in it (after big.bin's blocks) edited; its plan and head. */
@@ -79,8 +98,14 @@ describe("head start (a changed layer's first blocks sent before its plan)", () 
   it("sends the leading blocks while the plan is made, and the blob is a cold build's", async () => {
     const { tree, cache, plan, head } = await edited("used");
     assert.ok(head && head.blocks.length >= 3, "big.bin's blocks, at least, lead");
-    const { tee, streams } = recordingTee();
-    const rebuilt = await buildLayer({ source: tree, dest: "/app" }, options(cache, { tee }), later(plan), Promise.resolve(head));
+    // A slow upload, slower than making the plan: the plan is handed over once the upload has every
+    // leading block, however long sending them takes (a head start stops at the block it is sending
+    // when the plan comes). Should they never all come, the plan comes after a minute and the count
+    // below tells.
+    const { tee, streams, received } = recordingTee(100);
+    const ahead = head.blocks.reduce((sum, block) => sum + block.csize, 0);
+    const planned = Promise.race([received(ahead), sleep(60_000, undefined, { ref: false })]).then(() => plan);
+    const rebuilt = await buildLayer({ source: tree, dest: "/app" }, options(cache, { tee }), planned, Promise.resolve(head));
     const cold = await buildLayer({ source: tree, dest: "/app" }, options("used-cold"));
     assert.equal(rebuilt.aheadBlocks, head.blocks.length, "every leading block went ahead");
     assert.equal(rebuilt.descriptor.digest, cold.descriptor.digest);

@@ -112,6 +112,16 @@ export function isTarballName(path: string): boolean {
   return /\.(tar|tgz|tbz2?|txz|tzst|tar\.(gz|zst|zstd|xz|bz2|bzip2))$/i.test(path);
 }
 
+/**
+ * What a layer is made from, as its history line says it: "directory", "file" or "tarball" (a file read as
+ * a tar, by the same rule as planLayer's). Never its path: that would put the build host's directory names
+ * into the image and make its digest depend on where the sources sit.
+ */
+export function layerSourceKind(path: string, preserveOwners: boolean): "directory" | "file" | "tarball" {
+  if (statSync(path, { throwIfNoEntry: false })?.isDirectory()) return "directory";
+  return preserveOwners || isTarballName(path) ? "tarball" : "file";
+}
+
 /** Normalize a layer destination: "/app/" → "app", "/" → "". */
 export function destPrefix(dest: string): string {
   const parts: string[] = [];

@@ -203,9 +203,8 @@ describe("layer planner (worker thread)", () => {
     await fresh.terminate();
     // Left unclaimed, it does not keep a process alive.
     const script = `import(${JSON.stringify(new URL("./planner-thread.js", import.meta.url).href)}).then((m) => m.startPlannerThread())`;
-    const started = Date.now();
-    execFileSync(process.execPath, ["-e", script], { timeout: 10_000 });
-    assert.ok(Date.now() - started < 10_000);
+    // A thread that kept it alive would hang it: the limit is only there to end such a hang.
+    execFileSync(process.execPath, ["-e", script], { timeout: 120_000 });
   });
 
   it("adopts the thread the CLI's launcher started before any module loaded", async () => {

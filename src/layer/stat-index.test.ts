@@ -46,6 +46,11 @@ function putMtimeBack(path: string, mtimeNs: bigint): void {
   assert.equal(statSync(path, { bigint: true }).mtimeNs, mtimeNs, "the mtime is back, exactly");
 }
 
+/** Every path below `root`, and `root`. */
+function allPaths(root: string): string[] {
+  return [root, ...readdirSync(root, { recursive: true }).map((name) => join(root, String(name)))];
+}
+
 /** A tree built once, its timestamps well before the build (not racy), and its cache name. */
 async function built(): Promise<{ tree: string; cache: string }> {
   const name = `t${counter++}`;
@@ -244,12 +249,47 @@ describe("stat index (an unchanged layer without listing it)", () => {
   });
 
   it("does not trust paths touched close to the recorded build's start", async () => {
-    const name = `t${counter++}`;
-    const tree = join(work.path, name);
-    makeTree(tree, 90, 10);
-    // No pause: every ctime is within the racy margin of the build that follows.
-    await buildLayer({ source: tree, dest: "/app" }, options(`${name}-cache`));
-    // Racy files are read again (as the full listing's rule says too), never taken from the index.
-    assert.equal(plan(tree, `${name}-cache`).kind, "tree");
+    const { tree, cache } = await built();
+    const first = plan(tree, cache);
+    assert.ok(first.kind === "unchanged" && first.statIndex === undefined, "taken from the index");
+    // When the recorded build began is set here, relative to the tree's own newest time, rather than
+    // left to how soon after writing the tree a build gets to start on this machine. Both the record
+    // (for the full listing's rule) and the index (for the quick check) carry it.
+    const recordPath = first.recordPath;
+    // The rule is about files' contents (a write in the same clock step as the scan keeps the mtime it
+    // had): their mtimes decide. A chmod, a chown or a name added changes an entry's header or a
+    // directory's listing, which are compared anyway.
+    let newestMtime = 0n;
+    let newest = 0n;
+    for (const path of allPaths(tree)) {
+      const stat = lstatSync(path, { bigint: true });
+      if (stat.isFile() && stat.mtimeNs > newestMtime) newestMtime = stat.mtimeNs;
+      for (const time of [stat.mtimeNs, stat.ctimeNs]) if (time > newest) newest = time;
+    }
+    const startAt = (scanStartNs: bigint) => {
+      const record = JSON.parse(readFileSync(recordPath, "utf8")) as { scanStartNs: string };
+      writeFileSync(recordPath, JSON.stringify({ ...record, scanStartNs: String(scanStartNs) }));
+      const index = readFileSync(statIndexPath(recordPath));
+      index.writeBigUInt64LE(scanStartNs, 72);
+      writeFileSync(statIndexPath(recordPath), index);
+    };
+    // Begun 50 ms after the last write to a file: within the racy margin (100 ms for fine timestamps, 2 s for
+    // whole seconds), so a write in those 50 ms could hide behind an equal timestamp. Read again.
+    startAt(newestMtime + 50_000_000n);
+    assert.equal(plan(tree, cache).kind, "tree", "racy paths are read again, never taken from the index");
+    // Begun well after it: the same tree is taken from the index again.
+    startAt(newest + 2_500_000_000n);
+    const trusted = plan(tree, cache);
+    assert.ok(trusted.kind === "unchanged" && trusted.statIndex === undefined, "taken from the index again");
+  });
+
+  it("does not trust a path whose mtime is after the recorded build's start", async () => {
+    const { tree, cache } = await built();
+    // An mtime ahead of the clock (a file from a machine whose clock runs ahead, or set so by a tool),
+    // set before the build: its lstat does not change afterwards, yet it stays racy for every build.
+    const future = new Date(Date.now() + 3_600_000);
+    utimesSync(join(tree, "dir3", "sub0", "file3.txt"), future, future);
+    await buildLayer({ source: tree, dest: "/app" }, options(cache));
+    assert.equal(plan(tree, cache).kind, "tree");
   });
 });

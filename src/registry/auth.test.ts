@@ -1,8 +1,5 @@
 import assert from "node:assert/strict";
-import { createSign, X509Certificate } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -12,11 +9,12 @@ import type { ProgressEvent } from "../progress.js";
 import { parseReference } from "../reference.js";
 import { writeBaseImageLayout } from "../test-support/base-image.js";
 import { pushOciLayout, startRegistry, type TestRegistry } from "../test-support/registry.js";
-import { makeSelfSigned } from "../test-support/tls.js";
+import { startTokenServer, type TokenServer, type TokenServerOptions } from "../test-support/token-server.js";
 import { openRegistryDestination, openRegistrySource } from "../transport/registry.js";
 import { Authenticator, chooseChallenge, parseChallenges, repositoryScope } from "./auth.js";
 import { RegistryClient } from "./client.js";
 import { DeniedError, UnauthorizedError } from "./errors.js";
+import { login } from "./login.js";
 
 describe("WWW-Authenticate parsing", () => {
   it("parses a Bearer challenge with several parameters", () => {
@@ -91,79 +89,35 @@ describe("Authenticator", () => {
   });
 });
 
-/** A token service as distribution's token auth expects: RS256 JWTs whose x5c is the self-signed cert in rootcertbundle. */
-async function startTokenServer(dir: string, users: Record<string, string>) {
-  const signer = makeSelfSigned(dir, "signer", "ocify-test-token-signer");
-  const key = readFileSync(signer.key, "utf8");
-  const cert = new X509Certificate(readFileSync(signer.cert));
-  const requests: { account: string | undefined; scopes: string[]; service: string | null }[] = [];
-  const server: Server = createServer((req, res) => {
-    const url = new URL(req.url ?? "/", "http://token");
-    const scopes = url.searchParams.getAll("scope");
-    let account: string | undefined;
-    const header = req.headers.authorization;
-    if (header?.startsWith("Basic ")) {
-      const [user, ...rest] = Buffer.from(header.slice(6), "base64").toString().split(":");
-      if (!user || users[user] !== rest.join(":")) {
-        requests.push({ account: `rejected:${user}`, scopes, service: url.searchParams.get("service") });
-        res.writeHead(401, { "content-type": "application/json" }).end('{"details":"bad credentials"}');
-        return;
-      }
-      account = user;
-    }
-    requests.push({ account, scopes, service: url.searchParams.get("service") });
-    // Authenticated users get what they ask for ("reader" only pull); anonymous users get nothing.
-    const access = account
-      ? scopes.map((scope) => {
-          const [type, ...middle] = scope.split(":");
-          const actions = (middle.pop() ?? "").split(",").filter((a) => account !== "reader" || a === "pull");
-          return { type, name: middle.join(":"), actions };
-        })
-      : [];
-    const now = Math.floor(Date.now() / 1000);
-    const claims = {
-      iss: "ocify-test-issuer",
-      sub: account ?? "",
-      aud: "ocify-test-registry",
-      exp: now + 300,
-      nbf: now - 10,
-      iat: now,
-      jti: String(Math.random()),
-      access,
-    };
-    const b64url = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
-    const input = `${b64url({ alg: "RS256", typ: "JWT", x5c: [cert.raw.toString("base64")] })}.${b64url(claims)}`;
-    const signature = createSign("RSA-SHA256").update(input).sign(key).toString("base64url");
-    res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ token: `${input}.${signature}`, expires_in: 300 }));
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as AddressInfo).port;
-  return {
-    realm: `http://127.0.0.1:${port}/token`,
-    certPath: signer.cert,
-    requests,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
-
 describe("Bearer token authentication against docker-registry", () => {
   let work: string;
-  let tokens: Awaited<ReturnType<typeof startTokenServer>>;
+  let tokens: TokenServer;
   let registry: TestRegistry;
-  const users = { bob: "b0b-pass", reader: "read-only" };
+  const users = { bob: "b0b-pass", reader: "read-only", alice: "alice-pass", flaky: "flaky-pass" };
+  const tokenOptions: TokenServerOptions = {
+    users,
+    refreshTokens: { "refresh-for-bob": "bob" },
+    untrustedFirstToken: ["flaky"],
+    // Anonymous users may pull public/*; "reader" may only pull; bob may not read private/*.
+    access(account, repository, actions) {
+      if (!account) return repository.startsWith("public/") ? actions.filter((a) => a === "pull") : [];
+      if (account === "reader") return actions.filter((a) => a === "pull");
+      if (account === "bob" && repository.startsWith("private/")) return [];
+      return actions;
+    },
+  };
+  const as = (username: string) => [{ get: async () => ({ username, password: users[username as keyof typeof users], source: username }) }];
 
   before(async () => {
     work = mkdtempSync(join(tmpdir(), "ocify-token-"));
-    tokens = await startTokenServer(work, users);
+    tokens = await startTokenServer(work, tokenOptions);
     registry = await startRegistry({
       token: { realm: tokens.realm, service: "ocify-test-registry", issuer: "ocify-test-issuer", rootCertBundle: tokens.certPath },
     });
     writeBaseImageLayout(join(work, "base"), "latest", { seed: 11 });
-    await pushOciLayout(join(work, "base"), "latest", `${registry.host}/lib/base:latest`, { creds: "bob:b0b-pass" });
+    for (const repository of ["lib/base", "public/base", "private/base"]) {
+      await pushOciLayout(join(work, "base"), "latest", `${registry.host}/${repository}:latest`, { creds: "alice:alice-pass" });
+    }
     const dockerConfig = join(work, "docker");
     mkdirSync(dockerConfig);
     // The right credentials under the registry's host; "localhost:PORT" (the same registry) gets wrong ones.
@@ -223,7 +177,7 @@ describe("Bearer token authentication against docker-registry", () => {
       assert.ok(!error.message.includes("\n"));
       assert.match(
         error.userMessage,
-        new RegExp(`^authentication failed for ${host} \\(check the username and password in .*config\\.json`),
+        new RegExp(`^authentication failed for ${host} \\(check the user name and password in .*config\\.json`),
       );
       return true;
     });
@@ -239,7 +193,7 @@ describe("Bearer token authentication against docker-registry", () => {
         assert.ok(error instanceof UnauthorizedError);
         assert.equal(
           error.userMessage,
-          `${registry.host}/lib/base:latest: authentication required (run docker login ${registry.host}, or add credentials to ~/.docker/config.json)`,
+          `${registry.host}/lib/base:latest: authentication required (log in with ocify login ${registry.host}, or pass --creds USER --password-stdin)`,
         );
         return true;
       },
@@ -260,9 +214,108 @@ describe("Bearer token authentication against docker-registry", () => {
       assert.ok(error instanceof DeniedError);
       assert.equal(
         error.userMessage,
-        `starting an upload to ${registry.host}/team/readonly: requested access to the resource is denied (check that your account may access this repository)`,
+        `starting an upload to ${registry.host}/team/readonly: requested access to the resource is denied (the repository does not exist or your account may not push to it)`,
       );
       return true;
+    });
+  });
+  it("gets anonymous tokens for public pulls", async () => {
+    const anonymous = new RegistryClient(registry.host, { credentials: [] });
+    const before = tokens.requests.length;
+    await anonymous.getManifest("public/base", "latest", [repositoryScope("public/base", "pull")], "public");
+    assert.deepEqual(
+      tokens.requests.slice(before).map((r) => [r.method, r.account, r.scopes.join(" ")]),
+      [["GET", undefined, "repository:public/base:pull"]],
+    );
+  });
+
+  it("asks for both repositories on a mount, and uploads when the account may not read the one mounted from", async () => {
+    const before = tokens.requests.length;
+    const src = await openRegistrySource(parseReference(`${registry.host}/private/base:latest`), { credentials: as("alice") });
+    const events: ProgressEvent[] = [];
+    await copyImage(src, await openRegistryDestination(parseReference(`${registry.host}/team/fallback:1`), { credentials: as("bob") }), {
+      progress: (e) => events.push(e),
+    });
+    const bobs = tokens.requests.slice(before).filter((r) => r.account === "bob");
+    assert.ok(
+      bobs.some((r) => [...r.scopes].sort().join(" ") === "repository:private/base:pull repository:team/fallback:pull,push"),
+      "the mount asked for push here and pull there in one token",
+    );
+    assert.ok(!events.some((e) => e.phase === "mounted"), "nothing was mounted");
+    assert.equal(events.filter((e) => e.phase === "done" && e.kind !== "manifest").length, 2, "layer and config were uploaded");
+    const pushed = await openRegistrySource(parseReference(`${registry.host}/team/fallback:1`), { credentials: as("alice") });
+    await validateImage(pushed);
+  });
+
+  it("keeps a token until its expires_in, then asks for a new one", async () => {
+    let clock = Date.now();
+    const auth = new Authenticator({ registry: registry.host, credential: async () => as("bob")[0]?.get(), now: () => clock });
+    auth.setChallenge(`Bearer realm="${tokens.realm}",service="ocify-test-registry"`);
+    const before = tokens.requests.length;
+    const scopes = [repositoryScope("lib/base", "pull")];
+    const first = await auth.authorization(scopes);
+    clock += 250_000;
+    assert.equal(await auth.authorization(scopes), first, "still valid after 250 of 300 s");
+    clock += 60_000;
+    assert.notEqual(await auth.authorization(scopes), first, "expired after 310 s");
+    assert.equal(tokens.requests.length - before, 2);
+  });
+
+  it("asks for a fresh token once when the registry refuses a cached one", async () => {
+    const before = tokens.requests.length;
+    const flaky = new RegistryClient(registry.host, { credentials: as("flaky") });
+    await flaky.getManifest("lib/base", "latest", [repositoryScope("lib/base", "pull")], "flaky");
+    assert.deepEqual(
+      tokens.requests.slice(before).map((r) => r.account),
+      ["flaky", "flaky"],
+    );
+  });
+
+  it("exchanges an identity token by OAuth2 POST, and falls back to GET where POST is not served", async () => {
+    const identity = [{ get: async () => ({ username: "<token>", password: "", identityToken: "refresh-for-bob", source: "test" }) }];
+    let before = tokens.requests.length;
+    await new RegistryClient(registry.host, { credentials: identity }).getManifest(
+      "lib/base",
+      "latest",
+      [repositoryScope("lib/base", "pull")],
+      "oauth",
+    );
+    assert.deepEqual(
+      tokens.requests.slice(before).map((r) => [r.method, r.grant, r.account]),
+      [["POST", "refresh_token", "bob"]],
+    );
+    tokenOptions.getOnly = true;
+    try {
+      before = tokens.requests.length;
+      await new RegistryClient(registry.host, { credentials: identity }).getManifest(
+        "lib/base",
+        "latest",
+        [repositoryScope("lib/base", "pull")],
+        "oauth",
+      );
+      assert.deepEqual(
+        tokens.requests.slice(before).map((r) => [r.method, r.account]),
+        [
+          ["POST", undefined],
+          ["GET", "bob"],
+        ],
+      );
+    } finally {
+      tokenOptions.getOnly = false;
+    }
+  });
+
+  it("logs in against the token service, storing nothing when it refuses", async () => {
+    const dockerConfig = join(work, "login", "config.json");
+    await assert.rejects(login(registry.host, "bob", "wrong", { dockerConfig }), (error: unknown) => {
+      assert.ok(error instanceof UnauthorizedError);
+      assert.match(error.userMessage, /the registry refused the user name or password/);
+      return true;
+    });
+    assert.throws(() => readFileSync(dockerConfig), /ENOENT/);
+    await login(registry.host, "bob", "b0b-pass", { dockerConfig });
+    assert.deepEqual(JSON.parse(readFileSync(dockerConfig, "utf8")).auths, {
+      [registry.host]: { auth: Buffer.from("bob:b0b-pass").toString("base64") },
     });
   });
 });

@@ -10,6 +10,7 @@ import {
   NameUnknownError,
   RegistryError,
   registryError,
+  retryAfterSeconds,
   TooManyRequestsError,
   UnauthorizedError,
 } from "./errors.js";
@@ -49,15 +50,42 @@ describe("registry error mapping", () => {
     assert.equal(registryError(418, undefined, { ...context, what: "" }).message, "registry r.example.com answered HTTP 418");
   });
 
+  it("says when a rate limit resets, from Retry-After or RateLimit-Reset", () => {
+    const headers = (values: Record<string, string>) => ({ header: (name: string) => values[name] });
+    const limited = registryError(429, body("TOOMANYREQUESTS"), context, headers({ "ratelimit-reset": "120" }));
+    assert.ok(limited instanceof TooManyRequestsError);
+    assert.equal(limited.retryAfterSeconds, 120);
+    assert.match(
+      limited.userMessage,
+      /^r\.example\.com\/team\/app:1: too many requests \(the registry limits your requests; retry after \d\d:\d\d:\d\d UTC \(in 120 s\), or log in with ocify login r\.example\.com for a higher limit\)$/,
+    );
+    assert.equal(retryAfterSeconds(headers({ "retry-after": "7" })), 7);
+    assert.equal(retryAfterSeconds(headers({ "ratelimit-reset": String(1_000_000_000 + 90) }), 1_000_000_000_000), 90);
+    assert.equal(retryAfterSeconds(headers({ "retry-after": new Date(2_000_000_000_000 + 30_000).toUTCString() }), 2_000_000_000_000), 30);
+    assert.match(registryError(429, undefined, context).userMessage, /wait before retrying/);
+  });
+
+  it("says what to do about a denied push or pull, and an unsupported operation", () => {
+    assert.match(
+      registryError(403, body("DENIED"), { ...context, push: true }).userMessage,
+      /does not exist or your account may not push to it\)$/,
+    );
+    assert.match(registryError(403, undefined, context).userMessage, /may not pull from it\)$/);
+    assert.match(
+      registryError(405, body("UNSUPPORTED"), context).userMessage,
+      /does not support this operation \(the registry's configuration/,
+    );
+  });
+
   it("says which credentials failed, or that some are needed", () => {
     const failed = registryError(401, undefined, { ...context, credentialSource: "/home/me/.docker/config.json" });
     assert.equal(
       failed.userMessage,
-      "authentication failed for r.example.com (check the username and password in /home/me/.docker/config.json / run docker login r.example.com)",
+      "authentication failed for r.example.com (check the user name and password in /home/me/.docker/config.json, or log in again with ocify login r.example.com)",
     );
     assert.match(
       registryError(401, undefined, context).userMessage,
-      /^r\.example\.com\/team\/app:1: authentication required \(run docker login r\.example\.com/,
+      /^r\.example\.com\/team\/app:1: authentication required \(log in with ocify login r\.example\.com/,
     );
   });
 });

@@ -4,14 +4,14 @@
  * request carries the scopes it needs; the Authenticator answers with a cached token or credentials.
  */
 import { pipeline as pipelineCallback, type Readable } from "node:stream";
-import { createVerifier, type Digest, digestOf, isDigest, shortDigest, verifyBytes } from "../digest.js";
+import { createVerifier, type Digest, digestOf, isDigest, shortDigest } from "../digest.js";
 import { DigestMismatchError, SizeMismatchError } from "../errors.js";
 import type { Descriptor } from "../image/descriptor.js";
-import { maxManifestBytes, type RawManifest, rawManifest } from "../image/manifest.js";
+import { maxManifestBytes, type RawManifest, rawManifest, verifyManifestDigest } from "../image/manifest.js";
 import { manifestAccept } from "../media-types.js";
 import { registryApiHost } from "../reference.js";
-import { Authenticator } from "./auth.js";
-import { type CredentialProvider, defaultCredentialProviders, resolveCredential } from "./credentials.js";
+import { Authenticator, scopeRepository } from "./auth.js";
+import { type CredentialProvider, defaultCredentials, resolveCredential } from "./credentials.js";
 import { DeniedError, type ErrorContext, RegistryError, RegistryUnreachableError, registryError, unauthorized } from "./errors.js";
 import {
   allowUnverifiedTls,
@@ -19,6 +19,7 @@ import {
   type HttpResponse,
   httpRequest,
   isCertificateError,
+  isClientCertificateError,
   isNotTlsError,
   readBody,
   readErrorBody,
@@ -30,7 +31,7 @@ export interface RegistryClientOptions {
   /** Registries (HOST[:PORT]) that may be reached over plain HTTP or with an unverified certificate. */
   insecureRegistries?: readonly string[] | undefined;
   userAgent?: string | undefined;
-  /** Where credentials come from; default: Docker's config.json. */
+  /** Where credentials come from, in order; default: containers' auth.json files, then docker's config.json. */
   credentials?: readonly CredentialProvider[] | undefined;
 }
 
@@ -53,15 +54,21 @@ interface ClientRequest {
 export type MountResult = { mounted: true } | { mounted: false; upload: URL };
 
 const clients = new Map<string, RegistryClient>();
+// Clients with their own credential chain, shared by whoever passes the same chain (a build's base and destinations).
+const clientsByChain = new WeakMap<readonly CredentialProvider[], Map<string, RegistryClient>>();
 
 /** The client for a registry host, shared within the process (so tokens and connections are reused). */
 export function registryClient(registry: string, options: RegistryClientOptions = {}): RegistryClient {
-  if (options.credentials) return new RegistryClient(registry, options);
+  let shared = clients;
+  if (options.credentials) {
+    shared = clientsByChain.get(options.credentials) ?? new Map();
+    clientsByChain.set(options.credentials, shared);
+  }
   const key = JSON.stringify([registry, options.insecureRegistries ?? [], options.userAgent ?? ""]);
-  let client = clients.get(key);
+  let client = shared.get(key);
   if (!client) {
     client = new RegistryClient(registry, options);
-    clients.set(key, client);
+    shared.set(key, client);
   }
   return client;
 }
@@ -80,12 +87,12 @@ export class RegistryClient {
     this.registry = registry;
     this.apiHost = registryApiHost(registry);
     this.#options = options;
-    const providers = options.credentials;
+    const providers = options.credentials ?? [defaultCredentials()];
     this.auth = new Authenticator({
       registry,
       userAgent: options.userAgent,
       plainHttpAllowed: (host) => transportPolicy(host, options.insecureRegistries).schemes.includes("http"),
-      credential: async () => resolveCredential(registry, providers ?? (await defaultCredentialProviders())),
+      credential: (repository) => resolveCredential(registry, providers, repository),
     });
   }
 
@@ -126,13 +133,15 @@ export class RegistryClient {
         });
       } catch (error) {
         if (!(error instanceof RegistryUnreachableError)) throw error;
-        // A server that speaks TLS with a certificate we cannot verify is answered with that, never by
-        // trying it without TLS.
-        if (scheme === "https" && isCertificateError(error)) throw error;
+        // A server that speaks TLS with a certificate we cannot verify (or that wants ours), or a proxy that
+        // failed, is answered with that, never by trying it without TLS.
+        if (scheme === "https" && (isCertificateError(error) || isClientCertificateError(error) || error.proxy)) throw error;
         failures.push(error);
         continue;
       }
       const body = await readErrorBody(response);
+      // A TLS server asked in plain HTTP answers 400: what HTTPS said is the better message.
+      if (scheme === "http" && response.status === 400 && failures[0] !== undefined) throw failures[0];
       if (response.status === 200) return base;
       if (response.status === 401) {
         this.auth.setChallenge(response.headerValues("www-authenticate"));
@@ -179,16 +188,28 @@ export class RegistryClient {
         this.auth.invalidate(request.scopes);
         if (challenged) continue;
       }
-      const credentialSource = authorization ? (await this.auth.credential())?.source : undefined;
-      const context: ErrorContext = { ...request.context, registry: this.registry, credentialSource };
+      if (response.url.origin !== base.origin && response.url.origin !== url.origin) {
+        // Storage a redirect pointed at (signed URL): its errors are not the registry's codes.
+        throw new RegistryError(
+          `HTTP_${response.status}`,
+          `${request.context.what || this.registry}: the registry's storage at ${response.url.host} answered HTTP ${response.status}`,
+          {
+            hint: "a signed link may have expired (check this machine's clock); retry",
+            status: response.status,
+          },
+        );
+      }
+      const credentialSource = authorization ? (await this.auth.credential(scopeRepository(request.scopes)))?.source : undefined;
+      const push = request.scopes.some((scope) => /[:,](push|delete|\*)$/.test(scope));
+      const context: ErrorContext = { ...request.context, registry: this.registry, credentialSource, push, method: request.method };
       if (response.status === 401) {
         // Valid credentials, but a token without the access asked for: the account may not do this.
         if (credentialSource && this.auth.challenge?.params.error === "insufficient_scope") {
-          throw new DeniedError(context.what || `${this.registry}`, { status: 401 });
+          throw new DeniedError(context.what || `${this.registry}`, { status: 401, push });
         }
         throw unauthorized(context);
       }
-      throw registryError(response.status, body, context);
+      throw registryError(response.status, body, context, response);
     }
   }
 
@@ -212,13 +233,91 @@ export class RegistryClient {
     });
     const bytes = await readBody(response, maxManifestBytes, `${what}: manifest`);
     const raw = rawManifest(bytes, response.header("content-type"));
+    // Over the bytes the digest covers: a signed schema 1 manifest's JWS payload (the signatures differ on every GET).
     if (isDigest(reference)) {
-      verifyBytes(bytes, { digest: reference }, `${what}: manifest`);
+      verifyManifestDigest(raw, reference, `${what}: manifest`);
     } else {
       const claimed = response.header("docker-content-digest");
-      if (claimed?.startsWith("sha256:") && claimed !== raw.digest) throw new DigestMismatchError(`${what}: manifest`, claimed, raw.digest);
+      if (claimed?.startsWith("sha256:")) verifyManifestDigest(raw, claimed, `${what}: manifest`);
     }
     return raw;
+  }
+
+  /**
+   * A manifest's digest, media type and size by HEAD (distribution-spec end-3), which Docker Hub does not
+   * count as a pull; undefined when the registry does not say the digest (the caller then GETs).
+   */
+  async headManifest(
+    repository: string,
+    reference: string,
+    scopes: readonly string[],
+    what: string,
+    signal?: AbortSignal,
+  ): Promise<{ digest: Digest; mediaType: string | undefined; size: number | undefined } | undefined> {
+    const response = await this.request({
+      method: "HEAD",
+      target: `/v2/${repository}/manifests/${reference}`,
+      scopes,
+      headers: { accept: manifestAccept.join(", ") },
+      signal,
+      followRedirects: true,
+      ok: [200],
+      context: { what, kind: "manifest" },
+    });
+    response.body.resume();
+    const digest = response.header("docker-content-digest");
+    if (!digest || !isDigest(digest)) return undefined;
+    const length = response.header("content-length");
+    return { digest, mediaType: response.header("content-type"), size: length === undefined ? undefined : Number(length) };
+  }
+
+  /** Every tag of a repository (distribution-spec end-8a/8b), following `Link: <…>; rel="next"` pages. */
+  async listTags(
+    repository: string,
+    scopes: readonly string[],
+    what: string,
+    options: { pageSize?: number; signal?: AbortSignal } = {},
+  ): Promise<string[]> {
+    const tags: string[] = [];
+    const query = options.pageSize ? `?n=${options.pageSize}` : "";
+    let target: string | URL = `/v2/${repository}/tags/list${query}`;
+    for (let page = 0; page < 100_000; page++) {
+      const response = await this.request({
+        method: "GET",
+        target,
+        scopes,
+        signal: options.signal,
+        ok: [200],
+        context: { what, kind: "other" },
+      });
+      const bytes = await readBody(response, 16 << 20, `${what}: tag list`);
+      let json: { tags?: unknown };
+      try {
+        json = JSON.parse(bytes.toString("utf8")) as typeof json;
+      } catch {
+        throw new RegistryError("TAG_LIST_INVALID", `${what}: the registry's tag list is not JSON`);
+      }
+      if (Array.isArray(json.tags)) tags.push(...json.tags.filter((tag): tag is string => typeof tag === "string"));
+      const next = nextLink(response.headerValues("link"));
+      if (!next) return tags;
+      target = new URL(next, response.url);
+      if (target.origin !== response.url.origin)
+        throw new RegistryError("TAG_LIST_INVALID", `${what}: the next page of tags is on another host`);
+    }
+    return tags;
+  }
+
+  /** Delete a manifest by digest (distribution-spec end-9); registries may refuse (405 UNSUPPORTED). */
+  async deleteManifest(repository: string, digest: Digest, scopes: readonly string[], what: string, signal?: AbortSignal): Promise<void> {
+    const response = await this.request({
+      method: "DELETE",
+      target: `/v2/${repository}/manifests/${digest}`,
+      scopes,
+      signal,
+      ok: [202, 200, 204],
+      context: { what, kind: "manifest" },
+    });
+    response.body.resume();
   }
 
   /** Store a manifest under a tag or its digest (distribution-spec end-7). */
@@ -423,4 +522,14 @@ export class RegistryClient {
       });
     return new URL(location, response.url);
   }
+}
+
+/** The `rel="next"` target of RFC 8288 Link headers, if any. */
+export function nextLink(values: readonly string[]): string | undefined {
+  for (const value of values) {
+    for (const match of value.matchAll(/<([^>]*)>\s*((?:;\s*[^;,]+)*)/g)) {
+      if (/;\s*rel="?([^";,]*\s)?next(\s[^";,]*)?"?/i.test(match[2] ?? "")) return match[1];
+    }
+  }
+  return undefined;
 }

@@ -8,9 +8,12 @@ import {
   type Credential,
   type CredentialProvider,
   configKeyHost,
+  containersAuthPaths,
   defaultCredentialProviders,
   dockerConfigPath,
   findAuthEntry,
+  helperFor,
+  parseCredentialFlag,
   readDockerConfig,
   resolveCredential,
 } from "./credentials.js";
@@ -59,10 +62,9 @@ describe("docker config.json credentials", () => {
             "plain.example.com": { username: "u", password: "p" },
             "oauth.example.com": { auth: b64("<token>:"), identitytoken: "refresh-me" },
           },
-          credsStore: "desktop",
         }),
       );
-      const providers = await defaultCredentialProviders({ DOCKER_CONFIG: dir });
+      const providers = await defaultCredentialProviders({ DOCKER_CONFIG: dir, XDG_CONFIG_HOME: dir });
       const source = join(dir, "config.json");
       assert.deepEqual(await resolveCredential("docker.io", providers), { username: "hub", password: "pa:ss:word", source });
       assert.deepEqual(await resolveCredential("plain.example.com", providers), { username: "u", password: "p", source });
@@ -82,14 +84,56 @@ describe("docker config.json credentials", () => {
     const dir = mkdtempSync(join(tmpdir(), "ocify-creds-"));
     try {
       assert.equal(await readDockerConfig(join(dir, "config.json")), undefined);
-      assert.deepEqual(await defaultCredentialProviders({ DOCKER_CONFIG: dir }), []);
+      assert.deepEqual(await defaultCredentialProviders({ DOCKER_CONFIG: dir, XDG_CONFIG_HOME: dir }), []);
       writeFileSync(join(dir, "config.json"), "{ not json");
       await assert.rejects(readDockerConfig(join(dir, "config.json")), InputError);
       writeFileSync(join(dir, "config.json"), JSON.stringify({ auths: { "r.example.com": { auth: b64("no-colon") } } }));
-      await assert.rejects(resolveCredential("r.example.com", await defaultCredentialProviders({ DOCKER_CONFIG: dir })), InputError);
+      await assert.rejects(
+        resolveCredential("r.example.com", await defaultCredentialProviders({ DOCKER_CONFIG: dir, XDG_CONFIG_HOME: dir })),
+        InputError,
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it("matches namespace keys of auth.json, the longest first, and never a namespace key for the whole host", () => {
+    const auths = {
+      "reg.example.com/team": { auth: b64("team:1") },
+      "reg.example.com/team/app": { auth: b64("app:2") },
+      "reg.example.com/other": { auth: b64("other:3") },
+    };
+    assert.equal(findAuthEntry(auths, "reg.example.com", "team/app")?.[0], "reg.example.com/team/app");
+    assert.equal(findAuthEntry(auths, "reg.example.com", "team/lib")?.[0], "reg.example.com/team");
+    assert.equal(findAuthEntry(auths, "reg.example.com", "teamwork/app"), undefined);
+    assert.equal(findAuthEntry(auths, "reg.example.com"), undefined);
+    assert.equal(findAuthEntry({ "docker.io/me": { auth: b64("me:x") } }, "docker.io", "me/app")?.[0], "docker.io/me");
+  });
+
+  it("names the helper for a host: credHelpers first, then credsStore", () => {
+    const config = { credHelpers: { "reg.example.com": "ecr-login", "https://index.docker.io/v1/": "hub" }, credsStore: "pass" };
+    assert.deepEqual(helperFor(config, "reg.example.com"), { name: "ecr-login", perHost: true });
+    assert.deepEqual(helperFor(config, "docker.io"), { name: "hub", perHost: true });
+    assert.deepEqual(helperFor(config, "other.example.com"), { name: "pass", perHost: false });
+    assert.equal(helperFor({}, "other.example.com"), undefined);
+  });
+
+  it("lists containers' auth.json files in podman's order", () => {
+    assert.deepEqual(containersAuthPaths({ REGISTRY_AUTH_FILE: "/a.json", XDG_RUNTIME_DIR: "/run/u", XDG_CONFIG_HOME: "/c" }), [
+      "/a.json",
+      "/c/containers/auth.json",
+    ]);
+    assert.deepEqual(containersAuthPaths({ XDG_RUNTIME_DIR: "/run/u", XDG_CONFIG_HOME: "/c" }), [
+      "/run/u/containers/auth.json",
+      "/c/containers/auth.json",
+    ]);
+    assert.deepEqual(containersAuthPaths({ HOME: "/h" }).at(-1), join(homedir(), ".config", "containers", "auth.json"));
+  });
+
+  it("parses --creds USER[:PASSWORD], keeping colons in the password", () => {
+    assert.deepEqual(parseCredentialFlag("u:p:q", "--creds"), { username: "u", password: "p:q" });
+    assert.deepEqual(parseCredentialFlag("u", "--creds"), { username: "u" });
+    assert.throws(() => parseCredentialFlag(":p", "--creds"), InputError);
   });
 
   it("asks providers in order and stops at the first that has a credential", async () => {

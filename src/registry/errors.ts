@@ -37,7 +37,10 @@ export class BlobUnknownError extends RegistryError {
 /** The repository does not exist: NAME_UNKNOWN. */
 export class NameUnknownError extends RegistryError {
   constructor(what: string, options: OcifyErrorOptions & { status?: number } = {}) {
-    super("NAME_UNKNOWN", `${subject(what)}repository name not known to registry`, { hint: "check the repository name", ...options });
+    super("NAME_UNKNOWN", `${subject(what)}repository name not known to registry`, {
+      hint: "check the repository name (and that you are logged in to see it)",
+      ...options,
+    });
   }
 }
 
@@ -50,9 +53,11 @@ export class UnauthorizedError extends RegistryError {
 
 /** The credentials are valid but may not do this: 403 / DENIED. */
 export class DeniedError extends RegistryError {
-  constructor(what: string, options: OcifyErrorOptions & { status?: number } = {}) {
+  constructor(what: string, options: OcifyErrorOptions & { status?: number; push?: boolean | undefined } = {}) {
     super("DENIED", `${subject(what)}requested access to the resource is denied`, {
-      hint: "check that your account may access this repository",
+      hint: options.push
+        ? "the repository does not exist or your account may not push to it"
+        : "the repository does not exist or your account may not pull from it",
       status: 403,
       ...options,
     });
@@ -61,19 +66,35 @@ export class DeniedError extends RegistryError {
 
 /** Rate limited: 429 / TOOMANYREQUESTS. */
 export class TooManyRequestsError extends RegistryError {
-  constructor(what: string, options: OcifyErrorOptions & { status?: number } = {}) {
+  /** Seconds until the registry accepts requests again, when it said. */
+  readonly retryAfterSeconds: number | undefined;
+
+  constructor(
+    what: string,
+    options: OcifyErrorOptions & { status?: number; registry?: string; retryAfterSeconds?: number | undefined } = {},
+  ) {
+    const login = options.registry ? `, or log in with ocify login ${options.registry} for a higher limit` : "";
+    const when =
+      options.retryAfterSeconds === undefined
+        ? "wait before retrying"
+        : `retry after ${new Date(Date.now() + options.retryAfterSeconds * 1000).toISOString().slice(11, 19)} UTC (in ${options.retryAfterSeconds} s)`;
     super("TOOMANYREQUESTS", `${subject(what)}too many requests`, {
-      hint: "the registry rate-limits you; wait, or log in to get a higher limit",
+      hint: `the registry limits your requests; ${when}${login}`,
       status: 429,
       ...options,
     });
+    this.retryAfterSeconds = options.retryAfterSeconds;
   }
 }
 
 /** The registry could not be reached: refused, not resolved, timed out, TLS failure. */
 export class RegistryUnreachableError extends RegistryError {
-  constructor(message: string, options: OcifyErrorOptions = {}) {
+  /** The proxy (`host:port`) that failed, when it was the proxy and not the registry. */
+  readonly proxy: string | undefined;
+
+  constructor(message: string, options: OcifyErrorOptions & { proxy?: string | undefined } = {}) {
     super("REGISTRY_UNREACHABLE", message, options);
+    this.proxy = options.proxy;
   }
 }
 
@@ -105,29 +126,60 @@ export interface ErrorContext {
   kind: "manifest" | "blob" | "upload" | "other";
   /** Where credentials came from, when some were sent (for the 401 hint). */
   credentialSource?: string | undefined;
+  /** The request's method: a 405 to a write means a registry that takes no pushes. */
+  method?: string | undefined;
+  /** Whether the request needed push access (for the 403 hint). */
+  push?: boolean | undefined;
+}
+
+/** The part of a response an error message may use: its headers. */
+export interface ResponseHeaders {
+  header(name: string): string | undefined;
+}
+
+/**
+ * Seconds until a rate limit resets, from `Retry-After` (seconds or an HTTP date) or `RateLimit-Reset`
+ * (seconds, or a Unix time as some registries send).
+ */
+export function retryAfterSeconds(response: ResponseHeaders | undefined, now = Date.now()): number | undefined {
+  const retryAfter = response?.header("retry-after");
+  if (retryAfter) {
+    if (/^\d+$/.test(retryAfter.trim())) return Number(retryAfter);
+    const at = Date.parse(retryAfter);
+    if (!Number.isNaN(at)) return Math.max(0, Math.ceil((at - now) / 1000));
+  }
+  const reset = response?.header("ratelimit-reset") ?? response?.header("x-ratelimit-reset");
+  if (reset && /^\d+$/.test(reset.trim())) {
+    const value = Number(reset);
+    // Larger than a year of seconds: a Unix time, not a delay.
+    return value > 31_536_000 ? Math.max(0, Math.ceil(value - now / 1000)) : value;
+  }
+  return undefined;
 }
 
 /** The message for a 401 that no credentials or retry could fix. */
 export function unauthorized(context: Pick<ErrorContext, "registry" | "credentialSource" | "what">): UnauthorizedError {
   if (context.credentialSource) {
     return new UnauthorizedError(`authentication failed for ${context.registry}`, {
-      hint: `check the username and password in ${context.credentialSource} / run docker login ${context.registry}`,
+      hint: `check the user name and password in ${context.credentialSource}, or log in again with ocify login ${context.registry}`,
     });
   }
   return new UnauthorizedError(`${subject(context.what)}authentication required`, {
-    hint: `run docker login ${context.registry}, or add credentials to ~/.docker/config.json`,
+    hint: `log in with ocify login ${context.registry}, or pass --creds USER --password-stdin`,
   });
 }
 
 /** Map an HTTP status and distribution error body to an error class with a one-line message. */
-export function registryError(status: number, body: Buffer | undefined, context: ErrorContext): RegistryError {
+export function registryError(status: number, body: Buffer | undefined, context: ErrorContext, response?: ResponseHeaders): RegistryError {
   const parsed = parseErrorBody(body);
   const code = parsed?.code;
   const detail = parsed?.message;
   const { what } = context;
   if (status === 401 || code === "UNAUTHORIZED") return unauthorized(context);
-  if (status === 403 || code === "DENIED") return new DeniedError(what, { status });
-  if (status === 429 || code === "TOOMANYREQUESTS") return new TooManyRequestsError(what, { status });
+  if (status === 403 || code === "DENIED") return new DeniedError(what, { status, push: context.push });
+  if (status === 429 || code === "TOOMANYREQUESTS") {
+    return new TooManyRequestsError(what, { status, registry: context.registry, retryAfterSeconds: retryAfterSeconds(response) });
+  }
   switch (code) {
     case "MANIFEST_UNKNOWN":
       return new ManifestUnknownError(what, { status });
@@ -166,7 +218,22 @@ export function registryError(status: number, body: Buffer | undefined, context:
     case "TAG_INVALID":
       return new RegistryError(code, `${subject(what)}${detail ?? "invalid name"}`, { status });
     case "UNSUPPORTED":
-      return new RegistryError(code, `${subject(what)}the registry does not support this operation`, { status });
+      return new RegistryError(code, `${subject(what)}the registry does not support this operation`, {
+        hint: "the registry's configuration does not allow it",
+        status,
+      });
+  }
+  if (status === 405) {
+    return new RegistryError("UNSUPPORTED", `${subject(what)}the registry does not allow this operation (HTTP 405)`, {
+      hint: "the registry's configuration does not allow it",
+      status,
+    });
+  }
+  if (status === 405 && context.method && context.method !== "GET" && context.method !== "HEAD") {
+    return new RegistryError("READ_ONLY", `${subject(what)}registry ${context.registry} refuses pushes (HTTP 405): it is read-only`, {
+      hint: "push to another registry, or ask its operator to allow pushes; mirrors and pull-through caches take none",
+      status,
+    });
   }
   if (status === 404) {
     if (context.kind === "manifest") return new ManifestUnknownError(what, { status });

@@ -18,38 +18,57 @@ import { RegistryError, RegistryUnreachableError } from "./errors.js";
 interface Clients {
   http: typeof import("node:http");
   https: typeof import("node:https");
+  tls: typeof import("node:tls");
+  proxy: typeof import("./proxy.js");
+  certs: typeof import("./certs-d.js");
+  settings: typeof import("./settings.js");
   plain: HttpAgent;
   verified: HttpsAgent;
   unverified: HttpsAgent;
+  /** Agents for a proxy, certs.d material or the system's CAs, by what makes them differ. */
+  special: Map<string, HttpsAgent>;
 }
 
 let clients: Promise<Clients> | undefined;
 // Origins (`https://host:port`) whose certificate is not verified: registries listed as insecure.
 const unverifiedOrigins = new Set<string>();
+// Origins whose certificate did not verify against Node's CAs and NODE_EXTRA_CA_CERTS: the system's bundle is added.
+const systemCaOrigins = new Set<string>();
 /** Idle keep-alive sockets are closed after this long (or sooner when the server's Keep-Alive hint says so). */
 const keepAliveMs = 30_000;
+const agentOptions = { keepAlive: true, timeout: keepAliveMs, scheduling: "lifo" as const };
 
 /** The default User-Agent header. */
 export const defaultUserAgent = "ocify/0.1";
 
 /**
- * The process-wide agents: plain HTTP, verified HTTPS, and unverified HTTPS for insecure registries. Idle
- * sockets are kept alive and unref'd by Node (they never hold the process open). Sockets per origin are not
- * capped: concurrency is bounded by `jobs` in copy.ts, and a registry-to-registry copy holds a GET and a
- * PUT per job on one origin, so a cap below 2×jobs could deadlock. No `ca` is passed, so Node's default
- * store, including NODE_EXTRA_CA_CERTS read at startup, verifies certificates.
+ * The process-wide agents: plain HTTP, verified HTTPS, and unverified HTTPS for insecure registries, plus
+ * one per proxy / certs.d directory / system-CA origin when those are needed. Idle sockets are kept alive
+ * and unref'd by Node (they never hold the process open). Sockets per origin are not capped: concurrency
+ * is bounded by `jobs` in copy.ts, and a registry-to-registry copy holds a GET and a PUT per job on one
+ * origin, so a cap below 2×jobs could deadlock. The default agents pass no `ca`, so Node's default store,
+ * including NODE_EXTRA_CA_CERTS read at startup, verifies certificates.
  */
 function getClients(): Promise<Clients> {
-  clients ??= Promise.all([import("node:http"), import("node:https")]).then(([http, https]) => {
-    const options = { keepAlive: true, timeout: keepAliveMs, scheduling: "lifo" as const };
-    return {
-      http,
-      https,
-      plain: new http.Agent(options),
-      verified: new https.Agent(options),
-      unverified: new https.Agent({ ...options, rejectUnauthorized: false }),
-    };
-  });
+  clients ??= Promise.all([
+    import("node:http"),
+    import("node:https"),
+    import("node:tls"),
+    import("./proxy.js"),
+    import("./certs-d.js"),
+    import("./settings.js"),
+  ]).then(([http, https, tls, proxy, certs, settings]) => ({
+    http,
+    https,
+    tls,
+    proxy,
+    certs,
+    settings,
+    plain: new http.Agent(agentOptions),
+    verified: new https.Agent(agentOptions),
+    unverified: new https.Agent({ ...agentOptions, rejectUnauthorized: false }),
+    special: new Map(),
+  }));
   return clients;
 }
 
@@ -58,8 +77,40 @@ export async function closeHttp(): Promise<void> {
   const current = clients;
   clients = undefined;
   if (!current) return;
-  const { plain, verified, unverified } = await current;
-  for (const agent of [plain, verified, unverified]) agent.destroy();
+  const { plain, verified, unverified, special } = await current;
+  for (const agent of [plain, verified, unverified, ...special.values()]) agent.destroy();
+}
+
+/** The proxy a request goes through: the registry's own setting, else the environment's (curl's rules). */
+function proxyFor(clients: Clients, url: URL, registry: string): URL | undefined {
+  const setting = clients.settings.registrySettings(registry).proxy;
+  if (setting === "direct") return undefined;
+  return setting ?? clients.proxy.environmentProxy(url);
+}
+
+/** The agent for a request: the shared ones, or one with a tunnel, certs.d material or the system's CAs. */
+function agentFor(clients: Clients, url: URL, proxy: URL | undefined): HttpAgent {
+  if (url.protocol !== "https:") return clients.plain;
+  const verify = !unverifiedOrigins.has(url.origin);
+  const host = clients.certs.hostTls(url.host);
+  const system = verify && systemCaOrigins.has(url.origin);
+  if (!proxy && !host && !system) return verify ? clients.verified : clients.unverified;
+  const key = JSON.stringify([proxy?.href, verify, host?.dir, system]);
+  let agent = clients.special.get(key);
+  if (!agent) {
+    const ca = host?.ca.length || system ? [...clients.certs.defaultCertificates(), ...(host?.ca ?? [])] : undefined;
+    const systemPem = system ? clients.certs.systemCertificates() : undefined;
+    if (ca && systemPem) ca.push(systemPem);
+    // A secure context made once: `ca`, `cert` and `key` as agent options would be part of every request's pool key.
+    const secureContext = clients.tls.createSecureContext({
+      ...(ca ? { ca } : {}),
+      ...(host?.cert ? { cert: host.cert, key: host.key } : {}),
+    });
+    const options = { ...agentOptions, secureContext, rejectUnauthorized: verify };
+    agent = proxy ? new clients.proxy.TunnelingAgent(proxy, options) : new clients.https.Agent(options);
+    clients.special.set(key, agent);
+  }
+  return agent;
 }
 
 /** Whether a host (with or without port) is loopback: `localhost`, 127.0.0.0/8 or ::1. */
@@ -185,7 +236,10 @@ async function sendFollowing(request: HttpRequest): Promise<HttpResponse> {
   let url = request.url;
   for (let hop = 0; ; hop++) {
     const authorization = url.origin === authOrigin ? request.authorization : undefined;
-    const response = await sendOnce(request, url, authorization);
+    const response = await sendOnce(request, url, authorization).catch(async (error: unknown) => {
+      if (!(await trySystemCas(error, url, request))) throw error;
+      return sendOnce(request, url, authorization);
+    });
     if (!request.followRedirects || !redirectStatuses.has(response.status)) return response;
     const location = response.header("location");
     response.body.resume();
@@ -203,8 +257,23 @@ async function sendFollowing(request: HttpRequest): Promise<HttpResponse> {
   }
 }
 
+/**
+ * Whether to send a request again with the system's CA bundle added: its certificate did not verify against
+ * Node's CAs, the origin has not been tried with the system's yet, the body can be sent again, and there is a
+ * system bundle. (Loading the bundle only then keeps the common case from parsing it.)
+ */
+async function trySystemCas(error: unknown, url: URL, request: HttpRequest): Promise<boolean> {
+  if (!isCertificateError(error) || url.protocol !== "https:" || unverifiedOrigins.has(url.origin) || systemCaOrigins.has(url.origin)) {
+    return false;
+  }
+  if (request.body instanceof Readable || (request.signal?.aborted ?? false)) return false;
+  if ((await getClients()).certs.systemCertificates() === undefined) return false;
+  systemCaOrigins.add(url.origin);
+  return true;
+}
+
 async function sendOnce(request: HttpRequest, url: URL, authorization: string | undefined): Promise<HttpResponse> {
-  const { http, https, plain, verified, unverified } = await getClients();
+  const clients = await getClients();
   const headers: Record<string, string> = { "user-agent": request.userAgent ?? defaultUserAgent, ...request.headers };
   if (authorization) headers.authorization = authorization;
   const { body, signal } = request;
@@ -212,8 +281,22 @@ async function sendOnce(request: HttpRequest, url: URL, authorization: string | 
   if (Buffer.isBuffer(body) && headers["content-length"] === undefined) headers["content-length"] = String(body.length);
   if (signal?.aborted) throw signal.reason;
   const secure = url.protocol === "https:";
-  const agent = secure ? (unverifiedOrigins.has(url.origin) ? unverified : verified) : plain;
-  const req = (secure ? https : http).request(url, { method: request.method, headers, agent });
+  const proxy = proxyFor(clients, url, request.registry);
+  const agent = agentFor(clients, url, proxy);
+  // Plain HTTP through a proxy: the absolute URI goes to the proxy (HTTPS tunnels through it in the agent).
+  const viaProxy: Record<string, unknown> = {};
+  if (proxy && !secure) {
+    Object.assign(viaProxy, {
+      host: proxy.hostname,
+      hostname: proxy.hostname.replace(/^\[|\]$/g, ""),
+      port: Number(proxy.port || 80),
+      path: url.href,
+    });
+    headers.host = url.host;
+    const proxyAuth = clients.proxy.proxyAuthorization(proxy);
+    if (proxyAuth) headers["proxy-authorization"] = proxyAuth;
+  }
+  const req = (secure ? clients.https : clients.http).request(url, { method: request.method, headers, agent, ...viaProxy });
   req.once("socket", (socket) => {
     if (!socket.connecting) return; // a kept-alive socket
     const timer = setTimeout(() => req.destroy(Object.assign(new Error("connect timed out"), { code: "ETIMEDOUT" })), connectTimeoutMs);
@@ -263,7 +346,7 @@ async function sendOnce(request: HttpRequest, url: URL, authorization: string | 
     // The body stream's own failure (a source that broke, a verifier that caught a mismatch) is not a network error.
     const bodyError = streamed ? body.errored : null;
     if (bodyError) throw bodyError;
-    throw networkError(error, request.registry, url);
+    throw networkError(error, request.registry, url, proxy && (!secure || (error as { proxy?: string }).proxy) ? proxy : undefined);
   } finally {
     signal?.removeEventListener("abort", onAbort);
   }
@@ -330,6 +413,11 @@ export function isCertificateError(error: unknown): boolean {
   return certificateCodes.has(errorCode(error) ?? "");
 }
 
+/** Whether the server refused the handshake for want of a (valid) client certificate: mutual TLS. */
+export function isClientCertificateError(error: unknown): boolean {
+  return /CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_UNKNOWN|HANDSHAKE_FAILURE/.test(errorCode(error) ?? "");
+}
+
 /** Whether a failure means the server did not speak TLS (a plain HTTP registry reached over HTTPS). */
 export function isNotTlsError(error: unknown): boolean {
   const code = errorCode(error) ?? "";
@@ -337,16 +425,52 @@ export function isNotTlsError(error: unknown): boolean {
   return code === "EPROTO" || code.startsWith("ERR_SSL_") || /wrong version number|packet length too long|http request/i.test(text);
 }
 
-/** A network failure as one line naming the host and what to do. */
-export function networkError(error: unknown, registry: string, url: URL): RegistryUnreachableError {
+// Connection failures that, through a proxy, are the proxy's.
+const proxyConnectCodes = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "PROXY_AUTH",
+  "PROXY_STATUS",
+]);
+
+/** A network failure as one line naming the host (or the proxy, when it was the proxy's) and what to do. */
+export function networkError(error: unknown, registry: string, url: URL, proxy?: URL): RegistryUnreachableError {
   const code = errorCode(error) ?? "";
   const host = url.host;
   const about = host === registry || url.host === "" ? registry : `${host} (for ${registry})`;
   const options = { cause: error };
+  if (proxy && proxyConnectCodes.has(code)) {
+    const detail =
+      code === "PROXY_AUTH" || code === "PROXY_STATUS"
+        ? (error as Error).message
+        : code === "ECONNREFUSED"
+          ? "connection refused"
+          : code === "ETIMEDOUT"
+            ? "timed out"
+            : "cannot connect";
+    return new RegistryUnreachableError(`cannot reach ${about} through proxy ${proxy.host}: ${detail}`, {
+      ...options,
+      proxy: proxy.host,
+      hint:
+        code === "PROXY_AUTH"
+          ? "the proxy wants credentials: put them in the proxy URL (http://USER:PASS@HOST:PORT)"
+          : "check HTTPS_PROXY / HTTP_PROXY / NO_PROXY, or the registry's proxy in the ocify config file",
+    });
+  }
   if (isCertificateError(error)) {
     return new RegistryUnreachableError(`cannot reach ${about}: TLS certificate not trusted (${code})`, {
       ...options,
-      hint: `if it is a private CA, start ocify with NODE_EXTRA_CA_CERTS=/path/to/ca.pem; if you trust the network, use --insecure-registry ${registry}`,
+      hint: `if it is a private CA, put it in /etc/docker/certs.d/${host}/ca.crt (or a directory named in OCIFY_CERTS_D) or NODE_EXTRA_CA_CERTS; if you trust the network, use --insecure-registry ${registry}`,
+    });
+  }
+  if (isClientCertificateError(error)) {
+    return new RegistryUnreachableError(`cannot reach ${about}: the registry wants a client certificate (${code})`, {
+      ...options,
+      hint: `put client.cert and client.key in /etc/docker/certs.d/${host}/ (or ${host}/ in a directory named in OCIFY_CERTS_D)`,
     });
   }
   if (isNotTlsError(error)) {

@@ -42,10 +42,14 @@ export interface BaseImageOptions {
   /** Manifest family of the generated image. */
   format?: "oci" | "docker";
   architecture?: string;
+  /** The config's `variant` (none by default). */
+  variant?: string;
   /** Extra environment entries in the config. */
   env?: string[];
   /** Seed for generated file contents. */
   seed?: number;
+  /** More top-level config fields (a legacy `container_config`, a vendor's extension). */
+  extraConfig?: Record<string, unknown>;
 }
 
 /**
@@ -73,10 +77,12 @@ export function writeBaseImageLayout(layoutDir: string, tag = "latest", options:
       JSON.stringify({
         created: "1970-01-01T00:00:00Z",
         architecture: options.architecture ?? "amd64",
+        ...(options.variant ? { variant: options.variant } : {}),
         os: "linux",
         config: { Env: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", ...(options.env ?? [])], Cmd: ["/bin/sh"] },
         rootfs: { type: "layers", diff_ids: [diffID] },
         history: [{ created: "1970-01-01T00:00:00Z", created_by: "ocify test fixture" }],
+        ...options.extraConfig,
       }),
     );
     const types =

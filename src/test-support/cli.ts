@@ -1,8 +1,10 @@
 /** Run the real `ocify` CLI in a child process, as users do, and report its exit code, output and peak RSS. */
-import { spawn } from "node:child_process";
+import assert from "node:assert/strict";
+import { type ChildProcessByStdio, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Readable, Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 
 /** The repository root (dist/test-support/../..). */
@@ -32,10 +34,25 @@ function rssHookPath(): string {
   return rssHook;
 }
 
-/** Run `ocify ARGS` with extra environment; never throws on a non-zero exit. */
+/**
+ * Run `ocify ARGS` with extra environment; never throws on an ordinary non-zero exit. An internal error
+ * (exit 70: an error ocify did not expect, a promise rejected with no handler, an exception nothing
+ * caught) is a defect whatever the test checks, so it throws, unless `allowInternalError` is set.
+ */
 export async function runOcify(
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {},
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; allowInternalError?: boolean; input?: string } = {},
+): Promise<CliResult> {
+  const result = await runOcifyProcess(args, options);
+  if (!options.allowInternalError && (result.code === 70 || /^ocify: internal error/m.test(result.stderr))) {
+    throw new Error(`ocify ${args.join(" ")}: internal error (exit ${result.code}):\n${result.stderr}`);
+  }
+  return result;
+}
+
+async function runOcifyProcess(
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; input?: string },
 ): Promise<CliResult> {
   const rssDir = mkdtempSync(join(tmpdir(), "ocify-rss-out-"));
   const rssFile = join(rssDir, "rss");
@@ -43,8 +60,9 @@ export async function runOcify(
     const child = spawn(process.execPath, ["--import", rssHookPath(), ocifyBin, ...args], {
       cwd: options.cwd ?? repoRoot,
       env: { ...process.env, ...options.env, OCIFY_RSS_FILE: rssFile },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+      stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe"] as const,
+    }) as ChildProcessByStdio<Writable | null, Readable, Readable>;
+    child.stdin?.end(options.input);
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => {
@@ -93,4 +111,20 @@ export async function runOk(command: string, args: string[], options: { env?: No
   const result = await run(command, args, options);
   if (result.code !== 0) throw new Error(`${command} ${args.join(" ")} exited ${result.code}: ${result.stderr}`);
   return result.stdout;
+}
+
+/** Words that tell a reader something went wrong; progress lines never contain them. */
+const alarming = /error|fail|reject|exception|warn|internal|unhandled|^\s+at |node\.js v/i;
+
+/** Exactly one error line, the last one, matching `pattern`; exit `code`; no other line reads as an error. */
+export function assertOneErrorLine(result: CliResult, pattern: RegExp, label: string, code = 1): void {
+  const lines = result.stderr.split("\n").filter((line) => line.trim() !== "");
+  const errors = lines.filter((line) => line.startsWith("ocify:"));
+  assert.equal(result.code, code, `${label}: exit ${result.code}, expected ${code}:\n${result.stderr}`);
+  assert.equal(errors.length, 1, `${label}: one error line:\n${result.stderr}`);
+  assert.equal(lines.at(-1), errors[0], `${label}: the error line comes last:\n${result.stderr}`);
+  assert.match(errors[0] as string, pattern, label);
+  const others = lines.slice(0, -1).filter((line) => alarming.test(line));
+  assert.deepEqual(others, [], `${label}: nothing else reads as an error:\n${result.stderr}`);
+  assert.equal(result.stdout, "", `${label}: no digest printed`);
 }

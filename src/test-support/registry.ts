@@ -21,10 +21,18 @@ export const registryBinary = "/usr/bin/docker-registry";
 export interface StartRegistryOptions {
   /** Require HTTP Basic authentication with these credentials (htpasswd, bcrypt). */
   htpasswd?: { username: string; password: string };
+  /** Allow DELETE of manifests and blobs (default true, as distribution's storage.delete.enabled). */
+  deletes?: boolean;
   /** Require Bearer tokens from a token service (distribution `auth.token`). */
   token?: { realm: string; service: string; issuer: string; rootCertBundle: string };
-  /** Serve HTTPS with this certificate and key (PEM files); `url` is then https://. */
-  tls?: { certificate: string; key: string };
+  /** Serve HTTPS with this certificate and key (PEM files); `url` is then https://. With `clientCas`, require client certificates they sign. */
+  tls?: { certificate: string; key: string; clientCas?: string[] };
+  /** Refuse every write, as a mirror or a registry in maintenance does (`storage.maintenance.readonly`). */
+  readOnly?: boolean;
+  /** Accept Docker schema 1 pushes (`compatibility.schema1`; the registry signs what it serves with a key it generates). */
+  schema1?: boolean;
+  /** Accept manifests whose layers name external `urls` (foreign, non-distributable layers); off by default. */
+  layerUrls?: boolean;
 }
 
 /** A running test registry. */
@@ -60,7 +68,8 @@ function probe(url: string): Promise<number | undefined> {
       res.resume();
       resolve(res.statusCode);
     });
-    req.on("error", () => resolve(undefined));
+    // A registry that wants a client certificate answers the handshake with an alert: it is up (0).
+    req.on("error", (error: NodeJS.ErrnoException) => resolve(error.code?.startsWith("ERR_SSL_") ? 0 : undefined));
     req.on("timeout", () => req.destroy());
     req.end();
   });
@@ -90,11 +99,25 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
       log: { level: "error", accesslog: { disabled: true } },
       storage: {
         filesystem: { rootdirectory: join(dir, "data") },
-        delete: { enabled: true },
-        maintenance: { uploadpurging: { enabled: false } },
+        delete: { enabled: options.deletes ?? true },
+        maintenance: { uploadpurging: { enabled: false }, ...(options.readOnly ? { readonly: { enabled: true } } : {}) },
       },
-      http: { addr: host, secret: randomBytes(16).toString("hex"), ...(options.tls ? { tls: options.tls } : {}) },
+      http: {
+        addr: host,
+        secret: randomBytes(16).toString("hex"),
+        ...(options.tls
+          ? {
+              tls: {
+                certificate: options.tls.certificate,
+                key: options.tls.key,
+                ...(options.tls.clientCas ? { clientcas: options.tls.clientCas } : {}),
+              },
+            }
+          : {}),
+      },
       ...(auth ? { auth } : {}),
+      ...(options.schema1 ? { compatibility: { schema1: { enabled: true } } } : {}),
+      ...(options.layerUrls ? { validation: { manifests: { urls: { allow: ["^https?://"] } } } } : {}),
     };
     const configPath = join(dir, "config.yml");
     writeFileSync(configPath, JSON.stringify(config, null, 2));
@@ -120,12 +143,13 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
       exited = -1;
     });
     const url = `${options.tls ? "https" : "http"}://${host}`;
-    const deadline = Date.now() + 20_000;
+    // Only a registry that will never answer takes this long; a loaded machine's is slow, not absent.
+    const deadline = Date.now() + 60_000;
     for (;;) {
       if (exited !== undefined) throw new Error(`docker-registry exited (${exited}) before it answered: ${output}`);
       const status = await probe(`${url}/v2/`);
-      if (status === 200 || status === 401) break;
-      if (Date.now() > deadline) throw new Error(`docker-registry did not answer on ${host} within 20 s: ${output}`);
+      if (status === 200 || status === 401 || (status === 0 && options.tls?.clientCas)) break;
+      if (Date.now() > deadline) throw new Error(`docker-registry did not answer on ${host} within 60 s: ${output}`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     let stopped = false;
@@ -154,11 +178,26 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
   }
 }
 
-/** Push an OCI layout's tagged image to a registry with skopeo: `target` is `HOST/REPO:TAG`. */
-export async function pushOciLayout(layoutDir: string, tag: string, target: string, options: { creds?: string } = {}): Promise<void> {
+/** Push an OCI layout's tagged image to a registry with skopeo: `target` is `HOST/REPO:TAG`; `all` keeps a whole index. */
+export async function pushOciLayout(
+  layoutDir: string,
+  tag: string,
+  target: string,
+  options: { creds?: string; all?: boolean } = {},
+): Promise<void> {
   const args = ["copy", "--quiet", "--insecure-policy", "--dest-tls-verify=false"];
   if (options.creds) args.push("--dest-creds", options.creds);
+  if (options.all) args.push("--all");
   await runOk("skopeo", [...args, `oci:${layoutDir}:${tag}`, `docker://${target}`]);
+}
+
+/**
+ * Resolves once `condition()` holds (asked every 10 ms), or after `limitMs` (a minute) without it: a test
+ * that waits on its proxy's traffic this way then fails on its own assertions rather than hanging.
+ */
+export async function eventually(condition: () => boolean, limitMs = 60_000): Promise<void> {
+  const end = Date.now() + limitMs;
+  while (!condition() && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 10));
 }
 
 /** One request seen by a RegistryProxy. */
@@ -180,8 +219,11 @@ export interface RegistryProxyOptions {
   intercept?(request: IncomingMessage, response: ServerResponse): boolean;
   /** Rewrite a chunk of a forwarded response body (e.g. flip a byte); `index` counts chunks of this response. */
   transformBody?(request: ProxiedRequest, chunk: Buffer, index: number): Buffer;
-  /** Milliseconds to hold a response before it is sent (a slow registry); 0 or undefined: none. */
-  delay?(request: ProxiedRequest): number | undefined;
+  /**
+   * Hold a response before it is sent (a slow registry): for so many milliseconds, or until the promise
+   * settles (a registry slow until something else has happened); 0 or undefined: none.
+   */
+  delay?(request: ProxiedRequest): number | Promise<unknown> | undefined;
 }
 
 /** A loopback HTTP proxy in front of a registry: records every request and can inject faults. */
@@ -218,7 +260,9 @@ export async function startRegistryProxy(target: string, options: RegistryProxyO
       { host: targetHost, port: Number(targetPort), method: req.method, path: req.url, headers: req.headers },
       async (upstreamResponse) => {
         const hold = options.delay?.(record);
-        if (hold) await new Promise((resolve) => setTimeout(resolve, hold)); // the body waits unread
+        // The body waits unread meanwhile.
+        if (typeof hold === "number" && hold > 0) await new Promise((resolve) => setTimeout(resolve, hold));
+        else if (hold instanceof Promise) await hold.catch(() => {});
         record.status = upstreamResponse.statusCode ?? 0;
         record.answeredAt = performance.now();
         res.writeHead(upstreamResponse.statusCode ?? 502, upstreamResponse.headers);

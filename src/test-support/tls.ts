@@ -61,3 +61,28 @@ export function makeTestCertificates(dir: string): TestCertificates {
   );
   return { ca: join(dir, "ca.pem"), cert: join(dir, "server.pem"), key: join(dir, "server.key") };
 }
+
+/** Write `client.cert` and `client.key` into `dir`: a client certificate signed by the CA of makeTestCertificates(caDir). */
+export function makeClientCertificate(caDir: string, dir: string): { cert: string; key: string } {
+  opensslIn(dir, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=ocify test client");
+  writeFileSync(join(dir, "client-ext.cnf"), "extendedKeyUsage=clientAuth\n");
+  opensslIn(
+    dir,
+    "x509",
+    "-req",
+    "-in",
+    "client.csr",
+    "-CA",
+    join(caDir, "ca.pem"),
+    "-CAkey",
+    join(caDir, "ca.key"),
+    "-CAcreateserial",
+    "-out",
+    "client.cert",
+    "-days",
+    "2",
+    "-extfile",
+    "client-ext.cnf",
+  );
+  return { cert: join(dir, "client.cert"), key: join(dir, "client.key") };
+}

@@ -56,6 +56,7 @@ function hex(digest: string): string {
 
 class DockerArchiveDestination implements ImageDestination {
   readonly acceptsIndex = false;
+  readonly requiresForeignBlobs = true;
   #top: RawManifest | undefined;
 
   constructor(

@@ -16,6 +16,7 @@ import { openAtomicFile, ownerTag, removeStaleOwned, removeStaleTemps, writeFile
 import { withFileLock } from "../fs-lock.js";
 import type { Descriptor } from "../image/descriptor.js";
 import {
+  encodeJson,
   type ImageIndex,
   manifestDescriptor,
   maxManifestBytes,
@@ -216,7 +217,7 @@ export function mergeIndex(existing: ImageIndex | undefined, entry: Descriptor):
     const other = d.annotations?.[refNameAnnotation];
     return tag !== undefined ? other !== tag : !(other === undefined && d.digest === entry.digest);
   });
-  return Buffer.from(JSON.stringify({ ...base, manifests: [...kept, entry] }));
+  return encodeJson({ ...base, manifests: [...kept, entry] });
 }
 
 /** Open `oci:DIR[:tag]` for reading. */

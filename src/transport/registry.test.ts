@@ -407,6 +407,45 @@ describe("docker:// transport against docker-registry", () => {
     await assert.rejects((await source(`${corrupting.host}/lib/base@${baseDigest}`)).getManifest(), DigestMismatchError);
   });
 
+  it("never shows a redirect's signed query in an error", async () => {
+    const deadPort = await freePort();
+    const storage = createServer((_req, res) => {
+      res.writeHead(403, { "content-type": "application/xml" }).end("<Error><Code>SignatureDoesNotMatch</Code></Error>");
+    });
+    await new Promise<void>((resolve) => storage.listen(0, "127.0.0.1", resolve));
+    const storagePort = (storage.address() as AddressInfo).port;
+    try {
+      for (const port of [deadPort, storagePort]) {
+        const redirecting = await proxy({
+          intercept(req, res) {
+            const match = /^\/v2\/lib\/base\/blobs\/(sha256:[a-f0-9]{64})$/.exec(req.url ?? "");
+            if (req.method !== "GET" || !match) return false;
+            res.writeHead(307, {
+              location: `http://127.0.0.1:${port}/storage/${match[1]}?X-Amz-Signature=topsecret&X-Amz-Credential=AKIA`,
+            });
+            res.end();
+            return true;
+          },
+        });
+        const src = await source(`${redirecting.host}/lib/base:latest`);
+        const layer = parseImageManifest(await src.getManifest()).layers[0] as Descriptor;
+        await assert.rejects(
+          src.getBlob(layer).then((stream) => drain(stream)),
+          (error: Error & { userMessage?: string }) => {
+            const text = `${error.message} ${error.userMessage ?? ""} ${String((error as { hint?: string }).hint)}`;
+            assert.doesNotMatch(text, /topsecret|AKIA/);
+            assert.ok(!text.includes("\n"));
+            assert.match(text, port === deadPort ? /cannot reach 127\.0\.0\.1:\d+ \(for/ : /storage at 127\.0\.0\.1:\d+ answered HTTP 403/);
+            return true;
+          },
+        );
+      }
+    } finally {
+      storage.closeAllConnections();
+      await new Promise<void>((resolve) => storage.close(() => resolve()));
+    }
+  });
+
   it("follows a blob redirect to another origin, signed query intact", async () => {
     // Storage on another port (another origin) serves the blob bytes it fetched from the registry.
     const storageRequests: { url: string; authorization: string | undefined }[] = [];
@@ -529,7 +568,9 @@ describe("docker:// transport with htpasswd authentication", () => {
       assertOneLine(error);
       assert.match(
         error.userMessage,
-        new RegExp(`^authentication failed for ${wrongHost} \\(check the username and password in .*config\\.json / run docker login`),
+        new RegExp(
+          `^authentication failed for ${wrongHost} \\(check the user name and password in .*config\\.json, or log in again with ocify login`,
+        ),
       );
       return true;
     });
@@ -539,7 +580,7 @@ describe("docker:// transport with htpasswd authentication", () => {
     const src = await source(`${anonymousHost}/secure/base:latest`);
     await assert.rejects(src.getManifest(), (error: unknown) => {
       assert.ok(error instanceof UnauthorizedError);
-      assert.match(error.userMessage, /authentication required \(run docker login/);
+      assert.match(error.userMessage, /authentication required \(log in with ocify login/);
       return true;
     });
   });

@@ -5,28 +5,28 @@
  * streamed PUT; manifests are PUT last, children by digest, the top one under the tag.
  */
 import type { Readable } from "node:stream";
-import type { Digest } from "../digest.js";
 import { InputError } from "../errors.js";
 import type { Descriptor } from "../image/descriptor.js";
 import type { RawManifest } from "../image/manifest.js";
-import { formatReference, manifestReference, type Reference } from "../reference.js";
+import { isIndexMediaType, isNondistributableMediaType } from "../media-types.js";
+import { formatReference, type Reference } from "../reference.js";
 import { repositoryScope } from "../registry/auth.js";
-import { type RegistryClient, registryClient } from "../registry/client.js";
+import { type MountResult, type RegistryClient, registryClient } from "../registry/client.js";
+import { DeniedError, RegistryError, UnauthorizedError } from "../registry/errors.js";
+import { RegistrySource } from "./registry-source.js";
 import type { ImageDestination, ImageSource, RegistryLocation, TransportOptions } from "./transport.js";
 
 function clientFor(reference: Reference, options: TransportOptions): RegistryClient {
-  return registryClient(reference.registry, { insecureRegistries: options.insecureRegistries, userAgent: options.userAgent });
+  return registryClient(reference.registry, {
+    insecureRegistries: options.insecureRegistries,
+    userAgent: options.userAgent,
+    credentials: options.credentials,
+  });
 }
 
-function combine(a: AbortSignal | undefined, b: AbortSignal | undefined): AbortSignal | undefined {
-  if (!a) return b;
-  if (!b) return a;
-  return AbortSignal.any([a, b]);
-}
-
-/** Open an image in a registry for reading; nothing is sent until the first manifest or blob is asked for. */
+/** Open an image in a registry for reading (through mirrors when configured); nothing is sent until a manifest or blob is asked for. */
 export async function openRegistrySource(reference: Reference, options: TransportOptions): Promise<ImageSource> {
-  return new RegistrySource(reference, clientFor(reference, options), options);
+  return new RegistrySource(reference, options);
 }
 
 /** Open a repository (and tag) in a registry for writing. */
@@ -34,34 +34,22 @@ export async function openRegistryDestination(reference: Reference, options: Tra
   return new RegistryDestination(reference, clientFor(reference, options), options);
 }
 
-class RegistrySource implements ImageSource {
-  readonly description: string;
-  readonly location: RegistryLocation;
-  readonly #scopes: string[];
-
-  constructor(
-    private readonly reference: Reference,
-    private readonly client: RegistryClient,
-    private readonly options: TransportOptions,
-  ) {
-    this.description = formatReference(reference);
-    this.location = { registry: reference.registry, repository: reference.repository };
-    this.#scopes = [repositoryScope(reference.repository, "pull")];
-  }
-
-  async getManifest(digest?: Digest): Promise<RawManifest> {
-    const { registry, repository } = this.reference;
-    // By digest when the reference pins one: the client verifies the bytes against it.
-    const wanted = digest ?? manifestReference(this.reference);
-    const what = digest ? `${registry}/${repository}@${digest}` : this.description;
-    return this.client.getManifest(repository, wanted, this.#scopes, what, this.options.signal);
-  }
-
-  async getBlob(descriptor: Descriptor, signal?: AbortSignal): Promise<Readable> {
-    return this.client.getBlob(this.reference.repository, descriptor, this.#scopes, combine(signal, this.options.signal));
-  }
-
-  async close(): Promise<void> {}
+/**
+ * A registry that refuses a manifest with non-distributable layers most likely refuses their URLs
+ * (distribution does unless its configuration allows them, and answers 500): say so.
+ */
+function explainRefusedUrls(error: unknown, manifest: RawManifest): unknown {
+  if (!(error instanceof RegistryError) || isIndexMediaType(manifest.mediaType)) return error;
+  let layers: { mediaType?: unknown }[] = [];
+  try {
+    layers = (JSON.parse(manifest.bytes.toString("utf8")) as { layers?: { mediaType?: unknown }[] }).layers ?? [];
+  } catch {}
+  if (!layers.some((l) => typeof l?.mediaType === "string" && isNondistributableMediaType(l.mediaType))) return error;
+  return new RegistryError(error.code, error.message, {
+    hint: "the image has non-distributable layers, kept as URLs: the registry must allow them (distribution: validation.manifests.urls.allow)",
+    status: error.status,
+    cause: error,
+  });
 }
 
 class RegistryDestination implements ImageDestination {
@@ -91,7 +79,14 @@ class RegistryDestination implements ImageDestination {
   async mountBlob(descriptor: Descriptor, from: RegistryLocation): Promise<boolean> {
     if (from.registry !== this.reference.registry || from.repository === this.reference.repository) return false;
     const scopes = [...this.#scopes, repositoryScope(from.repository, "pull")];
-    const result = await this.client.mountBlob(this.reference.repository, descriptor.digest, from.repository, scopes, this.options.signal);
+    let result: MountResult;
+    try {
+      result = await this.client.mountBlob(this.reference.repository, descriptor.digest, from.repository, scopes, this.options.signal);
+    } catch (error) {
+      // The account may push here but not read the repository mounted from: the blob is uploaded instead.
+      if (error instanceof UnauthorizedError || error instanceof DeniedError) return false;
+      throw error;
+    }
     if (result.mounted) return true;
     const previous = this.#pendingUploads.get(descriptor.digest);
     if (previous) await this.client.cancelUpload(previous, this.#scopes);
@@ -148,7 +143,11 @@ class RegistryDestination implements ImageDestination {
     const { registry, repository, tag, digest } = this.reference;
     if (!options.top) {
       const what = `${registry}/${repository}@${manifest.digest}`;
-      await this.client.putManifest(repository, manifest.digest, manifest, this.#scopes, what, this.options.signal);
+      await this.client
+        .putManifest(repository, manifest.digest, manifest, this.#scopes, what, this.options.signal)
+        .catch((error: unknown) => {
+          throw explainRefusedUrls(error, manifest);
+        });
       return;
     }
     if (digest !== undefined && digest !== manifest.digest) {
@@ -157,7 +156,11 @@ class RegistryDestination implements ImageDestination {
       });
     }
     // The top manifest goes under the tag; a digest-only reference is pushed by digest.
-    await this.client.putManifest(repository, tag ?? manifest.digest, manifest, this.#scopes, this.description, this.options.signal);
+    await this.client
+      .putManifest(repository, tag ?? manifest.digest, manifest, this.#scopes, this.description, this.options.signal)
+      .catch((error: unknown) => {
+        throw explainRefusedUrls(error, manifest);
+      });
   }
 
   async commit(): Promise<void> {

@@ -3,7 +3,7 @@
  * without extracting, and a writer that streams entries of known size into reserved regions of a temp file.
  */
 import { createReadStream, createWriteStream, rmSync } from "node:fs";
-import { type FileHandle, mkdtemp, open, rename, rm } from "node:fs/promises";
+import { type FileHandle, mkdtemp, open, rename, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, dirname, join, posix } from "node:path";
 import { pipeline as pipelineCallback, Readable, type Transform, Writable } from "node:stream";
@@ -448,6 +448,10 @@ export class TarFileWriter {
    * aborted, writes stop and commit() fails, so that an interrupted run leaves no file.
    */
   static async create(target: string, signal?: AbortSignal): Promise<TarFileWriter> {
+    // Found now, not when the finished archive cannot be renamed over it.
+    if ((await stat(target).catch(() => undefined))?.isDirectory()) {
+      throw new InputError(`cannot create ${target}: it is a directory`, { hint: "name a file for the archive" });
+    }
     await removeStaleTemps(dirname(target), basename(target));
     const temp = tempPathFor(target);
     try {

@@ -3,14 +3,17 @@
  * `docker://REF` (or a bare reference), `oci:DIR[:tag]`, `oci-archive:FILE[:tag]`,
  * `docker-archive:FILE[:name:tag | :@index]`.
  */
+import { readdirSync, type Stats, statSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import type { Readable } from "node:stream";
 import type { Digest } from "../digest.js";
-import { InvalidReferenceError } from "../errors.js";
+import { InvalidReferenceError, UsageError } from "../errors.js";
 import type { Descriptor } from "../image/descriptor.js";
 import type { RawManifest } from "../image/manifest.js";
 import type { ManifestFormat } from "../media-types.js";
 import type { ProgressSink } from "../progress.js";
 import { parseReference, parseReferenceWithDefaultTag, type Reference } from "../reference.js";
+import type { CredentialProvider } from "../registry/credentials.js";
 
 /** A parsed transport reference. */
 export type TransportReference =
@@ -37,6 +40,12 @@ export interface TransportOptions {
   signal?: AbortSignal;
   /** Reading from registries: which operations the credentials will be asked for (push adds push scope). */
   userAgent?: string;
+  /** Download non-distributable layers from their URLs for destinations that must hold their content (docker-archive). */
+  fetchForeignLayers?: boolean;
+  /** Where registry credentials come from, in order; default: containers' auth.json files, then docker's config.json. */
+  credentials?: readonly CredentialProvider[] | undefined;
+  /** Pull mirrors (`--registry-mirror`): `MIRROR` for Docker Hub, `REGISTRY=MIRROR` for another registry. */
+  registryMirrors?: readonly string[] | undefined;
 }
 
 /** A readable image store: one image, an index, or an archive of several. */
@@ -67,6 +76,11 @@ export interface ImageDestination {
    * manifests for most readers (skopeo skips Docker ones), so Docker images are converted on the way in.
    */
   readonly preferredManifestFormat?: ManifestFormat;
+  /**
+   * Whether non-distributable (foreign) layers must be stored here as blobs: a docker-archive must (docker
+   * load reads every layer); registries and layouts keep their descriptors, with the URLs, and no blob.
+   */
+  readonly requiresForeignBlobs?: boolean;
   /** Whether the blob is already there (it is then not sent). */
   hasBlob(descriptor: Descriptor): Promise<boolean>;
   /** Try to mount the blob from another repository of the same registry; true when it is now present. */
@@ -167,8 +181,86 @@ export function formatTransportReference(ref: TransportReference): string {
   }
 }
 
-/** Open a transport reference for reading. Transport modules load lazily, so startup stays fast. */
+/** What is at `path`: undefined when nothing is, or a file stands where a directory on the way should be. */
+function statOf(path: string): Stats | undefined {
+  try {
+    return statSync(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR") return undefined;
+    throw error;
+  }
+}
+
+/** An archive is written to a temp file beside its path, then renamed over it: a file, or nothing yet, in a directory. */
+function checkArchivePath(path: string, what: string, transport: string): void {
+  const found = statOf(path);
+  if (found?.isDirectory()) {
+    const layout = transport === "oci-archive" ? ", or write an OCI layout directory with oci:" : "";
+    throw new UsageError(`${what}: ${path} is a directory, not an archive file`, {
+      hint: `name a file, e.g. ${join(path, "image.tar")}${layout}`,
+    });
+  }
+  if (found && !found.isFile()) {
+    throw new UsageError(`${what}: ${path} is not a regular file`, { hint: "name a new file or a regular one to replace" });
+  }
+  const parent = dirname(resolve(path));
+  const directory = statOf(parent);
+  if (!directory) throw new UsageError(`${what}: directory ${parent} does not exist`, { hint: "create it first" });
+  if (!directory.isDirectory()) throw new UsageError(`${what}: ${parent} is not a directory`);
+}
+
+/** An OCI layout is a directory: new, empty, or a layout already (its index is merged). */
+function checkLayoutPath(path: string, what: string): void {
+  const found = statOf(path);
+  if (found && !found.isDirectory()) {
+    throw new UsageError(`${what}: ${path} is not a directory`, { hint: "an OCI layout is a directory; for a tar file use oci-archive:" });
+  }
+  if (found) {
+    const entries = readdirSync(path);
+    if (entries.length > 0 && !entries.includes("oci-layout")) {
+      throw new UsageError(`${what}: ${path} is not empty and not an OCI layout`, {
+        hint: "choose a new or empty directory, or an existing layout",
+      });
+    }
+    return;
+  }
+  // Created with its missing parents: the nearest that exists must be a directory.
+  let ancestor = dirname(resolve(path));
+  while (!statOf(ancestor) && dirname(ancestor) !== ancestor) ancestor = dirname(ancestor);
+  if (!statOf(ancestor)?.isDirectory()) throw new UsageError(`${what}: ${ancestor} is not a directory`);
+}
+
+/**
+ * Check that a destination can be written where it points, before any work: an archive's path is a file
+ * (or nothing yet) in a directory that exists, a layout's is a directory that is new, empty or a layout.
+ * A wrong one is a usage error (exit 2); what only writing tells (permissions, space) fails when written.
+ */
+export function checkDestination(ref: TransportReference): void {
+  if (ref.transport === "docker") return;
+  const what = `${ref.transport}:${ref.path}`;
+  if (ref.transport === "oci") {
+    checkLayoutPath(ref.path, what);
+    return;
+  }
+  if (ref.transport === "docker-archive" && ref.index !== undefined) {
+    throw new UsageError(`${what}:@${ref.index}: @index selects an image to read, it cannot name one to write`, {
+      hint: "write docker-archive:FILE or docker-archive:FILE:NAME:TAG",
+    });
+  }
+  checkArchivePath(ref.path, what, ref.transport);
+}
+
+/**
+ * Open a transport reference for reading. Transport modules load lazily, so startup stays fast. Docker
+ * schema 1 manifests are read as the schema 2 images they convert to.
+ */
 export async function openSource(ref: TransportReference, options: TransportOptions = {}): Promise<ImageSource> {
+  const [source, { convertingSchema1 }] = await Promise.all([openPlainSource(ref, options), import("./schema1-source.js")]);
+  return convertingSchema1(source, options);
+}
+
+async function openPlainSource(ref: TransportReference, options: TransportOptions): Promise<ImageSource> {
   switch (ref.transport) {
     case "docker":
       return (await import("./registry.js")).openRegistrySource(ref.reference, options);
@@ -181,7 +273,7 @@ export async function openSource(ref: TransportReference, options: TransportOpti
   }
 }
 
-/** Open a transport reference for writing. */
+/** Open a transport reference for writing (the CLI checks it first with checkDestination). */
 export async function openDestination(ref: TransportReference, options: TransportOptions = {}): Promise<ImageDestination> {
   switch (ref.transport) {
     case "docker":

@@ -19,6 +19,7 @@ import {
   transportFlags,
   transportOptions,
 } from "../flags.js";
+import { credentialChain, credentialFlags, registriesOf } from "../registry-flags.js";
 
 export const help = `Usage: ocify build --from BASE [--layer SRC[:DEST]]... [CONFIG OPTIONS] -t DEST [-t DEST]...
 
@@ -45,9 +46,15 @@ Config:
                             after the common --layer ones, e.g. --layer-for linux/arm64=./out/arm64:/app
 Transport:
   -t, --tag DEST            destination (repeatable)
+  --creds USER[:PASS]       credentials for the destination registries (with --password-stdin: the password
+                            is read from standard input); default: auth.json, docker's config.json
   --insecure-registry HOST:PORT  plain HTTP or unverified TLS for this registry (loopback is always allowed)
+  --registry-mirror [REGISTRY=]MIRROR  pull through this mirror first, the registry on a miss (no
+                            REGISTRY=: a Docker Hub mirror, as docker's registry-mirrors)
   -j, --jobs N              parallel transfers (default 4)
   --cache-dir DIR           blob and layer cache (default $XDG_CACHE_HOME/ocify or ~/.cache/ocify)
+  --fetch-foreign-layers    download a base's non-distributable layers from their URLs for a
+                            docker-archive (registries and oci: layouts keep only their URLs)
   --digest-file FILE        write the manifest digest to FILE
   --max-expansion-ratio N   refuse a compressed tarball that expands more than N times once past 1 GiB (default 100)
   --max-expanded-size SIZE  refuse one that expands past SIZE (default 64G)
@@ -69,6 +76,8 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
     platform: { type: "string" },
     "layer-for": { type: "string", multiple: true },
     tag: { type: "string", multiple: true, short: "t" },
+    "fetch-foreign-layers": { type: "boolean" },
+    ...credentialFlags,
   });
   if (helpRequested(values, help)) return 0;
   if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`, { hint: "see ocify build --help" });
@@ -77,6 +86,7 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
   const config = configEdits(values);
 
   const { options: transport, finish } = transportOptions(values, signal);
+  transport.credentials = await credentialChain(values, registriesOf(values.tag ?? []));
   const options: BuildOptions = {
     ...transport,
     from: values.from,
@@ -104,6 +114,7 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
     if (!match) throw new UsageError(`--chown ${values.chown}: expected UID:GID (numbers)`);
     options.chown = { uid: Number(match[1]), gid: Number(match[2]) };
   }
+  if (values["fetch-foreign-layers"]) options.fetchForeignLayers = true;
   const epoch = sourceDateEpoch();
   if (epoch !== undefined) options.sourceDateEpoch = epoch;
 

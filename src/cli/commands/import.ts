@@ -14,6 +14,7 @@ import {
   transportFlags,
   transportOptions,
 } from "../flags.js";
+import { credentialChain, credentialFlags, registriesOf } from "../registry-flags.js";
 
 export const help = `Usage: ocify import [OPTIONS] ROOTFS -t DEST [-t DEST]...
 
@@ -25,7 +26,8 @@ modes, owners, device nodes, links. Entries that would escape the root are refus
   --entrypoint, --cmd, --env, --workdir, --user, --expose, --volume, --label   as in ocify build
   --format oci|docker       manifest family (default oci)
   --compression gzip|zstd|none
-  -t, --tag DEST            destination (repeatable); --insecure-registry, --jobs, --digest-file, --quiet as in build
+  -t, --tag DEST            destination (repeatable); --insecure-registry, --creds, --password-stdin,
+                            --jobs, --digest-file, --quiet as in build
   --max-expansion-ratio N, --max-expanded-size SIZE   decompression bounds, as in build (default 100, 64G)`;
 
 /** Run the import command. */
@@ -37,12 +39,14 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
     format: { type: "string" },
     compression: { type: "string" },
     tag: { type: "string", multiple: true, short: "t" },
+    ...credentialFlags,
   });
   if (helpRequested(values, help)) return 0;
   if (positionals.length !== 1)
     throw new UsageError("import needs one ROOTFS (a directory or a tarball)", { hint: "see ocify import --help" });
   const config = configEdits(values);
   const { options: transport, finish } = transportOptions(values, signal);
+  transport.credentials = await credentialChain(values, registriesOf(values.tag ?? []));
   const options: BuildOptions = {
     ...transport,
     from: "scratch",
