@@ -30,6 +30,15 @@ export function ownerTag(): string {
   return `${process.pid}-${hostTag}`;
 }
 
+/**
+ * Whether a name in a directory is what a running (or killed) ocify writer keeps there for a moment: a
+ * temp file, a writer's marker or a lock (`.NAME….tmp`, `.ocify-…`, `.NAME.lock`). A directory holding only
+ * these is one another ocify is filling, not the user's.
+ */
+export function isWriterScratch(name: string): boolean {
+  return name.startsWith(".") && (name.endsWith(".tmp") || name.endsWith(".lock") || name.startsWith(".ocify-"));
+}
+
 /** Remember a temp path as this process's until untrack() (for removeLiveTempsSync). */
 export function trackTemp(path: string): void {
   live.add(path);

@@ -223,15 +223,15 @@ export function registryError(status: number, body: Buffer | undefined, context:
         status,
       });
   }
-  if (status === 405) {
-    return new RegistryError("UNSUPPORTED", `${subject(what)}the registry does not allow this operation (HTTP 405)`, {
-      hint: "the registry's configuration does not allow it",
-      status,
-    });
-  }
   if (status === 405 && context.method && context.method !== "GET" && context.method !== "HEAD") {
     return new RegistryError("READ_ONLY", `${subject(what)}registry ${context.registry} refuses pushes (HTTP 405): it is read-only`, {
       hint: "push to another registry, or ask its operator to allow pushes; mirrors and pull-through caches take none",
+      status,
+    });
+  }
+  if (status === 405) {
+    return new RegistryError("UNSUPPORTED", `${subject(what)}the registry does not allow this operation (HTTP 405)`, {
+      hint: "the registry's configuration does not allow it",
       status,
     });
   }

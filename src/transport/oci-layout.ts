@@ -12,7 +12,7 @@ import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createVerifier, type Digest, shortDigest, verifyBytes } from "../digest.js";
 import { fromSystemError, InputError, InvalidImageError, withSystemPath } from "../errors.js";
-import { openAtomicFile, ownerTag, removeStaleOwned, removeStaleTemps, writeFileAtomic } from "../fs-atomic.js";
+import { isWriterScratch, openAtomicFile, ownerTag, removeStaleOwned, removeStaleTemps, writeFileAtomic } from "../fs-atomic.js";
 import { withFileLock } from "../fs-lock.js";
 import type { Descriptor } from "../image/descriptor.js";
 import {
@@ -235,11 +235,6 @@ export async function openOciLayoutSource(
   return new OciLayoutSource(description, new DirectoryLayoutReader(ref.path), ref.tag).init();
 }
 
-/** Names a writer leaves in a layout while it runs (temp files, its marker, the index lock), not the user's files. */
-function isOcifyScratch(name: string): boolean {
-  return name.startsWith(writerMarkerPrefix) || name === indexLockName || (name.startsWith(".") && name.endsWith(".tmp"));
-}
-
 const writerMarkerPrefix = ".ocify-writing.";
 const indexLockName = ".index.json.lock";
 
@@ -355,10 +350,12 @@ export async function openOciLayoutDestination(
   if (!info) {
     await mkdirOrFail(ref.path, description);
     created = true;
+    // At once: a writer that comes into the directory meanwhile then finds a layout, not a stranger's directory.
+    await writeFileAtomic(join(ref.path, "oci-layout"), ociLayoutBytes);
   } else if (!info.isDirectory()) {
     throw new InputError(`${description}: ${ref.path} exists and is not a directory`, { hint: "for a tar file use oci-archive:" });
   } else {
-    const entries = (await readdir(ref.path)).filter((name) => !isOcifyScratch(name));
+    const entries = (await readdir(ref.path)).filter((name) => !isWriterScratch(name));
     if (entries.length > 0 && !entries.includes("oci-layout")) {
       throw new InputError(`${description}: ${ref.path} is not empty and not an OCI layout`, {
         hint: "choose a new or empty directory, or an existing layout",

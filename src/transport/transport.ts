@@ -8,6 +8,7 @@ import { dirname, join, resolve } from "node:path";
 import type { Readable } from "node:stream";
 import type { Digest } from "../digest.js";
 import { InvalidReferenceError, UsageError } from "../errors.js";
+import { isWriterScratch } from "../fs-atomic.js";
 import type { Descriptor } from "../image/descriptor.js";
 import type { RawManifest } from "../image/manifest.js";
 import type { ManifestFormat } from "../media-types.js";
@@ -217,7 +218,7 @@ function checkLayoutPath(path: string, what: string): void {
     throw new UsageError(`${what}: ${path} is not a directory`, { hint: "an OCI layout is a directory; for a tar file use oci-archive:" });
   }
   if (found) {
-    const entries = readdirSync(path);
+    const entries = readdirSync(path).filter((name) => !isWriterScratch(name));
     if (entries.length > 0 && !entries.includes("oci-layout")) {
       throw new UsageError(`${what}: ${path} is not empty and not an OCI layout`, {
         hint: "choose a new or empty directory, or an existing layout",
