@@ -4,6 +4,8 @@
  * has them or can mount them; otherwise they are fetched once, verified, into the blob cache.
  * With several platforms, one image is built per platform and an index ties them together.
  */
+import { createHash } from "node:crypto";
+import { resolve } from "node:path";
 import { Readable } from "node:stream";
 import { finished } from "node:stream/promises";
 import { knownLocations, rememberLocation } from "./blob-locations.js";
@@ -232,6 +234,17 @@ function cachedBlobOpener(
   };
 }
 
+/**
+ * What names a layer's bytes before they are known: its source and everything that shapes them. A push
+ * killed while it streamed the layer is continued by the next run under this key (registry/upload.ts),
+ * which checks that the bytes made again are the ones sent.
+ */
+function layerUploadKey(layer: LayerSource, options: LayerBuildOptions): string {
+  const { compression, level, chown, preserveOwners, mtime } = options;
+  const shape = JSON.stringify([resolve(layer.source), layer.dest, compression, level, chown, preserveOwners, mtime]);
+  return createHash("sha256").update(shape).digest("hex");
+}
+
 /** A built layer, and the end of its upload when it was streamed to a registry while it was built. */
 type StreamedLayer = BuiltLayer & { uploaded?: Promise<void> };
 
@@ -267,7 +280,7 @@ async function buildLayerStreaming(
     // A stream the build abandoned (a head start it could not use) ends its upload: no failure. The
     // build may then tee again; the last upload is the one that counts.
     upload = (destination.putBlobStreaming as NonNullable<ImageDestination["putBlobStreaming"]>)
-      .call(destination, options.mediaType, content, final)
+      .call(destination, options.mediaType, content, final, layerUploadKey(layer, options))
       .catch((error: unknown) => {
         if (!(content.errored instanceof AbandonedUpload)) throw error;
       });

@@ -21,6 +21,8 @@ import {
 import { maxIndexDepth, selectImage } from "./image/select.js";
 import { familyMediaTypes, isIndexMediaType, isNondistributableMediaType } from "./media-types.js";
 import { noProgress, type ProgressSink } from "./progress.js";
+import { isRetryableError, retryReason } from "./registry/retry.js";
+import { skipBytes } from "./registry/upload.js";
 import type { ImageDestination, ImageSource, RegistryLocation } from "./transport/transport.js";
 
 /** A blob to send to a destination, and how to read it. */
@@ -154,8 +156,10 @@ async function sendBlob(
 ): Promise<void> {
   for (let repaired = false; ; repaired = true) {
     const source = await blob.open();
+    // After a failure, a registry upload goes on from where the registry stands: the bytes from there.
+    const reopen = async (offset: number) => counted(skipBytes(await blob.open(), offset), (bytes) => onBytes(offset + bytes));
     try {
-      await destination.putBlob(blob.descriptor, counted(source, onBytes));
+      await destination.putBlob(blob.descriptor, counted(source, onBytes), { reopen });
       return;
     } catch (error) {
       const damaged = source.errored ?? error;
@@ -209,11 +213,24 @@ async function pushBlob(destination: ImageDestination, blob: BlobPlan, progress:
       report(before); // another tag of a repository the run met the blob in
       return;
     }
-    // Uploaded while it was built: pushed by this run.
+    // Uploaded while it was built: pushed by this run. An upload the network broke goes on below, from
+    // the cache, where the registry's session stands (registry/upload.ts keeps it).
     if (blob.streamed?.destination === destination) {
-      await blob.streamed.done;
-      report("done");
-      return;
+      const failure = await blob.streamed.done.then(
+        () => undefined,
+        (error: unknown) => error ?? new Error("upload failed"),
+      );
+      if (failure === undefined) {
+        report("done");
+        return;
+      }
+      if (!isRetryableError(failure)) throw failure;
+      progress({
+        ...event,
+        phase: "retry",
+        bytes: 0,
+        reason: `the upload during the build broke (${retryReason(failure)}); sending the rest`,
+      });
     }
     if (!blob.fresh && (await destination.hasBlob(descriptor))) {
       report("skipped");

@@ -8,6 +8,7 @@ import { UsageError } from "../errors.js";
 import { type Platform, parsePlatform } from "../image/descriptor.js";
 import type { Compression, ManifestFormat } from "../media-types.js";
 import { type ConfigEdits, parseCommand, parseKeyValue } from "../mutate.js";
+import { defaultRetryPolicy, defaultTimeouts, onRetry, setRetryPolicy, setTimeouts } from "../registry/retry.js";
 import type { TransportOptions } from "../transport/transport.js";
 import { createProgressView } from "./progress-view.js";
 
@@ -23,8 +24,21 @@ export const transportFlags = {
   "digest-file": { type: "string" },
   "max-expansion-ratio": { type: "string" },
   "max-expanded-size": { type: "string" },
+  retry: { type: "string" },
+  "retry-max-time": { type: "string" },
+  "connect-timeout": { type: "string" },
+  "idle-timeout": { type: "string" },
+  "chunk-size": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const satisfies Options;
+
+/** The help lines of the network flags every command that moves images takes. */
+export const networkHelp = `Network:
+  --retry N                 tries after the first for what is safe to repeat (default ${defaultRetryPolicy.retries})
+  --retry-max-time S        seconds one operation may take, retries and waits included (default ${defaultRetryPolicy.maxTimeMs / 1000})
+  --connect-timeout S       seconds to open a connection (default ${defaultTimeouts.connectMs / 1000})
+  --idle-timeout S          seconds a connection may stay silent (default ${defaultTimeouts.idleMs / 1000})
+  --chunk-size SIZE         blobs larger than this upload in chunks of it, resumable (default 512M)`;
 
 /** The config flags `build` and `import` share. */
 export const configFlags = {
@@ -186,17 +200,62 @@ export function transportOptions(
     "cache-dir"?: string | undefined;
     "max-expansion-ratio"?: string | undefined;
     "max-expanded-size"?: string | undefined;
-  },
+  } & NetworkValues,
   signal: AbortSignal,
 ): { options: TransportOptions; finish(): void } {
   decompressionFlags(values);
   const view = createProgressView(process.stderr, values.quiet ?? false);
   const options: TransportOptions = { progress: view.sink, signal, insecureRegistries: values["insecure-registry"] ?? [] };
+  const chunkSize = networkFlags(values);
+  if (chunkSize !== undefined) options.uploadChunkSize = chunkSize;
+  // Every retry is said, on the progress lines (nothing with --quiet).
+  onRetry((event) =>
+    view.sink({
+      phase: "retry",
+      kind: event.what,
+      id: "",
+      bytes: 0,
+      reason: `${event.reason}; try ${event.attempt} in ${(event.delayMs / 1000).toFixed(1)} s`,
+    }),
+  );
   const jobs = intFlag(values.jobs, "--jobs", 1, 64);
   if (jobs !== undefined) options.jobs = jobs;
   if (values["cache-dir"] !== undefined) options.cacheDir = values["cache-dir"];
   if (values["registry-mirror"]?.length) options.registryMirrors = values["registry-mirror"];
   return { options, finish: view.finish };
+}
+
+/** The network flags' values. */
+export interface NetworkValues {
+  retry?: string | undefined;
+  "retry-max-time"?: string | undefined;
+  "connect-timeout"?: string | undefined;
+  "idle-timeout"?: string | undefined;
+  "chunk-size"?: string | undefined;
+}
+
+/** Seconds, whole or not, from `min` up. */
+function secondsFlag(value: string | undefined, flag: string, min: number): number | undefined {
+  if (value === undefined) return undefined;
+  const seconds = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value.trim()) || seconds < min || seconds > 86_400) {
+    throw new UsageError(`${flag} ${value}: expected seconds from ${min} to 86400`);
+  }
+  return seconds * 1000;
+}
+
+/** --retry, --retry-max-time, --connect-timeout, --idle-timeout set this process's policies; returns --chunk-size. */
+export function networkFlags(values: NetworkValues): number | undefined {
+  const retries = intFlag(values.retry, "--retry", 0, 100);
+  setRetryPolicy({ retries, maxTimeMs: secondsFlag(values["retry-max-time"], "--retry-max-time", 0) });
+  setTimeouts({
+    connectMs: secondsFlag(values["connect-timeout"], "--connect-timeout", 0.1),
+    idleMs: secondsFlag(values["idle-timeout"], "--idle-timeout", 0.1),
+  });
+  const chunk = values["chunk-size"];
+  const size = chunk === undefined ? undefined : parseSize(chunk, "--chunk-size");
+  if (size !== undefined && size < 64 << 10) throw new UsageError(`--chunk-size ${chunk}: expected at least 64K`);
+  return size;
 }
 
 /** --max-expansion-ratio N and --max-expanded-size SIZE: the bounds of decompression.ts for this run. */

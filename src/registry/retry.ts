@@ -148,17 +148,30 @@ export class RetryBudget {
     this.#started = Date.now();
   }
 
-  /** Wait for the next try after `reason`; false when none is left. */
-  async next(reason: string, retryAfterMs?: number): Promise<boolean> {
-    if (this.#attempt > this.#policy.retries) return false;
-    const elapsed = Date.now() - this.#started;
+  /**
+   * The wait before the next try, or undefined when none is left: the count is spent, or the wait (a
+   * Retry-After asking more than the backoff) would end past the time budget.
+   */
+  delayFor(retryAfterMs?: number): number | undefined {
+    if (this.#attempt > this.#policy.retries) return undefined;
     const chosen = backoffMs(this.#policy, this.#attempt + 1);
     const delayMs = retryAfterMs !== undefined ? Math.max(retryAfterMs, chosen) : chosen;
-    if (elapsed + delayMs > this.#policy.maxTimeMs) return false;
+    return Date.now() - this.#started + delayMs > this.#policy.maxTimeMs ? undefined : delayMs;
+  }
+
+  /** Announce the next try (after `reason`) and wait `delayMs` for it. */
+  async wait(delayMs: number, reason: string): Promise<void> {
     this.#attempt++;
     const event: RetryEvent = { what: this.what, reason, attempt: this.#attempt, delayMs };
     for (const listener of listeners) listener(event);
     await sleep(delayMs, this.signal);
+  }
+
+  /** Wait for the next try after `reason`; false when none is left. */
+  async next(reason: string, retryAfterMs?: number): Promise<boolean> {
+    const delayMs = this.delayFor(retryAfterMs);
+    if (delayMs === undefined) return false;
+    await this.wait(delayMs, reason);
     return true;
   }
 }

@@ -13,6 +13,7 @@ import {
   helpRequested,
   intFlag,
   keyValues,
+  networkHelp,
   parseFlags,
   platformFlag,
   sourceDateEpoch,
@@ -59,7 +60,8 @@ Transport:
   --max-expansion-ratio N   refuse a compressed tarball that expands more than N times once past 1 GiB (default 100)
   --max-expanded-size SIZE  refuse one that expands past SIZE (default 64G)
   -q, --quiet               no progress output
-SOURCE_DATE_EPOCH sets 'created', history and file times (default: 0, the epoch).`;
+SOURCE_DATE_EPOCH sets 'created', history and file times (default: 0, the epoch).
+${networkHelp}`;
 
 /** Run the build command. */
 export async function run(argv: string[], signal: AbortSignal): Promise<number> {

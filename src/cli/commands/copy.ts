@@ -2,7 +2,7 @@
 import { type CopyImageOptions, copyImage } from "../../copy.js";
 import { UsageError } from "../../errors.js";
 import { checkDestination, openDestination, openSource, parseTransportReference } from "../../transport/transport.js";
-import { helpRequested, parseFlags, platformFlag, transportFlags, transportOptions, writeDigestFile } from "../flags.js";
+import { helpRequested, networkHelp, parseFlags, platformFlag, transportFlags, transportOptions, writeDigestFile } from "../flags.js";
 import { copyCredentials, registriesOf } from "../registry-flags.js";
 
 export const help = `Usage: ocify copy [OPTIONS] SOURCE DESTINATION
@@ -24,7 +24,8 @@ wherever the format allows; blobs already at the destination are not sent again.
   -j, --jobs N              parallel transfers (default 4)
   --digest-file FILE        write the copied manifest digest to FILE
   -q, --quiet               no progress output
-  --max-expansion-ratio N, --max-expanded-size SIZE   bounds for a compressed archive source (default 100, 64G)`;
+  --max-expansion-ratio N, --max-expanded-size SIZE   bounds for a compressed archive source (default 100, 64G)
+${networkHelp}`;
 
 /** Run the copy command. */
 export async function run(argv: string[], signal: AbortSignal): Promise<number> {

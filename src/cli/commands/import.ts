@@ -8,6 +8,7 @@ import {
   configFlags,
   formatFlag,
   helpRequested,
+  networkHelp,
   parseFlags,
   platformFlag,
   sourceDateEpoch,
@@ -28,7 +29,8 @@ modes, owners, device nodes, links. Entries that would escape the root are refus
   --compression gzip|zstd|none
   -t, --tag DEST            destination (repeatable); --insecure-registry, --creds, --password-stdin,
                             --jobs, --digest-file, --quiet as in build
-  --max-expansion-ratio N, --max-expanded-size SIZE   decompression bounds, as in build (default 100, 64G)`;
+  --max-expansion-ratio N, --max-expanded-size SIZE   decompression bounds, as in build (default 100, 64G)
+${networkHelp}`;
 
 /** Run the import command. */
 export async function run(argv: string[], signal: AbortSignal): Promise<number> {
