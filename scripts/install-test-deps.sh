@@ -9,5 +9,6 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   docker-registry skopeo umoci docker.io containerd busybox-static \
-  tar gzip xz-utils bzip2 zstd pigz openssl time curl ca-certificates bsdutils >/dev/null
+  tar gzip xz-utils bzip2 zstd pigz openssl time curl ca-certificates bsdutils \
+  fakeroot pseudo libcap2-bin attr libarchive-tools >/dev/null
 npm install --no-audit --no-fund

@@ -35,7 +35,7 @@ import {
   type LayerSource,
   type PlannedLayer,
 } from "./layer/build.js";
-import { statLayerSource } from "./layer/plan.js";
+import { isStandardInput, isStreamSource, statLayerSource } from "./layer/plan.js";
 import { type LayerPlanner, startLayerPlanning } from "./layer/planner.js";
 import {
   type Compression,
@@ -84,6 +84,8 @@ export interface BuildOptions extends TransportOptions {
   chown?: { uid: number; gid: number };
   /** Keep on-disk owners in new layers (`ocify import`). */
   preserveOwners?: boolean;
+  /** Hears, in one line each, what a layer source holds that its layer cannot keep. */
+  warn?: (message: string) => void;
   /** Timestamp for `created`, history and every tar entry; default 0 (the epoch). */
   sourceDateEpoch?: number;
   /** Destinations as transport references (a bare reference means a registry). */
@@ -313,7 +315,10 @@ async function buildLayerStreaming(
 
 /** Check that every layer source exists: a one-line error before any work. */
 function checkLayerSources(layers: readonly LayerSource[]): void {
-  for (const layer of layers) statLayerSource(layer.source);
+  for (const layer of layers) if (!isStreamSource(layer.source)) statLayerSource(layer.source);
+  const streamed = layers.filter((layer) => isStandardInput(layer.source));
+  if (new Set(streamed.map((layer) => `${layer.source}\0${layer.dest}`)).size > 1)
+    throw new UsageError("standard input can be read only once", { hint: "give at most one layer from standard input (-)" });
 }
 
 /** Build an image (or an index of images) and write it to every destination; nothing partial is left on failure. */
@@ -373,6 +378,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     if (options.compressionLevel !== undefined) layerOptions.level = options.compressionLevel;
     if (options.chown) layerOptions.chown = options.chown;
     if (options.preserveOwners) layerOptions.preserveOwners = true;
+    if (options.warn) layerOptions.warn = options.warn;
     // The first registry destination receives each new layer while it is compressed (upload overlaps the build).
     const streamingTarget = destinations.find((d) => d.putBlobStreaming);
     // A layer shared by several platforms is built once.

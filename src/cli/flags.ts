@@ -274,7 +274,7 @@ export async function writeDigestFile(path: string | undefined, digest: string):
 /** Run a build, then print one `DIGEST DESTINATION` line per destination and write --digest-file. */
 export async function buildAndReport(options: BuildOptions, finish: () => void, digestFile: string | undefined): Promise<void> {
   const { build } = await import("../build.js");
-  const result = await build(options);
+  const result = await build({ warn: (message) => process.stderr.write(`ocify: warning: ${message}\n`), ...options });
   finish();
   for (const written of result.written) process.stdout.write(`${written.digest} ${written.destination}\n`);
   await writeDigestFile(digestFile, result.digest);

@@ -147,6 +147,18 @@ describe("ocify import", () => {
     assert.ok(!existsSync(join(layout, "index.json")), "no image written");
   });
 
+  it("warns in one line about what the layer leaves out of a tarball, and goes on", async () => {
+    const tarball = join(work, "vendor.tar");
+    execFileSync("python3", [
+      "-c",
+      "import io,sys,tarfile\nt=tarfile.open(sys.argv[1],'w',format=tarfile.PAX_FORMAT)\ni=tarfile.TarInfo('etc/x');i.size=1;i.pax_headers={'VENDOR.tag':'1'};t.addfile(i,io.BytesIO(b'x'));t.close()",
+      tarball,
+    ]);
+    const result = await runOcify(["import", tarball, "-q", "-t", `oci:${join(work, "vendor-layout")}:1`], { env: env() });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stderr, `ocify: warning: ${tarball}: left out what no layer reader uses (entries): VENDOR.tag (1)\n`);
+  });
+
   it("says what is wrong with a file that is not a tarball", async () => {
     const junk = join(work, "junk.tar");
     writeFileSync(junk, "this is not a tar archive at all, just text\n".repeat(20));

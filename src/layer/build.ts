@@ -81,6 +81,8 @@ export interface LayerBuildOptions {
   tee?: (content: Readable) => Promise<void>;
   /** The history line; default "ocify layer KIND -> DEST", KIND as layerSourceKind says (never a host path). */
   createdBy?: string;
+  /** Hears, in one line, what a source holds that the layer cannot keep (the CLI prints it as a warning). */
+  warn?: (message: string) => void;
 }
 
 /** A layer in the cache. */
@@ -587,14 +589,15 @@ export async function buildLayer(
         await removeStaleTemps(join(options.cacheDir, "tmp"), "spool"); // spools of killed runs
         spool = tempPathFor(join(options.cacheDir, "tmp", "spool"));
         trackTemp(spool);
-        // Loaded here: tar-stream and its dependencies cost ~15 ms to load, which a build from directories skips.
+        // Loaded here: a build from directories has no use for the tarball reader, and skips loading it.
         const { planTarball } = await import("./tarball.js");
-        const spooling = planTarball(source.source, source.dest, plan.entryOptions, spool, plan.stat, options.signal);
+        const spooling = planTarball(source.source, source.dest, plan.entryOptions, spool, plan.stat, options.signal, options.warn);
         packed = packPlan(await withSystemPath(join(options.cacheDir, "tmp"), () => spooling));
       } else packed = plan.packed;
       const { recordPath, fingerprint, scanStartNs } = plan;
       const statIndex = plan.kind === "tree" ? plan.statIndex : undefined;
       const previous = plan.kind === "tree" ? plan.previous : undefined;
+      const xattrs = plan.kind === "tree" && plan.xattrs;
       plan = undefined; // a tree's entries are packed; let the rest go before the long part
       const adopted = early;
       early = undefined; // produce() owns it now
@@ -608,8 +611,10 @@ export async function buildLayer(
         size: produced.size,
         tarSize: packed.cuts[packed.cuts.length - 1] as number,
         blocks: produced.blocks,
+        ...(xattrs ? { xattrs } : {}),
       };
-      await writeFileAtomic(recordPath, encodeRecord(built));
+      // A tarball read as a stream has no record: nothing tells whether the next one is the same.
+      if (recordPath !== "") await writeFileAtomic(recordPath, encodeRecord(built));
       // After the record: an index or a plan names the record it belongs to, so one left from another
       // build is ignored.
       if (statIndex) await writeStatIndex(recordPath, statIndex);

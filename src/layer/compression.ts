@@ -8,7 +8,7 @@ import { closeSync, createReadStream, openSync, readFileSync, readSync, statSync
 import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
 import { dirname, join } from "node:path";
-import { type Duplex, pipeline, type Readable } from "node:stream";
+import { type Duplex, pipeline, Readable } from "node:stream";
 import { Worker } from "node:worker_threads";
 import * as zlib from "node:zlib";
 import { boundedExpansion } from "../decompression.js";
@@ -465,18 +465,25 @@ export interface DecodedStream {
   finished(): Promise<void>;
 }
 
-function spawnDecoder(command: string, path: string, format: InputFormat): DecodedStream {
-  const child = spawn(command, ["-dc", path], { stdio: ["ignore", "pipe", "pipe"] });
+/** A decompressing command (xz, bzip2, zstd) reading the file at `input`, or the stream `input` on its stdin. */
+function spawnDecoder(command: string, input: string | Readable, what: string, format: InputFormat): DecodedStream {
+  const fromStream = typeof input !== "string";
+  const child = spawn(command, fromStream ? ["-dc"] : ["-dc", input], { stdio: ["pipe", "pipe", "pipe"] });
+  if (!fromStream) child.stdin.end();
   let stderr = "";
   child.stderr.setEncoding("utf8");
   child.stderr.on("data", (text: string) => {
     if (stderr.length < 4096) stderr += text;
   });
+  // The input's end or failure is the decoder's to report (truncated data makes it exit non-zero). The
+  // expansion is bounded against the compressed bytes fed to it (a file's: its whole size).
+  const bound = boundedExpansion(what, fromStream ? undefined : statSync(input).size);
+  if (fromStream) pipeline(input, bound.input, child.stdin, () => {});
   const exited = new Promise<void>((resolve, reject) => {
     child.on("error", (error: NodeJS.ErrnoException) => {
       reject(
         error.code === "ENOENT"
-          ? new InputError(`${path} is ${format}-compressed and the ${command} command was not found`, {
+          ? new InputError(`${what} is ${format}-compressed and the ${command} command was not found`, {
               hint: `install ${command === "xz" ? "xz-utils" : command}, or decompress it first`,
             })
           : error,
@@ -484,55 +491,75 @@ function spawnDecoder(command: string, path: string, format: InputFormat): Decod
     });
     child.on("close", (code) => {
       if (code === 0) resolve();
-      else reject(new InputError(`${command} could not decompress ${path}: ${stderr.trim() || `exit code ${code}`}`));
+      else reject(new InputError(`${command} could not decompress ${what}: ${stderr.trim() || `exit code ${code}`}`));
     });
   });
   exited.catch((error: unknown) => child.stdout.destroy(error as Error));
-  // The decoder reads the file itself: the whole file stands for the compressed bytes read so far.
-  const bound = boundedExpansion(path, statSync(path).size).output;
-  pipeline(child.stdout, bound, (error) => {
+  pipeline(child.stdout, bound.output, (error) => {
     if (error) child.kill();
   });
-  return { stream: bound, format, finished: () => exited };
+  return { stream: bound.output, format, finished: () => exited };
+}
+
+/** Open a tarball, decompressing gzip, zstd, xz or bzip2 (detected by content). */
+export async function openTarball(path: string): Promise<DecodedStream> {
+  return decode(readHead(path), () => createReadStream(path, { highWaterMark: 1 << 20 }), path, path);
 }
 
 /**
- * Open a tarball, decompressing gzip, zstd, xz or bzip2 (detected by content). The expansion is bounded
- * (decompression.ts): a bomb fails the stream with one line before it fills the disk.
+ * Open a tarball that arrives as a stream (standard input, a FIFO): its first bytes are read to detect
+ * the compression and handed on with the rest, so the stream is read once.
  */
-export async function openTarball(path: string): Promise<DecodedStream> {
-  const format = detectFormat(readHead(path));
-  const file = (): Readable => createReadStream(path, { highWaterMark: 1 << 20 });
+export async function openTarballStream(input: Readable, what: string): Promise<DecodedStream> {
+  const iterator = input[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const peeked: Buffer[] = [];
+  let length = 0;
+  while (length < 512) {
+    const next = await iterator.next();
+    if (next.done) break;
+    peeked.push(next.value);
+    length += next.value.length;
+  }
+  const rest = async function* (): AsyncGenerator<Buffer> {
+    yield* peeked;
+    for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
+  };
+  return decode(Buffer.concat(peeked), () => Readable.from(rest(), { objectMode: false }), input, what);
+}
+
+/** Decode a tarball whose first bytes are `head`; `open` gives its whole byte stream, once. */
+async function decode(head: Buffer, open: () => Readable, source: string | Readable, what: string): Promise<DecodedStream> {
+  const format = detectFormat(head);
   switch (format) {
     case "gzip": {
       const gunzip = zlib.createGunzip({ chunkSize: 1 << 20 });
-      return decodeWith(path, file(), gunzip as unknown as NodeJS.ReadWriteStream, format);
+      return decodeWith(open(), gunzip as unknown as NodeJS.ReadWriteStream, format, what);
     }
     case "zstd": {
-      if (typeof nodeZstd.createZstdDecompress === "function") return decodeWith(path, file(), nodeZstd.createZstdDecompress(), format);
+      if (typeof nodeZstd.createZstdDecompress === "function") return decodeWith(open(), nodeZstd.createZstdDecompress(), format, what);
       try {
         const module = (await import("@cloudpss/zstd/napi" as string)) as { Decompressor: new () => NodeJS.ReadWriteStream };
-        return decodeWith(path, file(), new module.Decompressor(), format);
+        return decodeWith(open(), new module.Decompressor(), format, what);
       } catch {
-        return spawnDecoder("zstd", path, format);
+        return spawnDecoder("zstd", typeof source === "string" ? source : open(), what, format);
       }
     }
     case "xz":
-      return spawnDecoder("xz", path, format);
     case "bzip2":
-      return spawnDecoder("bzip2", path, format);
+      return spawnDecoder(format, typeof source === "string" ? source : open(), what, format);
     default:
-      return { stream: file(), format, finished: async () => {} };
+      return { stream: open(), format, finished: async () => {} };
   }
 }
 
-function decodeWith(path: string, input: Readable, decoder: NodeJS.ReadWriteStream, format: InputFormat): DecodedStream {
+/** `input` decoded, its expansion bounded (decompression.ts): a bomb fails the stream with one line. */
+function decodeWith(input: Readable, decoder: NodeJS.ReadWriteStream, format: InputFormat, what: string): DecodedStream {
   let settle: (error?: Error | null) => void = () => {};
   const done = new Promise<void>((resolve, reject) => {
     settle = (error) => (error ? reject(error) : resolve());
   });
   done.catch(() => {});
-  const bound = boundedExpansion(path);
+  const bound = boundedExpansion(what);
   const stream = pipeline(input, bound.input, decoder as unknown as Duplex, bound.output, (error) => settle(error));
   return { stream: stream as Readable, format, finished: () => done };
 }

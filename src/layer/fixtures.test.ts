@@ -97,6 +97,8 @@ export interface ReadEntry {
   linkname: string | null;
   devmajor: number;
   devminor: number;
+  uname: string;
+  gname: string;
   sha256?: string;
 }
 
@@ -120,6 +122,8 @@ export async function readTar(tar: Buffer): Promise<ReadEntry[]> {
         linkname: h.linkname || null,
         devmajor: h.devmajor,
         devminor: h.devminor,
+        uname: h.uname ?? "",
+        gname: h.gname ?? "",
         ...(h.type === "file" ? { sha256: hash.digest("hex") } : {}),
       });
     }

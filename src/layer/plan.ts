@@ -9,6 +9,7 @@ import { type BigIntStats, lstatSync, readdirSync, readlinkSync, statSync } from
 import { InputError, UsageError } from "../errors.js";
 import type { StatIndexBuilder } from "./stat-index.js";
 import type { StringHeader, TarHeader } from "./tar.js";
+import { readXattrs } from "./xattrs.js";
 
 /** Bytes of a change detector: size, mtime (ns), ctime (ns), inode and device, as little-endian u64s. */
 export const detectorSize = 40;
@@ -54,7 +55,7 @@ export class Detectors {
   }
 
   /** Add the detector of a bigint lstat; returns its index. */
-  add(stat: BigIntStats): number {
+  add(stat: Pick<BigIntStats, "size" | "mtimeNs" | "ctimeNs" | "ino" | "dev">): number {
     if ((this.#count + 1) * 5 > this.#values.length) {
       const grown = new BigUint64Array(this.#values.length * 2);
       grown.set(this.#values);
@@ -105,6 +106,31 @@ export function parseLayerFlag(text: string): LayerSource {
     });
   }
   return { source, dest };
+}
+
+/** The layer source that means standard input (`ocify import -`). */
+export const standardInput = "-";
+
+/** Paths that name this process's standard input: read from the stream Node already has open. */
+const standardInputPaths = new Set([standardInput, "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"]);
+
+/** Whether a layer source is this process's standard input. */
+export function isStandardInput(path: string): boolean {
+  return standardInputPaths.has(path);
+}
+
+/**
+ * Whether a layer source is a tarball that can be read only once, as a stream: standard input, a FIFO,
+ * a character device or a socket (anything that is neither a file nor a directory).
+ */
+export function isStreamSource(path: string): boolean {
+  if (isStandardInput(path)) return true;
+  try {
+    const stat = statSync(path);
+    return !stat.isFile() && !stat.isDirectory();
+  } catch {
+    return false; // missing: statLayerSource says so
+  }
 }
 
 /** Whether a file name says it is a tarball (its compression is then detected by content). */
@@ -161,6 +187,9 @@ export function headerOf(entry: PlanEntry): TarHeader {
     linkname: entry.linkname === undefined ? undefined : Buffer.from(entry.linkname, "latin1"),
     devmajor: entry.devmajor,
     devminor: entry.devminor,
+    uname: entry.uname === undefined ? undefined : Buffer.from(entry.uname, "latin1"),
+    gname: entry.gname === undefined ? undefined : Buffer.from(entry.gname, "latin1"),
+    pax: entry.pax?.map(([key, value]) => [key, Buffer.from(value, "latin1")] as const),
   };
 }
 
@@ -251,6 +280,9 @@ export function finishEntries(entries: PlanEntry[], options: EntryOptions, links
       first.linkname = content.linkname;
       first.devmajor = content.devmajor;
       first.devminor = content.devminor;
+      first.uname = content.uname;
+      first.gname = content.gname;
+      first.pax = content.pax;
       first.source = content.source;
       first.sourceOffset = content.sourceOffset;
       first.detector = content.detector;
@@ -273,6 +305,8 @@ export function finishEntries(entries: PlanEntry[], options: EntryOptions, links
 
 /** Stat a layer source (following a symlink), with a one-line error when it is missing or unreadable. */
 export function statLayerSource(path: string): BigIntStats {
+  if (path === standardInput)
+    throw new InputError("standard input (-) is not a directory or file to list", { hint: "only a tarball can come from standard input" });
   try {
     return statSync(path, { bigint: true });
   } catch (error) {
@@ -342,6 +376,8 @@ export function planPath(
       entry.devminor = minor;
     } else if (stat.isFIFO()) entry.type = "fifo";
     else return; // sockets cannot be stored in a tar
+    const xattrs = readXattrs(full);
+    if (xattrs) entry.pax = xattrs;
     entries.push(entry);
   };
 

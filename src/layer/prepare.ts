@@ -12,9 +12,19 @@ import type { Digest } from "../digest.js";
 import { UsageError } from "../errors.js";
 import { BlockCache, type BlockInfo } from "./block-cache.js";
 import { type PackedPlan, packPlan, planFingerprint } from "./blocks.js";
-import { Detectors, detectorSize, type EntryOptions, isTarballName, type LayerSource, planPath, statLayerSource } from "./plan.js";
+import {
+  Detectors,
+  detectorSize,
+  type EntryOptions,
+  isStreamSource,
+  isTarballName,
+  type LayerSource,
+  planPath,
+  statLayerSource,
+} from "./plan.js";
 import { leadingBlocks, patchPlan, readPlanFile } from "./plan-file.js";
-import { compareStats, type FirstDifference, isContentChange, StatIndexBuilder, updatedStatIndex } from "./stat-index.js";
+import { compareStats, type FirstDifference, isContentChange, type StatChange, StatIndexBuilder, updatedStatIndex } from "./stat-index.js";
+import { readXattrs } from "./xattrs.js";
 
 export type { LayerSource } from "./plan.js";
 
@@ -43,6 +53,8 @@ export interface LayerRecord {
   size: number;
   tarSize: number;
   blocks: BlockInfo[];
+  /** Some entry of a directory layer had xattrs: a directory whose ctime alone moved may have lost them. */
+  xattrs?: boolean;
 }
 
 /** 2: records carry a check of their own bytes. */
@@ -89,8 +101,14 @@ export type PlannedLayer =
       statIndex: Uint8Array;
       /** Made by patching the previous build's plan (plan-file.ts), not by listing the tree. */
       patched: boolean;
+      /** Some entry has xattrs (LayerRecord.xattrs). */
+      xattrs: boolean;
     }
-  /** A tarball: planned while it is read (asynchronously), on the main thread. */
+  /**
+   * A tarball: planned while it is read (asynchronously), on the main thread. `stat` is the file's; a
+   * tarball that arrives as a stream (standard input, a FIFO) has none, and leaves no record: it can be
+   * read only once, and nothing tells whether the next one is the same.
+   */
   | {
       kind: "tarball";
       key: string;
@@ -98,7 +116,7 @@ export type PlannedLayer =
       fingerprint: string;
       scanStartNs: string;
       entryOptions: EntryOptions;
-      stat: BigIntStats;
+      stat?: BigIntStats | undefined;
     };
 
 /** Where a record's stat index lives. */
@@ -182,7 +200,8 @@ function identityOf(source: LayerSource, options: PlanOptions, tarball: boolean)
     source.dest,
     options.codecId,
     entryOptionsOf(options),
-    tarball ? "tarball" : "tree",
+    // "tarball-2": tarball layers keep owners, owner names and xattrs since; records of before are not theirs.
+    tarball ? "tarball-2" : "tree",
   ]);
   const recordPath = join(options.cacheDir, "layers", `${createHash("sha256").update(identity).digest("hex")}.json`);
   return { identity, recordPath };
@@ -207,13 +226,17 @@ export function layerFingerprint(source: LayerSource, options: PlanOptions): { r
  */
 export function planLayer(source: LayerSource, options: PlanOptions, onHead?: (head: LayerHead) => void): PlannedLayer {
   const scanStartNs = BigInt(Date.now()) * 1_000_000n;
-  const top = statLayerSource(source.source);
   if (!source.dest.startsWith("/"))
     throw new UsageError(`layer destination "${source.dest}" is not an absolute path`, { hint: "write SRC:/path" });
   const entryOptions = entryOptionsOf(options);
+  const key = planKeyOf(options);
+  // A tarball's entries keep the owners the archive gives them, unless --chown says otherwise.
+  const tarOptions = { ...entryOptions, preserveOwners: entryOptions.preserveOwners || options.chown === undefined };
+  if (isStreamSource(source.source))
+    return { kind: "tarball", key, recordPath: "", fingerprint: "", scanStartNs: String(scanStartNs), entryOptions: tarOptions };
+  const top = statLayerSource(source.source);
   const tarball = top.isFile() && (isTarballName(source.source) || entryOptions.preserveOwners);
   const { identity, recordPath } = identityOf(source, options, tarball);
-  const key = planKeyOf(options);
   const record = readRecord(recordPath);
   const blocksCached = (recorded: LayerRecord): boolean => new BlockCache(options.cacheDir).has(recorded.blocks);
   const reusable = (fingerprint: string, detectors: Detectors): LayerRecord | undefined => {
@@ -226,49 +249,16 @@ export function planLayer(source: LayerSource, options: PlanOptions, onHead?: (h
     const fingerprint = createHash("sha256").update(identity).update(detectors.bytes(0)).digest("hex");
     const reused = reusable(fingerprint, detectors);
     if (reused) return { kind: "unchanged", key, record: reused, recordPath };
-    return { kind: "tarball", key, recordPath, fingerprint, scanStartNs: String(scanStartNs), entryOptions, stat: top };
+    return { kind: "tarball", key, recordPath, fingerprint, scanStartNs: String(scanStartNs), entryOptions: tarOptions, stat: top };
   }
   // The quick way first: the paths the recorded build listed, stat'ed again. When only files' contents
   // changed, the recorded build's plan is patched (plan-file.ts); when anything else changed, the listing
   // below takes the fresh lstats from here and only lists the directories.
   let known: Map<string, BigIntStats> | undefined;
   if (record) {
-    const index = readStatIndex(recordPath);
-    if (index) {
-      // Read once, by whichever needs it first: the head below, or the patch after the check.
-      let recordedPlan: { plan: PackedPlan | undefined } | undefined;
-      const previousPlan = (): PackedPlan | undefined => {
-        recordedPlan ??= { plan: readPlanFile(recordPath, record.fingerprint) };
-        return recordedPlan.plan;
-      };
-      const onFirstDifference: FirstDifference | undefined =
-        onHead &&
-        ((paths, at) => {
-          const previous = previousPlan();
-          const blocks = previous && previous.cuts.length === record.blocks.length ? leadingBlocks(previous, paths, at) : 0;
-          if (blocks > 0) onHead({ blocks: record.blocks.slice(0, blocks) });
-        });
-      const compared = compareStats(index, record.fingerprint, isRacy, onFirstDifference);
-      const refreshed = compared.refreshed ?? [];
-      if (compared.unchanged && blocksCached(record)) {
-        // Directories whose ctime alone moved keep their new lstat, so the next build need not read their names.
-        // Nothing was racy against the recorded scan, so the index may say it was taken now.
-        const statIndex = refreshed.length > 0 ? updatedStatIndex(index, refreshed, record.fingerprint, scanStartNs) : undefined;
-        return { kind: "unchanged", key, record, recordPath, ...(statIndex ? { statIndex } : {}) };
-      }
-      const { changes } = compared;
-      const recorded = changes?.every(isContentChange) ? previousPlan() : undefined;
-      const patched = recorded && changes && patchPlan(recorded, changes);
-      if (patched && changes) {
-        const fingerprint = planFingerprint(patched, identity);
-        const statIndex = updatedStatIndex(index, [...changes, ...refreshed], fingerprint, scanStartNs);
-        if (fingerprint === record.fingerprint && !anyRacyPacked(patched, BigInt(record.scanStartNs)) && blocksCached(record)) {
-          return { kind: "unchanged", key, record, recordPath, statIndex };
-        }
-        return { ...treePlan(key, recordPath, fingerprint, scanStartNs, patched, record, statIndex), patched: true };
-      }
-      known = compared.stats;
-    }
+    const quick = quickPlan({ key, identity, recordPath, record, scanStartNs, blocksCached, onHead });
+    if (quick && "kind" in quick) return quick;
+    known = quick?.known;
   }
   const index = new StatIndexBuilder();
   const plan = planPath(source.source, source.dest, entryOptions, index, known);
@@ -277,7 +267,84 @@ export function planLayer(source: LayerSource, options: PlanOptions, onHead?: (h
   const statIndex = index.encode(fingerprint, scanStartNs);
   const reused = reusable(fingerprint, plan.detectors);
   if (reused) return { kind: "unchanged", key, record: reused, recordPath, statIndex };
-  return treePlan(key, recordPath, fingerprint, scanStartNs, packed, record, statIndex);
+  return treePlan(
+    key,
+    recordPath,
+    fingerprint,
+    scanStartNs,
+    packed,
+    record,
+    statIndex,
+    plan.entries.some((entry) => entry.pax),
+  );
+}
+
+/** What the quick way needs: the layer's identity and record, and the planLayer's own arguments. */
+interface QuickInputs {
+  key: string;
+  identity: string;
+  recordPath: string;
+  record: LayerRecord;
+  scanStartNs: bigint;
+  blocksCached(record: LayerRecord): boolean;
+  onHead?: ((head: LayerHead) => void) | undefined;
+}
+
+/**
+ * The quick way of planLayer: compare the recorded build's stat index with the files. Returns the plan
+ * (unchanged, or the recorded plan patched), or the fresh lstats for the listing to take (`known`), or
+ * undefined when there is no index.
+ */
+function quickPlan(inputs: QuickInputs): PlannedLayer | { known: Map<string, BigIntStats> | undefined } | undefined {
+  const { key, identity, recordPath, record, scanStartNs, blocksCached, onHead } = inputs;
+  const index = readStatIndex(recordPath);
+  if (!index) return undefined;
+  // Read once, by whichever needs it first: the head below, or the patch after the check.
+  let recordedPlan: { plan: PackedPlan | undefined } | undefined;
+  const previousPlan = (): PackedPlan | undefined => {
+    recordedPlan ??= { plan: readPlanFile(recordPath, record.fingerprint) };
+    return recordedPlan.plan;
+  };
+  const onFirstDifference: FirstDifference | undefined =
+    onHead &&
+    ((paths, at) => {
+      const previous = previousPlan();
+      const blocks = previous && previous.cuts.length === record.blocks.length ? leadingBlocks(previous, paths, at) : 0;
+      if (blocks > 0) onHead({ blocks: record.blocks.slice(0, blocks) });
+    });
+  const compared = compareStats(index, record.fingerprint, isRacy, onFirstDifference);
+  const refreshed = compared.refreshed ?? [];
+  // xattrs are not in the index: a path whose ctime moved may have gained or lost some, which the listing reads.
+  if (xattrsMayHaveMoved(record, compared.changes, refreshed)) return { known: compared.stats };
+  if (compared.unchanged && blocksCached(record)) {
+    // Directories whose ctime alone moved keep their new lstat, so the next build need not read their names.
+    // Nothing was racy against the recorded scan, so the index may say it was taken now.
+    const statIndex = refreshed.length > 0 ? updatedStatIndex(index, refreshed, record.fingerprint, scanStartNs) : undefined;
+    return { kind: "unchanged", key, record, recordPath, ...(statIndex ? { statIndex } : {}) };
+  }
+  const { changes } = compared;
+  const recorded = changes?.every(isContentChange) ? previousPlan() : undefined;
+  const patched = recorded && changes && patchPlan(recorded, changes);
+  if (patched && changes) {
+    const fingerprint = planFingerprint(patched, identity);
+    const statIndex = updatedStatIndex(index, [...changes, ...refreshed], fingerprint, scanStartNs);
+    if (fingerprint === record.fingerprint && !anyRacyPacked(patched, BigInt(record.scanStartNs)) && blocksCached(record)) {
+      return { kind: "unchanged", key, record, recordPath, statIndex };
+    }
+    const plan = treePlan(key, recordPath, fingerprint, scanStartNs, patched, record, statIndex, record.xattrs ?? false);
+    return { ...plan, patched: true };
+  }
+  return { known: compared.stats };
+}
+
+/**
+ * Whether a path the stat check found changed may have gained or lost xattrs that the recorded plan does
+ * not show: a changed path that has layer xattrs now (one llistxattr each; a file that had some has a pax
+ * header, which patchPlan does not patch), or a directory whose ctime alone moved in a layer that had any.
+ */
+function xattrsMayHaveMoved(record: LayerRecord, changes: readonly StatChange[] | undefined, refreshed: readonly StatChange[]): boolean {
+  if (record.xattrs && refreshed.length > 0) return true;
+  return [...(changes ?? []), ...refreshed].some((change) => readXattrs(change.path) !== undefined);
 }
 
 function treePlan(
@@ -288,7 +355,19 @@ function treePlan(
   packed: PackedPlan,
   record: LayerRecord | undefined,
   statIndex: Uint8Array,
+  xattrs: boolean,
 ): PlannedLayer & { kind: "tree" } {
   const previous = record && { scanStartNs: record.scanStartNs, blocks: record.blocks };
-  return { kind: "tree", key, recordPath, fingerprint, scanStartNs: String(scanStartNs), packed, previous, statIndex, patched: false };
+  return {
+    kind: "tree",
+    key,
+    recordPath,
+    fingerprint,
+    scanStartNs: String(scanStartNs),
+    packed,
+    previous,
+    statIndex,
+    patched: false,
+    xattrs,
+  };
 }

@@ -39,7 +39,10 @@ export interface TarHeader {
   linkname?: Buffer | undefined;
   devmajor?: number | undefined;
   devminor?: number | undefined;
-  /** Further pax records kept from an input archive (e.g. `SCHILY.xattr.*`), written sorted by key. */
+  /** Owner names kept from an input archive (empty otherwise: numeric ids only). */
+  uname?: Buffer | undefined;
+  gname?: Buffer | undefined;
+  /** Further pax records kept from an input archive (e.g. `SCHILY.xattr.*`), keys as latin1, written sorted by key. */
   pax?: ReadonlyArray<readonly [string, Buffer]> | undefined;
 }
 
@@ -65,11 +68,14 @@ function classify(bytes: Buffer): 0 | 1 | 2 {
 
 /** One pax record: "<length> <key>=<value>\n", where length counts the whole record including itself. */
 function paxRecord(key: string, value: Buffer): Buffer {
-  const body = Buffer.byteLength(key) + value.length + 3;
+  const body = Buffer.byteLength(key, "latin1") + value.length + 3;
   let length = body + String(body).length;
   if (String(length).length !== String(body).length) length += 1;
-  return Buffer.concat([Buffer.from(`${length} ${key}=`), value, Buffer.from("\n")]);
+  return Buffer.concat([Buffer.from(`${length} ${key}=`, "latin1"), value, Buffer.from("\n")]);
 }
+
+/** The longest owner name a ustar field holds (32 bytes with the NUL). */
+const maxOwnerName = 31;
 
 function writeOctal(header: Buffer, value: number, offset: number, width: number): void {
   // width-1 octal digits, zero-padded, then NUL (what GNU tar and Go write).
@@ -118,6 +124,14 @@ interface UstarFields {
   linkname?: Buffer | string | undefined;
   devmajor?: number | undefined;
   devminor?: number | undefined;
+  uname?: Buffer | string | undefined;
+  gname?: Buffer | string | undefined;
+}
+
+/** Write bytes, or a latin1 string, into a header field of `width` bytes. */
+function writeField(header: Buffer, value: Buffer | string | undefined, offset: number, width: number): void {
+  if (typeof value === "string") header.write(value, offset, width, "latin1");
+  else value?.copy(header, offset, 0, width);
 }
 
 function ustarHeader(target: Buffer, fields: UstarFields): void {
@@ -131,10 +145,11 @@ function ustarHeader(target: Buffer, fields: UstarFields): void {
   writeOctal(header, Math.min(Math.max(fields.mtime, 0), maxOctal11), 136, 12);
   header.fill(0x20, 148, 156); // checksum computed over spaces
   header[156] = fields.typeflag;
-  if (typeof fields.linkname === "string") header.write(fields.linkname, 157, 100, "latin1");
-  else fields.linkname?.copy(header, 157, 0, 100);
+  writeField(header, fields.linkname, 157, 100);
   ustarMagic.copy(header, 257);
-  // uname and gname stay empty: numeric ids only.
+  // uname and gname stay empty (numeric ids only) unless an input archive had them.
+  writeField(header, fields.uname, 265, maxOwnerName);
+  writeField(header, fields.gname, 297, maxOwnerName);
   if (fields.devmajor !== undefined) writeNumber(header, fields.devmajor, 329, 8);
   if (fields.devminor !== undefined) writeNumber(header, fields.devminor, 337, 8);
   let sum = 0;
@@ -173,6 +188,11 @@ export interface StringHeader {
   linkname?: string | undefined;
   devmajor?: number | undefined;
   devminor?: number | undefined;
+  /** Owner names kept from an input archive, as bytes (latin1). */
+  uname?: string | undefined;
+  gname?: string | undefined;
+  /** Pax records kept from an input archive (extended attributes), keys and values as bytes (latin1). */
+  pax?: ReadonlyArray<readonly [string, string]> | undefined;
 }
 
 const printable = /^[\x20-\x7e]*$/;
@@ -181,6 +201,7 @@ const printable = /^[\x20-\x7e]*$/;
 export function fitsUstar(entry: StringHeader): boolean {
   if (entry.key.length + (entry.type === "directory" ? 1 : 0) > 100 || !printable.test(entry.key)) return false;
   if (entry.linkname !== undefined && (entry.linkname.length > 100 || !printable.test(entry.linkname))) return false;
+  if (entry.pax?.length || (entry.uname?.length ?? 0) > maxOwnerName || (entry.gname?.length ?? 0) > maxOwnerName) return false;
   return entry.size <= maxOctal11 && entry.uid <= maxOctal7 && entry.gid <= maxOctal7 && entry.mtime >= 0 && entry.mtime <= maxOctal11;
 }
 
@@ -197,7 +218,10 @@ export function writeSimpleHeader(entry: StringHeader, target: Buffer, offset: n
 
 /** The ustar fields of an entry whose name and link target are given as bytes or latin1 strings. */
 function ustarFields(
-  entry: Pick<StringHeader, "type" | "mode" | "uid" | "gid" | "size" | "mtime" | "devmajor" | "devminor">,
+  entry: Pick<StringHeader, "type" | "mode" | "uid" | "gid" | "size" | "mtime" | "devmajor" | "devminor"> & {
+    uname?: Buffer | string | undefined;
+    gname?: Buffer | string | undefined;
+  },
   name: Buffer | string,
   linkname: Buffer | string | undefined,
 ): UstarFields {
@@ -214,6 +238,8 @@ function ustarFields(
     linkname,
     devmajor: device ? (entry.devmajor ?? 0) : undefined,
     devminor: device ? (entry.devminor ?? 0) : undefined,
+    uname: entry.uname,
+    gname: entry.gname,
   };
 }
 
@@ -246,7 +272,9 @@ function encode(entry: TarHeader, target: Buffer | undefined, offset: number): B
     entry.gid <= maxOctal7 &&
     entry.mtime >= 0 &&
     entry.mtime <= maxOctal11 &&
-    !entry.pax?.length;
+    !entry.pax?.length &&
+    (entry.uname?.length ?? 0) <= maxOwnerName &&
+    (entry.gname?.length ?? 0) <= maxOwnerName;
   const fields = ustarFields(entry, entry.name, entry.linkname);
   if (simple) {
     if (!target) return undefined;
@@ -257,12 +285,14 @@ function encode(entry: TarHeader, target: Buffer | undefined, offset: number): B
   // Records in key order, so equal entries give equal bytes.
   const records: Buffer[] = [];
   if (entry.gid > maxOctal7) records.push(paxRecord("gid", Buffer.from(String(entry.gid))));
+  if ((entry.gname?.length ?? 0) > maxOwnerName) records.push(paxRecord("gname", entry.gname as Buffer));
   if (nameKind === 2 || linkKind === 2) records.push(paxRecord("hdrcharset", Buffer.from("BINARY")));
   if (!linkFits) records.push(paxRecord("linkpath", entry.linkname as Buffer));
   if (entry.mtime > maxOctal11 || entry.mtime < 0) records.push(paxRecord("mtime", Buffer.from(String(entry.mtime))));
   if (!nameFits) records.push(paxRecord("path", name));
   if (entry.size > maxOctal11) records.push(paxRecord("size", Buffer.from(String(entry.size))));
   if (entry.uid > maxOctal7) records.push(paxRecord("uid", Buffer.from(String(entry.uid))));
+  if ((entry.uname?.length ?? 0) > maxOwnerName) records.push(paxRecord("uname", entry.uname as Buffer));
   if (entry.pax?.length) {
     const extra = [...entry.pax].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
     for (const [key, value] of extra) records.push(paxRecord(key, value));

@@ -7,7 +7,7 @@ import tarStream from "tar-stream";
 import { InputError } from "../errors.js";
 import { MediaType } from "../media-types.js";
 import { buildLayer, importRootfs, type LayerBuildOptions } from "./build.js";
-import { collect, gunzip, makeTree, readTar, tempDir } from "./fixtures.test.js";
+import { collect, content, gunzip, makeTree, random, readTar, sha256, tempDir } from "./fixtures.test.js";
 
 const work = tempDir();
 const tree = join(work.path, "tree");
@@ -17,7 +17,7 @@ function options(extra: Partial<LayerBuildOptions> = {}): LayerBuildOptions {
   return { cacheDir: join(work.path, `cache-${counter++}`), compression: "gzip", mediaType: MediaType.ociLayerGzip, ...extra };
 }
 
-type Entry = Partial<tarStream.Header> & { name: string; content?: string };
+type Entry = Partial<tarStream.Header> & { name: string; content?: string | Buffer };
 
 /** A tar made by tar-stream from header/content pairs (for archives GNU tar would not write). */
 async function packTar(entries: Entry[]): Promise<Buffer> {
@@ -45,7 +45,8 @@ describe("tarball sources", () => {
   let fromDirectory: string;
   before(async () => {
     makeTree(tree, 31, 60, 1_500_000);
-    execFileSync("tar", ["-C", tree, "-cf", join(work.path, "tree.tar"), "."]);
+    // Owned by 0:0 without names, as a directory's layer is: a tarball's owners are kept.
+    execFileSync("tar", ["--owner=0", "--group=0", "--numeric-owner", "-C", tree, "-cf", join(work.path, "tree.tar"), "."]);
     fromDirectory = (await buildLayer({ source: tree, dest: "/srv" }, options())).diffID;
   });
   after(() => work.remove());
@@ -145,17 +146,49 @@ describe("tarball sources", () => {
     assert.ok(entries.every((e) => e.mtime === 1234));
   });
 
-  it("a tarball given to --layer gets owner 0:0 (or --chown), re-rooted under DEST", async () => {
+  it("a tarball given to --layer keeps its owners and their names (or gets --chown's), re-rooted under DEST", async () => {
     const file = join(work.path, "owned.tar");
-    writeFileSync(file, await packTar([{ name: "etc/app.conf", type: "file", mode: 0o640, uid: 33, gid: 33, content: "x=1\n" }]));
-    const layer = await buildLayer({ source: file, dest: "/opt" }, options());
+    const entry = { name: "etc/app.conf", type: "file", mode: 0o640, uid: 33, gid: 34, uname: "www-data", gname: "www-group" } as const;
+    writeFileSync(file, await packTar([{ ...entry, content: "x=1\n" }]));
+    const kept = await readTar(gunzip(await collect((await buildLayer({ source: file, dest: "/opt" }, options())).open())));
+    assert.deepEqual(
+      kept.map((e) => [e.name, e.uid, e.gid, e.uname, e.gname, e.mode]),
+      [
+        ["opt/", 0, 0, "", "", 0o755],
+        ["opt/etc/", 0, 0, "", "", 0o755],
+        ["opt/etc/app.conf", 33, 34, "www-data", "www-group", 0o640],
+      ],
+    );
+    const chowned = await readTar(
+      gunzip(await collect((await buildLayer({ source: file, dest: "/opt" }, options({ chown: { uid: 5, gid: 6 } }))).open())),
+    );
+    assert.deepEqual(chowned.at(-1) && [chowned.at(-1)?.uid, chowned.at(-1)?.gid, chowned.at(-1)?.uname, chowned.at(-1)?.gname], [
+      5,
+      6,
+      "",
+      "",
+    ]);
+  });
+
+  it("keeps apart the blocks of two large files of one size (their keys differ)", async () => {
+    const file = join(work.path, "twins.tar");
+    const size = 5 << 20; // a block of 4 MiB and one of the rest each, with no header in the second
+    const one = content(random(11), size);
+    const two = content(random(12), size);
+    writeFileSync(
+      file,
+      await packTar([
+        { name: "one.bin", type: "file", size, content: one },
+        { name: "two.bin", type: "file", size, content: two },
+      ]),
+    );
+    const layer = await buildLayer({ source: file, dest: "/" }, options());
     const entries = await readTar(gunzip(await collect(layer.open())));
     assert.deepEqual(
-      entries.map((e) => [e.name, e.uid, e.gid, e.mode]),
+      entries.map((e) => [e.name, e.sha256]),
       [
-        ["opt/", 0, 0, 0o755],
-        ["opt/etc/", 0, 0, 0o755],
-        ["opt/etc/app.conf", 0, 0, 0o640],
+        ["one.bin", sha256(one).slice(7)],
+        ["two.bin", sha256(two).slice(7)],
       ],
     );
   });

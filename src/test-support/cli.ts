@@ -1,10 +1,11 @@
 /** Run the real `ocify` CLI in a child process, as users do, and report its exit code, output and peak RSS. */
 import assert from "node:assert/strict";
-import { type ChildProcessByStdio, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Readable, Writable } from "node:stream";
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 
 /** The repository root (dist/test-support/../..). */
@@ -41,7 +42,14 @@ function rssHookPath(): string {
  */
 export async function runOcify(
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; allowInternalError?: boolean; input?: string } = {},
+  options: {
+    env?: NodeJS.ProcessEnv;
+    cwd?: string;
+    timeoutMs?: number;
+    allowInternalError?: boolean;
+    input?: string;
+    stdin?: Readable;
+  } = {},
 ): Promise<CliResult> {
   const result = await runOcifyProcess(args, options);
   if (!options.allowInternalError && (result.code === 70 || /^ocify: internal error/m.test(result.stderr))) {
@@ -52,7 +60,7 @@ export async function runOcify(
 
 async function runOcifyProcess(
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; input?: string },
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; input?: string; stdin?: Readable },
 ): Promise<CliResult> {
   const rssDir = mkdtempSync(join(tmpdir(), "ocify-rss-out-"));
   const rssFile = join(rssDir, "rss");
@@ -60,9 +68,12 @@ async function runOcifyProcess(
     const child = spawn(process.execPath, ["--import", rssHookPath(), ocifyBin, ...args], {
       cwd: options.cwd ?? repoRoot,
       env: { ...process.env, ...options.env, OCIFY_RSS_FILE: rssFile },
-      stdio: [options.input === undefined ? "ignore" : "pipe", "pipe", "pipe"] as const,
-    }) as ChildProcessByStdio<Writable | null, Readable, Readable>;
-    child.stdin?.end(options.input);
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    // What the child does not read (it failed first) is dropped: its exit code and stderr tell.
+    child.stdin.on("error", () => {});
+    if (options.stdin) pipeline(options.stdin, child.stdin).catch(() => options.stdin?.destroy());
+    else child.stdin.end(options.input);
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => {

@@ -31,7 +31,8 @@ oci-archive:FILE[:TAG]). Prints 'DIGEST DESTINATION' per destination.
 Layers:
   --layer SRC[:DEST]        a directory's contents under DEST (default /), a file at DEST, or a
                             .tar/.tar.gz/.tgz/.tar.zst whose entries become the layer (repeatable)
-  --chown UID:GID           owner of the added files (default 0:0)
+  --chown UID:GID           owner of every added entry (default: 0:0 for a directory or file,
+                            a tarball's own owners)
   --compression gzip|zstd|none   layer compression (default gzip)
   --compression-level N     compression level (default: see README)
 Config:

@@ -19,9 +19,10 @@ import { credentialChain, credentialFlags, registriesOf } from "../registry-flag
 
 export const help = `Usage: ocify import [OPTIONS] ROOTFS -t DEST [-t DEST]...
 
-Make a one-layer image from a root filesystem: a directory (e.g. an OpenEmbedded IMAGE_ROOTFS) or a
-tarball (.tar, .tar.gz, .tar.xz, .tar.bz2, .tar.zst; detected by content). Entries are kept exactly:
-modes, owners, device nodes, links. Entries that would escape the root are refused.
+Make a one-layer image from a root filesystem: a directory (e.g. an OpenEmbedded IMAGE_ROOTFS), a
+tarball (.tar, .tar.gz, .tar.xz, .tar.bz2, .tar.zst; detected by content), or "-" for a tarball on
+standard input (a FIFO or /dev/stdin works too): tar --numeric-owner --xattrs -C ROOTFS -cf - . | ocify import - -t DEST
+Entries are kept exactly: modes, owners, device nodes, links. Entries that would escape the root are refused.
 
   --platform OS/ARCH[/VARIANT]   the image's platform (default: this host's), e.g. linux/arm64
   --entrypoint, --cmd, --env, --workdir, --user, --expose, --volume, --label   as in ocify build
@@ -45,7 +46,7 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
   });
   if (helpRequested(values, help)) return 0;
   if (positionals.length !== 1)
-    throw new UsageError("import needs one ROOTFS (a directory or a tarball)", { hint: "see ocify import --help" });
+    throw new UsageError("import needs one ROOTFS (a directory, a tarball, or - for standard input)", { hint: "see ocify import --help" });
   const config = configEdits(values);
   const { options: transport, finish } = transportOptions(values, signal);
   transport.credentials = await credentialChain(values, registriesOf(values.tag ?? []));
