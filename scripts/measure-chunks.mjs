@@ -3,7 +3,7 @@
 // as one PATCH and as PATCH chunks of several sizes (distribution-spec end-5, Content-Range), runs
 // interleaved so that a loaded machine weighs on each alike. Node's own http, no ocify code: this is the
 // registry's and HTTP's cost alone. Usage: node scripts/measure-chunks.mjs [MiB=512] [rounds=4] [chunk MiB…]
-import { createHash, createCipheriv } from "node:crypto";
+import { createCipheriv, createHash } from "node:crypto";
 import { request } from "node:http";
 import { startRegistry } from "../dist/test-support/registry.js";
 
@@ -55,7 +55,11 @@ async function upload(host, repo, chunkMiB) {
   const chunk = chunkMiB === 0 ? total : chunkMiB << 20;
   for (let from = 0; from < total; from += chunk) {
     const to = Math.min(total, from + chunk);
-    const headers = { "content-type": "application/octet-stream", "content-length": String(to - from), "content-range": `${from}-${to - 1}` };
+    const headers = {
+      "content-type": "application/octet-stream",
+      "content-length": String(to - from),
+      "content-range": `${from}-${to - 1}`,
+    };
     res = await send(host, "PATCH", location.pathname + location.search, headers, (req) => writeRange(req, from, to));
     if (res.statusCode !== 202) throw new Error(`PATCH ${res.statusCode}`);
     location = new URL(res.headers.location, `http://${host}`);
@@ -86,5 +90,7 @@ const base = median(times[sizes[0]]);
 console.log(`blob ${mib} MiB, ${rounds} rounds, median ms (ratio to ${sizes[0] === 0 ? "one PATCH" : `${sizes[0]} MiB`}):`);
 for (const size of sizes) {
   const m = median(times[size]);
-  console.log(`  ${size === 0 ? "one PATCH" : `${size} MiB chunks`}: ${m.toFixed(0)} ms (${(m / base).toFixed(2)}x) [${times[size].map((t) => t.toFixed(0)).join(" ")}]`);
+  console.log(
+    `  ${size === 0 ? "one PATCH" : `${size} MiB chunks`}: ${m.toFixed(0)} ms (${(m / base).toFixed(2)}x) [${times[size].map((t) => t.toFixed(0)).join(" ")}]`,
+  );
 }
