@@ -171,8 +171,9 @@ class RegistryDestination implements ImageDestination {
     try {
       await uploadStream(content, final, context, key);
     } catch (error) {
-      content.destroy();
       const { failure, session, keys } = error as StreamedUploadError;
+      // The build that feeds the stream fails with the upload's failure, not with a premature close.
+      content.destroy(failure instanceof Error ? failure : undefined);
       if (!isRetryableError(failure) && !this.options.signal?.aborted) {
         if (session) await this.client.cancelUpload(session.url, this.#scopes);
         for (const saved of keys) await this.#store.remove(saved);
