@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Digest, parseDigest } from "./digest.js";
 import { writeFileAtomic } from "./fs-atomic.js";
-import type { RegistryLocation } from "./transport/transport.js";
+import type { RegistryLocation } from "./image/source.js";
 
 /** Repositories kept per blob, newest first. */
 const keep = 8;

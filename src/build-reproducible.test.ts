@@ -23,7 +23,7 @@ import { join, relative } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { build } from "./build.js";
 import type { ImageConfig } from "./image/config.js";
-import type { ImageIndex, ImageManifest } from "./image/manifest.js";
+import type { ImageManifest, IndexManifest } from "./image/manifest.js";
 import { gnuTar, writeBaseImageLayout } from "./test-support/base-image.js";
 import { runOcify, runOk } from "./test-support/cli.js";
 import { startRegistry, type TestRegistry } from "./test-support/registry.js";
@@ -80,7 +80,7 @@ function digestsOf(stdout: string): Map<string, string> {
 function layoutTexts(layout: string, tag: string): { index: string; manifest: string; config: string } {
   const blob = (digest: string) => readFileSync(join(layout, "blobs", "sha256", digest.slice("sha256:".length)), "utf8");
   const index = readFileSync(join(layout, "index.json"), "utf8");
-  const entry = (JSON.parse(index) as ImageIndex).manifests.find((m) => m.annotations?.["org.opencontainers.image.ref.name"] === tag);
+  const entry = (JSON.parse(index) as IndexManifest).manifests.find((m) => m.annotations?.["org.opencontainers.image.ref.name"] === tag);
   assert.ok(entry, `${tag} in ${layout}`);
   const manifest = blob(entry.digest);
   return { index, manifest, config: blob((JSON.parse(manifest) as ImageManifest).config.digest) };
@@ -264,7 +264,7 @@ describe("reproducible builds", () => {
         sourceDateEpoch: 1_000_000_000,
       });
       digests.add(result.digest);
-      const index = JSON.parse(result.manifest.toString()) as ImageIndex;
+      const index = JSON.parse(result.manifest.toString()) as IndexManifest;
       assert.deepEqual(index.annotations, Object.fromEntries(annotations));
     }
     assert.equal(digests.size, 1, [...digests].join(" "));

@@ -7,7 +7,6 @@ import { after, describe, it } from "node:test";
 import { boundCacheAfterBuild, cacheInfo, parseDuration, parseSize, pruneCache } from "./cache-prune.js";
 import { UsageError } from "./errors.js";
 import { hostTag } from "./fs-atomic.js";
-import { validateImage } from "./image/validate.js";
 import { buildLayer, type LayerBuildOptions } from "./layer/build.js";
 import { collect, sha256 } from "./layer/fixtures.test.js";
 import { MediaType } from "./media-types.js";
@@ -15,6 +14,7 @@ import { runOcify } from "./test-support/cli.js";
 import { deadPid, startOcify, waitFor } from "./test-support/process.js";
 import { writeSeededFile } from "./test-support/seeded.js";
 import { openSource, parseTransportReference } from "./transport/transport.js";
+import { validateImage } from "./validate.js";
 
 const work = mkdtempSync(join(tmpdir(), "ocify-cache-prune-"));
 after(() => rmSync(work, { recursive: true, force: true }));

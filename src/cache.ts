@@ -3,16 +3,16 @@
  * `$XDG_CACHE_HOME/ocify` (default `~/.cache/ocify`). Entries are written to a temp file and renamed
  * once their digest is verified, so a present entry is always whole; reads verify again while streaming.
  */
-import { createReadStream, readFileSync } from "node:fs";
-import { rm, stat } from "node:fs/promises";
+import { createReadStream, createWriteStream, readFileSync } from "node:fs";
+import { rename, rm, stat } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { touchCacheEntry } from "./cache-prune.js";
-import { createVerifier, parseDigest, verifyBytes } from "./digest.js";
+import { createVerifier, type Digest, Digester, parseDigest, verifyBytes } from "./digest.js";
 import { DigestMismatchError, OcifyError, type OcifyErrorOptions, SizeMismatchError, withSystemPath } from "./errors.js";
-import { makeDirectory, openAtomicFile } from "./fs-atomic.js";
+import { makeDirectory, openAtomicFile, tempPathFor, trackTemp, untrackTemp } from "./fs-atomic.js";
 import type { Descriptor } from "./image/descriptor.js";
 
 /** A cache entry found damaged while it was read: the caller rebuilds or fetches it again. */
@@ -99,5 +99,26 @@ export class BlobCache {
         throw error;
       }
     });
+  }
+
+  /**
+   * Store a stream whose digest is not known yet: it is written to a temp file, hashed on the way, and
+   * renamed under its digest at the end. Returns the digest and size.
+   */
+  async storeNew(content: Readable): Promise<{ digest: Digest; size: number }> {
+    await withSystemPath(this.dir, () => makeDirectory(join(this.dir, "blobs", "sha256")));
+    const temp = tempPathFor(join(this.dir, "blobs", "sha256", "new"));
+    const digester = new Digester();
+    trackTemp(temp);
+    try {
+      await pipeline(content, digester, createWriteStream(temp, { flags: "wx", highWaterMark: 1 << 20 }));
+      await rename(temp, this.path(digester.digest));
+      return { digest: digester.digest, size: digester.size };
+    } catch (error) {
+      await rm(temp, { force: true });
+      throw error;
+    } finally {
+      untrackTemp(temp);
+    }
   }
 }

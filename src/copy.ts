@@ -1,61 +1,34 @@
 /**
- * Moving images: blobs first (skipped when present, mounted when the registry can, streamed otherwise),
- * manifests after, then commit. Used by `ocify copy` and by `ocify build` for each destination.
+ * Writing images: the one path by which `copy`, `build` and `import` put an image anywhere. Blobs first
+ * (an upload already under way awaited, blobs present skipped, mounted when the registry can, streamed
+ * otherwise), child manifests, the top manifest, then every destination is committed, only once all of
+ * them have everything. A failure aborts every destination: nothing partial is left.
  */
 import { type Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { isDamagedContent } from "./cache.js";
 import { type Digest, shortDigest } from "./digest.js";
-import { addContext, InvalidImageError, UsageError } from "./errors.js";
+import { addContext, UsageError } from "./errors.js";
 import { checkForeignLayer, type ForeignLayerOptions, openForeignLayer } from "./foreign-layers.js";
-import { type Descriptor, hostPlatform, type Platform } from "./image/descriptor.js";
-import {
-  convertImageManifest,
-  encodeJson,
-  type ImageIndex,
-  parseImageIndex,
-  parseImageManifest,
-  type RawManifest,
-  rawManifest,
-} from "./image/manifest.js";
-import { maxIndexDepth, selectImage } from "./image/select.js";
-import { familyMediaTypes, isIndexMediaType, isNondistributableMediaType } from "./media-types.js";
+import type { Platform } from "./image/descriptor.js";
+import { type Image, type ImageIndex, readImage, selectImage } from "./image/image.js";
+import type { ImageBlob } from "./image/layer.js";
+import type { RawManifest } from "./image/manifest.js";
+import { format, formatIndex } from "./image/mutate.js";
+import type { ImageSource, RegistryLocation } from "./image/source.js";
+import { isNondistributableMediaType } from "./media-types.js";
 import { noProgress, type ProgressSink } from "./progress.js";
 import { isRetryableError, retryReason } from "./registry/retry.js";
 import { skipBytes } from "./registry/upload.js";
-import type { ImageDestination, ImageSource, RegistryLocation } from "./transport/transport.js";
-
-/** A blob to send to a destination, and how to read it. */
-export interface BlobPlan {
-  descriptor: Descriptor;
-  /** What the blob is, for progress and messages: `layer`, `config`. */
-  kind: string;
-  open(): Promise<Readable>;
-  /** Where it already lives in a registry, for a cross-repository mount. */
-  location?: RegistryLocation | undefined;
-  /** Other repositories that may hold it (pushed there before): mount candidates too. */
-  alsoAt?: readonly RegistryLocation[] | undefined;
-  /** Made by this run (a config after a layer changed): sent without asking whether the destination has it. */
-  fresh?: boolean | undefined;
-  /**
-   * Already on its way to one destination, streamed there while it was built: pushing it there waits for
-   * that upload to finish (and fails with it) instead of asking the registry or sending it again.
-   */
-  streamed?: { destination: ImageDestination; done: Promise<void> } | undefined;
-  /**
-   * Make the blob readable again after open() gave bytes that failed their check (a damaged cache
-   * entry): rebuild the layer, fetch the base blob again. The blob is then sent once more.
-   */
-  repair?: (() => Promise<void>) | undefined;
-}
+import type { ImageDestination } from "./transport/types.js";
 
 /** Options for moving blobs and images. */
 export interface CopyOptions extends ForeignLayerOptions {
-  /** Parallel blob transfers to a registry (archives write one blob at a time). */
+  /** Parallel blob transfers to a registry (archives write one blob at a time); default 4. */
   jobs?: number;
   progress?: ProgressSink;
   signal?: AbortSignal;
-  /** What this run found or put at its destinations so far (a build or copy makes its own). */
+  /** What this run found or put at its destinations so far (a copy makes its own). */
   known?: KnownBlobs;
 }
 
@@ -109,6 +82,23 @@ export class KnownBlobs {
   }
 }
 
+/** What `copyImage` takes from a source that holds an index. */
+export interface CopyImageOptions extends CopyOptions {
+  /** Copy one platform of an index (default: the host's, unless `all`). */
+  platform?: Platform;
+  /** Copy every image of an index and the index itself (the manifest digest is kept). */
+  all?: boolean;
+}
+
+/** The result of writing an image: the top manifest written to one destination. */
+export interface WriteResult {
+  destination: string;
+  digest: Digest;
+  mediaType: string;
+  /** The top manifest's size in bytes. */
+  size: number;
+}
+
 /** Run `task` over `items` with at most `limit` in flight; the first failure stops new work and is thrown. */
 export async function forEachLimit<T>(items: readonly T[], limit: number, task: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
@@ -144,19 +134,58 @@ function counted(content: Readable, onBytes: (bytes: number) => void): Readable 
   return counter;
 }
 
+/** Send one blob, the cheapest way the destination allows, and record what became of it. */
+async function pushBlob(destination: ImageDestination, blob: ImageBlob, progress: ProgressSink, known: KnownBlobs): Promise<void> {
+  const { descriptor } = blob;
+  const id = descriptor.digest;
+  const event = { kind: blob.kind, id, total: descriptor.size, target: destination.description };
+  const report = (phase: "skipped" | "sent" | "mounted" | "done"): void => {
+    known.add(destination, id, phase === "skipped" ? "skipped" : "sent");
+    progress({ ...event, phase, bytes: descriptor.size });
+  };
+  const before = known.known(destination, id);
+  if (before) return report(before); // another tag of a repository the run met the blob in
+  // Uploaded while it was built: pushed by this run. An upload the network broke goes on below, from the
+  // blob's bytes, where the registry's session stands (registry/upload.ts keeps it).
+  if (blob.pending?.destination === destination) {
+    const failure = await blob.pending.done.then(
+      () => undefined,
+      (error: unknown) => error ?? new Error("upload failed"),
+    );
+    if (failure === undefined) return report("done");
+    if (!isRetryableError(failure)) throw failure;
+    const reason = `the upload during the build broke (${retryReason(failure)}); sending the rest`;
+    progress({ ...event, phase: "retry", bytes: 0, reason });
+  }
+  if (!blob.fresh && (await destination.hasBlob(descriptor))) return report("skipped");
+  const here = destination.location;
+  const from = [...(blob.locations ?? []), ...known.sentTo(id)].find(
+    (at) => here && at.registry === here.registry && at.repository !== here.repository,
+  );
+  if (from && destination.mountBlob && (await destination.mountBlob(descriptor, from))) return report("mounted");
+  progress({ ...event, phase: "start", bytes: 0 });
+  await sendBlob(
+    destination,
+    blob,
+    (bytes) => progress({ ...event, phase: "progress", bytes }),
+    (reason) => progress({ ...event, phase: "retry", bytes: 0, reason }),
+  );
+  report("done");
+}
+
 /**
- * Stream a blob to a destination. When what the plan opened fails its own check (a damaged cache
- * entry), the plan repairs it and the blob is sent once more: a damaged cache never fails a build.
+ * Stream a blob to a destination. When what the blob opened fails its own check (a damaged cache entry),
+ * the blob is repaired (a layer rebuilt, a base blob fetched again) and sent once more: a damaged cache
+ * never fails a build. A registry that loses the connection asks for the bytes from where it stands.
  */
 async function sendBlob(
   destination: ImageDestination,
-  blob: BlobPlan,
+  blob: ImageBlob,
   onBytes: (bytes: number) => void,
   onRetry: (reason: string) => void,
 ): Promise<void> {
   for (let repaired = false; ; repaired = true) {
     const source = await blob.open();
-    // After a failure, a registry upload goes on from where the registry stands: the bytes from there.
     const reopen = async (offset: number) => counted(skipBytes(await blob.open(), offset), (bytes) => onBytes(offset + bytes));
     try {
       await destination.putBlob(blob.descriptor, counted(source, onBytes), { reopen });
@@ -171,11 +200,11 @@ async function sendBlob(
 }
 
 /**
- * The blobs a destination receives: a non-distributable layer is left out where its descriptor is enough,
- * and read from its URLs where the destination needs its content (refused, before anything is written,
- * unless the user allowed it).
+ * The blobs a destination receives, each once: a non-distributable layer is left out where its descriptor
+ * is enough, and read from its URLs where the destination needs its content (refused, before anything is
+ * written, unless the caller allowed it).
  */
-function blobsFor(destination: ImageDestination, blobs: readonly BlobPlan[], options: CopyOptions): BlobPlan[] {
+function blobsFor(destination: ImageDestination, blobs: readonly ImageBlob[], options: CopyOptions): ImageBlob[] {
   const unique = [...new Map(blobs.map((b) => [b.descriptor.digest, b])).values()];
   return unique.flatMap((blob) => {
     if (!isNondistributableMediaType(blob.descriptor.mediaType)) return [blob];
@@ -186,189 +215,105 @@ function blobsFor(destination: ImageDestination, blobs: readonly BlobPlan[], opt
 }
 
 /**
- * Send blobs to a destination: skip those present, mount when possible, stream the rest. Duplicates are
- * sent once, and so are blobs `options.known` says the run met there before.
+ * Send blobs to a destination: skip those present, mount when possible, stream the rest, up to `jobs` at
+ * a time to a registry. Duplicates are sent once, and so are blobs `options.known` says the run met there.
  */
-export async function pushBlobs(destination: ImageDestination, blobs: readonly BlobPlan[], options: CopyOptions = {}): Promise<void> {
+export async function pushBlobs(destination: ImageDestination, blobs: readonly ImageBlob[], options: CopyOptions = {}): Promise<void> {
   const progress = options.progress ?? noProgress;
   const known = options.known ?? new KnownBlobs();
   const unique = blobsFor(destination, blobs, options).filter((b) => !known.reported(destination, b.descriptor.digest));
   const parallel = destination.location ? (options.jobs ?? 4) : 1;
   await forEachLimit(unique, parallel, async (blob) => {
-    await pushBlob(destination, blob, progress, known);
+    try {
+      await pushBlob(destination, blob, progress, known);
+    } catch (error) {
+      throw addContext(`writing ${blob.kind} ${shortDigest(blob.descriptor.digest)} to ${destination.description}`, error);
+    }
   });
 }
 
-async function pushBlob(destination: ImageDestination, blob: BlobPlan, progress: ProgressSink, known: KnownBlobs): Promise<void> {
-  const { descriptor } = blob;
-  const id = descriptor.digest;
-  const event = { kind: blob.kind, id, total: descriptor.size, target: destination.description };
-  const report = (phase: "skipped" | "sent" | "mounted" | "done"): void => {
-    known.add(destination, id, phase === "skipped" ? "skipped" : "sent");
-    progress({ ...event, phase, bytes: descriptor.size });
-  };
-  try {
-    const before = known.known(destination, id);
-    if (before) {
-      report(before); // another tag of a repository the run met the blob in
-      return;
-    }
-    // Uploaded while it was built: pushed by this run. An upload the network broke goes on below, from
-    // the cache, where the registry's session stands (registry/upload.ts keeps it).
-    if (blob.streamed?.destination === destination) {
-      const failure = await blob.streamed.done.then(
-        () => undefined,
-        (error: unknown) => error ?? new Error("upload failed"),
-      );
-      if (failure === undefined) {
-        report("done");
-        return;
-      }
-      if (!isRetryableError(failure)) throw failure;
-      progress({
-        ...event,
-        phase: "retry",
-        bytes: 0,
-        reason: `the upload during the build broke (${retryReason(failure)}); sending the rest`,
-      });
-    }
-    if (!blob.fresh && (await destination.hasBlob(descriptor))) {
-      report("skipped");
-      return;
-    }
-    const here = destination.location;
-    const from = [blob.location, ...(blob.alsoAt ?? []), ...known.sentTo(id)].find(
-      (at) => at && here && at.registry === here.registry && at.repository !== here.repository,
-    );
-    if (from && destination.mountBlob) {
-      if (await destination.mountBlob(descriptor, from)) {
-        report("mounted");
-        return;
-      }
-    }
-    progress({ ...event, phase: "start", bytes: 0 });
-    await sendBlob(
-      destination,
-      blob,
-      (bytes) => progress({ ...event, phase: "progress", bytes }),
-      (reason) => progress({ ...event, phase: "retry", bytes: 0, reason }),
-    );
-    report("done");
-  } catch (error) {
-    throw addContext(`writing ${blob.kind} ${shortDigest(id)} to ${destination.description}`, error);
+/** Write an image's blobs and manifest (as the destination can hold it); returns the manifest written. */
+async function writeImage(image: Image, destination: ImageDestination, options: CopyOptions, top: boolean): Promise<RawManifest> {
+  const preferred = destination.preferredManifestFormat;
+  const stored = preferred ? format(image, preferred) : image;
+  const [layers, config] = await Promise.all([stored.layers(), stored.configBlob()]);
+  await pushBlobs(destination, [...layers, config], options);
+  const raw = await stored.rawManifest();
+  await destination.putManifest(raw, { top });
+  return raw;
+}
+
+/** Write an index: every child (images and nested indexes) by digest, then the index itself. */
+async function writeIndex(index: ImageIndex, destination: ImageDestination, options: CopyOptions, top: boolean): Promise<RawManifest> {
+  const preferred = destination.preferredManifestFormat;
+  const stored = preferred ? formatIndex(index, preferred) : index;
+  for (const child of await stored.children()) {
+    const item = await child.read();
+    if (item.kind === "index") await writeIndex(item, destination, options, false);
+    else await writeImage(item, destination, options, false);
   }
+  const raw = await stored.rawManifest();
+  await destination.putManifest(raw, { top });
+  return raw;
 }
 
-/** The blobs of an image manifest as read from a source. */
-export function sourceBlobs(source: ImageSource, manifest: RawManifest): BlobPlan[] {
-  const parsed = parseImageManifest(manifest, `manifest ${shortDigest(manifest.digest)} of ${source.description}`);
-  const plan = (descriptor: Descriptor, kind: string): BlobPlan => ({
-    descriptor,
-    kind,
-    open: () => source.getBlob(descriptor, undefined),
-    location: source.location,
-  });
-  return [...parsed.layers.map((d) => plan(d, "layer")), plan(parsed.config, "config")];
+/** What to copy out of a source: its top image or index, or the image of one platform. */
+async function chosenFrom(source: ImageSource, options: CopyImageOptions): Promise<Image | ImageIndex> {
+  const top = await readImage(source);
+  if (top.kind === "image" || options.all) return top;
+  return selectImage(top, options.platform);
 }
 
-/** The manifest as the destination can hold it: a Docker manifest becomes OCI for an OCI layout (only its digest changes). */
-export function forDestination(raw: RawManifest, destination: ImageDestination): RawManifest {
-  const format = destination.preferredManifestFormat;
-  return format && !isIndexMediaType(raw.mediaType) ? convertImageManifest(raw, format, `manifest of ${destination.description}`) : raw;
-}
-
-/** The index to store after its children were stored as `children` (unchanged bytes when nothing was converted). */
-function convertIndexFor(top: RawManifest, index: ImageIndex, children: Descriptor[], destination: ImageDestination): RawManifest {
-  const format = destination.preferredManifestFormat;
-  if (!format || children.every((c, i) => c.digest === index.manifests[i]?.digest)) return top;
-  const types = familyMediaTypes(format);
-  const converted: ImageIndex = { schemaVersion: 2, mediaType: types.index, manifests: children };
-  if (index.annotations && format === "oci") converted.annotations = index.annotations;
-  return rawManifest(encodeJson(converted), types.index);
+function isSource(value: Image | ImageIndex | ImageSource): value is ImageSource {
+  return typeof (value as ImageSource).getManifest === "function";
 }
 
 /**
- * Store every manifest an index lists (nested indexes too, to a bounded depth), children before their
- * index; returns the index to store, converted only when a child had to be.
+ * Write an image or index to one destination, or to several: each gets every blob and manifest before
+ * any is committed. Manifest and config bytes are kept, so digests are kept, unless a destination needs
+ * the other manifest family (an OCI layout gets OCI manifests). Given a source, its top image is
+ * copied, or for an index the image of `platform` (default the host's), or everything with `all`.
+ * On failure every destination is aborted and nothing partial is left.
  */
-async function copyIndex(
-  source: ImageSource,
+export async function copyImage(
+  image: Image | ImageIndex | ImageSource,
   destination: ImageDestination,
-  top: RawManifest,
-  index: ImageIndex,
-  options: CopyImageOptions,
-  depth: number,
-): Promise<RawManifest> {
-  const children: Descriptor[] = [];
-  for (const child of index.manifests) {
-    const raw = await source.getManifest(child.digest);
-    let stored: RawManifest;
-    if (isIndexMediaType(raw.mediaType)) {
-      if (depth >= maxIndexDepth) {
-        throw new InvalidImageError(
-          `${source.description}: indexes nest more than ${maxIndexDepth} deep (at ${shortDigest(child.digest)})`,
-        );
-      }
-      const nested = parseImageIndex(raw, `index ${shortDigest(child.digest)} of ${source.description}`);
-      stored = await copyIndex(source, destination, raw, nested, options, depth + 1);
-    } else {
-      await pushBlobs(destination, sourceBlobs(source, raw), options);
-      stored = forDestination(raw, destination);
-    }
-    await destination.putManifest(stored, { top: false });
-    children.push({ ...child, mediaType: stored.mediaType, digest: stored.digest, size: stored.bytes.length });
-  }
-  return convertIndexFor(top, index, children, destination);
-}
-
-/** What `copyImage` should take from an index. */
-export interface CopyImageOptions extends CopyOptions {
-  /** Copy one platform of an index (default: the host's, unless `all`). */
-  platform?: Platform;
-  /** Copy every image of an index and the index itself (the manifest digest is kept). */
-  all?: boolean;
-}
-
-/** The result of writing an image: the digest of the top manifest written. */
-export interface WriteResult {
-  destination: string;
-  digest: Digest;
-  mediaType: string;
-}
-
-/**
- * Copy an image from a source to a destination, keeping manifest and config bytes (so digests are kept),
- * and commit the destination. On failure the destination is aborted (nothing partial is left).
- */
-export async function copyImage(source: ImageSource, destination: ImageDestination, options: CopyImageOptions = {}): Promise<WriteResult> {
+  options?: CopyImageOptions,
+): Promise<WriteResult>;
+export async function copyImage(
+  image: Image | ImageIndex | ImageSource,
+  destinations: readonly ImageDestination[],
+  options?: CopyImageOptions,
+): Promise<WriteResult[]>;
+export async function copyImage(
+  image: Image | ImageIndex | ImageSource,
+  to: ImageDestination | readonly ImageDestination[],
+  options: CopyImageOptions = {},
+): Promise<WriteResult | WriteResult[]> {
+  const destinations: readonly ImageDestination[] = Array.isArray(to) ? to : [to as ImageDestination];
   const moving: CopyImageOptions = { ...options, known: options.known ?? new KnownBlobs() };
   try {
-    const top = await source.getManifest();
-    let written: RawManifest;
-    if (isIndexMediaType(top.mediaType)) {
-      const index = parseImageIndex(top, `index of ${source.description}`);
-      if (options.all) {
-        if (!destination.acceptsIndex) {
-          throw new UsageError(`${destination.description} holds a single image, not an index`, {
-            hint: "use --platform to pick one image",
-          });
-        }
-        written = await copyIndex(source, destination, top, index, moving, 0);
-      } else {
-        const read = (digest: Digest) => source.getManifest(digest);
-        const { manifest: image } = await selectImage(top, options.platform ?? hostPlatform(), read, source.description);
-        await pushBlobs(destination, sourceBlobs(source, image), moving);
-        written = forDestination(image, destination);
-      }
-    } else {
-      await pushBlobs(destination, sourceBlobs(source, top), moving);
-      written = forDestination(top, destination);
+    const chosen = isSource(image) ? await chosenFrom(image, options) : image;
+    const refusing = chosen.kind === "index" ? destinations.find((d) => !d.acceptsIndex) : undefined;
+    if (refusing) {
+      throw new UsageError(`${refusing.description} holds one image, not an index`, {
+        hint: "choose one platform, or write to a registry, oci: or oci-archive:",
+      });
     }
-    await destination.putManifest(written, { top: true });
-    await destination.commit();
-    return { destination: destination.description, digest: written.digest, mediaType: written.mediaType };
+    const written: RawManifest[] = [];
+    for (const destination of destinations) {
+      written.push(
+        chosen.kind === "index" ? await writeIndex(chosen, destination, moving, true) : await writeImage(chosen, destination, moving, true),
+      );
+    }
+    for (const destination of destinations) await destination.commit();
+    const results = destinations.map((d, i) => {
+      const raw = written[i] as RawManifest;
+      return { destination: d.description, digest: raw.digest, mediaType: raw.mediaType, size: raw.bytes.length };
+    });
+    return Array.isArray(to) ? results : (results[0] as WriteResult);
   } catch (error) {
-    await destination.abort().catch(() => {});
+    await Promise.all(destinations.map((d) => d.abort().catch(() => {})));
     throw error;
   }
 }

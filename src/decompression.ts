@@ -60,7 +60,7 @@ export function boundedExpansion(what: string, compressedSize?: number): { input
       if (expanded > bound.maxSize) {
         callback(
           new InputError(`refusing ${what}: it expands to more than ${human(bound.maxSize)}`, {
-            hint: "if it is genuine, raise --max-expanded-size",
+            hint: "if it is genuine, raise `decompression.maxSize`",
           }),
         );
         return;
@@ -68,7 +68,7 @@ export function boundedExpansion(what: string, compressedSize?: number): { input
       if (expanded > bound.floor && expanded > bound.ratio * compressed) {
         callback(
           new InputError(`refusing ${what}: it expands more than ${bound.ratio} times (${human(expanded)} from ${human(compressed)})`, {
-            hint: "a decompression bomb? if it is genuine, raise --max-expansion-ratio",
+            hint: "a decompression bomb? if it is genuine, raise `decompression.ratio`",
           }),
         );
         return;

@@ -104,9 +104,9 @@ const systemProblems: Record<string, { what: string; hint: string }> = {
   },
   EDQUOT: { what: "disk quota exceeded", hint: "free some space, or write elsewhere" },
   EFBIG: { what: "file too large", hint: "check ulimit -f and the file system's limits" },
-  EROFS: { what: "read-only file system", hint: "write elsewhere: another -t, --cache-dir, OCIFY_CACHE_DIR or TMPDIR" },
-  EACCES: { what: "permission denied", hint: "fix its permissions, or use another -t, --cache-dir, OCIFY_CACHE_DIR or TMPDIR" },
-  EPERM: { what: "operation not permitted", hint: "use another -t, --cache-dir, OCIFY_CACHE_DIR or TMPDIR" },
+  EROFS: { what: "read-only file system", hint: "write elsewhere: another `tags`, `cacheDir`, OCIFY_CACHE_DIR or TMPDIR" },
+  EACCES: { what: "permission denied", hint: "fix its permissions, or use another `tags`, `cacheDir`, OCIFY_CACHE_DIR or TMPDIR" },
+  EPERM: { what: "operation not permitted", hint: "use another `tags`, `cacheDir`, OCIFY_CACHE_DIR or TMPDIR" },
   EMFILE: { what: "too many open files", hint: "raise the limit with ulimit -n" },
   ENFILE: { what: "too many open files in the system", hint: "raise the system's limit" },
   EIO: { what: "input/output error", hint: "the disk may be failing; check the system log" },
@@ -139,13 +139,6 @@ export async function withSystemPath<T>(path: string, fn: () => Promise<T>): Pro
   } catch (error) {
     throw fromSystemError(error, path) ?? error;
   }
-}
-
-/** Prefix an error's message with what was being done ("pushing layer sha256:ab12…"), keeping its class. */
-export function withContext<T>(context: string, fn: () => Promise<T>): Promise<T> {
-  return fn().catch((error: unknown) => {
-    throw addContext(context, error);
-  });
 }
 
 /** Return the error with `context: ` prepended to its message when it is an OcifyError. */

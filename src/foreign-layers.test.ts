@@ -10,11 +10,11 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { validateImage } from "./image/validate.js";
 import { runOcify, runOk } from "./test-support/cli.js";
 import { pushRawImage, type RawImage, rawImage } from "./test-support/raw-images.js";
 import { startRegistry, type TestRegistry } from "./test-support/registry.js";
 import { openSource, parseTransportReference } from "./transport/transport.js";
+import { validateImage } from "./validate.js";
 
 const skopeo = (args: string[]) => runOk("skopeo", [...args.slice(0, 1), "--tls-verify=false", ...args.slice(1)]);
 

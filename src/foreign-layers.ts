@@ -21,8 +21,8 @@ export interface ForeignLayerOptions {
   signal?: AbortSignal | undefined;
 }
 
-/** The flag that allows downloading non-distributable layers. */
-export const fetchForeignLayersFlag = "--fetch-foreign-layers";
+/** The option that allows downloading non-distributable layers (the CLI's --fetch-foreign-layers). */
+export const fetchForeignLayersFlag = "`fetchForeignLayers`";
 
 /**
  * Check that a non-distributable layer `destination` needs can be fetched: it names URLs and the user

@@ -8,11 +8,11 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { pipeline as pipelineCallback, Readable, Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { createDecompressor, detectCompression } from "./codec.js";
 import { createDigester, type Digest, isDigest, parseDigest } from "./digest.js";
 import { InvalidImageError, OcifyError } from "./errors.js";
 import { writeFileAtomic } from "./fs-atomic.js";
 import type { LayerFacts } from "./image/schema1.js";
-import { createDecompressor, detectCompression } from "./image/validate.js";
 
 function pathOf(cacheDir: string, digest: Digest): string {
   const { algorithm, encoded } = parseDigest(digest);

@@ -1,10 +1,8 @@
-/** Pure edits of an image config: the `--entrypoint`, `--env`, `--expose`… flags, and appending layers. */
-import type { Digest } from "./digest.js";
+/** Edits of an image's execution config (entrypoint, env, ports…), as `build` and `import` take them, and the parsing of their values. */
 import { UsageError } from "./errors.js";
-import type { ExecutionConfig, History, ImageConfig } from "./image/config.js";
-import type { Platform } from "./image/descriptor.js";
-import { formatReference } from "./reference.js";
-import type { TransportReference } from "./transport/transport.js";
+import type { ExecutionConfig } from "./image/config.js";
+
+export { emptyConfig } from "./image/config.js";
 
 /** Config changes requested by the user; absent fields leave the base's values alone. */
 export interface ConfigEdits {
@@ -19,12 +17,6 @@ export interface ConfigEdits {
   volumes?: string[];
   labels?: Record<string, string>;
   stopSignal?: string;
-}
-
-/** A layer being appended: its diffID and the history line describing it. */
-export interface AppendedLayer {
-  diffID: Digest;
-  createdBy: string;
 }
 
 /** The `created` timestamp for SOURCE_DATE_EPOCH seconds (epoch 0 when unset), as RFC 3339 in UTC. */
@@ -70,7 +62,9 @@ export function parsePorts(values: readonly string[]): string[] {
     const from = Number(match?.[1]);
     const to = match?.[2] === undefined ? from : Number(match[2]);
     if (!match || from < 1 || to > 65535 || to < from || to - from > 4096) {
-      throw new UsageError(`--expose ${value}: not a port`, { hint: "write PORT[/tcp|udp|sctp] or FROM-TO[/proto], ports 1-65535" });
+      throw new UsageError(`\`config.expose\` ${value}: not a port`, {
+        hint: "write PORT[/tcp|udp|sctp] or FROM-TO[/proto], ports 1-65535",
+      });
     }
     const proto = (match[3] ?? "tcp").toLowerCase();
     for (let port = from; port <= to; port++) ports.push(`${port}/${proto}`);
@@ -95,7 +89,7 @@ export function applyConfigEdits(base: ExecutionConfig | undefined, edits: Confi
   if (edits.env?.length) {
     const env = [...(config.Env ?? [])];
     for (const entry of edits.env) {
-      const [key] = parseKeyValue(entry, "--env");
+      const [key] = parseKeyValue(entry, "`config.env`");
       const at = env.findIndex((e) => e === key || e.startsWith(`${key}=`));
       if (at >= 0) env[at] = entry;
       else env.push(entry);
@@ -103,7 +97,7 @@ export function applyConfigEdits(base: ExecutionConfig | undefined, edits: Confi
     config.Env = env;
   }
   if (edits.workdir !== undefined) {
-    if (!edits.workdir.startsWith("/")) throw new UsageError(`--workdir ${edits.workdir}: must be an absolute path`);
+    if (!edits.workdir.startsWith("/")) throw new UsageError(`\`config.workdir\` ${edits.workdir}: must be an absolute path`);
     config.WorkingDir = edits.workdir;
   }
   if (edits.user !== undefined) config.User = edits.user;
@@ -114,56 +108,11 @@ export function applyConfigEdits(base: ExecutionConfig | undefined, edits: Confi
   if (edits.volumes?.length) {
     config.Volumes = { ...(config.Volumes ?? {}) };
     for (const volume of edits.volumes) {
-      if (!volume.startsWith("/")) throw new UsageError(`--volume ${volume}: must be an absolute path`);
+      if (!volume.startsWith("/")) throw new UsageError(`\`config.volumes\` ${volume}: must be an absolute path`);
       config.Volumes[volume] = {};
     }
   }
   if (edits.labels && Object.keys(edits.labels).length) config.Labels = { ...(config.Labels ?? {}), ...edits.labels };
   if (edits.stopSignal !== undefined) config.StopSignal = edits.stopSignal;
   return config;
-}
-
-/** A new config for `scratch`: no layers, the given platform. */
-export function emptyConfig(platform: Platform): ImageConfig {
-  const config: ImageConfig = {
-    architecture: platform.architecture,
-    os: platform.os,
-    config: {},
-    rootfs: { type: "layers", diff_ids: [] },
-    history: [],
-  };
-  if (platform.variant) config.variant = platform.variant;
-  return config;
-}
-
-/**
- * The config of the built image: the base's, every field ocify does not set kept as it was (the legacy
- * builder's `container_config`, vendor extensions), the edits applied, layers appended to rootfs.diff_ids
- * and history, `created` set. The base config is not changed. Its maps (Labels, ExposedPorts, Volumes)
- * may be in any order: encodeJson sorts every object's keys.
- */
-export function mutateConfig(base: ImageConfig, edits: ConfigEdits, layers: readonly AppendedLayer[], created: string): ImageConfig {
-  const config: ImageConfig = structuredClone(base);
-  config.created = created;
-  config.config = applyConfigEdits(base.config, edits);
-  config.rootfs = { type: "layers", diff_ids: [...base.rootfs.diff_ids, ...layers.map((l) => l.diffID)] };
-  const history: History[] = [...(base.history ?? [])];
-  for (const layer of layers) history.push({ created, created_by: layer.createdBy, comment: "ocify" });
-  if (layers.length === 0) history.push({ created, created_by: "ocify build (config only)", comment: "ocify", empty_layer: true });
-  config.history = history;
-  return config;
-}
-
-/**
- * The manifest annotations naming the base image (image-spec annotations.md): its manifest's digest, and
- * its name when it has one that means the same on every machine: a registry reference, written out in full
- * (`alpine:3.20` and `docker.io/library/alpine:3.20` are one name), or the name a docker-archive gives it.
- * A layout's or an archive's path is left out: it is this machine's, and the digest would depend on it.
- */
-export function baseAnnotations(from: TransportReference, manifestDigest: string): Record<string, string> {
-  const name = from.transport === "docker" ? from.reference : from.transport === "docker-archive" ? from.name : undefined;
-  return {
-    ...(name ? { "org.opencontainers.image.base.name": formatReference(name) } : {}),
-    "org.opencontainers.image.base.digest": manifestDigest,
-  };
 }

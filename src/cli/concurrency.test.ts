@@ -7,11 +7,11 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { validateImage } from "../image/validate.js";
 import { runOk } from "../test-support/cli.js";
 import { startOcify } from "../test-support/process.js";
 import { writeSeededFile } from "../test-support/seeded.js";
 import { openSource, parseTransportReference } from "../transport/transport.js";
+import { validateImage } from "../validate.js";
 
 describe("concurrent builds into one OCI layout and one cache", () => {
   let work: string;

@@ -1,15 +1,28 @@
 /** Flag parsing shared by the commands (node:util parseArgs; no dependency, fast to load). */
 import { writeFile } from "node:fs/promises";
 import { type ParseArgsConfig, parseArgs } from "node:util";
-import type { BuildOptions } from "../build.js";
-import { parseSize } from "../cache-prune.js";
-import { setDecompressionLimits } from "../decompression.js";
-import { UsageError } from "../errors.js";
-import { type Platform, parsePlatform } from "../image/descriptor.js";
-import type { Compression, ManifestFormat } from "../media-types.js";
-import { type ConfigEdits, parseCommand, parseKeyValue } from "../mutate.js";
-import { defaultRetryPolicy, defaultTimeouts, onRetry, setRetryPolicy, setTimeouts } from "../registry/retry.js";
-import type { TransportOptions } from "../transport/transport.js";
+import {
+  type BuildOptions,
+  boundCacheAfterBuild,
+  type Compression,
+  type ConfigEdits,
+  defaultCacheDir,
+  defaultRetryPolicy,
+  defaultTimeouts,
+  type GzipEngine,
+  type ManifestFormat,
+  onRetry,
+  type Platform,
+  parseCommand,
+  parseKeyValue,
+  parsePlatform,
+  parseSize,
+  setDecompressionLimits,
+  setRetryPolicy,
+  setTimeouts,
+  type TransportOptions,
+  UsageError,
+} from "../index.js";
 import { createProgressView } from "./progress-view.js";
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
@@ -182,6 +195,12 @@ export function compressionFlag(value: string | undefined): Compression | undefi
   throw new UsageError(`--compression ${value}: expected gzip, zstd or none`);
 }
 
+/** OCIFY_GZIP=zlib (or libdeflate): the deflate gzip layers are made with (docs/compression.md). */
+export function gzipEngine(env: NodeJS.ProcessEnv = process.env): GzipEngine | undefined {
+  const value = env.OCIFY_GZIP;
+  return value === "zlib" || value === "libdeflate" ? value : undefined;
+}
+
 /** SOURCE_DATE_EPOCH from the environment, validated. */
 export function sourceDateEpoch(env: NodeJS.ProcessEnv = process.env): number | undefined {
   const value = env.SOURCE_DATE_EPOCH;
@@ -273,13 +292,12 @@ export async function writeDigestFile(path: string | undefined, digest: string):
 
 /** Run a build, then print one `DIGEST DESTINATION` line per destination and write --digest-file. */
 export async function buildAndReport(options: BuildOptions, finish: () => void, digestFile: string | undefined): Promise<void> {
-  const { build } = await import("../build.js");
+  const { build } = await import("../index.js");
   const result = await build({ warn: (message) => process.stderr.write(`ocify: warning: ${message}\n`), ...options });
   finish();
   for (const written of result.written) process.stdout.write(`${written.digest} ${written.destination}\n`);
   await writeDigestFile(digestFile, result.digest);
   // The image is written: now (at most once an hour) the cache is brought within its bound.
-  const [{ boundCacheAfterBuild }, { defaultCacheDir }] = await Promise.all([import("../cache-prune.js"), import("../cache.js")]);
   await boundCacheAfterBuild(options.cacheDir ?? defaultCacheDir());
 }
 

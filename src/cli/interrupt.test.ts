@@ -10,11 +10,11 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { type ImageSummary, validateImage } from "../image/validate.js";
 import { seededRandom } from "../test-support/fault-proxy.js";
 import { type RunningOcify, startOcify, waitFor } from "../test-support/process.js";
 import { writeSeededFile } from "../test-support/seeded.js";
 import { openSource, parseTransportReference } from "../transport/transport.js";
+import { type ImageSummary, validateImage } from "../validate.js";
 
 const bigFile = 24 << 20;
 

@@ -1,7 +1,6 @@
 /** The `ocify` command: argv → command; expected failures → one line on stderr. Commands load lazily. */
 import { readFileSync } from "node:fs";
-import { fromSystemError, InterruptedError, OcifyError, UsageError } from "../errors.js";
-import { startPlannerThread } from "../layer/planner-thread.js";
+import { fromSystemError, InterruptedError, OcifyError, removeLiveTempsSync, UsageError } from "../index.js";
 
 const commands: Record<string, () => Promise<{ run(argv: string[], signal: AbortSignal): Promise<number> }>> = {
   build: () => import("./commands/build.js"),
@@ -60,8 +59,6 @@ export async function main(argv: string[]): Promise<number> {
     return name === undefined ? 2 : 0;
   }
   const load = commands[name];
-  // The thread that will list a build's layers boots while the build code loads.
-  if (name === "build" && rest.some((arg) => arg.startsWith("--layer"))) startPlannerThread();
   const controller = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => interrupt(controller, signal);
   process.on("SIGINT", onSignal);
@@ -90,11 +87,8 @@ const cleanupGraceMs = 10_000;
  */
 function interrupt(controller: AbortController, signal: NodeJS.Signals): void {
   const leave = (): void => {
-    // Loaded by then (every command that writes uses it); imported here so that start-up does not pay for it.
-    void import("../fs-atomic.js").then(({ removeLiveTempsSync }) => {
-      removeLiveTempsSync();
-      process.exit(report(controller.signal.reason));
-    });
+    removeLiveTempsSync();
+    process.exit(report(controller.signal.reason));
   };
   if (controller.signal.aborted) {
     leave();
@@ -102,6 +96,53 @@ function interrupt(controller: AbortController, signal: NodeJS.Signals): void {
   }
   controller.abort(new InterruptedError(signal));
   setTimeout(leave, cleanupGraceMs).unref();
+}
+
+/**
+ * The flags that set the library's options. The library names an option in a message as `name` or
+ * `name: value` (quoted with backticks); on the command line the user set a flag, so the message names it.
+ */
+const flagsOfOptions: Record<string, string> = {
+  tags: "-t",
+  layers: "--layer",
+  platformLayers: "--layer-for",
+  platforms: "--platform",
+  platform: "--platform",
+  format: "--format",
+  annotations: "--annotation",
+  compression: "--compression",
+  compressionLevel: "--compression-level",
+  chown: "--chown",
+  cacheDir: "--cache-dir",
+  jobs: "--jobs",
+  all: "--all",
+  fetchForeignLayers: "--fetch-foreign-layers",
+  insecureRegistries: "--insecure-registry",
+  gzipEngine: "OCIFY_GZIP",
+  "config.entrypoint": "--entrypoint",
+  "config.cmd": "--cmd",
+  "config.env": "--env",
+  "config.workdir": "--workdir",
+  "config.user": "--user",
+  "config.expose": "--expose",
+  "config.volumes": "--volume",
+  "config.labels": "--label",
+  uploadChunkSize: "--chunk-size",
+  "decompression.maxSize": "--max-expanded-size",
+  "decompression.ratio": "--max-expansion-ratio",
+  "retry.retries": "--retry",
+  "retry.maxTimeMs": "--retry-max-time",
+  "timeouts.connectMs": "--connect-timeout",
+  "timeouts.idleMs": "--idle-timeout",
+};
+
+/** A library message in the command line's words: each option it names becomes the flag that sets it. */
+export function inFlagTerms(text: string): string {
+  return text.replace(/`([A-Za-z.]+)(?:: ([^`]*))?`/g, (whole, name: string, value: string | undefined) => {
+    const flag = flagsOfOptions[name];
+    if (!flag) return whole;
+    return value === undefined ? flag : `${flag} ${value}`;
+  });
 }
 
 /** Print an error the way users see it: one line for expected failures, a stack for bugs. */
@@ -112,7 +153,7 @@ export function report(error: unknown): number {
     return error.exitCode;
   }
   if (error instanceof OcifyError) {
-    process.stderr.write(`ocify: ${error.userMessage}\n`);
+    process.stderr.write(`ocify: ${inFlagTerms(error.userMessage)}\n`);
     if (process.env.OCIFY_DEBUG && error.cause) process.stderr.write(`${String((error.cause as Error).stack ?? error.cause)}\n`);
     return error instanceof UsageError ? 2 : 1;
   }

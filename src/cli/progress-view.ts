@@ -1,5 +1,5 @@
 /** Renders progress events: live per-blob lines on a TTY, plain lines otherwise, nothing with --quiet. */
-import type { ProgressEvent, ProgressSink } from "../progress.js";
+import type { ProgressEvent, ProgressSink } from "../index.js";
 
 function formatBytes(bytes: number): string {
   if (bytes < 1024) return `${bytes} B`;

@@ -1,5 +1,5 @@
 /** Asking the user at a terminal: a line, or a secret that is not echoed. */
-import { UsageError } from "../errors.js";
+import { UsageError } from "../index.js";
 
 /** Read one line from the terminal; `secret` turns echo off. Usage error when stdin is not a terminal. */
 export async function promptLine(question: string, flag: string, secret = false): Promise<string> {

@@ -1,16 +1,17 @@
 /** Flags of the commands that talk to registries: explicit credentials (`--creds`, `--password-stdin`). */
+
 import type { ParseArgsConfig } from "node:util";
-import { UsageError } from "../errors.js";
-import type { Reference } from "../reference.js";
 import {
   type Credential,
   type CredentialProvider,
   defaultCredentials,
   ExplicitCredentialProvider,
   parseCredentialFlag,
-} from "../registry/credentials.js";
-import type { RegistryVerbOptions } from "../registry/verbs.js";
-import { parseTransportReference } from "../transport/transport.js";
+  parseTransportReference,
+  type Reference,
+  type RegistryVerbOptions,
+  UsageError,
+} from "../index.js";
 
 /** `--creds USER[:PASSWORD]` and `--password-stdin`. */
 export const credentialFlags = {

@@ -1,5 +1,6 @@
 /** The image configuration (image-spec config.md); field names follow the spec exactly. */
 import { InvalidImageError } from "../errors.js";
+import type { Platform } from "./descriptor.js";
 
 /** Defaults for a container run from the image. */
 export interface ExecutionConfig {
@@ -57,7 +58,15 @@ export function parseImageConfig(bytes: Buffer, what = "image config"): ImageCon
   return config as ImageConfig;
 }
 
-/** The number of history entries that describe a layer (not empty_layer). */
-export function layerHistoryCount(history: readonly History[] | undefined): number {
-  return (history ?? []).filter((h) => !h.empty_layer).length;
+/** A new config for `scratch`: no layers, the given platform. */
+export function emptyConfig(platform: Platform): ImageConfig {
+  const config: ImageConfig = {
+    architecture: platform.architecture,
+    os: platform.os,
+    config: {},
+    rootfs: { type: "layers", diff_ids: [] },
+    history: [],
+  };
+  if (platform.variant) config.variant = platform.variant;
+  return config;
 }

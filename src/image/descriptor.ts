@@ -78,6 +78,6 @@ export function selectPlatform(manifests: readonly Descriptor[], wanted: Platfor
     .map((d) => (d.platform ? formatPlatform(d.platform) : undefined))
     .filter((p): p is string => p !== undefined && p !== "unknown/unknown");
   throw new PlatformNotFoundError(`${what} has no image for ${formatPlatform(wanted)}`, {
-    hint: available.length ? `available: ${available.join(", ")}; choose one with --platform` : "choose another image",
+    hint: available.length ? `available: ${available.join(", ")}; choose one with \`platform\`` : "choose another image",
   });
 }

@@ -26,7 +26,7 @@ export interface ImageManifest {
 }
 
 /** An image index or Docker manifest list. */
-export interface ImageIndex {
+export interface IndexManifest {
   schemaVersion: 2;
   mediaType?: string;
   artifactType?: string;
@@ -36,7 +36,7 @@ export interface ImageIndex {
 }
 
 /** Either kind of manifest. */
-export type Manifest = ImageManifest | ImageIndex;
+export type Manifest = ImageManifest | IndexManifest;
 
 /**
  * Manifest bytes as stored, with their media type and digest: digests are over these exact bytes, except
@@ -145,13 +145,13 @@ function notAnImageHint(mediaType: string): string {
 }
 
 /** Parse manifest bytes as an index; throws InvalidImageError naming `what`. */
-export function parseImageIndex(raw: RawManifest, what = "index"): ImageIndex {
+export function parseImageIndex(raw: RawManifest, what = "index"): IndexManifest {
   if (!isIndexMediaType(raw.mediaType)) throw new InvalidImageError(`${what} has media type ${raw.mediaType}, not an index`);
   const json = parseJson(raw.bytes, what);
   if (json.schemaVersion !== 2) throw new InvalidImageError(`${what} has schemaVersion ${String(json.schemaVersion)}, expected 2`);
   if (!Array.isArray(json.manifests)) throw new InvalidImageError(`${what} has no manifests array`);
   for (const [i, m] of json.manifests.entries()) checkDescriptor(m, `${what} entry ${i}`);
-  return json as unknown as ImageIndex;
+  return json as unknown as IndexManifest;
 }
 
 /** The descriptor of a raw manifest, as an index entry or a transport would refer to it. */

@@ -8,7 +8,7 @@ import { type Digest, shortDigest } from "../digest.js";
 import { InvalidImageError, PlatformNotFoundError } from "../errors.js";
 import { isIndexMediaType } from "../media-types.js";
 import { type Descriptor, formatPlatform, type Platform, platformMatches } from "./descriptor.js";
-import { type ImageIndex, parseImageIndex, type RawManifest } from "./manifest.js";
+import { type IndexManifest, parseImageIndex, type RawManifest } from "./manifest.js";
 
 /** How deep indexes may nest below the top one. */
 export const maxIndexDepth = 4;
@@ -33,7 +33,7 @@ interface Found {
 }
 
 async function collect(
-  index: ImageIndex,
+  index: IndexManifest,
   wanted: Platform,
   read: (digest: Digest) => Promise<RawManifest>,
   what: string,
@@ -61,7 +61,7 @@ async function collect(
  * The image for `wanted` in the index `top`, reading nested indexes and the chosen manifest with `read`;
  * throws PlatformNotFoundError listing the platforms there are.
  */
-export async function selectImage(
+export async function selectManifest(
   top: RawManifest,
   wanted: Platform,
   read: (digest: Digest) => Promise<RawManifest>,
@@ -72,7 +72,7 @@ export async function selectImage(
   const chosen = found.matches.find((d) => d.platform?.variant === wanted.variant) ?? found.matches[0];
   if (!chosen) {
     throw new PlatformNotFoundError(`${what} has no image for ${formatPlatform(wanted)}`, {
-      hint: found.available.length ? `available: ${found.available.join(", ")}; choose one with --platform` : "choose another image",
+      hint: found.available.length ? `available: ${found.available.join(", ")}; choose one with \`platform\`` : "choose another image",
     });
   }
   return { descriptor: chosen, manifest: await read(chosen.digest) };

@@ -10,12 +10,12 @@ import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { validateImage } from "../image/validate.js";
 import { writeBaseImageLayout } from "../test-support/base-image.js";
 import { runOcify } from "../test-support/cli.js";
 import { pushOciLayout, startRegistry, type TestRegistry } from "../test-support/registry.js";
 import { writeSeededFile } from "../test-support/seeded.js";
 import { openSource, parseTransportReference } from "../transport/transport.js";
+import { validateImage } from "../validate.js";
 
 /** Files of a cache directory below `sub`, sorted, largest first when `bySize`. */
 function filesIn(dir: string, bySize = false): string[] {

@@ -15,6 +15,7 @@ import { boundedExpansion } from "../decompression.js";
 import { InputError } from "../errors.js";
 import type { Compression } from "../media-types.js";
 import type { Deflater } from "./libdeflate.js";
+import { ThreadPool } from "./threads.js";
 
 /** Compresses one block into one self-contained gzip member or zstd frame. */
 export interface BlockCodec {
@@ -67,7 +68,7 @@ export function gzipTrailer(member: Buffer): { crc: number; size: number } | und
 function gzipCodec(level: number): BlockCodec {
   const options = { level, windowBits: 15, memLevel: 9, strategy: zlib.constants.Z_DEFAULT_STRATEGY };
   return {
-    id: gzipCodecId(level),
+    id: gzipCodecId(level, "zlib"),
     compression: "gzip",
     compress(data) {
       return new Promise((resolve, reject) => {
@@ -105,11 +106,11 @@ export function hasNodeZstd(): boolean {
   return typeof nodeZstd.zstdCompress === "function" && typeof nodeZstd.constants.ZSTD_c_compressionLevel === "number";
 }
 
-/**
- * gzip levels 1-9 go to libdeflate, unless OCIFY_GZIP=zlib asks for Node's zlib (to compare them, or as a
- * way out); level 0 (stored) is zlib's.
- */
-const gzipWithZlib = (level: number): boolean => level === 0 || process.env.OCIFY_GZIP === "zlib";
+/** Which deflate makes gzip members: libdeflate (WebAssembly, the default) or Node's zlib. */
+export type GzipEngine = "libdeflate" | "zlib";
+
+/** gzip levels 1-9 go to libdeflate unless zlib is asked for (to compare them, or as a way out); level 0 (stored) is zlib's. */
+const gzipWithZlib = (level: number, engine: GzipEngine | undefined): boolean => level === 0 || engine === "zlib";
 
 let libdeflateVersion: string | undefined;
 /** The libdeflate package's version, from its package.json (its exports do not include that file). */
@@ -122,18 +123,18 @@ function libdeflateVersionOf(): string {
   return libdeflateVersion;
 }
 
-const gzipCodecId = (level: number): string =>
-  gzipWithZlib(level) ? `gzip/${level}/mem9/zlib-${process.versions.zlib}` : `gzip/${level}/libdeflate-${libdeflateVersionOf()}`;
+const gzipCodecId = (level: number, engine?: GzipEngine): string =>
+  gzipWithZlib(level, engine) ? `gzip/${level}/mem9/zlib-${process.versions.zlib}` : `gzip/${level}/libdeflate-${libdeflateVersionOf()}`;
 const nodeZstdCodecId = (level: number): string => `zstd/${level}/node-${process.versions.zstd ?? process.version}`;
 
 /**
  * The id createCodec's codec will have, known without making it; undefined when only the codec can tell
  * (zstd from the npm package: its version) or the level is out of range (createCodec says why).
  */
-export function codecIdOf(compression: Compression, level?: number): string | undefined {
+export function codecIdOf(compression: Compression, level?: number, engine?: GzipEngine): string | undefined {
   if (compression === "none") return noneCodec.id;
   const chosen = level ?? defaultLevel[compression];
-  if (compression === "gzip") return Number.isInteger(chosen) && chosen >= 0 && chosen <= 9 ? gzipCodecId(chosen) : undefined;
+  if (compression === "gzip") return Number.isInteger(chosen) && chosen >= 0 && chosen <= 9 ? gzipCodecId(chosen, engine) : undefined;
   return hasNodeZstd() && Number.isInteger(chosen) && chosen >= 1 && chosen <= 22 ? nodeZstdCodecId(chosen) : undefined;
 }
 
@@ -152,85 +153,73 @@ function nodeZstdCodec(level: number): BlockCodec {
   };
 }
 
+/** Threads per compressing pool: one per core, up to 4. */
+const poolSize = (): number => Math.max(1, Math.min(availableParallelism(), 4));
+
+/** Compressing threads, kept from one layer to the next (idle, they hold nothing open). */
+const pools = new Map<string, ThreadPool>();
+
+function poolOf(kind: "deflate" | "zstd", level: number): ThreadPool {
+  const key = `${kind}/${level}`;
+  let pool = pools.get(key);
+  if (!pool) {
+    const url = new URL(kind === "deflate" ? "./deflate-worker.js" : "./zstd-worker.js", import.meta.url);
+    pool = new ThreadPool(() => new Worker(url, { workerData: { level } }), `${kind} compressing`, poolSize());
+    pools.set(key, pool);
+  }
+  return pool;
+}
+
 /**
- * zstd through @cloudpss/zstd (Node 20), which compresses synchronously: one worker thread per core, each
- * with its own compressor (see zstd-worker.ts). Workers are shut down only once idle.
+ * A block's memory as a thread can take it: the caller's own when it owns it (the whole buffer, which may
+ * be larger than the block: the sources allocate blocks of one capacity and reuse them), else a copy.
+ */
+function movable(data: Buffer, owned: boolean | undefined): ArrayBuffer {
+  return owned && data.byteOffset === 0 && data.buffer instanceof ArrayBuffer ? data.buffer : (new Uint8Array(data).buffer as ArrayBuffer);
+}
+
+/** Wait for a codec's own requests before it is closed (the pool's threads stay for the next codec). */
+function settled(pending: Set<Promise<unknown>>): Promise<unknown> {
+  return Promise.allSettled([...pending]);
+}
+
+/**
+ * zstd through @cloudpss/zstd (Node 20), which compresses synchronously: one worker thread per core,
+ * each with its own compressor (see zstd-worker.ts).
  */
 async function napiZstdCodec(level: number): Promise<BlockCodec> {
-  const size = Math.max(1, Math.min(availableParallelism(), 4));
-  const workers = Array.from({ length: size }, () => new Worker(new URL("./zstd-worker.js", import.meta.url), { workerData: { level } }));
-  const pending = new Map<number, { resolve: (b: Buffer) => void; reject: (e: Error) => void }>();
-  let failure: Error | undefined;
-  let idle: (() => void) | undefined;
-  const started = workers.map(
-    (worker) =>
-      new Promise<string>((resolve, reject) => {
-        worker.once("message", (message: { version?: string; error?: string }) =>
-          message.version ? resolve(message.version) : reject(new Error(message.error ?? "zstd worker failed")),
-        );
-        worker.once("error", reject);
-      }),
-  );
+  const pool = poolOf("zstd", level);
   let version: string;
   try {
-    [version] = (await Promise.all(started)) as [string];
+    version = await pool.request<string>({ version: true });
   } catch (error) {
-    await Promise.all(workers.map((w) => w.terminate()));
     throw new InputError("zstd compression needs Node >= 22.15 or the optional dependency @cloudpss/zstd", {
-      hint: "upgrade Node, reinstall ocify with optional dependencies, or use --compression gzip",
+      hint: "upgrade Node, reinstall ocify with optional dependencies, or use gzip compression",
       cause: error,
     });
   }
-  for (const worker of workers) {
-    worker.on("message", (message: { id: number; data?: Uint8Array; error?: string }) => {
-      const waiter = pending.get(message.id);
-      pending.delete(message.id);
-      if (waiter) {
-        if (message.error !== undefined || !message.data) waiter.reject(new Error(message.error ?? "zstd worker failed"));
-        else waiter.resolve(Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength));
-      }
-      if (pending.size === 0) idle?.();
-    });
-    worker.on("error", (error) => {
-      failure = error;
-      for (const waiter of pending.values()) waiter.reject(error);
-      pending.clear();
-      idle?.();
-    });
-  }
-  let nextId = 0;
+  const pending = new Set<Promise<unknown>>();
   return {
     id: `zstd/${level}/napi-${version}`,
     compression: "zstd",
-    async compress(data) {
-      if (failure) throw failure;
-      const out = new Promise<Buffer>((resolve, reject) => {
-        const id = nextId++;
-        pending.set(id, { resolve, reject });
-        // Copy into a transferable buffer: the caller keeps `data` for hashing and retries.
-        const copy = new Uint8Array(data);
-        (workers[id % workers.length] as Worker).postMessage({ id, data: copy }, [copy.buffer]);
-      });
+    async compress(data, owned) {
+      const length = data.length;
       const crc = zlib.crc32(data);
-      return { chunks: [await out], crc };
+      const memory = movable(data, owned);
+      const request = pool.request<{ frame: Uint8Array; data: ArrayBuffer }>({ data: memory, length }, [memory]);
+      pending.add(request);
+      try {
+        const out = await request;
+        const frame = Buffer.from(out.frame.buffer, out.frame.byteOffset, out.frame.byteLength);
+        return owned ? { chunks: [frame], crc, input: Buffer.from(out.data, 0, length) } : { chunks: [frame], crc };
+      } finally {
+        pending.delete(request);
+      }
     },
     async close() {
-      if (pending.size > 0) await new Promise<void>((resolve) => (idle = resolve));
-      await Promise.all(
-        workers.map((worker) => {
-          const exited = new Promise((resolve) => worker.once("exit", resolve));
-          worker.postMessage({ close: true });
-          return exited;
-        }),
-      );
+      await settled(pending);
     },
   };
-}
-
-/** One compressing thread and what it has in hand. */
-interface DeflateThread {
-  worker: Worker;
-  busy: number;
 }
 
 /**
@@ -251,13 +240,6 @@ const inlineBudget = (4 << 20) + (64 << 10);
 
 const inlineDeflaters = new Map<number, Promise<Deflater>>();
 
-/** libdeflate's module did not load (on a thread or here): what to do about it. */
-function couldNotStart(reason: string): InputError {
-  return new InputError(`gzip compression could not start: ${reason}`, {
-    hint: "reinstall ocify with its dependencies, or set OCIFY_GZIP=zlib",
-  });
-}
-
 /** The calling thread's Deflater for `level`, its module loaded once. */
 function inlineDeflater(level: number): Promise<Deflater> {
   let deflater = inlineDeflaters.get(level);
@@ -269,164 +251,80 @@ function inlineDeflater(level: number): Promise<Deflater> {
   return deflater;
 }
 
+/** Compress one block on the calling thread, with the same module (so the same bytes) as the threads. */
+async function deflateHere(level: number, data: Buffer): Promise<Compressed> {
+  let deflater: Deflater;
+  try {
+    deflater = await inlineDeflater(level);
+  } catch (error) {
+    throw libdeflateFailed((error as Error).message);
+  }
+  const compressed = deflater.gzip(data);
+  const member = canonicalMember(Buffer.from(compressed.buffer, compressed.byteOffset, compressed.byteLength));
+  return { chunks: [member], crc: member.readUInt32LE(member.length - 8) };
+}
+
+/** Compress one block on a thread of the pool; its memory moves there and back when the caller owns it. */
+async function deflateOnThread(pool: ThreadPool, data: Buffer, owned: boolean | undefined): Promise<Compressed> {
+  const length = data.length;
+  const memory = movable(data, owned);
+  const out = await pool.request<{ member: Uint8Array; data: ArrayBuffer }>({ data: memory, length }, [memory]);
+  const member = canonicalMember(Buffer.from(out.member.buffer, out.member.byteOffset, out.member.byteLength));
+  const crc = member.readUInt32LE(member.length - 8);
+  return owned ? { chunks: [member], crc, input: Buffer.from(out.data, 0, length) } : { chunks: [member], crc };
+}
+
 /**
  * gzip through libdeflate (WebAssembly) on worker threads, one per core (up to 4), started as blocks
  * arrive: a layer of one block costs one thread, and a block of up to 64 KiB none (it is compressed on
- * the calling thread, by the same module: the same bytes). A block's memory moves to the thread and back
- * when the caller owns it, and is copied otherwise.
+ * the calling thread, by the same module: the same bytes), nor, at level 1, one block's worth in all.
  */
 function libdeflateCodec(level: number): BlockCodec {
-  const limit = Math.max(1, Math.min(availableParallelism(), 4));
-  const threads: DeflateThread[] = [];
-  const pending = new Map<
-    number,
-    { thread: DeflateThread; length: number; resolve: (c: Compressed) => void; reject: (e: Error) => void }
-  >();
-  let failure: Error | undefined;
-  let idle: (() => void) | undefined;
-  let nextId = 0;
+  const pool = poolOf("deflate", level);
+  const pending = new Set<Promise<unknown>>();
   /** Bytes warm() allowed to compress on the calling thread, whatever the block's size. */
   let inlineLeft = 0;
-
-  const fail = (thread: DeflateThread | undefined, error: Error): void => {
-    failure ??= error;
-    for (const [id, waiter] of pending) {
-      if (thread && waiter.thread !== thread) continue;
-      pending.delete(id);
-      waiter.reject(error);
-    }
-    if (pending.size === 0) idle?.();
-  };
-  const adopt = (thread: DeflateThread): DeflateThread => {
-    const { worker } = thread;
-    worker.removeAllListeners();
-    worker.ref();
-    worker.on("message", (message: { id?: number; member?: Uint8Array; data?: ArrayBuffer; error?: string; ready?: boolean }) => {
-      if (message.ready) return;
-      if (message.id === undefined) {
-        fail(thread, couldNotStart(message.error ?? "unknown error"));
-        return;
-      }
-      const waiter = pending.get(message.id);
-      pending.delete(message.id);
-      thread.busy--;
-      if (waiter) {
-        if (message.error !== undefined || !message.member || !message.data)
-          waiter.reject(new Error(message.error ?? "gzip worker failed"));
-        else {
-          const member = canonicalMember(Buffer.from(message.member.buffer, message.member.byteOffset, message.member.byteLength));
-          const crc = member.readUInt32LE(member.length - 8);
-          waiter.resolve({ chunks: [member], crc, input: Buffer.from(message.data, 0, waiter.length) });
-        }
-      }
-      if (pending.size === 0) idle?.();
-    });
-    worker.on("error", (error) => fail(thread, error));
-    worker.on("exit", () => {
-      const index = threads.indexOf(thread);
-      if (index >= 0) threads.splice(index, 1);
-      if (thread.busy > 0) fail(thread, new Error("a gzip thread stopped unexpectedly"));
-    });
-    threads.push(thread);
-    return thread;
-  };
-  // A thread left by an earlier layer first, else a new one.
-  const start = (): DeflateThread => adopt(parked(level).pop() ?? { worker: startDeflateThread(level), busy: 0 });
-
-  const inline = async (data: Buffer): Promise<Compressed> => {
-    let deflater: Deflater;
-    try {
-      deflater = await inlineDeflater(level);
-    } catch (error) {
-      throw couldNotStart((error as Error).message);
-    }
-    const compressed = deflater.gzip(data);
-    const member = canonicalMember(Buffer.from(compressed.buffer, compressed.byteOffset, compressed.byteLength));
-    return { chunks: [member], crc: member.readUInt32LE(member.length - 8) };
-  };
-
   return {
     id: gzipCodecId(level),
     compression: "gzip",
-    compress(data, owned) {
-      if (failure) return Promise.reject(failure);
+    async compress(data, owned) {
       if (data.length <= inlineLimit || data.length <= inlineLeft) {
         if (data.length > inlineLimit) inlineLeft -= data.length;
-        return inline(data).then((done) => (owned ? { ...done, input: data } : done));
+        const done = await deflateHere(level, data);
+        return owned ? { ...done, input: data } : done;
       }
-      const thread =
-        threads.find((t) => t.busy === 0) ??
-        (threads.length < limit ? start() : threads.reduce((a, b) => (b.busy < a.busy ? b : a), threads[0] as DeflateThread));
-      const length = data.length;
-      // The thread gets memory of its own: the caller's when it owns it, else a copy.
-      const memory =
-        owned && data.byteOffset === 0 && data.buffer instanceof ArrayBuffer ? data.buffer : (new Uint8Array(data).buffer as ArrayBuffer);
-      const id = nextId++;
-      thread.busy++;
-      return new Promise<Compressed>((resolve, reject) => {
-        pending.set(id, {
-          thread,
-          length,
-          resolve: (compressed) => resolve(owned ? compressed : { chunks: compressed.chunks, crc: compressed.crc }),
-          reject,
-        });
-        thread.worker.postMessage({ id, data: memory, length }, [memory]);
-      });
+      const request = deflateOnThread(pool, data, owned);
+      pending.add(request);
+      return request.finally(() => pending.delete(request));
     },
     warm(total) {
-      if (failure) return;
-      if (total > (level <= 1 ? inlineBudget : inlineLimit)) {
-        if (threads.length === 0) start();
-      } else {
+      if (total > (level <= 1 ? inlineBudget : inlineLimit)) pool.warm();
+      else {
         inlineLeft = total;
         inlineDeflater(level).catch(() => {}); // compress() reports a failure
       }
     },
     async close() {
-      if (pending.size > 0) await new Promise<void>((resolve) => (idle = resolve));
-      // Idle threads wait for the next layer, without keeping the process alive.
-      for (const thread of threads.splice(0)) park(level, thread.worker);
+      await settled(pending);
     },
   };
 }
 
-const parkedThreads = new Map<number, DeflateThread[]>();
-
-function parked(level: number): DeflateThread[] {
-  let list = parkedThreads.get(level);
-  if (!list) {
-    list = [];
-    parkedThreads.set(level, list);
-  }
-  return list;
-}
-
-function startDeflateThread(level: number): Worker {
-  return new Worker(new URL("./deflate-worker.js", import.meta.url), { workerData: { level } });
-}
-
-/** Keep an idle compressing thread for later codecs of the same level; it does not hold the process open. */
-function park(level: number, worker: Worker): void {
-  const thread: DeflateThread = { worker, busy: 0 };
-  worker.removeAllListeners();
-  worker.on("error", () => {});
-  worker.once("exit", () => {
-    const list = parked(level);
-    const index = list.indexOf(thread);
-    if (index >= 0) list.splice(index, 1);
+/** libdeflate's module did not load on this thread: what to do about it. */
+function libdeflateFailed(reason: string): InputError {
+  return new InputError(`gzip compression could not start: ${reason}`, {
+    hint: "reinstall ocify with its dependencies, or use Node's zlib for gzip (gzipEngine: zlib)",
   });
-  worker.unref();
-  parked(level).push(thread);
 }
 
 /** The block codec for a compression and level (default level when undefined). */
-export async function createCodec(compression: Compression, level?: number): Promise<BlockCodec> {
+export async function createCodec(compression: Compression, level?: number, engine?: GzipEngine): Promise<BlockCodec> {
   if (compression === "none") return noneCodec;
   if (compression === "gzip") {
     const chosen = level ?? defaultLevel.gzip;
     if (!Number.isInteger(chosen) || chosen < 0 || chosen > 9)
       throw new InputError(`gzip level ${chosen} is out of range`, { hint: "use 0 to 9" });
-    return gzipWithZlib(chosen) ? gzipCodec(chosen) : libdeflateCodec(chosen);
+    return gzipWithZlib(chosen, engine) ? gzipCodec(chosen) : libdeflateCodec(chosen);
   }
   const chosen = level ?? defaultLevel.zstd;
   if (!Number.isInteger(chosen) || chosen < 1 || chosen > 22)

@@ -1,33 +1,23 @@
 /**
  * A worker thread that compresses blocks into gzip members with libdeflate (WebAssembly). libdeflate's
  * whole-buffer compressor fits a block exactly, and at level 1 it is both faster and ~6% smaller than
- * zlib's level 1 (docs/compression.md). The block's memory comes in transferred and goes back the same way
- * with the member, so the caller can recycle it without a copy.
+ * zlib's level 1 (docs/compression.md). A request brings a block's memory (moved, not copied) and the
+ * answer moves it back with the member, so the owner can reuse it (threads.ts).
  */
-import { parentPort, workerData } from "node:worker_threads";
+import { workerData } from "node:worker_threads";
+import { InputError } from "../errors.js";
 import { type Deflater, loadDeflater } from "./libdeflate.js";
+import { serveRequests } from "./threads.js";
 
-const port = parentPort as NonNullable<typeof parentPort>;
 const { level } = workerData as { level: number };
+let deflater: Promise<Deflater> | undefined;
 
-let deflater: Deflater | undefined;
-try {
-  deflater = await loadDeflater(level);
-  port.postMessage({ ready: true });
-} catch (error) {
-  port.postMessage({ error: (error as Error).message });
-  port.close();
-}
-
-port.on("message", (message: { id: number; data: ArrayBuffer; length: number; close?: boolean }) => {
-  if (message.close || !deflater) {
-    port.close();
-    return;
-  }
-  try {
-    const member = deflater.gzip(new Uint8Array(message.data, 0, message.length));
-    port.postMessage({ id: message.id, member, data: message.data }, [member.buffer as ArrayBuffer, message.data]);
-  } catch (error) {
-    port.postMessage({ id: message.id, error: (error as Error).message, data: message.data }, [message.data]);
-  }
+serveRequests(async (body: { data: ArrayBuffer; length: number }) => {
+  deflater ??= loadDeflater(level).catch((error: unknown) => {
+    throw new InputError(`gzip compression could not start: ${(error as Error).message}`, {
+      hint: "reinstall ocify with its dependencies, or use Node's zlib for gzip (gzipEngine: zlib)",
+    });
+  });
+  const member = (await deflater).gzip(new Uint8Array(body.data, 0, body.length));
+  return { result: { member, data: body.data }, transfer: [member.buffer as ArrayBuffer, body.data] };
 });

@@ -7,14 +7,13 @@
  *
  * A full collection costs time in proportion to the live heap: 5-20 ms here on the few MiB a build keeps.
  * So a nudge runs only while V8's heap is small (`heapLimit`, 32 MiB by default; the CLI's build of the
- * bench's tree stays under 9). A host with a larger heap is left to V8's own schedule, and a host can turn
- * the nudges off with setGarbageNudges(false). Reading a built layer back (BlockCache.open) gets no nudge:
+ * bench's tree stays under 9). A host with a larger heap is left to V8's own schedule, and a program can
+ * turn the nudges off (the `garbageNudges` option of a build). Reading a built layer back (BlockCache.open) gets no nudge:
  * there this thread is the bottleneck, and one every 16 MiB cost 25% more CPU for 14 MiB less RSS.
  */
 import { getHeapStatistics, setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 
-let enabled = true;
 /** The collector once taken; null when it could not be. */
 let collect: (() => void) | null | undefined;
 
@@ -43,27 +42,24 @@ function collector(): (() => void) | null {
   return collect;
 }
 
-/** Whether builds in this process may nudge V8's collector (they may by default, while the heap is small). */
-export function setGarbageNudges(on: boolean): void {
-  enabled = on;
-}
-
 /** Counts bytes handed over and collects after every `every` of them, while V8's used heap is under `heapLimit`. */
 export class GarbageNudge {
   readonly #every: number;
   readonly #heapLimit: number;
+  readonly #enabled: boolean;
   #since = 0;
 
-  constructor(every = 16 << 20, heapLimit = 32 << 20) {
+  constructor(every = 16 << 20, heapLimit = 32 << 20, enabled = true) {
     this.#every = every;
     this.#heapLimit = heapLimit;
+    this.#enabled = enabled;
   }
 
   add(bytes: number): void {
     this.#since += bytes;
     if (this.#since < this.#every) return;
     this.#since = 0;
-    if (!enabled || getHeapStatistics().used_heap_size >= this.#heapLimit) return;
+    if (!this.#enabled || getHeapStatistics().used_heap_size >= this.#heapLimit) return;
     collector()?.();
   }
 }

@@ -52,12 +52,6 @@ describe("plan file (a rebuild patches the previous plan)", () => {
     ];
     // The rebuilds read the few changed blocks here and hash the tar on a thread of its own (the way a
     // big tree's rebuild goes), and one cached block is damaged on the way: it is read and compressed again.
-    const producer = process.env.OCIFY_LAYER_PRODUCER;
-    process.env.OCIFY_LAYER_PRODUCER = "worker";
-    after(() => {
-      if (producer === undefined) delete process.env.OCIFY_LAYER_PRODUCER;
-      else process.env.OCIFY_LAYER_PRODUCER = producer;
-    });
     for (const [step, [what, change]] of steps.entries()) {
       change();
       await sleep(ageing);
@@ -76,7 +70,7 @@ describe("plan file (a rebuild patches the previous plan)", () => {
       assert.ok(listed.kind === "tree" && !listed.patched);
       assert.equal(patched.fingerprint, listed.fingerprint, what);
       assert.deepEqual(patched.packed, listed.packed, what);
-      const rebuilt = await buildLayer({ source: tree, dest: "/app" }, options(cache), Promise.resolve(patched));
+      const rebuilt = await buildLayer({ source: tree, dest: "/app" }, { ...options(cache), producer: "worker" }, Promise.resolve(patched));
       const cold = await buildLayer({ source: tree, dest: "/app" }, options(`${cache}-cold-${what}`));
       assert.equal(rebuilt.descriptor.digest, cold.descriptor.digest, `${what}: same blob as a cold build`);
       assert.equal(rebuilt.diffID, cold.diffID, what);

@@ -7,7 +7,7 @@
  */
 import { closeSync, openSync, readSync } from "node:fs";
 import { writeFileAtomic } from "../fs-atomic.js";
-import { cutBlocks, entryLength, type PackedPlan } from "./blocks.js";
+import { cutBlocks, type PackedPlan } from "./blocks.js";
 import { detectorSize } from "./plan.js";
 import { fingerprintField, isContentChange, type StatChange } from "./stat-index.js";
 import { recordSize, rewriteUstarSize } from "./tar.js";
@@ -147,36 +147,6 @@ export function patchPlan(packed: PackedPlan, changes: readonly StatChange[]): P
   }
   const patched = { ...packed, heads, size, detectors };
   return { ...patched, cuts: cutBlocks(patched) };
-}
-
-/**
- * How many of the previous build's blocks are this build's too, from the first path of the stat index
- * (in the tar's order, stat-index.ts) that differs from that build, before the plan is made: the blocks
- * that end before the first entry that may differ. A block's end depends on the entry after it (its size
- * decides the cut), so the block that ends where that entry starts is not one of them. The entry is the
- * path's own when it has contents in the plan; a directory, a link or an empty file has none to find it
- * by, so the bound is then the end of the nearest content entry before it. 0 when there is none.
- */
-export function leadingBlocks(previous: PackedPlan, paths: readonly string[], at: number): number {
-  const entryOf = contentEntries(previous);
-  let bound = 0;
-  // A few paths back at most (a run of directories and links): further back, the head is not worth the search.
-  for (let i = at; i > 0 && i > at - 64; i--) {
-    const entry = entryOf(paths[i] as string);
-    if (entry < 0) continue;
-    bound = entryStart(previous, entry) + (i === at ? 0 : entryLength(previous, entry));
-    break;
-  }
-  let blocks = 0;
-  while (blocks < previous.cuts.length - 1 && (previous.cuts[blocks] as number) < bound) blocks++;
-  return blocks;
-}
-
-/** The tar offset of an entry's header. */
-function entryStart(packed: PackedPlan, entry: number): number {
-  let offset = 0;
-  for (let i = 0; i < entry; i++) offset += entryLength(packed, i);
-  return offset;
 }
 
 /**

@@ -7,6 +7,7 @@
  */
 import { type BigIntStats, lstatSync, readdirSync, readlinkSync, statSync } from "node:fs";
 import { InputError, UsageError } from "../errors.js";
+import { fsPath } from "./fs-path.js";
 import type { StatIndexBuilder } from "./stat-index.js";
 import type { StringHeader, TarHeader } from "./tar.js";
 import { readXattrs } from "./xattrs.js";
@@ -193,11 +194,6 @@ export function headerOf(entry: PlanEntry): TarHeader {
   };
 }
 
-/** A path given as latin1 string, as fs wants it: the string itself when ASCII, else its bytes. */
-export function fsPath(latin1: string): string | Buffer {
-  return /^[\x00-\x7f]*$/.test(latin1) ? latin1 : Buffer.from(latin1, "latin1");
-}
-
 function shown(latin1: string): string {
   return Buffer.from(latin1, "latin1").toString();
 }
@@ -311,7 +307,7 @@ export function statLayerSource(path: string): BigIntStats {
     return statSync(path, { bigint: true });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") {
-      throw new InputError(`layer source ${path} does not exist`, { hint: "check the path given to --layer" });
+      throw new InputError(`layer source ${path} does not exist`, { hint: "check the paths in `layers`" });
     }
     fail(Buffer.from(path).toString("latin1"), error);
   }

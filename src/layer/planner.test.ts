@@ -160,14 +160,11 @@ describe("layer planner (worker thread)", () => {
     assert.equal(await plans[0], undefined);
     await planner.close();
     // Not worth a thread: no registry to talk to meanwhile, or no directory to list, or a missing source.
-    const request = { from: "scratch", tags: ["oci:/tmp/x"], layers: [{ source: dir, dest: "/" }], cacheDir: join(work.path, "x") };
+    const request = { registry: false, layers: [{ source: dir, dest: "/" }], cacheDir: join(work.path, "x") };
     assert.equal(startLayerPlanning(request), undefined);
-    assert.equal(startLayerPlanning({ ...request, layers: [{ source: tarball, dest: "/" }], tags: ["127.0.0.1:5000/a"] }), undefined);
-    assert.equal(
-      startLayerPlanning({ ...request, layers: [{ source: join(dir, "missing"), dest: "/" }], tags: ["127.0.0.1:5000/a"] }),
-      undefined,
-    );
-    const worth = startLayerPlanning({ ...request, tags: ["127.0.0.1:5000/a"] });
+    assert.equal(startLayerPlanning({ ...request, layers: [{ source: tarball, dest: "/" }], registry: true }), undefined);
+    assert.equal(startLayerPlanning({ ...request, layers: [{ source: join(dir, "missing"), dest: "/" }], registry: true }), undefined);
+    const worth = startLayerPlanning({ ...request, registry: true });
     assert.ok(worth, "a directory and a registry destination");
     assert.equal((await worth.plan(0))?.kind, "tree");
     await worth.close();

@@ -5,35 +5,29 @@
  * rebuild whose big layers did not change, that is most of the time the build takes.
  */
 import { statSync } from "node:fs";
-import type { Worker } from "node:worker_threads";
 import { defaultCacheDir } from "../cache.js";
-import { type ErrorData, errorFromData } from "../errors.js";
 import type { Compression } from "../media-types.js";
-import { parseTransportReference } from "../transport/transport.js";
-import { codecIdOf } from "./compression.js";
+import { codecIdOf, type GzipEngine } from "./compression.js";
 import { claimPlannerThread } from "./planner-thread.js";
-import type { LayerHead, LayerSource, PlannedLayer, PlanOptions } from "./prepare.js";
+import type { LayerSource, PlannedLayer, PlanOptions } from "./prepare.js";
+import { Thread } from "./threads.js";
 
 interface Slot {
   promise: Promise<PlannedLayer | undefined>;
   resolve(plan: PlannedLayer | undefined): void;
   reject(error: unknown): void;
-  head: Promise<LayerHead | undefined>;
-  resolveHead(head: LayerHead | undefined): void;
 }
 
 function newSlot(): Slot {
   const slot = {} as Slot;
   slot.promise = new Promise((resolve, reject) => Object.assign(slot, { resolve, reject }));
   slot.promise.catch(() => {}); // a layer never asked for may fail unobserved
-  slot.head = new Promise((resolveHead) => Object.assign(slot, { resolveHead }));
   return slot;
 }
 
-/** Settle a slot: its head, if none came, is then none. */
-function settle(slot: Slot | undefined, plan: PlannedLayer | undefined, error?: ErrorData): void {
-  slot?.resolveHead(undefined);
-  if (error) slot?.reject(errorFromData(error));
+/** Settle a slot: with its plan, or an error, or undefined (the main thread plans it then). */
+function settle(slot: Slot | undefined, plan: PlannedLayer | undefined, error?: unknown): void {
+  if (error !== undefined) slot?.reject(error);
   else slot?.resolve(plan);
 }
 
@@ -44,36 +38,36 @@ function settle(slot: Slot | undefined, plan: PlannedLayer | undefined, error?: 
  */
 export class LayerPlanner {
   readonly #slots: Slot[];
-  readonly #worker: Worker;
+  readonly #thread: Thread;
   /** Sources [front, back) are not started yet. */
   #front = 0;
   #back: number;
 
-  private constructor(sources: readonly LayerSource[], options: PlanOptions, worker: Worker) {
+  private constructor(sources: readonly LayerSource[], options: PlanOptions, thread: Thread) {
     this.#slots = sources.map(newSlot);
     this.#back = sources.length;
-    let current = -1;
+    this.#thread = thread;
     const feed = (): void => {
-      current = this.#front < this.#back ? this.#front++ : -1;
-      worker.postMessage(current < 0 ? null : { index: current, source: sources[current], options });
+      if (this.#front >= this.#back) return;
+      const index = this.#front++;
+      const slot = this.#slots[index] as Slot;
+      thread.request<PlannedLayer | undefined>({ source: sources[index], options }, [], undefined).then(
+        (plan) => {
+          settle(slot, plan);
+          feed();
+        },
+        (error: unknown) => {
+          // A thread that stopped leaves its work to the main thread; a planning error is the build's.
+          if (!thread.broken) {
+            settle(slot, undefined, error);
+            feed();
+            return;
+          }
+          settle(slot, undefined);
+          while (this.#front < this.#back) settle(this.#slots[this.#front++], undefined);
+        },
+      );
     };
-    worker.on("message", (message: { index: number; head?: LayerHead; plan?: PlannedLayer; error?: ErrorData }) => {
-      const slot = this.#slots[message.index] as Slot;
-      if (message.head) {
-        slot.resolveHead(message.head);
-        return;
-      }
-      settle(slot, message.plan, message.error);
-      feed();
-    });
-    worker.on("error", () => {}); // "exit" follows
-    // Whatever the worker did not plan (it failed, or was stopped) is planned on the main thread.
-    worker.once("exit", () => {
-      settle(this.#slots[current], undefined);
-      current = -1;
-      while (this.#front < this.#back) settle(this.#slots[this.#front++], undefined);
-    });
-    this.#worker = worker;
     feed();
   }
 
@@ -83,7 +77,7 @@ export class LayerPlanner {
    */
   static start(sources: readonly LayerSource[], options: PlanOptions): LayerPlanner | undefined {
     const worker = sources.length > 0 ? claimPlannerThread() : undefined;
-    return worker && new LayerPlanner(sources, options, worker);
+    return worker && new LayerPlanner(sources, options, new Thread(worker, "layer planner"));
   }
 
   /**
@@ -92,14 +86,6 @@ export class LayerPlanner {
    */
   plan(index: number): Promise<PlannedLayer | undefined> {
     return this.#slots[index]?.promise ?? Promise.resolve(undefined);
-  }
-
-  /**
-   * The blocks source `index`'s blob starts with, when the worker found them before its plan (LayerHead);
-   * undefined once the plan came without. Settles no later than plan(index).
-   */
-  head(index: number): Promise<LayerHead | undefined> {
-    return this.#slots[index]?.head ?? Promise.resolve(undefined);
   }
 
   /**
@@ -115,19 +101,20 @@ export class LayerPlanner {
 
   /** Stop the worker (at once if it is still listing). */
   async close(): Promise<void> {
-    await this.#worker.terminate();
+    await this.#thread.terminate();
   }
 }
 
 /** What a build's layers are planned from: the fields of BuildOptions that decide them. */
 export interface PlanningRequest {
-  from: string;
-  tags: readonly string[];
+  /** Whether the build talks to a registry (for its base or a destination): planning then overlaps that. */
+  registry: boolean;
   layers: readonly LayerSource[];
   platformLayers?: readonly { layer: LayerSource }[] | undefined;
   cacheDir?: string | undefined;
   compression?: Compression | undefined;
   compressionLevel?: number | undefined;
+  gzipEngine?: GzipEngine | undefined;
   chown?: { uid: number; gid: number } | undefined;
   preserveOwners?: boolean | undefined;
   sourceDateEpoch?: number | undefined;
@@ -135,16 +122,15 @@ export interface PlanningRequest {
 
 /**
  * Start planning a build's layers on a worker thread, when that pays: a directory among the sources and
- * a registry to talk to meanwhile (the base or a destination). The CLI calls it before it loads the rest
- * of the build code; build() does it itself otherwise. Never throws: anything wrong with the request is
- * build()'s to report, and undefined means "plan on the main thread".
+ * a registry to talk to meanwhile (the base or a destination). build() calls it, the one place a planner
+ * starts. Never throws: anything wrong with the request is build()'s to report, and undefined means
+ * "plan on the main thread".
  */
 export function startLayerPlanning(request: PlanningRequest): LayerPlanner | undefined {
   try {
     const sources = [...request.layers, ...(request.platformLayers ?? []).map((extra) => extra.layer)];
-    const codecId = codecIdOf(request.compression ?? "gzip", request.compressionLevel);
-    const registry = request.from !== "scratch" || request.tags.some((tag) => parseTransportReference(tag).transport === "docker");
-    if (codecId === undefined || !registry || !sources.some((layer) => statSync(layer.source).isDirectory())) return undefined;
+    const codecId = codecIdOf(request.compression ?? "gzip", request.compressionLevel, request.gzipEngine);
+    if (codecId === undefined || !request.registry || !sources.some((layer) => statSync(layer.source).isDirectory())) return undefined;
     return LayerPlanner.start(sources, {
       cacheDir: request.cacheDir ?? defaultCacheDir(),
       codecId,

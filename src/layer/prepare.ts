@@ -22,8 +22,8 @@ import {
   planPath,
   statLayerSource,
 } from "./plan.js";
-import { leadingBlocks, patchPlan, readPlanFile } from "./plan-file.js";
-import { compareStats, type FirstDifference, isContentChange, type StatChange, StatIndexBuilder, updatedStatIndex } from "./stat-index.js";
+import { patchPlan, readPlanFile } from "./plan-file.js";
+import { compareStats, isContentChange, type StatChange, StatIndexBuilder, updatedStatIndex } from "./stat-index.js";
 import { readXattrs } from "./xattrs.js";
 
 export type { LayerSource } from "./plan.js";
@@ -63,15 +63,6 @@ export const recordVersion = 2;
 /** The blocks of a layer's previous build, and when that build began listing files. */
 export interface Previous {
   scanStartNs: string;
-  blocks: BlockInfo[];
-}
-
-/**
- * The first blocks of a changed layer's previous build that are this build's too (leadingBlocks in
- * plan-file.ts), known as soon as the stat check meets the first difference, before the plan is made: a
- * rebuild sends them meanwhile (head-start.ts).
- */
-export interface LayerHead {
   blocks: BlockInfo[];
 }
 
@@ -219,12 +210,8 @@ export function layerFingerprint(source: LayerSource, options: PlanOptions): { r
   return { recordPath: planned.recordPath, fingerprint };
 }
 
-/**
- * List and stat a layer's sources and decide: reuse the recorded layer, or build from this plan. `onHead`
- * hears, before the plan is made, which of the previous build's blocks lead this build's blob too (when a
- * stat check finds a difference after some).
- */
-export function planLayer(source: LayerSource, options: PlanOptions, onHead?: (head: LayerHead) => void): PlannedLayer {
+/** List and stat a layer's sources and decide: reuse the recorded layer, or build from this plan. */
+export function planLayer(source: LayerSource, options: PlanOptions): PlannedLayer {
   const scanStartNs = BigInt(Date.now()) * 1_000_000n;
   if (!source.dest.startsWith("/"))
     throw new UsageError(`layer destination "${source.dest}" is not an absolute path`, { hint: "write SRC:/path" });
@@ -256,7 +243,7 @@ export function planLayer(source: LayerSource, options: PlanOptions, onHead?: (h
   // below takes the fresh lstats from here and only lists the directories.
   let known: Map<string, BigIntStats> | undefined;
   if (record) {
-    const quick = quickPlan({ key, identity, recordPath, record, scanStartNs, blocksCached, onHead });
+    const quick = quickPlan({ key, identity, recordPath, record, scanStartNs, blocksCached });
     if (quick && "kind" in quick) return quick;
     known = quick?.known;
   }
@@ -287,7 +274,6 @@ interface QuickInputs {
   record: LayerRecord;
   scanStartNs: bigint;
   blocksCached(record: LayerRecord): boolean;
-  onHead?: ((head: LayerHead) => void) | undefined;
 }
 
 /**
@@ -296,23 +282,10 @@ interface QuickInputs {
  * undefined when there is no index.
  */
 function quickPlan(inputs: QuickInputs): PlannedLayer | { known: Map<string, BigIntStats> | undefined } | undefined {
-  const { key, identity, recordPath, record, scanStartNs, blocksCached, onHead } = inputs;
+  const { key, identity, recordPath, record, scanStartNs, blocksCached } = inputs;
   const index = readStatIndex(recordPath);
   if (!index) return undefined;
-  // Read once, by whichever needs it first: the head below, or the patch after the check.
-  let recordedPlan: { plan: PackedPlan | undefined } | undefined;
-  const previousPlan = (): PackedPlan | undefined => {
-    recordedPlan ??= { plan: readPlanFile(recordPath, record.fingerprint) };
-    return recordedPlan.plan;
-  };
-  const onFirstDifference: FirstDifference | undefined =
-    onHead &&
-    ((paths, at) => {
-      const previous = previousPlan();
-      const blocks = previous && previous.cuts.length === record.blocks.length ? leadingBlocks(previous, paths, at) : 0;
-      if (blocks > 0) onHead({ blocks: record.blocks.slice(0, blocks) });
-    });
-  const compared = compareStats(index, record.fingerprint, isRacy, onFirstDifference);
+  const compared = compareStats(index, record.fingerprint, isRacy);
   const refreshed = compared.refreshed ?? [];
   // xattrs are not in the index: a path whose ctime moved may have gained or lost some, which the listing reads.
   if (xattrsMayHaveMoved(record, compared.changes, refreshed)) return { known: compared.stats };
@@ -323,7 +296,7 @@ function quickPlan(inputs: QuickInputs): PlannedLayer | { known: Map<string, Big
     return { kind: "unchanged", key, record, recordPath, ...(statIndex ? { statIndex } : {}) };
   }
   const { changes } = compared;
-  const recorded = changes?.every(isContentChange) ? previousPlan() : undefined;
+  const recorded = changes?.every(isContentChange) ? readPlanFile(recordPath, record.fingerprint) : undefined;
   const patched = recorded && changes && patchPlan(recorded, changes);
   if (patched && changes) {
     const fingerprint = planFingerprint(patched, identity);

@@ -17,13 +17,11 @@ import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { MediaType } from "../media-types.js";
-import { blockKeys } from "./blocks.js";
 import { buildLayer, type LayerBuildOptions, planOptionsOf } from "./build.js";
 import { codecIdOf } from "./compression.js";
 import { makeTree, tempDir } from "./fixtures.test.js";
-import { planPath } from "./plan.js";
-import { encodeRecord, type LayerHead, type LayerRecord, type PlannedLayer, planLayer, statIndexPath } from "./prepare.js";
-import { compareStats, millisecondsOf } from "./stat-index.js";
+import { encodeRecord, type LayerRecord, type PlannedLayer, planLayer, statIndexPath } from "./prepare.js";
+import { millisecondsOf } from "./stat-index.js";
 
 const work = tempDir("ocify-stat-index-test-");
 after(() => work.remove());
@@ -35,8 +33,8 @@ function options(cache: string): LayerBuildOptions {
 
 const codecId = codecIdOf("gzip") as string;
 
-function plan(tree: string, cache: string, onHead?: (head: LayerHead) => void): PlannedLayer {
-  return planLayer({ source: tree, dest: "/app" }, planOptionsOf(options(cache), codecId), onHead);
+function plan(tree: string, cache: string): PlannedLayer {
+  return planLayer({ source: tree, dest: "/app" }, planOptionsOf(options(cache), codecId));
 }
 
 /** Set a path's mtime to the nanosecond (utimes in Node keeps microseconds at best), as tar and rsync do. */
@@ -157,19 +155,12 @@ describe("stat index (an unchanged layer without listing it)", () => {
     ["a hard-linked file changed", (tree) => appendFileSync(join(tree, "z-hard"), "more\n")],
     ["a big file's content changed", (tree) => appendFileSync(join(tree, "big.bin"), "more\n"), true],
   ];
-  // Changes at the tar's start, where no block can lead: "a-hard" (linked to z-hard) and big.bin come
-  // first, and a link made again in the tree's root changes the root directory itself.
-  const atTheStart = new Set(["a hard-linked file changed", "a big file's content changed", "a symlink pointed elsewhere"]);
   for (const [what, change, patchable = false] of changes) {
     it(`sees ${what}`, async () => {
       const { tree, cache } = await built();
       assert.equal(plan(tree, cache).kind, "unchanged", "before the change");
       change(tree);
-      let head: LayerHead | undefined;
-      const changed = plan(tree, cache, (found) => {
-        assert.equal(head, undefined, "one head at most");
-        head = found;
-      });
+      const changed = plan(tree, cache);
       assert.equal(changed.kind, "tree", "after the change");
       // The plan took the index's fresh stats instead of stat'ing again: it is the plan a plain listing makes.
       const listed = plan(tree, `${cache}-none`);
@@ -177,34 +168,8 @@ describe("stat index (an unchanged layer without listing it)", () => {
       assert.equal(changed.patched, patchable, patchable ? "the previous plan, patched" : "a listing");
       assert.equal(changed.fingerprint, listed.fingerprint);
       assert.deepEqual(changed.packed, listed.packed);
-      // The blocks heard of before the plan are the first blocks of the plan a listing makes: big.bin's
-      // three at least (they come before everything changed here but at the tar's start).
-      const sent = head?.blocks.map((block) => block.key) ?? [];
-      assert.deepEqual(sent, blockKeys(listed.packed, codecId).keys.slice(0, sent.length), what);
-      if (atTheStart.has(what)) assert.equal(sent.length, 0, what);
-      else assert.ok(sent.length >= 3, `${what}: ${sent.length} blocks lead`);
     });
   }
-
-  it("keeps its paths in the tar's order, so that the first difference is the tar's first", async () => {
-    const { tree, cache } = await built();
-    const listed = plan(tree, `${cache}-order`);
-    assert.ok(listed.kind === "tree");
-    let paths: readonly string[] = [];
-    compareStats(
-      listed.statIndex as Buffer,
-      listed.fingerprint,
-      () => true,
-      (all) => {
-        paths = all;
-      },
-    );
-    assert.equal(paths[0], tree, "the root first");
-    const names = planPath(tree, "/app", { uid: 0, gid: 0, preserveOwners: false, mtime: 0 }).entries.map((entry) => entry.key);
-    const indexed = paths.slice(1).map((path) => `app/${path.slice(tree.length + 1)}`);
-    // Every entry but the root's has its path in the index (the fifo too: a tar holds it), in the same order.
-    assert.deepEqual(indexed, names.slice(1));
-  });
 
   it("refreshes the index when a listing finds the layer unchanged, and uses it next time", async () => {
     const { tree, cache } = await built();
@@ -219,7 +184,7 @@ describe("stat index (an unchanged layer without listing it)", () => {
     assert.equal(again.kind === "unchanged" && again.statIndex, undefined, "the refreshed index was enough");
   });
 
-  it("takes a directory whose ctime alone moved as it was once its names are compared: no listing, the head start kept", async () => {
+  it("takes a directory whose ctime alone moved as it was once its names are compared: no listing, the plan patched", async () => {
     const { tree, cache } = await built();
     // What umoci's rootless mode does to every directory it reads, and chmod or chown to the same values:
     // the root (the tar's first entry) and a directory further on.
@@ -231,21 +196,15 @@ describe("stat index (an unchanged layer without listing it)", () => {
     await buildLayer({ source: tree, dest: "/app" }, options(cache)); // keeps it
     assert.equal((plan(tree, cache) as { statIndex?: unknown }).statIndex, undefined, "and the next build needs no refresh");
     // The same directories touched again, and a file's contents changed after them: the previous plan is
-    // patched, and the blocks before that file are heard of before the plan.
+    // patched.
     for (const dir of [tree, join(tree, "dir3")]) chmodSync(dir, statSync(dir).mode & 0o7777);
     appendFileSync(join(tree, "dir6", "sub0", "file6.txt"), "more\n");
     await sleep(250);
-    let head: LayerHead | undefined;
-    const changed = plan(tree, cache, (found) => {
-      head = found;
-    });
+    const changed = plan(tree, cache);
     assert.ok(changed.kind === "tree" && changed.patched, "the previous plan, patched");
     const listed = plan(tree, `${cache}-none`);
     assert.ok(listed.kind === "tree");
     assert.deepEqual(changed.packed, listed.packed, "the plan a listing makes");
-    const sent = head?.blocks.map((block) => block.key) ?? [];
-    assert.ok(sent.length >= 3, `${sent.length} blocks lead`);
-    assert.deepEqual(sent, blockKeys(listed.packed, codecId).keys.slice(0, sent.length));
   });
 
   it("does not trust paths touched close to the recorded build's start", async () => {

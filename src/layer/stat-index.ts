@@ -11,7 +11,7 @@
  * the previous build's, which lets a rebuild start sending those while the check goes on (prepare.ts).
  */
 import { type BigIntStats, lstatSync, readdirSync, type Stats, statSync } from "node:fs";
-import { fsPath } from "./plan.js";
+import { fsPath } from "./fs-path.js";
 
 /**
  * Fields compared per path: what lstat says about the entry and its place in the tree, as the numbers a
@@ -198,11 +198,50 @@ export interface StatComparison {
   changes?: StatChange[];
 }
 
+/** An index's paths and recorded values, when it is whole and belongs to the record of `fingerprint`. */
+function readIndex(index: Buffer, fingerprint: string): { scanStartNs: bigint; paths: string[]; values: Float64Array } | undefined {
+  if (index.length < headSize || index.readUInt32LE(0) !== magic) return undefined;
+  if (index.toString("latin1", 8, 72) !== fingerprintField(fingerprint)) return undefined;
+  const scanStartNs = index.readBigUInt64LE(72);
+  const count = index.readUInt32LE(4);
+  const paths: string[] = [];
+  let at = headSize;
+  for (let i = 0; i < count; i++) {
+    const length = index.readUInt16LE(at);
+    paths.push(index.toString("latin1", at + 2, at + 2 + length));
+    at += 2 + length;
+  }
+  const valuesAt = align8(at);
+  if (index.length !== valuesAt + count * fields * 8) return undefined;
+  return { scanStartNs, paths, values: new Float64Array(index.buffer.slice(index.byteOffset + valuesAt, index.byteOffset + index.length)) };
+}
+
 /**
- * Called once, with the index's paths, at the first path that differs or is racy: the paths before it
- * (in the tar's order) are as the index's build saw them.
+ * Whether a directory holds the names the index recorded below it (read from disk as `name`). The
+ * recorded names of every directory are gathered the first time one is needed.
  */
-export type FirstDifference = (paths: readonly string[], at: number) => void;
+function recordedNames(paths: readonly string[]): (dir: string, name: string | Buffer) => boolean {
+  let children: Map<string, string[]> | undefined;
+  return (dir, name) => {
+    if (!children) {
+      children = new Map();
+      for (let j = 1; j < paths.length; j++) {
+        const p = paths[j] as string;
+        const cut = p.lastIndexOf("/");
+        const parent = p.slice(0, cut);
+        const list = children.get(parent);
+        if (list) list.push(p.slice(cut + 1));
+        else children.set(parent, [p.slice(cut + 1)]);
+      }
+    }
+    const recorded = children.get(dir) ?? [];
+    const present = readdirSync(name, { encoding: "latin1" });
+    if (present.length !== recorded.length) return false;
+    present.sort();
+    const sorted = [...recorded].sort();
+    return present.every((n, k) => n === sorted[k]);
+  };
+}
 
 /**
  * unchangedSince, and the paths that differ. When they all changed contents only, the previous plan is
@@ -211,27 +250,12 @@ export type FirstDifference = (paths: readonly string[], at: number) => void;
  * unchanged layer keeps none: holding 20,000 stats costs time in the collector). No `changes` when the
  * index is damaged or a path is gone.
  */
-export function compareStats(
-  index: Buffer,
-  fingerprint: string,
-  isRacy: (ns: bigint, scanStartNs: bigint) => boolean,
-  onFirstDifference?: FirstDifference,
-): StatComparison {
+export function compareStats(index: Buffer, fingerprint: string, isRacy: (ns: bigint, scanStartNs: bigint) => boolean): StatComparison {
   try {
-    if (index.length < headSize || index.readUInt32LE(0) !== magic) return { unchanged: false };
-    if (index.toString("latin1", 8, 72) !== fingerprintField(fingerprint)) return { unchanged: false };
-    const scanStartNs = index.readBigUInt64LE(72);
-    const count = index.readUInt32LE(4);
-    const paths: string[] = [];
-    let at = headSize;
-    for (let i = 0; i < count; i++) {
-      const length = index.readUInt16LE(at);
-      paths.push(index.toString("latin1", at + 2, at + 2 + length));
-      at += 2 + length;
-    }
-    const valuesAt = align8(at);
-    if (index.length !== valuesAt + count * fields * 8) return { unchanged: false };
-    const values = new Float64Array(index.buffer.slice(index.byteOffset + valuesAt, index.byteOffset + index.length));
+    const read = readIndex(index, fingerprint);
+    if (!read) return { unchanged: false };
+    const { scanStartNs, paths, values } = read;
+    const count = paths.length;
     // Within the widest racy margin of the walk's start, isRacy decides on the exact (bigint) times.
     const racyFromMs = millisecondsOf(scanStartNs) - widestRacyMarginMs;
     const now = new Float64Array(fields);
@@ -240,27 +264,7 @@ export function compareStats(
     const refreshed: StatChange[] = [];
     let unchanged = true;
     let listing = false;
-    // The names the index holds below each directory, gathered the first time one is needed.
-    let children: Map<string, string[]> | undefined;
-    const sameNames = (dir: string, name: string | Buffer): boolean => {
-      if (!children) {
-        children = new Map();
-        for (let j = 1; j < count; j++) {
-          const p = paths[j] as string;
-          const cut = p.lastIndexOf("/");
-          const parent = p.slice(0, cut);
-          const list = children.get(parent);
-          if (list) list.push(p.slice(cut + 1));
-          else children.set(parent, [p.slice(cut + 1)]);
-        }
-      }
-      const recorded = children.get(dir) ?? [];
-      const present = readdirSync(name, { encoding: "latin1" });
-      if (present.length !== recorded.length) return false;
-      present.sort();
-      const sorted = [...recorded].sort();
-      return present.every((n, k) => n === sorted[k]);
-    };
+    const sameNames = recordedNames(paths);
     for (let i = 0; i < count; i++) {
       const path = paths[i] as string;
       const name = fsPath(path);
@@ -291,7 +295,6 @@ export function compareStats(
       }
       if (unchanged && (!same || (near && big && (isRacy(big.mtimeNs, scanStartNs) || isRacy(big.ctimeNs, scanStartNs))))) {
         unchanged = false;
-        onFirstDifference?.(paths, i);
       }
     }
     return unchanged ? { unchanged, refreshed } : { unchanged, stats, changes, refreshed };

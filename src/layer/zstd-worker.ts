@@ -1,26 +1,20 @@
 /**
  * A worker thread that compresses blocks into zstd frames with @cloudpss/zstd (Node 20 has no zstd in
  * zlib). It uses the binding's streaming compressor, whose context belongs to the instance: the one-shot
- * `compress` shares state between threads and crashed when two workers used it at once. One block at a
- * time; the thread exits when asked, never while compressing.
+ * `compress` shares state between threads and crashed when two workers used it at once. Requests are
+ * answered one at a time (threads.ts); `{ version: true }` asks for the library's version (part of the
+ * codec's id).
  */
 import type { Transform } from "node:stream";
-import { parentPort, workerData } from "node:worker_threads";
+import { workerData } from "node:worker_threads";
+import { serveRequests } from "./threads.js";
 
-const port = parentPort as NonNullable<typeof parentPort>;
 const { level } = workerData as { level: number };
 type Binding = { Compressor: new (level: number) => Transform; ZSTD_VERSION: () => string };
-let binding: Binding | undefined;
-try {
-  binding = (await import("@cloudpss/zstd/napi" as string)) as Binding;
-  port.postMessage({ version: binding.ZSTD_VERSION() });
-} catch (error) {
-  port.postMessage({ error: (error as Error).message });
-  port.close();
-}
+let binding: Promise<Binding> | undefined;
 
 async function compress(data: Uint8Array): Promise<Uint8Array> {
-  const compressor = new (binding as Binding).Compressor(level);
+  const compressor = new (await (binding as Promise<Binding>)).Compressor(level);
   const parts: Buffer[] = [];
   compressor.on("data", (part: Buffer) => parts.push(part));
   const done = new Promise<void>((resolve, reject) => {
@@ -39,13 +33,9 @@ async function compress(data: Uint8Array): Promise<Uint8Array> {
   return out;
 }
 
-port.on("message", (message: { id: number; data: Uint8Array; close?: boolean }) => {
-  if (message.close || !binding) {
-    port.close();
-    return;
-  }
-  compress(message.data).then(
-    (out) => port.postMessage({ id: message.id, data: out }, [out.buffer as ArrayBuffer]),
-    (error: unknown) => port.postMessage({ id: message.id, error: (error as Error).message }),
-  );
+serveRequests(async (body: { version?: boolean; data: ArrayBuffer; length: number }) => {
+  binding ??= import("@cloudpss/zstd/napi" as string) as Promise<Binding>;
+  if (body.version) return { result: (await binding).ZSTD_VERSION() };
+  const frame = await compress(new Uint8Array(body.data, 0, body.length));
+  return { result: { frame, data: body.data }, transfer: [frame.buffer as ArrayBuffer, body.data] };
 });

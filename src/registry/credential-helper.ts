@@ -5,7 +5,7 @@
  */
 import { spawn } from "node:child_process";
 import { OcifyError } from "../errors.js";
-import type { Credential } from "./credentials.js";
+import type { Credential } from "./credential.js";
 
 /** A credential helper that is missing or failed. */
 export class CredentialHelperError extends OcifyError {

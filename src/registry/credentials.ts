@@ -11,19 +11,10 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { InputError } from "../errors.js";
 import { dockerHub } from "../reference.js";
+import type { Credential } from "./credential.js";
 import { CredentialHelper, helperCredential } from "./credential-helper.js";
 
-/** What a registry accepts as proof of identity. */
-export interface Credential {
-  username?: string;
-  password?: string;
-  /** An OAuth2 refresh token (`identitytoken`), exchanged at the token realm for access tokens. */
-  identityToken?: string;
-  /** A bearer token sent as is (`registrytoken`). */
-  registryToken?: string;
-  /** Where the credential came from, for messages (`/home/me/.docker/config.json`). */
-  source: string;
-}
+export type { Credential } from "./credential.js";
 
 /** One place credentials can come from (a config file, a credential helper, a command-line flag). */
 export interface CredentialProvider {

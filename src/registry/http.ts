@@ -6,7 +6,7 @@
  * failures turned into one-line errors that name the host (URLs in messages have their query redacted).
  */
 
-import type { Agent as HttpAgent, IncomingHttpHeaders, IncomingMessage } from "node:http";
+import type { ClientRequest, Agent as HttpAgent, IncomingHttpHeaders, IncomingMessage } from "node:http";
 import type { Agent as HttpsAgent } from "node:https";
 import { isIP } from "node:net";
 import { Readable, Transform } from "node:stream";
@@ -268,6 +268,28 @@ async function trySystemCas(error: unknown, url: URL, request: HttpRequest): Pro
   return true;
 }
 
+/** The connect and idle timeouts in force (retry.ts timeoutPolicy) on one request. */
+function applyTimeouts(req: ClientRequest, request: HttpRequest, url: URL): void {
+  const { connectMs, idleMs } = timeoutPolicy();
+  req.once("socket", (socket) => {
+    if (!socket.connecting) return; // a kept-alive socket
+    const timer = setTimeout(() => req.destroy(Object.assign(new Error("connect timed out"), { code: "ETIMEDOUT" })), connectMs);
+    const done = (): void => clearTimeout(timer);
+    socket.once("connect", done);
+    socket.once("close", done);
+  });
+  // No byte in either direction for this long (the registry may hash and move a big blob after the last
+  // byte of an upload), before the answer or while its body streams, is a dead connection.
+  req.setTimeout(idleMs, () =>
+    req.destroy(
+      new RegistryUnreachableError(`${request.registry} sent nothing for ${idleMs / 1000} s (${request.method} ${redactUrl(url)})`, {
+        hint: "the registry or the network stalled; `timeouts.idleMs` changes how long ocify waits",
+        cause: Object.assign(new Error("idle"), { code: "IDLE_TIMEOUT" }),
+      }),
+    ),
+  );
+}
+
 async function sendOnce(request: HttpRequest, url: URL, authorization: string | undefined): Promise<HttpResponse> {
   const clients = await getClients();
   const headers: Record<string, string> = { "user-agent": request.userAgent ?? defaultUserAgent, ...request.headers };
@@ -293,24 +315,7 @@ async function sendOnce(request: HttpRequest, url: URL, authorization: string | 
     if (proxyAuth) headers["proxy-authorization"] = proxyAuth;
   }
   const req = (secure ? clients.https : clients.http).request(url, { method: request.method, headers, agent, ...viaProxy });
-  const { connectMs, idleMs } = timeoutPolicy();
-  req.once("socket", (socket) => {
-    if (!socket.connecting) return; // a kept-alive socket
-    const timer = setTimeout(() => req.destroy(Object.assign(new Error("connect timed out"), { code: "ETIMEDOUT" })), connectMs);
-    const done = (): void => clearTimeout(timer);
-    socket.once("connect", done);
-    socket.once("close", done);
-  });
-  // No byte in either direction for this long (the registry may hash and move a big blob after the last
-  // byte of an upload), before the answer or while its body streams, is a dead connection.
-  req.setTimeout(idleMs, () =>
-    req.destroy(
-      new RegistryUnreachableError(`${request.registry} sent nothing for ${idleMs / 1000} s (${request.method} ${redactUrl(url)})`, {
-        hint: "the registry or the network stalled; --idle-timeout changes how long ocify waits",
-        cause: Object.assign(new Error("idle"), { code: "IDLE_TIMEOUT" }),
-      }),
-    ),
-  );
+  applyTimeouts(req, request, url);
   const onAbort = (): void => {
     req.destroy(signal?.reason);
   };

@@ -35,6 +35,23 @@ export function dockerEngineUnavailableReason(): string | undefined {
   return unavailableReason;
 }
 
+/**
+ * The engine a test needs, or undefined with the test marked skipped. In CI (`CI=true`) a missing engine
+ * is a failure, not a skip: CI installs everything the tests need, so an engine that cannot start there
+ * is a defect to see, not a test to pass over.
+ */
+export function engineOrSkip(
+  t: { skip(message?: string): void },
+  engine: DockerEngine | undefined,
+  needs = "the Docker engine",
+): DockerEngine | undefined {
+  if (engine) return engine;
+  const why = `${needs} could not start: ${unavailableReason ?? "unknown reason"}`;
+  if (process.env.CI === "true") throw new Error(`${why} (CI=true: a test that needs it fails rather than skips)`);
+  t.skip(why);
+  return undefined;
+}
+
 function which(command: string): string | undefined {
   const dirs = [...(process.env.PATH ?? "").split(delimiter), "/usr/sbin", "/sbin", "/usr/local/sbin"];
   return dirs.map((d) => join(d, command)).find((p) => existsSync(p));

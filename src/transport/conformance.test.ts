@@ -9,13 +9,14 @@ import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it, type TestContext } from "node:test";
+import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import type { Digest } from "../digest.js";
 import { OcifyError } from "../errors.js";
-import { type ImageSummary, type ValidationSummary, validateImage } from "../image/validate.js";
 import { MediaType } from "../media-types.js";
 import { busyboxPath } from "../test-support/base-image.js";
+import { startRegistry } from "../test-support/registry.js";
+import { type ImageSummary, type ValidationSummary, validateImage } from "../validate.js";
 import { copyAll, writeFixtureLayout } from "./fixtures.test.js";
 import { openDestination, openSource, parseTransportReference, type TransportOptions } from "./transport.js";
 
@@ -30,41 +31,13 @@ let digests: { base: Digest; multi: Digest; "multi-gzip": Digest; index: Digest 
 const expected = new Map<string, ValidationSummary>();
 let counter = 0;
 
-interface RegistryHandle {
-  host: string;
-  stop(): Promise<void>;
-}
-let registry: RegistryHandle | undefined;
-let registryMissing: string | undefined;
+let registry: { host: string; stop(): Promise<void> } | undefined;
 let registryOptions: TransportOptions = {};
 
-/** The registry transport and test registry are a colleague's work: use them only when both exist. */
-async function startRegistryIfAvailable(): Promise<void> {
-  const transportPath = new URL("./registry.js", import.meta.url);
-  const supportPath = new URL("../test-support/registry.js", import.meta.url);
-  if (!existsSync(transportPath)) {
-    registryMissing = "dist/transport/registry.js does not exist (registry transport not built yet)";
-    return;
-  }
-  if (!existsSync(supportPath)) {
-    registryMissing = "dist/test-support/registry.js does not exist (no test registry helper yet)";
-    return;
-  }
-  const support = (await import(supportPath.href)) as { startRegistry?: (...args: unknown[]) => Promise<Record<string, unknown>> };
-  if (typeof support.startRegistry !== "function") {
-    registryMissing = "src/test-support/registry.ts does not export startRegistry";
-    return;
-  }
-  const handle = await support.startRegistry();
-  const url = typeof handle.url === "string" ? new URL(handle.url).host : undefined;
-  const host = (handle.host as string | undefined) ?? (handle.address as string | undefined) ?? url;
-  if (typeof host !== "string" || typeof handle.stop !== "function") {
-    registryMissing = `startRegistry() returned no host/stop (keys: ${Object.keys(handle).join(", ")})`;
-    if (typeof handle.stop === "function") await (handle.stop as () => Promise<void>)();
-    return;
-  }
-  registry = { host, stop: () => (handle.stop as () => Promise<void>)() };
-  registryOptions = { insecureRegistries: [host] };
+async function startTestRegistry(): Promise<void> {
+  const started = await startRegistry();
+  registry = started;
+  registryOptions = { insecureRegistries: [started.host] };
 }
 
 function options(kind: Kind): TransportOptions {
@@ -148,7 +121,7 @@ before(async () => {
   fixture = join(work, "fixture");
   digests = writeFixtureLayout(fixture);
   for (const tag of ["base", "multi", "multi-gzip", "index"]) expected.set(tag, await validateRef(`oci:${fixture}:${tag}`, "oci"));
-  await startRegistryIfAvailable();
+  await startTestRegistry();
 });
 
 after(async () => {
@@ -172,22 +145,13 @@ describe("the fixture itself", () => {
   });
 });
 
-function pairTest(t: TestContext, a: Kind, b: Kind): boolean {
-  if ((a === "docker" || b === "docker") && !registry) {
-    t.skip(`registry transport unavailable: ${registryMissing ?? "not started"}`);
-    return false;
-  }
-  return true;
-}
-
 const kinds = (): Kind[] => [...fileKinds, "docker"];
 
 for (const tag of ["base", "multi"] as const) {
   describe(`transport pairs, ${tag} image`, () => {
     for (const a of kinds()) {
       for (const b of kinds()) {
-        it(`${a} → ${b}`, async (t) => {
-          if (!pairTest(t, a, b)) return;
+        it(`${a} → ${b}`, async () => {
           const refA = newTarget(a, tag);
           await copyRef(`oci:${fixture}:${tag}`, refA, "oci", a);
           const fromA = await validateRef(refA, a);
@@ -208,8 +172,7 @@ describe("transport pairs, multi-platform index", () => {
   const indexKinds: Kind[] = ["oci", "oci-archive", "docker"];
   for (const a of indexKinds) {
     for (const b of indexKinds) {
-      it(`${a} → ${b}`, async (t) => {
-        if (!pairTest(t, a, b)) return;
+      it(`${a} → ${b}`, async () => {
         const refA = newTarget(a, "index");
         await copyRef(`oci:${fixture}:index`, refA, "oci", a);
         const refB = newTarget(b, "index-copy");

@@ -9,10 +9,10 @@ import { join } from "node:path";
 import { after, before, describe, it, type TestContext } from "node:test";
 import { gzipSync } from "node:zlib";
 import { InputError } from "../errors.js";
-import { type ImageSummary, validateImage } from "../image/validate.js";
 import { MediaType } from "../media-types.js";
 import { busyboxPath } from "../test-support/base-image.js";
-import { type DockerEngine, dockerEngineUnavailableReason, startDockerEngine } from "../test-support/docker-engine.js";
+import { type DockerEngine, dockerEngineUnavailableReason, engineOrSkip, startDockerEngine } from "../test-support/docker-engine.js";
+import { type ImageSummary, validateImage } from "../validate.js";
 import { copyAll, writeFixtureLayout } from "./fixtures.test.js";
 import { openDestination, openSource, parseTransportReference } from "./transport.js";
 
@@ -39,8 +39,7 @@ after(async () => {
 });
 
 function need(t: TestContext): DockerEngine | undefined {
-  if (!engine) t.skip(`Docker engine could not start: ${unavailable}`);
-  return engine;
+  return engineOrSkip(t, engine);
 }
 
 async function docker(args: string[]): Promise<string> {

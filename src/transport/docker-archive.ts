@@ -8,17 +8,17 @@ import { createHash } from "node:crypto";
 import { posix } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { detectCompression } from "../codec.js";
 import { type Digest, digestOf, isDigest, shortDigest } from "../digest.js";
 import { InputError, InvalidImageError } from "../errors.js";
 import { type ImageConfig, parseImageConfig } from "../image/config.js";
 import type { Descriptor } from "../image/descriptor.js";
 import { encodeJson, type ImageManifest, maxManifestBytes, parseImageManifest, type RawManifest, rawManifest } from "../image/manifest.js";
-import { detectCompression } from "../image/validate.js";
 import { isIndexMediaType, layerMediaType, MediaType } from "../media-types.js";
 import { familiarName, formatReference, parseReference, type Reference } from "../reference.js";
 import { indexEntry, mergeIndex, ociLayoutBytes, refNameAnnotation } from "./oci-layout.js";
 import { ArchiveLayoutWriter, blobPath, type TarEntry, TarIndex, verifiedStream } from "./tar-archive.js";
-import type { ImageDestination, ImageSource, TransportOptions } from "./transport.js";
+import type { ImageDestination, ImageSource, TransportOptions } from "./types.js";
 
 /** A docker-archive reference. */
 export type DockerArchiveReference = { transport: "docker-archive"; path: string; name?: Reference; index?: number };
@@ -76,7 +76,7 @@ class DockerArchiveDestination implements ImageDestination {
   async putManifest(manifest: RawManifest, options: { top: boolean }): Promise<void> {
     if (isIndexMediaType(manifest.mediaType)) {
       throw new InputError(`${this.description}: a docker-archive holds one image, not an index`, {
-        hint: "choose one platform (--platform) or write to oci: / oci-archive:",
+        hint: "choose one `platform`, or write to oci: / oci-archive:",
       });
     }
     parseImageManifest(manifest, `${this.description}: manifest`);

@@ -107,7 +107,7 @@ after(() => rmSync(work, { recursive: true, force: true }));
 const chain = `
 import { rmSync } from "node:fs";
 import { copyAll } from "./fixtures.test.js";
-import { validateImage } from "../image/validate.js";
+import { validateImage } from "../validate.js";
 import { openDestination, openSource, parseTransportReference } from "./transport.js";
 const [work] = process.argv.slice(2);
 const steps = [

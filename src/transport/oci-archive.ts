@@ -9,7 +9,7 @@ import type { Descriptor } from "../image/descriptor.js";
 import { manifestDescriptor, type RawManifest } from "../image/manifest.js";
 import { indexEntry, type LayoutReader, mergeIndex, OciLayoutSource, ociLayoutBytes } from "./oci-layout.js";
 import { ArchiveLayoutWriter, TarIndex } from "./tar-archive.js";
-import type { ImageDestination, ImageSource, TransportOptions } from "./transport.js";
+import type { ImageDestination, ImageSource, TransportOptions } from "./types.js";
 
 /** A LayoutReader over the entries of a tar file. */
 export class TarLayoutReader implements LayoutReader {

@@ -8,9 +8,9 @@ import { after, before, describe, it } from "node:test";
 import { copyImage } from "../copy.js";
 import { digestOf } from "../digest.js";
 import type { Descriptor } from "../image/descriptor.js";
-import { validateImage } from "../image/validate.js";
 import { MediaType } from "../media-types.js";
 import { writeBaseImageLayout } from "../test-support/base-image.js";
+import { validateImage } from "../validate.js";
 import { blobPath } from "./tar-archive.js";
 import { openDestination, openSource, parseTransportReference } from "./transport.js";
 

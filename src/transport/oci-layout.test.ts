@@ -7,10 +7,10 @@ import { Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import { digestOf } from "../digest.js";
 import { DigestMismatchError, InputError, InvalidImageError, OcifyError } from "../errors.js";
-import type { ImageIndex } from "../image/manifest.js";
+import type { IndexManifest } from "../image/manifest.js";
 import { manifestDescriptor, rawManifest } from "../image/manifest.js";
-import { validateImage } from "../image/validate.js";
 import { MediaType } from "../media-types.js";
+import { validateImage } from "../validate.js";
 import { addIndexEntry, copyAll, writeFixtureLayout } from "./fixtures.test.js";
 import { refNameAnnotation } from "./oci-layout.js";
 import { openDestination, openSource, parseTransportReference } from "./transport.js";
@@ -31,8 +31,8 @@ async function copy(from: string, to: string): Promise<void> {
   await copyAll(await openSource(parseTransportReference(from)), await openDestination(parseTransportReference(to)));
 }
 
-function index(dir: string): ImageIndex {
-  return JSON.parse(readFileSync(join(dir, "index.json"), "utf8")) as ImageIndex;
+function index(dir: string): IndexManifest {
+  return JSON.parse(readFileSync(join(dir, "index.json"), "utf8")) as IndexManifest;
 }
 
 function tags(dir: string): (string | undefined)[] {
@@ -66,7 +66,7 @@ describe("oci: destination", () => {
     assert.deepEqual(tags(dir), ["two", "one", undefined], "an untagged entry is added once");
     assert.deepEqual(JSON.parse(readFileSync(join(dir, "oci-layout"), "utf8")), { imageLayoutVersion: "1.0.0" });
     // Other writers' entries and fields survive a merge.
-    const json = index(dir) as ImageIndex & { annotations?: Record<string, string> };
+    const json = index(dir) as IndexManifest & { annotations?: Record<string, string> };
     json.annotations = { "org.example.kept": "yes" };
     writeFileSync(join(dir, "index.json"), JSON.stringify(json));
     await copy(`oci:${fixture}:base`, `oci:${dir}:three`);
@@ -164,7 +164,7 @@ describe("oci: source", () => {
     const dir = join(work, `nested-${++n}`);
     execFileSync("cp", ["-r", fixture, dir]);
     // index.json → an untagged index whose children carry the tags (as some tools write it).
-    const inner = JSON.parse(readFileSync(join(dir, "blobs", "sha256", digests.index.slice(7)), "utf8")) as ImageIndex;
+    const inner = JSON.parse(readFileSync(join(dir, "blobs", "sha256", digests.index.slice(7)), "utf8")) as IndexManifest;
     inner.manifests[1]!.annotations = { [refNameAnnotation]: "arm-inside" };
     const bytes = Buffer.from(JSON.stringify(inner));
     const raw = rawManifest(bytes, MediaType.ociIndex);

@@ -17,7 +17,7 @@ import { withFileLock } from "../fs-lock.js";
 import type { Descriptor } from "../image/descriptor.js";
 import {
   encodeJson,
-  type ImageIndex,
+  type IndexManifest,
   manifestDescriptor,
   maxManifestBytes,
   parseImageIndex,
@@ -26,7 +26,7 @@ import {
 } from "../image/manifest.js";
 import { isIndexMediaType, MediaType } from "../media-types.js";
 import { blobPath, verifiedStream } from "./tar-archive.js";
-import type { ImageDestination, ImageSource, TransportOptions } from "./transport.js";
+import type { ImageDestination, ImageSource, TransportOptions } from "./types.js";
 
 /** The annotation holding an index.json entry's tag (image-spec annotations.md). */
 export const refNameAnnotation = "org.opencontainers.image.ref.name";
@@ -85,7 +85,7 @@ export class DirectoryLayoutReader implements LayoutReader {
   async close(): Promise<void> {}
 }
 
-function tagsOf(index: ImageIndex): string[] {
+function tagsOf(index: IndexManifest): string[] {
   return index.manifests.map((d) => d.annotations?.[refNameAnnotation]).filter((t): t is string => t !== undefined);
 }
 
@@ -128,7 +128,7 @@ export class OciLayoutSource implements ImageSource {
     return this;
   }
 
-  async #select(index: ImageIndex): Promise<Descriptor> {
+  async #select(index: IndexManifest): Promise<Descriptor> {
     const tag = this.tag;
     if (tag === undefined) {
       const only = index.manifests[0];
@@ -149,7 +149,7 @@ export class OciLayoutSource implements ImageSource {
     });
   }
 
-  async #findTag(index: ImageIndex, tag: string, depth: number): Promise<Descriptor | undefined> {
+  async #findTag(index: IndexManifest, tag: string, depth: number): Promise<Descriptor | undefined> {
     const direct = index.manifests.find((d) => d.annotations?.[refNameAnnotation] === tag);
     if (direct || depth >= 4) return direct;
     // Some tools tag the children of a nested index rather than index.json's own entries.
@@ -210,9 +210,9 @@ export function indexEntry(top: Descriptor, tag: string | undefined): Descriptor
  * index.json with `entry` added: an entry with the same tag is replaced (an untagged one only by the same
  * digest untagged); every other entry and field is kept.
  */
-export function mergeIndex(existing: ImageIndex | undefined, entry: Descriptor): Buffer {
+export function mergeIndex(existing: IndexManifest | undefined, entry: Descriptor): Buffer {
   const tag = entry.annotations?.[refNameAnnotation];
-  const base: ImageIndex = existing ?? { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [] };
+  const base: IndexManifest = existing ?? { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [] };
   const kept = base.manifests.filter((d) => {
     const other = d.annotations?.[refNameAnnotation];
     return tag !== undefined ? other !== tag : !(other === undefined && d.digest === entry.digest);

@@ -16,7 +16,7 @@ import { repositoryScope } from "../registry/auth.js";
 import { type RegistryClient, registryClient } from "../registry/client.js";
 import { ManifestUnknownError, RegistryError } from "../registry/errors.js";
 import { type PullEndpoint, pullEndpoints } from "../registry/mirrors.js";
-import type { ImageSource, RegistryLocation, TransportOptions } from "./transport.js";
+import type { ImageSource, RegistryLocation, TransportOptions } from "./types.js";
 
 /** One place the image can be read from, with its client and scopes. */
 interface Endpoint extends PullEndpoint {

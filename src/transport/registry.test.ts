@@ -14,7 +14,6 @@ import type { Digest } from "../digest.js";
 import { DigestMismatchError, SizeMismatchError } from "../errors.js";
 import type { Descriptor } from "../image/descriptor.js";
 import { parseImageIndex, parseImageManifest, rawManifest } from "../image/manifest.js";
-import { validateImage } from "../image/validate.js";
 import type { ProgressEvent } from "../progress.js";
 import { parseReference } from "../reference.js";
 import { ManifestUnknownError, RegistryUnreachableError, UnauthorizedError } from "../registry/errors.js";
@@ -28,6 +27,7 @@ import {
   startRegistryProxy,
   type TestRegistry,
 } from "../test-support/registry.js";
+import { validateImage } from "../validate.js";
 import { openRegistryDestination, openRegistrySource } from "./registry.js";
 import { openSource } from "./transport.js";
 

@@ -26,7 +26,7 @@ import {
   uploadStream,
 } from "../registry/upload.js";
 import { RegistrySource } from "./registry-source.js";
-import type { ImageDestination, ImageSource, PutBlobOptions, RegistryLocation, TransportOptions } from "./transport.js";
+import type { ImageDestination, ImageSource, PutBlobOptions, RegistryLocation, TransportOptions } from "./types.js";
 
 function clientFor(reference: Reference, options: TransportOptions): RegistryClient {
   return registryClient(reference.registry, {

@@ -9,11 +9,11 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { validateImage } from "../image/validate.js";
 import { runOcify, runOk } from "../test-support/cli.js";
 import { pushRawBlob, pushRawManifest } from "../test-support/raw-images.js";
 import { type RegistryProxy, startRegistry, startRegistryProxy, type TestRegistry } from "../test-support/registry.js";
 import { type Schema1Fixture, schema1Fixture, signSchema1 } from "../test-support/schema1.js";
+import { validateImage } from "../validate.js";
 import { openSource, parseTransportReference } from "./transport.js";
 
 const signedType = "application/vnd.docker.distribution.manifest.v1+prettyjws";

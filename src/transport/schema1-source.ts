@@ -12,7 +12,7 @@ import type { RawManifest } from "../image/manifest.js";
 import type { LayerFacts } from "../image/schema1.js";
 import { isSchema1MediaType } from "../media-types.js";
 import { noProgress } from "../progress.js";
-import type { ImageSource, RegistryLocation, TransportOptions } from "./transport.js";
+import type { ImageSource, RegistryLocation, TransportOptions } from "./types.js";
 
 /** A source that converts the schema 1 manifests of `source`; other manifests pass unchanged. */
 export function convertingSchema1(source: ImageSource, options: TransportOptions): ImageSource {

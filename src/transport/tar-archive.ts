@@ -8,12 +8,12 @@ import { tmpdir } from "node:os";
 import { basename, dirname, join, posix } from "node:path";
 import { pipeline as pipelineCallback, Readable, type Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { createDecompressor } from "../codec.js";
 import { boundedExpansion } from "../decompression.js";
 import { createVerifier, parseDigest } from "../digest.js";
 import { fromSystemError, InputError, InvalidImageError, OcifyError, SizeMismatchError, withSystemPath } from "../errors.js";
 import { ownerTag, removeStaleOwned, removeStaleTemps, tempPathFor, trackTemp, untrackTemp, writevFully } from "../fs-atomic.js";
 import type { Descriptor } from "../image/descriptor.js";
-import { createDecompressor } from "../image/validate.js";
 
 const block = 512;
 const maxMetaBytes = 1 << 20;

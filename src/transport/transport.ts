@@ -5,121 +5,13 @@
  */
 import { readdirSync, type Stats, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import type { Readable } from "node:stream";
-import type { Digest } from "../digest.js";
 import { InvalidReferenceError, UsageError } from "../errors.js";
 import { isWriterScratch } from "../fs-atomic.js";
-import type { Descriptor } from "../image/descriptor.js";
-import type { RawManifest } from "../image/manifest.js";
-import type { ManifestFormat } from "../media-types.js";
-import type { ProgressSink } from "../progress.js";
-import { parseReference, parseReferenceWithDefaultTag, type Reference } from "../reference.js";
-import type { CredentialProvider } from "../registry/credentials.js";
+import type { ImageSource } from "../image/source.js";
+import { parseReference, parseReferenceWithDefaultTag } from "../reference.js";
+import type { ImageDestination, TransportOptions, TransportReference } from "./types.js";
 
-/** A parsed transport reference. */
-export type TransportReference =
-  | { transport: "docker"; reference: Reference }
-  | { transport: "docker-archive"; path: string; name?: Reference; index?: number }
-  | { transport: "oci"; path: string; tag?: string }
-  | { transport: "oci-archive"; path: string; tag?: string };
-
-/** Where a registry blob lives, so that a destination on the same registry can mount it instead of copying. */
-export interface RegistryLocation {
-  registry: string;
-  repository: string;
-}
-
-/** Options every transport accepts. */
-export interface TransportOptions {
-  /** Registries (HOST[:PORT]) reached over plain HTTP or with unverified TLS. */
-  insecureRegistries?: readonly string[];
-  /** Directory of the content-addressed blob cache. */
-  cacheDir?: string;
-  /** Parallel blob transfers. */
-  jobs?: number;
-  progress?: ProgressSink;
-  signal?: AbortSignal;
-  /** Registry uploads: blobs larger than this go in chunks of it (default: upload.ts's defaultChunkSize). */
-  uploadChunkSize?: number;
-  /** Reading from registries: which operations the credentials will be asked for (push adds push scope). */
-  userAgent?: string;
-  /** Download non-distributable layers from their URLs for destinations that must hold their content (docker-archive). */
-  fetchForeignLayers?: boolean;
-  /** Where registry credentials come from, in order; default: containers' auth.json files, then docker's config.json. */
-  credentials?: readonly CredentialProvider[] | undefined;
-  /** Pull mirrors (`--registry-mirror`): `MIRROR` for Docker Hub, `REGISTRY=MIRROR` for another registry. */
-  registryMirrors?: readonly string[] | undefined;
-}
-
-/** A readable image store: one image, an index, or an archive of several. */
-export interface ImageSource {
-  /** The reference as the user wrote it, for messages. */
-  readonly description: string;
-  /** Set for registry sources: lets a destination on the same registry mount blobs. */
-  readonly location?: RegistryLocation;
-  /**
-   * The top-level manifest (an image manifest or an index) when `digest` is undefined,
-   * otherwise the manifest with that digest (a child of the index). Bytes exactly as stored.
-   */
-  getManifest(digest?: Digest): Promise<RawManifest>;
-  /** A blob's bytes, verified against the descriptor's digest and size while they stream. */
-  getBlob(descriptor: Descriptor, signal?: AbortSignal): Promise<Readable>;
-  close(): Promise<void>;
-}
-
-/** How a destination may read a blob again (a registry resuming an upload after a failure or a kill). */
-export interface PutBlobOptions {
-  /** The blob's bytes from `offset` on. */
-  reopen?: ((offset: number) => Promise<Readable>) | undefined;
-}
-
-/** A writable image store. Blobs first, manifests after, then commit(); abort() leaves nothing behind. */
-export interface ImageDestination {
-  readonly description: string;
-  /** Set for registry destinations (for cross-repository mounts). */
-  readonly location?: RegistryLocation;
-  /** Whether an index (several platforms) can be stored; docker-archive cannot. */
-  readonly acceptsIndex: boolean;
-  /**
-   * The manifest family the destination needs, when it cannot hold the other: an OCI layout lists only OCI
-   * manifests for most readers (skopeo skips Docker ones), so Docker images are converted on the way in.
-   */
-  readonly preferredManifestFormat?: ManifestFormat;
-  /**
-   * Whether non-distributable (foreign) layers must be stored here as blobs: a docker-archive must (docker
-   * load reads every layer); registries and layouts keep their descriptors, with the URLs, and no blob.
-   */
-  readonly requiresForeignBlobs?: boolean;
-  /** Whether the blob is already there (it is then not sent). */
-  hasBlob(descriptor: Descriptor): Promise<boolean>;
-  /** Try to mount the blob from another repository of the same registry; true when it is now present. */
-  mountBlob?(descriptor: Descriptor, from: RegistryLocation): Promise<boolean>;
-  /** Store a blob; the stream yields exactly descriptor.size bytes, which the destination verifies. */
-  putBlob(descriptor: Descriptor, content: Readable, options?: PutBlobOptions): Promise<void>;
-  /**
-   * Store a blob whose digest is known only once its last byte is produced (a layer being built and
-   * compressed while it uploads). `final` resolves to the descriptor after the stream ends. Registries
-   * implement it with POST + streamed PATCH + PUT ?digest=; other destinations leave it undefined.
-   */
-  putBlobStreaming?(mediaType: string, content: Readable, final: Promise<Descriptor>, resumeKey?: string): Promise<void>;
-  /**
-   * Open an upload session now for a blob about to come (a registry's POST), so that the putBlob or
-   * putBlobStreaming that follows starts sending at once. One left unused is cancelled by commit/abort.
-   */
-  openUpload?(): void;
-  /**
-   * Store a manifest. `top` marks the manifest the destination's tag(s) point at; child manifests of an
-   * index are stored with top=false before their index.
-   */
-  putManifest(manifest: RawManifest, options: { top: boolean }): Promise<void>;
-  /** Make everything written visible (rename temp files, write index.json / manifest.json last). */
-  commit(): Promise<void>;
-  /** Remove whatever was written; safe to call after a failure at any point. */
-  abort(): Promise<void>;
-}
-
-/** Transport names accepted as prefixes. */
-export const transportNames = ["docker", "docker-archive", "oci", "oci-archive"] as const;
+export type { ImageDestination, ImageSource, RegistryLocation, TransportOptions, TransportReference } from "./types.js";
 
 function splitPath(body: string, input: string, transport: string): [string, string | undefined] {
   const colon = body.indexOf(":");
@@ -175,18 +67,6 @@ export function parseTransportReference(input: string): TransportReference {
         });
       }
       return { transport: "docker", reference: parseReferenceWithDefaultTag(input) };
-  }
-}
-
-/** The transport reference as a string, for messages. */
-export function formatTransportReference(ref: TransportReference): string {
-  switch (ref.transport) {
-    case "docker":
-      return `docker://${ref.reference.registry}/${ref.reference.repository}${ref.reference.tag ? `:${ref.reference.tag}` : ""}${ref.reference.digest ? `@${ref.reference.digest}` : ""}`;
-    case "docker-archive":
-      return `docker-archive:${ref.path}${ref.name ? `:${ref.name.registry}/${ref.name.repository}:${ref.name.tag}` : ref.index !== undefined ? `:@${ref.index}` : ""}`;
-    default:
-      return `${ref.transport}:${ref.path}${ref.tag ? `:${ref.tag}` : ""}`;
   }
 }
 

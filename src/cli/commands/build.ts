@@ -1,15 +1,12 @@
 /** `ocify build`: flags → BuildOptions → build() → one digest line per destination. */
-import type { BuildOptions, PlatformLayer } from "../../build.js";
-import { UsageError } from "../../errors.js";
-import type { Platform } from "../../image/descriptor.js";
-import { parseLayerFlag } from "../../layer/plan.js";
-import { startLayerPlanning } from "../../layer/planner.js";
+import { type BuildOptions, type Platform, type PlatformLayer, parseLayerFlag, UsageError } from "../../index.js";
 import {
   buildAndReport,
   compressionFlag,
   configEdits,
   configFlags,
   formatFlag,
+  gzipEngine,
   helpRequested,
   intFlag,
   keyValues,
@@ -118,15 +115,11 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
     options.chown = { uid: Number(match[1]), gid: Number(match[2]) };
   }
   if (values["fetch-foreign-layers"]) options.fetchForeignLayers = true;
+  const engine = gzipEngine();
+  if (engine) options.gzipEngine = engine;
   const epoch = sourceDateEpoch();
   if (epoch !== undefined) options.sourceDateEpoch = epoch;
 
-  // Listing the layers' files starts now, on its own thread, while the rest of the build code loads.
-  options.planner = startLayerPlanning(options);
-  try {
-    await buildAndReport(options, finish, values["digest-file"]);
-  } finally {
-    await options.planner?.close();
-  }
+  await buildAndReport(options, finish, values["digest-file"]);
   return 0;
 }

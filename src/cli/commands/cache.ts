@@ -1,8 +1,15 @@
 /** `ocify cache info|prune`: what the cache holds, and keeping it bounded. */
 
-import { defaultCacheDir } from "../../cache.js";
-import { cacheInfo, defaultCacheMaxSize, formatSize, parseDuration, parseSize, pruneCache } from "../../cache-prune.js";
-import { UsageError } from "../../errors.js";
+import {
+  cacheInfo,
+  defaultCacheDir,
+  defaultCacheMaxSize,
+  formatSize,
+  parseDuration,
+  parseSize,
+  pruneCache,
+  UsageError,
+} from "../../index.js";
 import { helpRequested, parseFlags } from "../flags.js";
 
 export const help = `Usage: ocify cache info [--json] [--cache-dir DIR]

@@ -1,7 +1,13 @@
 /** `ocify copy SRC DST`: any transport to any transport. */
-import { type CopyImageOptions, copyImage } from "../../copy.js";
-import { UsageError } from "../../errors.js";
-import { checkDestination, openDestination, openSource, parseTransportReference } from "../../transport/transport.js";
+import {
+  type CopyImageOptions,
+  checkDestination,
+  copyImage,
+  openDestination,
+  openSource,
+  parseTransportReference,
+  UsageError,
+} from "../../index.js";
 import { helpRequested, networkHelp, parseFlags, platformFlag, transportFlags, transportOptions, writeDigestFile } from "../flags.js";
 import { copyCredentials, registriesOf } from "../registry-flags.js";
 

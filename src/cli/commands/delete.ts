@@ -1,6 +1,5 @@
 /** `ocify delete IMAGE@DIGEST`: delete a manifest where the registry allows it. */
-import { UsageError } from "../../errors.js";
-import { deleteImage } from "../../registry/verbs.js";
+import { deleteImage, UsageError } from "../../index.js";
 import { helpRequested, parseFlags } from "../flags.js";
 import { verbFlags, verbOptions, verbReference } from "../registry-flags.js";
 

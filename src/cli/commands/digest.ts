@@ -1,6 +1,5 @@
 /** `ocify digest REF`: the manifest digest, exactly as the registry has it. */
-import { UsageError } from "../../errors.js";
-import { resolveDigest } from "../../registry/verbs.js";
+import { resolveDigest, UsageError } from "../../index.js";
 import { helpRequested, parseFlags } from "../flags.js";
 import { verbFlags, verbOptions, verbReference } from "../registry-flags.js";
 

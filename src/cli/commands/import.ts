@@ -1,12 +1,12 @@
 /** `ocify import ROOTFS -t DEST`: the `docker import` of a root filesystem directory or tarball. */
-import type { BuildOptions } from "../../build.js";
-import { UsageError } from "../../errors.js";
+import { type BuildOptions, UsageError } from "../../index.js";
 import {
   buildAndReport,
   compressionFlag,
   configEdits,
   configFlags,
   formatFlag,
+  gzipEngine,
   helpRequested,
   networkHelp,
   parseFlags,
@@ -64,6 +64,8 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
   if (format) options.format = format;
   const compression = compressionFlag(values.compression);
   if (compression) options.compression = compression;
+  const engine = gzipEngine();
+  if (engine) options.gzipEngine = engine;
   const epoch = sourceDateEpoch();
   if (epoch !== undefined) options.sourceDateEpoch = epoch;
   await buildAndReport(options, finish, values["digest-file"]);

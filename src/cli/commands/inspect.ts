@@ -1,13 +1,5 @@
 /** `ocify inspect REF`: a readable summary, or the raw manifest / config / JSON for scripts. */
-import { readBounded } from "../../bounded.js";
-import type { Digest } from "../../digest.js";
-import { UsageError } from "../../errors.js";
-import { type ImageConfig, parseImageConfig } from "../../image/config.js";
-import { formatPlatform, hostPlatform } from "../../image/descriptor.js";
-import { type ImageManifest, maxManifestBytes, parseImageIndex, parseImageManifest, type RawManifest } from "../../image/manifest.js";
-import { selectImage } from "../../image/select.js";
-import { isIndexMediaType } from "../../media-types.js";
-import { openSource, parseTransportReference } from "../../transport/transport.js";
+import { type ImageInfo, type InspectResult, inspect, UsageError } from "../../index.js";
 import { helpRequested, parseFlags, platformFlag } from "../flags.js";
 import { credentialChain, credentialFlags, registriesOf } from "../registry-flags.js";
 
@@ -28,23 +20,39 @@ function size(bytes: number): string {
   return bytes >= 1 << 20 ? `${(bytes / (1 << 20)).toFixed(1)} MiB` : bytes >= 1024 ? `${(bytes / 1024).toFixed(1)} KiB` : `${bytes} B`;
 }
 
-/** The summary as text, one field a line. */
-function summaryText(
-  summary: { name: string; mediaType: string; digest: string; platform: string; platforms?: string[] },
-  config: ImageConfig,
-  manifest: ImageManifest,
-  image: RawManifest,
-): string {
-  const c = config.config ?? {};
-  const platforms = summary.platforms;
+/** An index entry as listed: platform, digest, and whether it is an index itself. */
+function platformLine(p: { platform: string; digest: string; index: boolean }): string {
+  return `${p.platform} ${p.digest}${p.index ? " (index)" : ""}`;
+}
+
+/** The JSON summary `--json` prints. */
+function summaryOf(result: InspectResult, image: ImageInfo): Record<string, unknown> {
+  return {
+    name: result.name,
+    mediaType: result.mediaType,
+    digest: result.digest,
+    ...(image.convertedFrom ? { convertedFrom: image.convertedFrom } : {}),
+    ...(result.platforms ? { platforms: result.platforms.map(platformLine), imageDigest: image.digest } : {}),
+    platform: image.platform,
+    created: image.created,
+    config: image.config,
+    configDigest: image.configDigest,
+    layers: image.layers,
+    annotations: image.annotations,
+  };
+}
+
+/** The readable summary. */
+function textOf(result: InspectResult, image: ImageInfo): string {
+  const c = image.config;
   const lines = [
-    `Name:        ${summary.name}`,
-    `MediaType:   ${summary.mediaType}`,
-    `Digest:      ${summary.digest}`,
+    `Name:        ${result.name}`,
+    `MediaType:   ${result.mediaType}`,
+    `Digest:      ${result.digest}`,
     ...(image.convertedFrom ? [`Converted:   from ${image.convertedFrom.mediaType} ${image.convertedFrom.digest}`] : []),
-    ...(platforms ? [`Platforms:   ${platforms.map((p) => p.split(" ")[0]).join(", ")}`, `Image:       ${image.digest}`] : []),
-    `Platform:    ${summary.platform}`,
-    `Created:     ${config.created ?? "-"}`,
+    ...(result.platforms ? [`Platforms:   ${result.platforms.map((p) => p.platform).join(", ")}`, `Image:       ${image.digest}`] : []),
+    `Platform:    ${image.platform}`,
+    `Created:     ${image.created ?? "-"}`,
     `Entrypoint:  ${JSON.stringify(c.Entrypoint ?? null)}`,
     `Cmd:         ${JSON.stringify(c.Cmd ?? null)}`,
     `WorkingDir:  ${c.WorkingDir ?? "-"}`,
@@ -57,8 +65,8 @@ function summaryText(
         .map(([k, v]) => `${k}=${v}`)
         .join(" ") || "-"
     }`,
-    `Layers (${manifest.layers.length}, ${size(manifest.layers.reduce((n, l) => n + l.size, 0))}):`,
-    ...manifest.layers.map((l) => `  ${l.digest}  ${size(l.size).padStart(10)}  ${l.mediaType}`),
+    `Layers (${image.layers.length}, ${size(image.layers.reduce((n, l) => n + l.size, 0))}):`,
+    ...image.layers.map((l) => `  ${l.digest}  ${size(l.size).padStart(10)}  ${l.mediaType}`),
   ];
   return `${lines.join("\n")}\n`;
 }
@@ -77,70 +85,27 @@ export async function run(argv: string[], signal: AbortSignal): Promise<number> 
   });
   if (helpRequested(values, help)) return 0;
   if (positionals.length !== 1) throw new UsageError("inspect needs one IMAGE", { hint: "see ocify inspect --help" });
-  const source = await openSource(parseTransportReference(positionals[0] as string), {
+  const result = await inspect(positionals[0] as string, {
     insecureRegistries: values["insecure-registry"] ?? [],
     signal,
     credentials: await credentialChain(values, registriesOf(positionals)),
     registryMirrors: values["registry-mirror"] ?? [],
+    platform: platformFlag(values.platform),
+    describeImage: !values.raw,
+    // Without --platform, --config or --json, an index is described by its entries alone.
+    imageOfIndex: Boolean(values.config || values.json),
   });
-  try {
-    const top = await source.getManifest();
-    if (values.raw) {
-      process.stdout.write((top.convertedFrom ?? top).bytes);
-      return 0;
+  const image = result.image;
+  if (values.raw || !image) {
+    if (values.raw) process.stdout.write(result.manifest);
+    else {
+      process.stdout.write(`Name:       ${result.name}\nMediaType:  ${result.mediaType}\nDigest:     ${result.digest}\nPlatforms:\n`);
+      for (const p of result.platforms ?? []) process.stdout.write(`  ${platformLine(p)}\n`);
     }
-    const platformWanted = platformFlag(values.platform);
-    let image = top;
-    let platforms: string[] | undefined;
-    if (isIndexMediaType(top.mediaType)) {
-      const index = parseImageIndex(top, `index of ${source.description}`);
-      const kind = (m: (typeof index.manifests)[number]) => (isIndexMediaType(m.mediaType) ? " (index)" : "");
-      platforms = index.manifests.map((m) => `${m.platform ? formatPlatform(m.platform) : "unknown"} ${m.digest}${kind(m)}`);
-      // Without --platform and without --config, an index is described by its entries alone.
-      if (!platformWanted && !values.config && !values.json) {
-        process.stdout.write(`Name:       ${source.description}\nMediaType:  ${top.mediaType}\nDigest:     ${top.digest}\nPlatforms:\n`);
-        for (const line of platforms) process.stdout.write(`  ${line}\n`);
-        return 0;
-      }
-      const read = (digest: Digest) => source.getManifest(digest);
-      image = (await selectImage(top, platformWanted ?? hostPlatform(), read, source.description)).manifest;
-    }
-    const manifest = parseImageManifest(image, `manifest of ${source.description}`);
-    const configBytes = await readBounded(await source.getBlob(manifest.config), maxManifestBytes, `config of ${source.description}`);
-    if (values.config) {
-      process.stdout.write(`${configBytes.toString("utf8")}\n`);
-      return 0;
-    }
-    const config = parseImageConfig(configBytes);
-    const summary = {
-      name: source.description,
-      mediaType: top.mediaType,
-      digest: top.digest,
-      ...(image.convertedFrom ? { convertedFrom: { mediaType: image.convertedFrom.mediaType, digest: image.convertedFrom.digest } } : {}),
-      ...(platforms ? { platforms, imageDigest: image.digest } : {}),
-      platform: formatPlatform({
-        os: config.os,
-        architecture: config.architecture,
-        ...(config.variant ? { variant: config.variant } : {}),
-      }),
-      created: config.created,
-      config: config.config ?? {},
-      configDigest: manifest.config.digest,
-      layers: manifest.layers.map((l, i) => ({
-        mediaType: l.mediaType,
-        digest: l.digest,
-        size: l.size,
-        diffID: config.rootfs.diff_ids[i],
-      })),
-      annotations: manifest.annotations ?? {},
-    };
-    if (values.json) {
-      process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
-      return 0;
-    }
-    process.stdout.write(summaryText(summary, config, manifest, image));
     return 0;
-  } finally {
-    await source.close();
   }
+  if (values.config) process.stdout.write(`${image.rawConfig.toString("utf8")}\n`);
+  else if (values.json) process.stdout.write(`${JSON.stringify(summaryOf(result, image), null, 2)}\n`);
+  else process.stdout.write(textOf(result, image));
+  return 0;
 }

@@ -1,6 +1,5 @@
 /** `ocify login [HOST]`: check credentials against the registry, then store them as docker (or podman) does. */
-import { UsageError } from "../../errors.js";
-import { login } from "../../registry/login.js";
+import { login, UsageError } from "../../index.js";
 import { helpRequested, parseFlags } from "../flags.js";
 import { promptLine } from "../prompt.js";
 import { readPasswordStdin, warnPasswordInArgv } from "../registry-flags.js";

@@ -1,6 +1,5 @@
 /** `ocify logout [HOST]`: remove a registry's stored credentials. */
-import { UsageError } from "../../errors.js";
-import { logout } from "../../registry/login.js";
+import { logout, UsageError } from "../../index.js";
 import { helpRequested, parseFlags } from "../flags.js";
 
 export const help = `Usage: ocify logout [OPTIONS] [HOST]

@@ -1,7 +1,5 @@
 /** `ocify ls REPOSITORY`: every tag, one per line (or a JSON array). */
-import { UsageError } from "../../errors.js";
-import { parseReference } from "../../reference.js";
-import { listTags } from "../../registry/verbs.js";
+import { listTags, parseReference, UsageError } from "../../index.js";
 import { helpRequested, parseFlags } from "../flags.js";
 import { verbFlags, verbOptions } from "../registry-flags.js";
 

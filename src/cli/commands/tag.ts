@@ -1,6 +1,5 @@
 /** `ocify tag IMAGE NEWTAG`: the same manifest under another tag of the same repository; no blob moves. */
-import { UsageError } from "../../errors.js";
-import { tagImage } from "../../registry/verbs.js";
+import { tagImage, UsageError } from "../../index.js";
 import { helpRequested, parseFlags } from "../flags.js";
 import { verbFlags, verbOptions, verbReference } from "../registry-flags.js";
 

@@ -5,13 +5,14 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { describe, it } from "node:test";
 import { gzipSync } from "node:zlib";
-import { type Digest, digestOf } from "../digest.js";
-import { DigestMismatchError, InvalidImageError, OcifyError, SizeMismatchError } from "../errors.js";
-import { MediaType } from "../media-types.js";
-import type { ImageSource } from "../transport/transport.js";
-import type { Descriptor } from "./descriptor.js";
-import { type RawManifest, rawManifest } from "./manifest.js";
-import { createDecompressor, detectCompression, validateImage } from "./validate.js";
+import { createDecompressor, detectCompression } from "./codec.js";
+import { type Digest, digestOf } from "./digest.js";
+import { DigestMismatchError, InvalidImageError, OcifyError, SizeMismatchError } from "./errors.js";
+import type { Descriptor } from "./image/descriptor.js";
+import { type RawManifest, rawManifest } from "./image/manifest.js";
+import type { ImageSource } from "./image/source.js";
+import { MediaType } from "./media-types.js";
+import { validateImage } from "./validate.js";
 
 /** A source that hands out stored bytes without verifying them, so validateImage's own checks are tested. */
 function memorySource(blobs: Map<string, Buffer>, top: RawManifest): ImageSource {

@@ -3,18 +3,18 @@
  * manifest and blob digests and sizes, each layer's diffID after decompression — against the descriptors
  * and the config's `rootfs.diff_ids`. Used by the conformance suite and by `ocify verify`-style checks.
  */
-import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { Duplex, type Readable, Transform, Writable } from "node:stream";
+import type { Duplex, Readable } from "node:stream";
+import { Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import * as zlib from "node:zlib";
-import { type Digest, Digester, digestOf, shortDigest } from "../digest.js";
-import { DigestMismatchError, InvalidImageError, OcifyError, SizeMismatchError } from "../errors.js";
-import { type Compression, isIndexMediaType, layerCompression, MediaType } from "../media-types.js";
-import type { ImageSource } from "../transport/transport.js";
-import { parseImageConfig } from "./config.js";
-import type { Descriptor, Platform } from "./descriptor.js";
-import { maxManifestBytes, parseImageIndex, parseImageManifest, type RawManifest } from "./manifest.js";
+import { createDecompressor, detectCompression } from "./codec.js";
+import { type Digest, Digester, digestOf, shortDigest } from "./digest.js";
+import { DigestMismatchError, InvalidImageError, OcifyError, SizeMismatchError } from "./errors.js";
+import { parseImageConfig } from "./image/config.js";
+import type { Descriptor, Platform } from "./image/descriptor.js";
+import { maxManifestBytes, parseImageIndex, parseImageManifest, type RawManifest } from "./image/manifest.js";
+import type { ImageSource } from "./image/source.js";
+import { isIndexMediaType, layerCompression, MediaType } from "./media-types.js";
 
 /** One layer as validated: its blob digest and size and the digest of its uncompressed tar. */
 export interface LayerSummary {
@@ -51,43 +51,6 @@ export interface ValidateOptions {
   signal?: AbortSignal;
   /** The digest to validate instead of the source's top manifest. */
   digest?: Digest;
-}
-
-/** The compression a blob starts with (gzip and zstd by their magic numbers), else "none". */
-export function detectCompression(head: Uint8Array): Compression {
-  if (head[0] === 0x1f && head[1] === 0x8b) return "gzip";
-  if (head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) return "zstd";
-  return "none";
-}
-
-type ZstdZlib = { createZstdDecompress?: (options?: { chunkSize?: number }) => Duplex };
-
-/**
- * A decompressing stream for a layer: Node's zlib (zstd from Node 22.15), else the optional
- * @cloudpss/zstd addon, else the `zstd -dc` command.
- */
-export async function createDecompressor(compression: Compression): Promise<Duplex | undefined> {
-  if (compression === "none") return undefined;
-  if (compression === "gzip") return zlib.createGunzip({ chunkSize: 1 << 20 });
-  const native = (zlib as unknown as ZstdZlib).createZstdDecompress;
-  if (typeof native === "function") return native({ chunkSize: 1 << 20 });
-  try {
-    const addon = (await import("@cloudpss/zstd")) as { Decompressor?: new () => Duplex };
-    if (addon.Decompressor) return new addon.Decompressor();
-  } catch {
-    // optional dependency absent: fall through to the command
-  }
-  const child = spawn("zstd", ["-dcq"], { stdio: ["pipe", "pipe", "ignore"] });
-  const duplex = Duplex.from({ writable: child.stdin, readable: child.stdout });
-  child.on("error", (error) =>
-    duplex.destroy(
-      new InvalidImageError(`cannot decompress a zstd layer: ${error.message}`, { hint: "install zstd or use Node >= 22.15" }),
-    ),
-  );
-  child.on("exit", (code) => {
-    if (code !== 0) duplex.destroy(new InvalidImageError(`zstd -d failed with exit code ${code}`, { hint: "the layer is not valid zstd" }));
-  });
-  return duplex;
 }
 
 async function readAll(stream: Readable, cap: number, what: string): Promise<Buffer> {
