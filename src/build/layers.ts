@@ -13,6 +13,7 @@ import type { Descriptor } from "../image/descriptor.js";
 import type { Layer } from "../image/layer.js";
 import { type BuiltLayer, buildLayer, type LayerBuildOptions, type LayerSource, type PlannedLayer } from "../layer/build.js";
 import type { LayerPlanner } from "../layer/planner.js";
+import { isRetryableError } from "../registry/retry.js";
 import type { ImageDestination } from "../transport/types.js";
 
 /**
@@ -66,7 +67,17 @@ async function buildStreaming(
       layerUploadKey(layer, options),
     );
     upload.catch(() => {});
-    await Promise.race([finished(content), upload.then(() => finished(content))]);
+    try {
+      await Promise.race([finished(content), upload.then(() => finished(content))]);
+    } catch (error) {
+      // An upload the network broke does not stop the build: the layer goes on into the cache, and the
+      // copy sends the rest from there (copy.ts). Any other failure (the build's own, a refusal) stops it.
+      const failure = await upload.then(
+        () => error,
+        (uploadError: unknown) => uploadError,
+      );
+      if (!isRetryableError(failure)) throw failure;
+    }
   };
   // A layer to build will be uploaded: the session opens while its build is set up.
   planned.then(

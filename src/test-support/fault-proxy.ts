@@ -80,6 +80,13 @@ export interface FaultProxy {
   forwardedBytes(): number;
   /** Change the share of faulted requests from now on. */
   setRate(rate: number): void;
+  /**
+   * Once this many request body bytes have reached the registry, hold every new request unanswered (a
+   * client frozen at a known byte count, to be killed there); undefined stops holding.
+   */
+  holdAfter(bytes: number | undefined): void;
+  /** Requests held so far. */
+  held(): number;
   stop(): Promise<void>;
 }
 
@@ -116,6 +123,9 @@ export async function startFaultProxy(target: string, options: FaultProxyOptions
   const counts = Object.fromEntries(faultKinds.map((k) => [k, 0])) as Record<FaultKind, number>;
   const timers = new Set<NodeJS.Timeout>();
   let spools = 0;
+  let holdAfter: number | undefined;
+  let held = 0;
+  const forwardedTotal = (): number => requests.reduce((sum, r) => sum + r.forwardedBytes, 0);
 
   const choose = (req: IncomingMessage): { fault?: FaultKind; fraction: number } => {
     // Three draws per request whatever happens, so that one request's fate does not shift the next one's.
@@ -186,6 +196,11 @@ export async function startFaultProxy(target: string, options: FaultProxyOptions
       receivedBytes: 0,
       forwardedBytes: 0,
     };
+    if (holdAfter !== undefined && forwardedTotal() >= holdAfter) {
+      held++;
+      req.resume(); // read and never answered, nor counted
+      return;
+    }
     requests.push(record);
     const { fault, fraction } = choose(req);
     if (fault) {
@@ -262,10 +277,14 @@ export async function startFaultProxy(target: string, options: FaultProxyOptions
     host: `127.0.0.1:${address.port}`,
     requests,
     faults: () => ({ ...counts }),
-    forwardedBytes: () => requests.reduce((sum, r) => sum + r.forwardedBytes, 0),
+    forwardedBytes: forwardedTotal,
     setRate(next) {
       rate = next;
     },
+    holdAfter(bytes) {
+      holdAfter = bytes;
+    },
+    held: () => held,
     async stop() {
       for (const timer of timers) clearTimeout(timer);
       server.closeAllConnections();
