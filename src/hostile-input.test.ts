@@ -13,6 +13,7 @@ import { after, before, describe, it } from "node:test";
 import { gzipSync } from "node:zlib";
 import { boundedExpansion, setDecompressionLimits } from "./decompression.js";
 import { runOcify } from "./test-support/cli.js";
+import { recordFigures } from "./test-support/figures.js";
 import { paxRecord, type RawEntry, rawTar } from "./test-support/tar-writer.js";
 
 const sha = (bytes: Buffer | string): string => createHash("sha256").update(bytes).digest("hex");
@@ -283,6 +284,7 @@ describe("hostile inputs are refused with one line, and nothing is written outsi
       for (const path of Object.keys(before)) if (path.startsWith(join(work, "cache"))) delete before[path];
       assert.deepEqual(afterwards, before, "nothing else changed");
       assert.deepEqual(ocifyTemps(), temps, "no temp directory left");
+      recordFigures({ kind: "hostile", scenario: item.name, refused: 1 });
     });
   }
 

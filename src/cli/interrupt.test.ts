@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { seededRandom } from "../test-support/fault-proxy.js";
+import { recordFigures } from "../test-support/figures.js";
 import { type RunningOcify, startOcify, waitFor } from "../test-support/process.js";
 import { writeSeededFile } from "../test-support/seeded.js";
 import { openSource, parseTransportReference } from "../transport/transport.js";
@@ -30,6 +31,16 @@ async function validate(ref: string): Promise<ImageSummary> {
 /** The temp files in a directory (hidden, ending in .tmp). */
 function temps(dir: string): string[] {
   return existsSync(dir) ? readdirSync(dir).filter((n) => n.startsWith(".") && n.endsWith(".tmp")) : [];
+}
+
+/** The bytes of every file below `dir` (0 when it does not exist). */
+function bytesBelow(dir: string): number {
+  if (!existsSync(dir)) return 0;
+  let total = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile()) total += statSync(join(entry.parentPath, entry.name), { throwIfNoEntry: false })?.size ?? 0;
+  }
+  return total;
 }
 
 /** Freeze the run once `ready` holds, so that a signal lands exactly there; undefined when it finished first. */
@@ -113,19 +124,23 @@ describe("interrupted and killed runs", () => {
     }
   });
 
-  it("SIGINT at seeded random points: either exit 130 and nothing, or a whole archive", async () => {
-    const timing = freshDir();
-    const started = performance.now();
-    const clean = await startOcify(buildArgs(`docker-archive:${join(timing, "out.tar")}`), env("cache-timing")).done;
+  it("SIGINT at seeded byte counts of the archive: either exit 130 and nothing, or a whole archive", async () => {
+    const whole = freshDir();
+    const clean = await startOcify(buildArgs(`docker-archive:${join(whole, "out.tar")}`), env("cache-whole")).done;
     assert.equal(clean.code, 0, clean.stderr);
-    const span = performance.now() - started;
+    const size = statSync(join(whole, "out.tar")).size;
     const random = seededRandom(24);
     for (let i = 0; i < 5; i++) {
       const dir = freshDir();
       const run = startOcify(buildArgs(`docker-archive:${join(dir, "out.tar")}`), env(`cache-random-${i}`));
-      await new Promise((resolve) => setTimeout(resolve, random() * span));
+      // Frozen once its temp archive holds a seeded share of the archive's bytes, then interrupted there.
+      const at = random() * size;
+      const written = () => temps(dir).some((t) => (statSync(join(dir, t), { throwIfNoEntry: false })?.size ?? 0) >= at);
+      const frozen = await freezeWhen(run, written);
       run.child.kill("SIGINT");
+      if (frozen) run.child.kill("SIGCONT");
       const result = await run.done;
+      recordFigures({ kind: "kill", scenario: "archive build, SIGINT", survived: result.code === 130 || result.code === 0 ? 1 : 0 });
       if (result.code === 130) {
         assert.match(result.stderr, /^ocify: interrupted by SIGINT [^\n]*\n$/);
         assert.deepEqual(readdirSync(dir), []);
@@ -154,17 +169,20 @@ describe("interrupted and killed runs", () => {
 
   it("a build killed while it fills the cache, then run again, gives the clean build's image", async () => {
     const reference = freshDir();
-    const started = performance.now();
     const clean = await startOcify(buildArgs(`oci:${join(reference, "layout")}`), env("cache-reference")).done;
     assert.equal(clean.code, 0, clean.stderr);
-    const span = performance.now() - started;
+    const full = bytesBelow(join(work, "cache-reference"));
     const digest = clean.stdout.split(" ")[0];
     const random = seededRandom(99);
     for (let i = 0; i < 3; i++) {
+      // Killed once the cache holds a seeded share more of what a whole build leaves there.
+      const start = bytesBelow(join(work, "cache-killed"));
+      const at = start + (0.2 + random() * 0.7) * (full - start);
       const run = startOcify(buildArgs(`oci:${join(freshDir(), "layout")}`), env("cache-killed"));
-      await new Promise((resolve) => setTimeout(resolve, (0.2 + random() * 0.7) * span));
+      await freezeWhen(run, () => bytesBelow(join(work, "cache-killed")) >= at);
       run.child.kill("SIGKILL");
       await run.done;
+      recordFigures({ kind: "kill", scenario: "build filling the cache, SIGKILL", survived: 1 });
     }
     const dir = freshDir();
     const rerun = await startOcify(buildArgs(`oci:${join(dir, "layout")}`), env("cache-killed")).done;
