@@ -18,8 +18,8 @@ import { format, formatIndex } from "./image/mutate.js";
 import type { ImageSource, RegistryLocation } from "./image/source.js";
 import { isNondistributableMediaType } from "./media-types.js";
 import { noProgress, type ProgressSink } from "./progress.js";
-import { isRetryableError, retryReason } from "./registry/retry.js";
-import { skipBytes } from "./registry/upload.js";
+import { retryReason } from "./registry/retry.js";
+import { isResumableUploadFailure, skipBytes } from "./registry/upload.js";
 import type { ImageDestination } from "./transport/types.js";
 
 /** Options for moving blobs and images. */
@@ -153,7 +153,7 @@ async function pushBlob(destination: ImageDestination, blob: ImageBlob, progress
       (error: unknown) => error ?? new Error("upload failed"),
     );
     if (failure === undefined) return report("done");
-    if (!isRetryableError(failure)) throw failure;
+    if (!isResumableUploadFailure(failure)) throw failure;
     const reason = `the upload during the build broke (${retryReason(failure)}); sending the rest`;
     progress({ ...event, phase: "retry", bytes: 0, reason });
   }

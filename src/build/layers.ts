@@ -13,7 +13,7 @@ import type { Descriptor } from "../image/descriptor.js";
 import type { Layer } from "../image/layer.js";
 import { type BuiltLayer, buildLayer, type LayerBuildOptions, type LayerSource, type PlannedLayer } from "../layer/build.js";
 import type { LayerPlanner } from "../layer/planner.js";
-import { isRetryableError } from "../registry/retry.js";
+import { isResumableUploadFailure } from "../registry/upload.js";
 import type { ImageDestination } from "../transport/types.js";
 
 /**
@@ -22,8 +22,8 @@ import type { ImageDestination } from "../transport/types.js";
  * which checks that the bytes made again are the ones sent.
  */
 function layerUploadKey(layer: LayerSource, options: LayerBuildOptions): string {
-  const { compression, level, chown, preserveOwners, mtime } = options;
-  const shape = JSON.stringify([resolve(layer.source), layer.dest, compression, level, chown, preserveOwners, mtime]);
+  const { compression, level, gzipEngine, chown, preserveOwners, mtime } = options;
+  const shape = JSON.stringify([resolve(layer.source), layer.dest, compression, level, gzipEngine, chown, preserveOwners, mtime]);
   return createHash("sha256").update(shape).digest("hex");
 }
 
@@ -76,7 +76,7 @@ async function buildStreaming(
         () => error,
         (uploadError: unknown) => uploadError,
       );
-      if (!isRetryableError(failure)) throw failure;
+      if (!isResumableUploadFailure(failure)) throw failure;
     }
   };
   // A layer to build will be uploaded: the session opens while its build is set up.

@@ -272,6 +272,14 @@ async function finish(
   for (const key of keys) await context.store?.remove(key);
 }
 
+/**
+ * Whether a streamed upload that failed this way can be finished from the blob's bytes once they are
+ * built (copy.ts): a network failure, or a session lost or not matching the bytes made now.
+ */
+export function isResumableUploadFailure(error: unknown): boolean {
+  return isRetryableError(error) || isLostSession(error);
+}
+
 /** Whether the registry forgot or refused the session (a new one may do). */
 function isLostSession(error: unknown): boolean {
   return (
