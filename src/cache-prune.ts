@@ -40,9 +40,14 @@ const boundEveryMs = 3600_000;
 const entryKinds: readonly CacheEntryKind[] = ["layer", "block", "blob", "location", "upload"];
 const noFiles = (): string[] => [];
 
-async function usedAt(path: string): Promise<{ size: number; usedMs: number } | undefined> {
+/**
+ * A file's size and last use: its mtime (touchCacheEntry sets it on each use), or its atime when later. A
+ * layer record's atime is not a use (`recordsOnly`): reading records here, for their blocks, moves it.
+ */
+async function usedAt(path: string, recordsOnly = false): Promise<{ size: number; usedMs: number } | undefined> {
   const info = await stat(path).catch(() => undefined);
-  return info?.isFile() ? { size: info.size, usedMs: Math.max(info.mtimeMs, info.atimeMs) } : undefined;
+  if (!info?.isFile()) return undefined;
+  return { size: info.size, usedMs: recordsOnly ? info.mtimeMs : Math.max(info.mtimeMs, info.atimeMs) };
 }
 
 async function layerEntries(dir: string, blockUse: Map<string, number>): Promise<CacheEntry[]> {
@@ -51,7 +56,7 @@ async function layerEntries(dir: string, blockUse: Map<string, number>): Promise
   const entries: CacheEntry[] = [];
   for (const name of names.filter((n) => n.endsWith(".json"))) {
     const record = join(layers, name);
-    const used = await usedAt(record);
+    const used = await usedAt(record, true);
     if (!used) continue;
     const entry: CacheEntry = { kind: "layer", paths: [record], size: used.size, usedMs: used.usedMs };
     for (const extra of [`${record}.stat`, `${record}.plan`]) {
