@@ -9,6 +9,7 @@ import { spawn } from "node:child_process";
 import { closeSync, createReadStream, openSync, readSync } from "node:fs";
 import { Duplex, pipeline, Readable, Transform, Writable } from "node:stream";
 import * as zlib from "node:zlib";
+import { boundedExpansion } from "./decompression.js";
 import { InputError, InvalidImageError } from "./errors.js";
 import type { Compression } from "./media-types.js";
 
@@ -188,7 +189,9 @@ async function decode(head: Buffer, input: Readable, what: string): Promise<Deco
     settle = (error) => (error ? reject(error) : resolve());
   });
   done.catch(() => {});
-  const stream = pipeline(input, decoder, (error) => settle(error));
+  // The expansion is bounded against the compressed bytes read (decompression.ts): a bomb fails with one line.
+  const bound = boundedExpansion(what);
+  const stream = pipeline(input, bound.input, decoder, bound.output, (error) => settle(error));
   return { stream: stream as Readable, format, finished: () => done };
 }
 

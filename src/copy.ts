@@ -6,6 +6,7 @@
  */
 import { type Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { isDamagedContent } from "./cache.js";
 import { type Digest, shortDigest } from "./digest.js";
 import { addContext, UsageError } from "./errors.js";
 import { checkForeignLayer, type ForeignLayerOptions, openForeignLayer } from "./foreign-layers.js";
@@ -17,6 +18,8 @@ import { format, formatIndex } from "./image/mutate.js";
 import type { ImageSource, RegistryLocation } from "./image/source.js";
 import { isNondistributableMediaType } from "./media-types.js";
 import { noProgress, type ProgressSink } from "./progress.js";
+import { retryReason } from "./registry/retry.js";
+import { isResumableUploadFailure, skipBytes } from "./registry/upload.js";
 import type { ImageDestination } from "./transport/types.js";
 
 /** Options for moving blobs and images. */
@@ -142,10 +145,17 @@ async function pushBlob(destination: ImageDestination, blob: ImageBlob, progress
   };
   const before = known.known(destination, id);
   if (before) return report(before); // another tag of a repository the run met the blob in
-  // Uploaded while it was built: pushed by this run.
+  // Uploaded while it was built: pushed by this run. An upload the network broke goes on below, from the
+  // blob's bytes, where the registry's session stands (registry/upload.ts keeps it).
   if (blob.pending?.destination === destination) {
-    await blob.pending.done;
-    return report("done");
+    const failure = await blob.pending.done.then(
+      () => undefined,
+      (error: unknown) => error ?? new Error("upload failed"),
+    );
+    if (failure === undefined) return report("done");
+    if (!isResumableUploadFailure(failure)) throw failure;
+    const reason = `the upload during the build broke (${retryReason(failure)}); sending the rest`;
+    progress({ ...event, phase: "retry", bytes: 0, reason });
   }
   if (!blob.fresh && (await destination.hasBlob(descriptor))) return report("skipped");
   const here = destination.location;
@@ -154,9 +164,39 @@ async function pushBlob(destination: ImageDestination, blob: ImageBlob, progress
   );
   if (from && destination.mountBlob && (await destination.mountBlob(descriptor, from))) return report("mounted");
   progress({ ...event, phase: "start", bytes: 0 });
-  const content = counted(await blob.open(), (bytes) => progress({ ...event, phase: "progress", bytes }));
-  await destination.putBlob(descriptor, content);
+  await sendBlob(
+    destination,
+    blob,
+    (bytes) => progress({ ...event, phase: "progress", bytes }),
+    (reason) => progress({ ...event, phase: "retry", bytes: 0, reason }),
+  );
   report("done");
+}
+
+/**
+ * Stream a blob to a destination. When what the blob opened fails its own check (a damaged cache entry),
+ * the blob is repaired (a layer rebuilt, a base blob fetched again) and sent once more: a damaged cache
+ * never fails a build. A registry that loses the connection asks for the bytes from where it stands.
+ */
+async function sendBlob(
+  destination: ImageDestination,
+  blob: ImageBlob,
+  onBytes: (bytes: number) => void,
+  onRetry: (reason: string) => void,
+): Promise<void> {
+  for (let repaired = false; ; repaired = true) {
+    const source = await blob.open();
+    const reopen = async (offset: number) => counted(skipBytes(await blob.open(), offset), (bytes) => onBytes(offset + bytes));
+    try {
+      await destination.putBlob(blob.descriptor, counted(source, onBytes), { reopen });
+      return;
+    } catch (error) {
+      const damaged = source.errored ?? error;
+      if (repaired || !blob.repair || !isDamagedContent(damaged)) throw error;
+      onRetry(`rebuilding its damaged cache entry: ${(damaged as Error).message}`);
+      await blob.repair();
+    }
+  }
 }
 
 /**

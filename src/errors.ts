@@ -80,9 +80,70 @@ export class PlatformNotFoundError extends OcifyError {
   }
 }
 
+/** The run was stopped by a signal; the CLI exits with 128 + the signal's number (130 for SIGINT, 143 for SIGTERM). */
+export class InterruptedError extends OcifyError {
+  readonly signal: NodeJS.Signals;
+
+  constructor(signal: NodeJS.Signals) {
+    super("INTERRUPTED", `interrupted by ${signal}`, { hint: "nothing was left half-written; run the command again to finish" });
+    this.signal = signal;
+  }
+
+  /** The exit status a shell expects from a process stopped by this signal. */
+  get exitCode(): number {
+    return 128 + (signalNumbers[this.signal] ?? 1);
+  }
+}
+
+const signalNumbers: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
+
+const systemProblems: Record<string, { what: string; hint: string }> = {
+  ENOSPC: {
+    what: "no space left on the device",
+    hint: "free some space there, shrink the cache with ocify cache prune, or write elsewhere",
+  },
+  EDQUOT: { what: "disk quota exceeded", hint: "free some space, or write elsewhere" },
+  EFBIG: { what: "file too large", hint: "check ulimit -f and the file system's limits" },
+  EROFS: { what: "read-only file system", hint: "write elsewhere: another `tags`, `cacheDir`, OCIFY_CACHE_DIR or TMPDIR" },
+  EACCES: { what: "permission denied", hint: "fix its permissions, or use another `tags`, `cacheDir`, OCIFY_CACHE_DIR or TMPDIR" },
+  EPERM: { what: "operation not permitted", hint: "use another `tags`, `cacheDir`, OCIFY_CACHE_DIR or TMPDIR" },
+  EMFILE: { what: "too many open files", hint: "raise the limit with ulimit -n" },
+  ENFILE: { what: "too many open files in the system", hint: "raise the system's limit" },
+  EIO: { what: "input/output error", hint: "the disk may be failing; check the system log" },
+};
+
+const systemActions: Record<string, string> = { mkdir: "create", unlink: "remove", rmdir: "remove", scandir: "list", writev: "write" };
+
+/**
+ * A failure of the local system (a full disk, a read-only or forbidden directory, too many open files)
+ * as one line naming the path (the error's own, unless it is one of ocify's temp files or has none:
+ * then `path`, what the user knows, such as the target) and what to do; undefined for anything else.
+ */
+export function fromSystemError(error: unknown, path?: string): OcifyError | undefined {
+  const { code, syscall, path: own } = (error ?? {}) as NodeJS.ErrnoException;
+  const problem = code === undefined ? undefined : systemProblems[code];
+  if (!problem || error instanceof OcifyError) return undefined;
+  const temp = own !== undefined && /(^|\/)\.[^/]*\.tmp$/.test(own);
+  const where = own !== undefined && !temp ? own : (path ?? own);
+  const action = syscall ? (systemActions[syscall] ?? syscall) : "use";
+  return new OcifyError(code as string, `cannot ${action}${where ? ` ${where}` : ""}: ${problem.what}`, {
+    hint: problem.hint,
+    cause: error,
+  });
+}
+
+/** Run `fn`; a system failure (a full disk…) comes out as fromSystemError's one line naming `path`. */
+export async function withSystemPath<T>(path: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (error) {
+    throw fromSystemError(error, path) ?? error;
+  }
+}
+
 /** Return the error with `context: ` prepended to its message when it is an OcifyError. */
 export function addContext(context: string, error: unknown): unknown {
-  if (error instanceof OcifyError && !error.message.startsWith(`${context}: `)) {
+  if (error instanceof OcifyError && !(error instanceof InterruptedError) && !error.message.startsWith(`${context}: `)) {
     error.message = `${context}: ${error.message}`;
   }
   return error;
@@ -103,7 +164,8 @@ export interface ErrorData {
 
 /** An error as data: its code and hint when it is an OcifyError, its stack when it is a bug. */
 export function errorToData(error: unknown): ErrorData {
-  if (error instanceof OcifyError) return { code: error.code, message: error.message, hint: error.hint };
+  const known = error instanceof OcifyError ? error : fromSystemError(error);
+  if (known) return { code: known.code, message: known.message, hint: known.hint };
   return { message: (error as Error)?.message ?? String(error), stack: (error as Error)?.stack };
 }
 

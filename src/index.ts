@@ -20,11 +20,27 @@ export { maxSplitLayers, splitLayerSource } from "./build/split.js";
 export { type BuildOptions, type BuildResult, build, type PlatformLayer } from "./build.js";
 export { buildDockerfile, type DockerfileBuildOptions } from "./build-dockerfile.js";
 export { BlobCache, defaultCacheDir } from "./cache.js";
+export {
+  boundCacheAfterBuild,
+  type CacheEntry,
+  type CacheSummary,
+  cacheInfo,
+  defaultCacheMaxSize,
+  formatSize,
+  type PruneOptions,
+  type PruneResult,
+  parseDuration,
+  parseSize,
+  pruneCache,
+} from "./cache-prune.js";
 export { type CopyImageOptions, type CopyOptions, copyImage, KnownBlobs, type WriteResult } from "./copy.js";
+export { type DecompressionLimits, decompressionLimits, defaultDecompressionLimits, setDecompressionLimits } from "./decompression.js";
 export { createDigester, createVerifier, type Digest, Digester, digestOf, isDigest, parseDigest, shortDigest } from "./digest.js";
 export {
   DigestMismatchError,
+  fromSystemError,
   InputError,
+  InterruptedError,
   InvalidImageError,
   InvalidReferenceError,
   OcifyError,
@@ -34,6 +50,7 @@ export {
   UsageError,
 } from "./errors.js";
 export type { ForeignLayerOptions } from "./foreign-layers.js";
+export { removeLiveTempsSync } from "./fs-atomic.js";
 export { artifact, emptyDescriptor } from "./image/artifact.js";
 export { type ExecutionConfig, emptyConfig, type History, type ImageConfig, parseImageConfig } from "./image/config.js";
 export {
@@ -103,6 +120,18 @@ export {
   UnauthorizedError,
 } from "./registry/errors.js";
 export { type LoginOptions, login, logout } from "./registry/login.js";
+export {
+  defaultRetryPolicy,
+  defaultTimeouts,
+  onRetry,
+  type RetryEvent,
+  type RetryPolicy,
+  retryPolicy,
+  setRetryPolicy,
+  setTimeouts,
+  type TimeoutPolicy,
+  timeoutPolicy,
+} from "./registry/retry.js";
 export { deleteImage, listReferrers, listTags, type RegistryVerbOptions, resolveDigest, tagImage } from "./registry/verbs.js";
 export { checkDestination, openDestination, openSource, parseTransportReference } from "./transport/transport.js";
 export type { ImageDestination, TransportOptions, TransportReference } from "./transport/types.js";

@@ -3,9 +3,9 @@
 /**
  * What happened to a blob: its transfer started, went on, or was done; it was skipped (the destination
  * had it before this run), mounted from another repository, or sent (this run put it in the destination's
- * repository already, for another tag).
+ * repository already, for another tag); a transfer was retried (`reason` says why).
  */
-export type BlobPhase = "start" | "progress" | "skipped" | "mounted" | "sent" | "done";
+export type BlobPhase = "start" | "progress" | "skipped" | "mounted" | "sent" | "done" | "retry";
 
 /** One event about one blob (a layer, config or manifest) moving to a destination or being built. */
 export interface ProgressEvent {
@@ -20,6 +20,8 @@ export interface ProgressEvent {
   total?: number;
   /** The destination or source it concerns, for messages. */
   target?: string;
+  /** With "retry": what failed and what is done about it. */
+  reason?: string;
 }
 
 /** A receiver of progress events; must not throw. */

@@ -67,6 +67,10 @@ export function cachingSource(source: ImageSource, cache: BlobCache): ImageSourc
       if (!isConfig(descriptor)) return viaCache(descriptor);
       return keepConfigs ? config(descriptor) : source.getBlob(descriptor);
     },
+    async forgetBlob(descriptor) {
+      fetching.delete(descriptor.digest);
+      await cache.remove(descriptor);
+    },
     close: () => source.close(),
   };
 }

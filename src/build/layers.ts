@@ -5,6 +5,8 @@
  * A new layer is streamed to the first registry destination while it is compressed; the copy then waits
  * for that upload instead of sending the blob (the layer's `pending` hint).
  */
+import { createHash } from "node:crypto";
+import { resolve } from "node:path";
 import { finished } from "node:stream/promises";
 import { knownLocations } from "../blob-locations.js";
 import type { BuildLayerCache } from "../cache-repo/layers.js";
@@ -13,7 +15,19 @@ import type { Layer } from "../image/layer.js";
 import type { RegistryLocation } from "../image/source.js";
 import { type BuiltLayer, buildLayer, type LayerBuildOptions, type LayerSource, type PlannedLayer } from "../layer/build.js";
 import type { LayerPlanner } from "../layer/planner.js";
+import { isResumableUploadFailure } from "../registry/upload.js";
 import type { ImageDestination } from "../transport/types.js";
+
+/**
+ * What names a layer's bytes before they are known: its source and everything that shapes them. A push
+ * killed while it streamed the layer is continued by the next run under this key (registry/upload.ts),
+ * which checks that the bytes made again are the ones sent.
+ */
+function layerUploadKey(layer: LayerSource, options: LayerBuildOptions): string {
+  const { compression, level, gzipEngine, chown, preserveOwners, mtime } = options;
+  const shape = JSON.stringify([resolve(layer.source), layer.dest, compression, level, gzipEngine, chown, preserveOwners, mtime]);
+  return createHash("sha256").update(shape).digest("hex");
+}
 
 /** A built layer, and the end of its upload when it was streamed to a registry while it was built. */
 interface StreamedLayer {
@@ -54,9 +68,20 @@ async function buildStreaming(
       options.mediaType,
       content,
       final,
+      layerUploadKey(layer, options),
     );
     upload.catch(() => {});
-    await Promise.race([finished(content), upload.then(() => finished(content))]);
+    try {
+      await Promise.race([finished(content), upload.then(() => finished(content))]);
+    } catch (error) {
+      // An upload the network broke does not stop the build: the layer goes on into the cache, and the
+      // copy sends the rest from there (copy.ts). Any other failure (the build's own, a refusal) stops it.
+      const failure = await upload.then(
+        () => error,
+        (uploadError: unknown) => uploadError,
+      );
+      if (!isResumableUploadFailure(failure)) throw failure;
+    }
   };
   // A layer to build will be uploaded: the session opens while its build is set up.
   planned.then(
@@ -149,6 +174,7 @@ export class LayerBuilds {
       kind: "layer",
       diffID: async () => built.diffID,
       open: async () => built.open(),
+      repair: () => built.repair(),
       locations: [...(from ? [from] : []), ...knownLocations(this.#options.cacheDir, descriptor.digest)],
       fresh: built.fresh,
       pending: uploaded && this.#streamingTo ? { destination: this.#streamingTo, done: uploaded } : undefined,

@@ -116,6 +116,8 @@ export class BuildLayerCache {
       unchanged: false,
       fresh: false,
       open: () => this.#openCached(found.descriptor),
+      // Nothing of it is kept here: each open() reads the blob from the cache repository again.
+      repair: async () => {},
     };
     return { plan, hit, inputs };
   }

@@ -3,14 +3,23 @@ import { writeFile } from "node:fs/promises";
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import {
   type BuildOptions,
+  boundCacheAfterBuild,
   type Compression,
   type ConfigEdits,
+  defaultCacheDir,
+  defaultRetryPolicy,
+  defaultTimeouts,
   type GzipEngine,
   type ManifestFormat,
+  onRetry,
   type Platform,
   parseCommand,
   parseKeyValue,
   parsePlatform,
+  parseSize,
+  setDecompressionLimits,
+  setRetryPolicy,
+  setTimeouts,
   type TransportOptions,
   UsageError,
 } from "../index.js";
@@ -26,8 +35,23 @@ export const transportFlags = {
   quiet: { type: "boolean", short: "q" },
   "cache-dir": { type: "string" },
   "digest-file": { type: "string" },
+  "max-expansion-ratio": { type: "string" },
+  "max-expanded-size": { type: "string" },
+  retry: { type: "string" },
+  "retry-max-time": { type: "string" },
+  "connect-timeout": { type: "string" },
+  "idle-timeout": { type: "string" },
+  "chunk-size": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const satisfies Options;
+
+/** The help lines of the network flags every command that moves images takes. */
+export const networkHelp = `Network:
+  --retry N                 tries after the first for what is safe to repeat (default ${defaultRetryPolicy.retries})
+  --retry-max-time S        seconds one operation may take, retries and waits included (default ${defaultRetryPolicy.maxTimeMs / 1000})
+  --connect-timeout S       seconds to open a connection (default ${defaultTimeouts.connectMs / 1000})
+  --idle-timeout S          seconds a connection may stay silent (default ${defaultTimeouts.idleMs / 1000})
+  --chunk-size SIZE         blobs larger than this upload in chunks of it, resumable (default 512M)`;
 
 /** The config flags `build` and `import` share. */
 export const configFlags = {
@@ -199,16 +223,72 @@ export function transportOptions(
     jobs?: string | undefined;
     quiet?: boolean | undefined;
     "cache-dir"?: string | undefined;
-  },
+    "max-expansion-ratio"?: string | undefined;
+    "max-expanded-size"?: string | undefined;
+  } & NetworkValues,
   signal: AbortSignal,
 ): { options: TransportOptions; finish(): void } {
+  decompressionFlags(values);
   const view = createProgressView(process.stderr, values.quiet ?? false);
   const options: TransportOptions = { progress: view.sink, signal, insecureRegistries: values["insecure-registry"] ?? [] };
+  const chunkSize = networkFlags(values);
+  if (chunkSize !== undefined) options.uploadChunkSize = chunkSize;
+  // Every retry is said, on the progress lines (nothing with --quiet).
+  onRetry((event) =>
+    view.sink({
+      phase: "retry",
+      kind: event.what,
+      id: "",
+      bytes: 0,
+      reason: `${event.reason}; try ${event.attempt} in ${(event.delayMs / 1000).toFixed(1)} s`,
+    }),
+  );
   const jobs = intFlag(values.jobs, "--jobs", 1, 64);
   if (jobs !== undefined) options.jobs = jobs;
   if (values["cache-dir"] !== undefined) options.cacheDir = values["cache-dir"];
   if (values["registry-mirror"]?.length) options.registryMirrors = values["registry-mirror"];
   return { options, finish: view.finish };
+}
+
+/** The network flags' values. */
+export interface NetworkValues {
+  retry?: string | undefined;
+  "retry-max-time"?: string | undefined;
+  "connect-timeout"?: string | undefined;
+  "idle-timeout"?: string | undefined;
+  "chunk-size"?: string | undefined;
+}
+
+/** Seconds, whole or not, from `min` up. */
+function secondsFlag(value: string | undefined, flag: string, min: number): number | undefined {
+  if (value === undefined) return undefined;
+  const seconds = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value.trim()) || seconds < min || seconds > 86_400) {
+    throw new UsageError(`${flag} ${value}: expected seconds from ${min} to 86400`);
+  }
+  return seconds * 1000;
+}
+
+/** --retry, --retry-max-time, --connect-timeout, --idle-timeout set this process's policies; returns --chunk-size. */
+export function networkFlags(values: NetworkValues): number | undefined {
+  const retries = intFlag(values.retry, "--retry", 0, 100);
+  setRetryPolicy({ retries, maxTimeMs: secondsFlag(values["retry-max-time"], "--retry-max-time", 0) });
+  setTimeouts({
+    connectMs: secondsFlag(values["connect-timeout"], "--connect-timeout", 0.1),
+    idleMs: secondsFlag(values["idle-timeout"], "--idle-timeout", 0.1),
+  });
+  const chunk = values["chunk-size"];
+  const size = chunk === undefined ? undefined : parseSize(chunk, "--chunk-size");
+  if (size !== undefined && size < 64 << 10) throw new UsageError(`--chunk-size ${chunk}: expected at least 64K`);
+  return size;
+}
+
+/** --max-expansion-ratio N and --max-expanded-size SIZE: the bounds of decompression.ts for this run. */
+function decompressionFlags(values: { "max-expansion-ratio"?: string | undefined; "max-expanded-size"?: string | undefined }): void {
+  const ratio = intFlag(values["max-expansion-ratio"], "--max-expansion-ratio", 1, 1 << 30);
+  const size = values["max-expanded-size"];
+  const maxSize = size === undefined ? undefined : parseSize(size, "--max-expanded-size");
+  if (ratio !== undefined || maxSize !== undefined) setDecompressionLimits({ ratio, maxSize });
 }
 
 /** Write the digest to --digest-file when asked. */
@@ -223,6 +303,8 @@ export async function buildAndReport(options: BuildOptions, finish: () => void, 
   finish();
   for (const written of result.written) process.stdout.write(`${written.digest} ${written.destination}\n`);
   await writeDigestFile(digestFile, result.digest);
+  // The image is written: now (at most once an hour) the cache is brought within its bound.
+  await boundCacheAfterBuild(options.cacheDir ?? defaultCacheDir());
 }
 
 /** Print help and return true when --help was given. */

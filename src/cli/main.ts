@@ -1,6 +1,6 @@
 /** The `ocify` command: argv → command; expected failures → one line on stderr. Commands load lazily. */
 import { readFileSync } from "node:fs";
-import { OcifyError, UsageError } from "../index.js";
+import { fromSystemError, InterruptedError, OcifyError, removeLiveTempsSync, UsageError } from "../index.js";
 
 const commands: Record<string, () => Promise<{ run(argv: string[], signal: AbortSignal): Promise<number> }>> = {
   build: () => import("./commands/build.js"),
@@ -14,6 +14,7 @@ const commands: Record<string, () => Promise<{ run(argv: string[], signal: Abort
   tag: () => import("./commands/tag.js"),
   delete: () => import("./commands/delete.js"),
   attach: () => import("./commands/attach.js"),
+  cache: () => import("./commands/cache.js"),
 };
 
 const usage = `Usage: ocify COMMAND [OPTIONS]
@@ -32,6 +33,7 @@ Commands:
   tag       put an image's manifest under another tag (no blob moves)
   delete    delete a manifest by digest, where the registry allows it
   attach    attach files (an SBOM) to an image as an OCI 1.1 referrer
+  cache     show what the cache holds (info), or shrink it (prune)
 
 Image references (skopeo's syntax):
   docker://HOST/REPO:TAG or HOST/REPO:TAG   a registry
@@ -60,19 +62,42 @@ export async function main(argv: string[]): Promise<number> {
   }
   const load = commands[name];
   const controller = new AbortController();
-  const onSignal = () => controller.abort(new OcifyError("INTERRUPTED", "interrupted"));
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
+  const onSignal = (signal: NodeJS.Signals) => interrupt(controller, signal);
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   try {
     if (!load) throw new UsageError(`unknown command "${name}"`, { hint: "run ocify --help" });
     const command = await load();
-    return await command.run(rest, controller.signal);
+    const code = await command.run(rest, controller.signal);
+    // A signal the command did not notice (it was finishing) still ends the run as interrupted.
+    return controller.signal.aborted ? report(controller.signal.reason) : code;
   } catch (error) {
-    return report(error);
+    return report(controller.signal.aborted ? controller.signal.reason : error);
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
   }
+}
+
+/** How long a run stopped by a signal may take to clean up before it is made to exit. */
+const cleanupGraceMs = 10_000;
+
+/**
+ * The first SIGINT/SIGTERM aborts the run (its writes stop, temp files go, upload sessions are
+ * cancelled); a second one, or a cleanup taking longer than the grace period, exits at once after
+ * removing this process's temp files.
+ */
+function interrupt(controller: AbortController, signal: NodeJS.Signals): void {
+  const leave = (): void => {
+    removeLiveTempsSync();
+    process.exit(report(controller.signal.reason));
+  };
+  if (controller.signal.aborted) {
+    leave();
+    return;
+  }
+  controller.abort(new InterruptedError(signal));
+  setTimeout(leave, cleanupGraceMs).unref();
 }
 
 /**
@@ -106,6 +131,13 @@ const flagsOfOptions: Record<string, string> = {
   "config.expose": "--expose",
   "config.volumes": "--volume",
   "config.labels": "--label",
+  uploadChunkSize: "--chunk-size",
+  "decompression.maxSize": "--max-expanded-size",
+  "decompression.ratio": "--max-expansion-ratio",
+  "retry.retries": "--retry",
+  "retry.maxTimeMs": "--retry-max-time",
+  "timeouts.connectMs": "--connect-timeout",
+  "timeouts.idleMs": "--idle-timeout",
 };
 
 /** A library message in the command line's words: each option it names becomes the flag that sets it. */
@@ -119,6 +151,11 @@ export function inFlagTerms(text: string): string {
 
 /** Print an error the way users see it: one line for expected failures, a stack for bugs. */
 export function report(error: unknown): number {
+  error = fromSystemError(error) ?? error;
+  if (error instanceof InterruptedError) {
+    process.stderr.write(`ocify: ${error.userMessage}\n`);
+    return error.exitCode;
+  }
   if (error instanceof OcifyError) {
     process.stderr.write(`ocify: ${inFlagTerms(error.userMessage)}\n`);
     if (process.env.OCIFY_DEBUG && error.cause) process.stderr.write(`${String((error.cause as Error).stack ?? error.cause)}\n`);

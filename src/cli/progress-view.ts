@@ -52,6 +52,7 @@ export function createProgressView(stream: NodeJS.WriteStream, quiet: boolean): 
       else if (event.phase === "done")
         stream.write(`${what}: done${event.kind === "build" ? ` (${formatBytes(event.bytes)})` : size}${to}\n`);
       else if (event.phase === "start" && event.kind === "build") stream.write(`${what}: building\n`);
+      else if (event.phase === "retry") stream.write(`${what}: retrying (${event.reason ?? "failed"})${to}\n`);
     };
     return { sink, finish() {} };
   }
@@ -89,6 +90,8 @@ export function createProgressView(stream: NodeJS.WriteStream, quiet: boolean): 
     const settled = settledWord(event);
     if (settled) row.state = settled;
     else if (event.phase === "done") row.state = `done (${formatBytes(event.bytes)})`;
+    else if (event.phase === "retry") row.state = `retrying (${event.reason ?? "failed"})`;
+    else if (row.state.startsWith("retrying")) row.state = "…";
     draw(event.phase !== "progress");
   };
   return { sink, finish: () => draw(true) };

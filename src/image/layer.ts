@@ -30,6 +30,11 @@ export interface ImageBlob {
   readonly fresh?: boolean | undefined;
   /** An upload of it already under way: a copy to that destination waits for it instead of sending it again. */
   readonly pending?: PendingUpload | undefined;
+  /**
+   * Make the blob readable again after open() gave bytes that failed their check (a damaged cache entry):
+   * rebuild the layer, fetch the base blob again. A writer then sends it once more.
+   */
+  readonly repair?: (() => Promise<void>) | undefined;
 }
 
 /** A layer: a blob whose uncompressed tar has a digest of its own, the diffID. */
@@ -45,6 +50,7 @@ export function sourceBlob(source: ImageSource, descriptor: Descriptor, kind: st
     kind,
     open: (signal) => source.getBlob(descriptor, signal),
     locations: source.location ? [source.location] : undefined,
+    repair: source.forgetBlob ? () => (source.forgetBlob as NonNullable<typeof source.forgetBlob>)(descriptor) : undefined,
   };
 }
 

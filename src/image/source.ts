@@ -26,5 +26,7 @@ export interface ImageSource {
   getManifest(digest?: Digest): Promise<RawManifest>;
   /** A blob's bytes, verified against the descriptor's digest and size while they stream. */
   getBlob(descriptor: Descriptor, signal?: AbortSignal): Promise<Readable>;
+  /** Drop a kept copy of the blob that was found damaged while it was read, so that getBlob fetches it again. */
+  forgetBlob?(descriptor: Descriptor): Promise<void>;
   close(): Promise<void>;
 }

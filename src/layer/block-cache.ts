@@ -11,9 +11,10 @@ import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { crc32 } from "node:zlib";
+import { CacheDamagedError } from "../cache.js";
 import type { Digest } from "../digest.js";
-import { DigestMismatchError, SizeMismatchError } from "../errors.js";
-import { tempPathFor } from "../fs-atomic.js";
+import { withSystemPath } from "../errors.js";
+import { makeDirectory, tempPathFor, trackTemp, untrackTemp, writevFully } from "../fs-atomic.js";
 
 /** What the layer record keeps about each block. */
 export interface BlockInfo {
@@ -153,36 +154,42 @@ export class BlockCache {
     return true;
   }
 
-  /** Store a block (temp file + rename, so a reader never sees half of one). */
-  async write(info: BlockInfo, chunks: readonly Buffer[]): Promise<void> {
+  /** Store a block (temp file + rename, so a reader never sees half of one); a full disk is one line naming the cache. */
+  write(info: BlockInfo, chunks: readonly Buffer[]): Promise<void> {
+    return withSystemPath(this.dir, () => this.#write(info, chunks));
+  }
+
+  async #write(info: BlockInfo, chunks: readonly Buffer[]): Promise<void> {
     const target = this.path(info.key);
     const dir = join(this.dir, info.key.slice(0, 2));
     if (!this.#made.has(dir)) {
-      await mkdir(dir, { recursive: true });
+      await makeDirectory(dir);
       this.#made.add(dir);
     }
     const temp = tempPathFor(target);
+    trackTemp(temp);
     const handle = await open(temp, "w").catch(async (error: NodeJS.ErrnoException) => {
       if (error.code !== "ENOENT") throw error;
       await mkdir(dir, { recursive: true }); // removed while we ran
       return open(temp, "w");
     });
     try {
-      const { bytesWritten } = await handle.writev([encodePrefix(info), ...chunks]);
-      if (bytesWritten !== prefixSize + info.csize) throw new Error(`short write to ${temp}`);
+      await writevFully(handle, [encodePrefix(info), ...chunks], 0, prefixSize + info.csize);
       await handle.close();
       await rename(temp, target);
     } catch (error) {
       await handle.close().catch(() => {});
       await rm(temp, { force: true });
       throw error;
+    } finally {
+      untrackTemp(temp);
     }
   }
 
   /**
    * The blob made of the blocks, in order, verified while it streams: each block against its recorded
    * CRC-32 and size, the whole against the descriptor's digest and size. A damaged block is removed
-   * (so the next build makes it again) and the stream fails.
+   * (so that the layer's repair makes it again) and the stream fails with a CacheDamagedError.
    */
   open(blocks: readonly BlockInfo[], expected: { digest: Digest; size: number }, what: string): Readable {
     const cache = this;
@@ -193,22 +200,18 @@ export class BlockCache {
         const cached = await cache.read(block.key);
         if (!cached || cached.info.ccrc !== block.ccrc || cached.info.csize !== block.csize) {
           await rm(cache.path(block.key), { force: true });
-          throw new DigestMismatchError(
-            `${what}: cached block ${block.key.slice(0, 12)}`,
-            `crc32 ${block.ccrc.toString(16)}`,
-            cached ? `crc32 ${cached.info.ccrc.toString(16)}` : "a missing or damaged file",
-            {
-              hint: "the layer cache was damaged; run the build again to rebuild the layer",
-            },
+          throw new CacheDamagedError(
+            `${what}: cached block ${block.key.slice(0, 12)} is ${cached ? "not the recorded one" : "missing or damaged"}`,
           );
         }
         hash.update(cached.data);
         size += cached.data.length;
         yield cached.data;
       }
-      if (size !== expected.size) throw new SizeMismatchError(what, expected.size, size);
       const actual = `sha256:${hash.digest("hex")}`;
-      if (actual !== expected.digest) throw new DigestMismatchError(what, expected.digest, actual);
+      if (size !== expected.size || actual !== expected.digest) {
+        throw new CacheDamagedError(`${what}: the cached blocks make ${actual} (${size} bytes), not ${expected.digest} (${expected.size})`);
+      }
     }
     return Readable.from(generate(), { objectMode: false, highWaterMark: 1 << 20 });
   }

@@ -7,8 +7,10 @@
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
+import { touchCacheEntry } from "../cache-prune.js";
 import type { Digest } from "../digest.js";
-import { tempPathFor, writeFileAtomic } from "../fs-atomic.js";
+import { InputError, withSystemPath } from "../errors.js";
+import { removeStaleTemps, tempPathFor, trackTemp, untrackTemp, writeFileAtomic } from "../fs-atomic.js";
 import type { Descriptor } from "../image/descriptor.js";
 import type { Compression } from "../media-types.js";
 import type { ProgressSink } from "../progress.js";
@@ -18,6 +20,7 @@ import { type BlockCodec, createCodec, type GzipEngine } from "./compression.js"
 import { layerSourceKind } from "./plan.js";
 import { writePlanFile } from "./plan-file.js";
 import {
+  encodeRecord,
   type LayerRecord,
   type LayerSource,
   layerFingerprint,
@@ -103,6 +106,11 @@ export interface BuiltLayer {
    * recorded blob, and is asked about).
    */
   fresh: boolean;
+  /**
+   * Make the layer's cached blocks whole again after open() found one damaged (it removed it): the layer
+   * is built again, recompressing what is missing. Fails when the files changed meanwhile (another blob).
+   */
+  repair(): Promise<void>;
 }
 
 function layerOf(
@@ -111,9 +119,18 @@ function layerOf(
   mediaType: string,
   createdBy: string,
   counts: { unchanged: boolean; same?: boolean; reused: number; trusted: number },
+  rebuild: () => Promise<BuiltLayer>,
 ): BuiltLayer {
   const descriptor: Descriptor = { mediaType, digest: record.digest, size: record.size };
   return {
+    async repair() {
+      const again = await rebuild();
+      if (again.descriptor.digest !== record.digest) {
+        throw new InputError(`layer ${createdBy}: its files changed while the image was being built`, {
+          hint: "run the build again once they stay put",
+        });
+      }
+    },
     descriptor,
     diffID: record.diffID,
     createdBy,
@@ -154,13 +171,15 @@ async function unchangedLayer(
   options: LayerBuildOptions,
   createdBy: string,
   label: string,
+  rebuild: () => Promise<BuiltLayer>,
 ): Promise<BuiltLayer> {
   const { record } = plan;
+  await touchCacheEntry(plan.recordPath); // its blocks count as used now (cache-prune.ts)
   if (plan.statIndex) await writeStatIndex(plan.recordPath, plan.statIndex);
   options.progress?.({ phase: "skipped", kind: "build", id: label, bytes: record.tarSize, total: record.tarSize });
   // No tee: the blob was produced before, and the caller asks the destination whether it has it.
   const blocks = record.blocks.length;
-  return layerOf(record, cache, options.mediaType, createdBy, { unchanged: true, reused: blocks, trusted: blocks });
+  return layerOf(record, cache, options.mediaType, createdBy, { unchanged: true, reused: blocks, trusted: blocks }, rebuild);
 }
 
 /** The packed plan of a tree, or of a tarball read now (its contents spooled to a temp file removed by `cleanup`). */
@@ -170,14 +189,20 @@ async function packedPlanOf(
   options: LayerBuildOptions,
 ): Promise<{ packed: PackedPlan; cleanup(): void }> {
   if (plan.kind === "tree") return { packed: plan.packed, cleanup() {} };
-  mkdirSync(join(options.cacheDir, "tmp"), { recursive: true });
-  const spool = tempPathFor(join(options.cacheDir, "tmp", "spool"));
-  const cleanup = (): void => rmSync(spool, { force: true });
+  const tmp = join(options.cacheDir, "tmp");
+  mkdirSync(tmp, { recursive: true });
+  await removeStaleTemps(tmp, "spool"); // spools of killed runs
+  const spool = tempPathFor(join(tmp, "spool"));
+  trackTemp(spool);
+  const cleanup = (): void => {
+    rmSync(spool, { force: true });
+    untrackTemp(spool);
+  };
   try {
     // Loaded here: a build from directories has no use for the tarball reader, and skips loading it.
     const { planTarball } = await import("./tarball.js");
-    const tarball = await planTarball(source.source, source.dest, plan.entryOptions, spool, plan.stat, options.signal, options.warn);
-    return { packed: packPlan(tarball), cleanup };
+    const spooling = planTarball(source.source, source.dest, plan.entryOptions, spool, plan.stat, options.signal, options.warn);
+    return { packed: packPlan(await withSystemPath(tmp, () => spooling)), cleanup };
   } catch (error) {
     cleanup();
     throw error;
@@ -192,6 +217,7 @@ async function changedLayer(
   cache: BlockCache,
   options: LayerBuildOptions,
   createdBy: string,
+  rebuild: () => Promise<BuiltLayer>,
 ): Promise<BuiltLayer> {
   const { packed, cleanup } = await packedPlanOf(source, plan, options);
   try {
@@ -212,12 +238,12 @@ async function changedLayer(
       ...(xattrs ? { xattrs } : {}),
     };
     // A tarball read as a stream has no record: nothing tells whether the next one is the same.
-    if (recordPath !== "") await writeFileAtomic(recordPath, JSON.stringify(built));
+    if (recordPath !== "") await writeFileAtomic(recordPath, encodeRecord(built));
     // After the record: an index or a plan names the record it belongs to, so one left from another
     // build is ignored.
     if (statIndex) await writeStatIndex(recordPath, statIndex);
     if (statIndex) await writePlanFile(recordPath, fingerprint, packed);
-    return layerOf(built, cache, options.mediaType, createdBy, { unchanged: false, ...produced });
+    return layerOf(built, cache, options.mediaType, createdBy, { unchanged: false, ...produced }, rebuild);
   } finally {
     cleanup();
   }
@@ -240,14 +266,19 @@ export async function buildLayer(
 ): Promise<BuiltLayer> {
   options.signal?.throwIfAborted();
   const createdBy = createdByOf(source, options);
+  // A repair plans the layer anew (the damaged blocks are gone by then) and sends nothing while it builds.
+  const rebuild = () => {
+    const { tee: _sent, ...quiet } = options;
+    return buildLayer(source, quiet);
+  };
   const cache = new BlockCache(options.cacheDir);
   const codec = await createCodec(options.compression, options.level, options.gzipEngine);
   try {
     const planOptions = planOptionsOf(options, codec.id);
     let plan = await planned;
     if (plan?.key !== planKeyOf(planOptions)) plan = planLayer(source, planOptions);
-    if (plan.kind === "unchanged") return await unchangedLayer(plan, cache, options, createdBy, source.source);
-    return await changedLayer(source, plan, codec, cache, options, createdBy);
+    if (plan.kind === "unchanged") return await unchangedLayer(plan, cache, options, createdBy, source.source, rebuild);
+    return await changedLayer(source, plan, codec, cache, options, createdBy, rebuild);
   } finally {
     await codec.close();
   }

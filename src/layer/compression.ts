@@ -1,3 +1,8 @@
+/**
+ * Layer codecs and input detection. A layer blob is a sequence of independently compressed blocks: gzip
+ * members (RFC 1952 §2.2: a gzip file is a series of members) or zstd frames (RFC 8878 §3.1), each
+ * decodable on its own, so blocks compress in parallel (worker threads, or the libuv pool for zlib) and are cached one by one.
+ */
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";

@@ -57,7 +57,8 @@ export interface LayerRecord {
   xattrs?: boolean;
 }
 
-export const recordVersion = 1;
+/** 2: records carry a check of their own bytes. */
+export const recordVersion = 2;
 
 /** The blocks of a layer's previous build, and when that build began listing files. */
 export interface Previous {
@@ -122,10 +123,25 @@ function readStatIndex(recordPath: string): Buffer | undefined {
   }
 }
 
+/** A record as stored: its JSON with a `check` field last, a hash of the JSON before it. */
+export function encodeRecord(record: LayerRecord): string {
+  const json = JSON.stringify(record);
+  return `${json.slice(0, -1)},"check":"${recordCheck(json)}"}`;
+}
+
+function recordCheck(json: string): string {
+  return createHash("sha256").update(json).digest("hex").slice(0, 32);
+}
+
+/**
+ * The record at `path`; undefined when it is missing, of another version or damaged (its check does not
+ * match: a flipped digest or CRC would otherwise make the build trust blocks that are not the layer's).
+ */
 export function readRecord(path: string): LayerRecord | undefined {
   try {
-    const record = JSON.parse(readFileSync(path, "utf8")) as LayerRecord;
-    return record.version === recordVersion && Array.isArray(record.blocks) ? record : undefined;
+    const { check, ...record } = JSON.parse(readFileSync(path, "utf8")) as LayerRecord & { check?: unknown };
+    if (record.version !== recordVersion || !Array.isArray(record.blocks)) return undefined;
+    return check === recordCheck(JSON.stringify(record)) ? record : undefined;
   } catch {
     return undefined;
   }

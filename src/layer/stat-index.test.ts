@@ -20,7 +20,7 @@ import { MediaType } from "../media-types.js";
 import { buildLayer, type LayerBuildOptions, planOptionsOf } from "./build.js";
 import { codecIdOf } from "./compression.js";
 import { makeTree, tempDir } from "./fixtures.test.js";
-import { type PlannedLayer, planLayer, statIndexPath } from "./prepare.js";
+import { encodeRecord, type LayerRecord, type PlannedLayer, planLayer, statIndexPath } from "./prepare.js";
 import { millisecondsOf } from "./stat-index.js";
 
 const work = tempDir("ocify-stat-index-test-");
@@ -226,8 +226,8 @@ describe("stat index (an unchanged layer without listing it)", () => {
       for (const time of [stat.mtimeNs, stat.ctimeNs]) if (time > newest) newest = time;
     }
     const startAt = (scanStartNs: bigint) => {
-      const record = JSON.parse(readFileSync(recordPath, "utf8")) as { scanStartNs: string };
-      writeFileSync(recordPath, JSON.stringify({ ...record, scanStartNs: String(scanStartNs) }));
+      const { check: _old, ...record } = JSON.parse(readFileSync(recordPath, "utf8")) as LayerRecord & { check: string };
+      writeFileSync(recordPath, encodeRecord({ ...record, scanStartNs: String(scanStartNs) }));
       const index = readFileSync(statIndexPath(recordPath));
       index.writeBigUInt64LE(scanStartNs, 72);
       writeFileSync(statIndexPath(recordPath), index);

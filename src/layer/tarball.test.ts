@@ -102,7 +102,7 @@ describe("tarball sources", () => {
         { name: "./bin/sh", type: "symlink", linkname: "/usr/bin/busybox" },
         { name: "./usr/bin/busybox", type: "file", mode: 0o755, content: "busybox" },
         { name: "./usr/bin/ash", type: "link", linkname: "./usr/bin/busybox" },
-        { name: "/etc/hostname", type: "file", mode: 0o644, content: "yocto\n" },
+        { name: "etc/hostname", type: "file", mode: 0o644, content: "yocto\n" },
       ]),
     );
     const layer = await importRootfs(file, options({ mtime: 1234 }));
@@ -208,12 +208,12 @@ describe("tarball sources", () => {
     }
   });
 
-  it("keeps a harmless .. and strips leading /", async () => {
+  it("keeps a harmless .., and refuses an absolute name (GNU tar and bsdtar never write one unless told to)", async () => {
     const file = join(work.path, "harmless.tar");
     writeFileSync(
       file,
       await packTar([
-        { name: "/abs/file", type: "file", content: "a" },
+        { name: "abs/file", type: "file", content: "a" },
         { name: "x/../y/file", type: "file", content: "b" },
       ]),
     );
@@ -222,6 +222,9 @@ describe("tarball sources", () => {
       entries.map((e) => e.name),
       ["abs/", "abs/file", "y/", "y/file"],
     );
+    const absolute = join(work.path, "absolute.tar");
+    writeFileSync(absolute, await packTar([{ name: "/etc/passwd", type: "file", content: "x" }]));
+    await expectRefused(absolute, /entry "\/etc\/passwd" has an absolute name/);
   });
 
   it("refuses a hardlink to an entry that is not earlier in the archive", async () => {

@@ -7,7 +7,7 @@
 import { randomBytes } from "node:crypto";
 import { type BigIntStats, closeSync, createReadStream, fstatSync, ftruncateSync, openSync, writeSync } from "node:fs";
 import { type DecodedStream, openTarball, openTarballStream } from "../codec.js";
-import { InputError, OcifyError } from "../errors.js";
+import { fromSystemError, InputError, OcifyError } from "../errors.js";
 import type { EntryType } from "../tar/header.js";
 import { Detectors, destPrefix, type EntryOptions, finishEntries, isStandardInput, type LayerPlan, type PlanEntry } from "./plan.js";
 import { readTarEntries, type TarInputEntry } from "./tar-reader.js";
@@ -150,6 +150,8 @@ interface TarballState {
   rootOf: Map<PlanEntry, PlanEntry>;
   /** Pax record keys left out, with a count of entries (reported once). */
   dropped: Map<string, number>;
+  /** Names the archive made symlinks (nothing may be written below them). */
+  symlinks: Set<string>;
 }
 
 /**
@@ -184,6 +186,7 @@ export async function planTarball(
     links: new Map(),
     rootOf: new Map(),
     dropped: new Map(),
+    symlinks: new Set(),
   };
   try {
     for await (const { entry, content } of readTarEntries(decoded.stream, what)) {
@@ -193,7 +196,8 @@ export async function planTarball(
     await decoded.finished();
   } catch (error) {
     decoded.stream.destroy();
-    if (error instanceof OcifyError) throw error;
+    // A full disk under the spool is no fault of the archive's.
+    if (error instanceof OcifyError || fromSystemError(error)) throw error;
     throw new InputError(`cannot read ${what} as a tar archive: ${(error as Error).message}`, {
       hint: "check that it is a tarball (tar, optionally gzip/zstd/xz/bzip2-compressed)",
       cause: error,
@@ -231,6 +235,7 @@ async function planEntry(state: TarballState, entry: TarInputEntry, content: Asy
   }
   const normalized = normalizeEntryName(entry.name);
   if (normalized === undefined) refuse(what, entry.name, "would escape the root (..)");
+  checkHostileName(what, entry.name, normalized, state.symlinks);
   const name = prefix && normalized ? `${prefix}/${normalized}` : prefix || normalized;
   const planned: PlanEntry = {
     key: name,
@@ -253,8 +258,29 @@ async function planEntry(state: TarballState, entry: TarInputEntry, content: Asy
   if (type === "file") await spoolContent(state, entry, content, planned);
   else planLink(state, entry, type, planned);
   if (name === "") return; // the root itself is not an entry of a layer
+  if (type === "symlink") state.symlinks.add(normalized);
+  const earlier = state.byName.get(name);
+  if (earlier) {
+    // A directory listed twice (tar c dir dir/sub) keeps its last metadata; any other name twice is ambiguous.
+    if (earlier.type !== "directory" || type !== "directory") refuse(what, entry.name, "appears twice in the archive");
+    Object.assign(earlier, { mode: planned.mode, uid: planned.uid, gid: planned.gid });
+    return;
+  }
   state.entries.push(planned);
   state.byName.set(name, planned);
+}
+
+/**
+ * Refuse what only a hostile archive holds: an absolute name (where an extractor that does not strip
+ * the "/" writes; GNU tar and bsdtar never write one unless told to), and an entry below a name the
+ * archive made a symlink (a write through it lands wherever the link points, outside the root).
+ */
+function checkHostileName(what: string, rawName: string, normalized: string, symlinks: ReadonlySet<string>): void {
+  if (rawName.startsWith("/") && normalized !== "") refuse(what, rawName, "has an absolute name");
+  for (let slash = normalized.indexOf("/"); slash > 0; slash = normalized.indexOf("/", slash + 1)) {
+    const parent = normalized.slice(0, slash);
+    if (symlinks.has(parent)) refuse(what, rawName, `is written through "${shown(parent)}", a symlink of the archive`);
+  }
 }
 
 /** Copy a file's content into the spool; a sparse file's segments go to their offsets, its holes stay holes. */

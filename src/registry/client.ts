@@ -12,6 +12,7 @@ import { manifestAccept } from "../media-types.js";
 import { registryApiHost } from "../reference.js";
 import { Authenticator, scopeRepository } from "./auth.js";
 import { type CredentialProvider, defaultCredentials, resolveCredential } from "./credentials.js";
+import { resumableBody } from "./download.js";
 import { DeniedError, type ErrorContext, RegistryError, RegistryUnreachableError, registryError, unauthorized } from "./errors.js";
 import {
   allowUnverifiedTls,
@@ -48,6 +49,8 @@ interface ClientRequest {
   /** Statuses that mean success; others become errors. */
   ok: readonly number[];
   context: Omit<ErrorContext, "registry" | "credentialSource">;
+  /** Retry transient failures (default true; a streamed body is never replayed here). */
+  retry?: boolean;
 }
 
 /** The result of a mount attempt: mounted, or an upload session the registry opened instead (distribution-spec end-11). */
@@ -128,8 +131,9 @@ export class RegistryClient {
           registry: this.registry,
           userAgent: this.#options.userAgent,
           signal,
-          // A fallback (plain HTTP after HTTPS failed) is a probe: a reset there is an answer, not a blip.
-          retry: scheme === policy.schemes[0],
+          // A fallback (plain HTTP after HTTPS failed) is a probe: a reset there is an answer, not a blip,
+          // unless HTTPS found a server that speaks something else (plain HTTP): then faults are blips.
+          retry: scheme === policy.schemes[0] || isNotTlsError(failures[0]),
         });
       } catch (error) {
         if (!(error instanceof RegistryUnreachableError)) throw error;
@@ -178,6 +182,7 @@ export class RegistryClient {
         followRedirects: request.followRedirects ?? false,
         registry: this.registry,
         userAgent: this.#options.userAgent,
+        ...(request.retry === false ? { retry: false } : {}),
       });
       if (request.ok.includes(response.status)) return response;
       const body = request.method === "HEAD" ? undefined : await readErrorBody(response);
@@ -379,17 +384,21 @@ export class RegistryClient {
     signal?: AbortSignal,
   ): Promise<Readable> {
     const what = `blob ${shortDigest(descriptor.digest)} in ${this.registry}/${repository}`;
-    const response = await this.request({
-      method: "GET",
-      target: `/v2/${repository}/blobs/${descriptor.digest}`,
-      scopes,
-      signal,
-      followRedirects: true,
-      ok: [200],
-      context: { what, kind: "blob" },
-    });
+    const get = (offset: number) =>
+      this.request({
+        method: "GET",
+        target: `/v2/${repository}/blobs/${descriptor.digest}`,
+        scopes,
+        signal,
+        headers: offset > 0 ? { range: `bytes=${offset}-` } : {},
+        followRedirects: true,
+        ok: offset > 0 ? [200, 206] : [200],
+        context: { what, kind: "blob" },
+      });
+    // A body that breaks off is continued with a Range request; the digest is checked over the whole.
+    const body = resumableBody(await get(0), get, descriptor.size, what, signal);
     const verifier = createVerifier(descriptor, what);
-    return pipelineCallback(response.body, verifier, () => {});
+    return pipelineCallback(body, verifier, () => {});
   }
 
   /** Open an upload session (distribution-spec end-4a); returns its location. */
@@ -500,6 +509,100 @@ export class RegistryClient {
     return descriptor;
   }
 
+  /**
+   * Open an upload session (distribution-spec end-4a) and learn the smallest chunk the registry takes
+   * (`OCI-Chunk-Min-Length`, 0 when it does not say).
+   */
+  async openUploadSession(repository: string, scopes: readonly string[], signal?: AbortSignal): Promise<UploadSession> {
+    const what = `starting an upload to ${this.registry}/${repository}`;
+    const response = await this.request({
+      method: "POST",
+      target: `/v2/${repository}/blobs/uploads/`,
+      scopes,
+      headers: { "content-length": "0" },
+      body: Buffer.alloc(0),
+      signal,
+      ok: [202],
+      context: { what, kind: "upload" },
+    });
+    response.body.resume();
+    const minChunk = Number(response.header("oci-chunk-min-length") ?? 0);
+    return { url: this.#location(response, what), offset: 0, minChunk: Number.isSafeInteger(minChunk) && minChunk > 0 ? minChunk : 0 };
+  }
+
+  /**
+   * Send the next part of an upload (distribution-spec end-5): with `length`, a chunk with Content-Range
+   * and Content-Length; without, a streamed part of unknown length (`sent` says afterwards how long it
+   * was). Returns the session as the registry confirms it: its next location, and the offset after the
+   * bytes it holds (its `Range`; what was sent when it does not say).
+   */
+  async patchUpload(
+    session: UploadSession,
+    body: Readable,
+    length: number | undefined,
+    sent: () => number,
+    scopes: readonly string[],
+    what: string,
+    signal?: AbortSignal,
+  ): Promise<UploadSession> {
+    const headers: Record<string, string> = { "content-type": "application/octet-stream" };
+    if (length !== undefined) {
+      headers["content-length"] = String(length);
+      headers["content-range"] = `${session.offset}-${session.offset + length - 1}`;
+    }
+    const response = await this.request({
+      method: "PATCH",
+      target: session.url,
+      scopes,
+      headers,
+      body,
+      signal,
+      ok: [202, 204],
+      context: { what, kind: "upload" },
+    });
+    response.body.resume();
+    const next = response.header("location") ? this.#location(response, what) : session.url;
+    const expected = session.offset + sent();
+    return { url: next, offset: rangeEnd(response.header("range"), expected) ?? expected, minChunk: session.minChunk };
+  }
+
+  /**
+   * Where an upload stands (distribution-spec end-13 GET): its location and the offset after the bytes
+   * the registry holds; undefined when the registry no longer knows the session (404).
+   */
+  async uploadStatus(session: UploadSession, scopes: readonly string[], signal?: AbortSignal): Promise<UploadSession | undefined> {
+    const response = await this.request({
+      method: "GET",
+      target: session.url,
+      scopes,
+      signal,
+      ok: [204, 200, 404],
+      context: { what: "asking where an upload stands", kind: "upload" },
+    });
+    response.body.resume();
+    if (response.status === 404) return undefined;
+    const url = response.header("location") ? this.#location(response, "asking where an upload stands") : session.url;
+    return { url, offset: rangeEnd(response.header("range")) ?? 0, minChunk: session.minChunk };
+  }
+
+  /** Close an upload with its digest (distribution-spec end-6, PUT ?digest= with no body); not retried here. */
+  async finishUpload(session: UploadSession, digest: Digest, scopes: readonly string[], what: string, signal?: AbortSignal): Promise<void> {
+    const url = new URL(session.url);
+    url.searchParams.set("digest", digest);
+    const response = await this.request({
+      method: "PUT",
+      target: url,
+      scopes,
+      headers: { "content-length": "0" },
+      body: Buffer.alloc(0),
+      signal,
+      retry: false,
+      ok: [201],
+      context: { what, kind: "upload" },
+    });
+    response.body.resume();
+  }
+
   /** Cancel an upload session (distribution-spec end-13); failures are ignored. */
   async cancelUpload(upload: URL, scopes: readonly string[]): Promise<void> {
     try {
@@ -522,6 +625,25 @@ export class RegistryClient {
       });
     return new URL(location, response.url);
   }
+}
+
+/** An upload session: where to send the next part, and how many bytes the registry holds. */
+export interface UploadSession {
+  url: URL;
+  offset: number;
+  /** The smallest chunk the registry takes but for the last (`OCI-Chunk-Min-Length`); 0 when unsaid. */
+  minChunk: number;
+}
+
+/**
+ * The offset after a `Range: 0-END` header (END + 1); undefined when absent or unreadable. Distribution
+ * says `0-0` for an empty upload as for a one-byte one: `expected` (what the caller sent) decides.
+ */
+export function rangeEnd(value: string | undefined, expected?: number): number | undefined {
+  const match = value === undefined ? null : /^(?:bytes=)?0-(\d+)$/.exec(value.trim());
+  if (!match) return undefined;
+  const end = Number(match[1]);
+  return end === 0 ? (expected === 1 ? 1 : 0) : end + 1;
 }
 
 /** The `rel="next"` target of RFC 8288 Link headers, if any. */

@@ -6,7 +6,7 @@
  * failures turned into one-line errors that name the host (URLs in messages have their query redacted).
  */
 
-import type { Agent as HttpAgent, IncomingHttpHeaders, IncomingMessage } from "node:http";
+import type { ClientRequest, Agent as HttpAgent, IncomingHttpHeaders, IncomingMessage } from "node:http";
 import type { Agent as HttpsAgent } from "node:https";
 import { isIP } from "node:net";
 import { Readable, Transform } from "node:stream";
@@ -14,6 +14,7 @@ import { pipeline } from "node:stream/promises";
 import { readBounded } from "../bounded.js";
 import { OcifyError } from "../errors.js";
 import { RegistryError, RegistryUnreachableError } from "./errors.js";
+import { isRetryableError, parseRetryAfter, RetryBudget, retryableStatuses, retryReason, timeoutPolicy } from "./retry.js";
 
 interface Clients {
   http: typeof import("node:http");
@@ -191,34 +192,29 @@ export interface HttpResponse {
 }
 
 const redirectStatuses = new Set([301, 302, 303, 307, 308]);
-const retryStatuses = new Set([502, 503, 504]);
-const retryCodes = new Set(["ECONNRESET", "EPIPE"]);
 const maxRedirects = 10;
-// How long a connection may stay silent in both directions: the registry may take a while to answer
-// after the last byte of a big upload (it hashes and moves the blob).
-const responseTimeoutMs = 300_000;
-const connectTimeoutMs = 10_000;
 
-/** Send a request, following redirects when asked and retrying idempotent reads on transient failures. */
+/**
+ * Send a request, following redirects when asked. A request whose body can be sent again (none, or a
+ * Buffer) is retried on what retry.ts calls transient (a reset, a timeout, 408/429/5xx), with backoff and
+ * within the retry budget; a streamed body is the caller's to resend (upload.ts).
+ */
 export async function httpRequest(request: HttpRequest): Promise<HttpResponse> {
-  const idempotent =
-    request.retry !== false && (request.method === "GET" || request.method === "HEAD") && !(request.body instanceof Readable);
-  for (let attempt = 0; ; attempt++) {
+  const replayable = request.retry !== false && !(request.body instanceof Readable);
+  const budget = new RetryBudget(`${request.method} ${redactUrl(request.url)}`, request.signal);
+  for (;;) {
+    let response: HttpResponse;
     try {
-      const response = await sendFollowing(request);
-      if (idempotent && attempt < 2 && retryStatuses.has(response.status)) {
-        response.body.resume();
-        await delay(250 * 4 ** attempt, request.signal);
-        continue;
-      }
-      return response;
+      response = await sendFollowing(request);
     } catch (error) {
-      if (idempotent && attempt < 2 && error instanceof RegistryUnreachableError && retryCodes.has(errorCode(error.cause) ?? "")) {
-        await delay(250 * 4 ** attempt, request.signal);
-        continue;
-      }
+      if (replayable && isRetryableError(error) && (await budget.next(retryReason(error)))) continue;
       throw error;
     }
+    if (!replayable || !retryableStatuses.has(response.status)) return response;
+    const delayMs = budget.delayFor(parseRetryAfter(response.header("retry-after")));
+    if (delayMs === undefined) return response; // the caller reads the error body
+    response.body.resume();
+    await budget.wait(delayMs, `HTTP ${response.status}`);
   }
 }
 
@@ -263,6 +259,28 @@ async function trySystemCas(error: unknown, url: URL, request: HttpRequest): Pro
   return true;
 }
 
+/** The connect and idle timeouts in force (retry.ts timeoutPolicy) on one request. */
+function applyTimeouts(req: ClientRequest, request: HttpRequest, url: URL): void {
+  const { connectMs, idleMs } = timeoutPolicy();
+  req.once("socket", (socket) => {
+    if (!socket.connecting) return; // a kept-alive socket
+    const timer = setTimeout(() => req.destroy(Object.assign(new Error("connect timed out"), { code: "ETIMEDOUT" })), connectMs);
+    const done = (): void => clearTimeout(timer);
+    socket.once("connect", done);
+    socket.once("close", done);
+  });
+  // No byte in either direction for this long (the registry may hash and move a big blob after the last
+  // byte of an upload), before the answer or while its body streams, is a dead connection.
+  req.setTimeout(idleMs, () =>
+    req.destroy(
+      new RegistryUnreachableError(`${request.registry} sent nothing for ${idleMs / 1000} s (${request.method} ${redactUrl(url)})`, {
+        hint: "the registry or the network stalled; `timeouts.idleMs` changes how long ocify waits",
+        cause: Object.assign(new Error("idle"), { code: "IDLE_TIMEOUT" }),
+      }),
+    ),
+  );
+}
+
 async function sendOnce(request: HttpRequest, url: URL, authorization: string | undefined): Promise<HttpResponse> {
   const clients = await getClients();
   const headers: Record<string, string> = { "user-agent": request.userAgent ?? defaultUserAgent, ...request.headers };
@@ -288,18 +306,7 @@ async function sendOnce(request: HttpRequest, url: URL, authorization: string | 
     if (proxyAuth) headers["proxy-authorization"] = proxyAuth;
   }
   const req = (secure ? clients.https : clients.http).request(url, { method: request.method, headers, agent, ...viaProxy });
-  req.once("socket", (socket) => {
-    if (!socket.connecting) return; // a kept-alive socket
-    const timer = setTimeout(() => req.destroy(Object.assign(new Error("connect timed out"), { code: "ETIMEDOUT" })), connectTimeoutMs);
-    const done = (): void => clearTimeout(timer);
-    socket.once("connect", done);
-    socket.once("close", done);
-  });
-  // No byte in either direction for this long (the registry may hash and move a big blob after the last
-  // byte of an upload) is a dead registry.
-  req.setTimeout(responseTimeoutMs, () =>
-    req.destroy(new RegistryUnreachableError(`${request.registry} did not answer ${request.method} ${redactUrl(url)} in time`)),
-  );
+  applyTimeouts(req, request, url);
   const onAbort = (): void => {
     req.destroy(signal?.reason);
   };
@@ -356,24 +363,6 @@ function exactly(length: number): Transform {
     flush(callback) {
       callback(seen === length ? null : wrongLength());
     },
-  });
-}
-
-function delay(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener(
-      "abort",
-      () => {
-        clearTimeout(timer);
-        reject(signal.reason);
-      },
-      { once: true },
-    );
   });
 }
 

@@ -5,6 +5,7 @@
  * the compression they arrive in. Read from both that layout and the classic one, through a tar index.
  */
 import { createHash } from "node:crypto";
+import { posix } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { detectCompression } from "../codec.js";
@@ -152,16 +153,13 @@ class DockerArchiveDestination implements ImageDestination {
 }
 
 /** Open `docker-archive:FILE[:name:tag]` for writing; the file appears only on commit(). */
-export async function openDockerArchiveDestination(
-  ref: DockerArchiveReference,
-  _options: TransportOptions = {},
-): Promise<ImageDestination> {
+export async function openDockerArchiveDestination(ref: DockerArchiveReference, options: TransportOptions = {}): Promise<ImageDestination> {
   if (ref.index !== undefined) {
     throw new InputError(`${describe(ref)}: @index selects an image to read, it cannot name one to write`, {
       hint: "write docker-archive:FILE or docker-archive:FILE:NAME:TAG",
     });
   }
-  return new DockerArchiveDestination(describe(ref), await ArchiveLayoutWriter.create(ref.path), ref.name);
+  return new DockerArchiveDestination(describe(ref), await ArchiveLayoutWriter.create(ref.path, options.signal), ref.name);
 }
 
 const notDockerSave = "give a file written by docker save, skopeo or ocify";
@@ -294,6 +292,11 @@ async function readDockerArchive(ref: DockerArchiveReference, description: strin
   const entries = parseArchiveManifest(await tar.readBytes(manifestEntry, maxManifestBytes, `${description}: manifest.json`), description);
   const image = selectImage(entries, ref, description);
   const find = (path: string, what: string): TarEntry => {
+    if (path.startsWith("/") || posix.normalize(path).split("/")[0] === "..") {
+      throw new InvalidImageError(`${description}: manifest.json names ${what} "${path}", outside the archive`, {
+        hint: "the archive is damaged or hostile; write it again",
+      });
+    }
     const entry = tar.find(path);
     if (!entry)
       throw new InvalidImageError(`${description}: ${what} ${path} is missing from the archive`, { hint: "the archive is incomplete" });

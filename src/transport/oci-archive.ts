@@ -139,13 +139,13 @@ class OciArchiveDestination implements ImageDestination {
  */
 export async function openOciArchiveDestination(
   ref: { transport: "oci-archive"; path: string; tag?: string },
-  _options: TransportOptions = {},
+  options: TransportOptions = {},
   { keep = false }: { keep?: boolean } = {},
 ): Promise<ImageDestination> {
   const description = describe(ref);
   const kept = keep ? await openKept(ref.path, description) : undefined;
   try {
-    return new OciArchiveDestination(description, await ArchiveLayoutWriter.create(ref.path), ref.tag, kept);
+    return new OciArchiveDestination(description, await ArchiveLayoutWriter.create(ref.path, options.signal), ref.tag, kept);
   } catch (error) {
     await kept?.tar.close();
     throw error;

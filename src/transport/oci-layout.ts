@@ -3,14 +3,17 @@
  * an index.json entry by its `org.opencontainers.image.ref.name`; writing adds blobs (temp file + rename)
  * and merges index.json last, so an existing layout is never left half-written.
  */
+
+import { randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { type FileHandle, mkdir, open, readdir, rm, stat } from "node:fs/promises";
+import { type FileHandle, mkdir, open, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createVerifier, type Digest, shortDigest, verifyBytes } from "../digest.js";
-import { InputError, InvalidImageError } from "../errors.js";
-import { openAtomicFile, writeFileAtomic } from "../fs-atomic.js";
+import { fromSystemError, InputError, InvalidImageError, withSystemPath } from "../errors.js";
+import { isWriterScratch, openAtomicFile, ownerTag, removeStaleOwned, removeStaleTemps, writeFileAtomic } from "../fs-atomic.js";
+import { withFileLock } from "../fs-lock.js";
 import type { Descriptor } from "../image/descriptor.js";
 import {
   encodeJson,
@@ -245,6 +248,9 @@ export async function openOciLayoutSource(
   return new OciLayoutSource(description, new DirectoryLayoutReader(ref.path), ref.tag).init();
 }
 
+const writerMarkerPrefix = ".ocify-writing.";
+const indexLockName = ".index.json.lock";
+
 class OciLayoutDestination implements ImageDestination {
   readonly acceptsIndex = true;
   readonly preferredManifestFormat = "oci" as const;
@@ -257,6 +263,9 @@ class OciLayoutDestination implements ImageDestination {
     readonly root: string,
     readonly tag: string | undefined,
     created: boolean,
+    /** This writer's marker file: other writers keep the blobs it may rely on while it exists. */
+    readonly marker: string,
+    readonly signal: AbortSignal | undefined,
   ) {
     this.#created = created;
   }
@@ -276,14 +285,15 @@ class OciLayoutDestination implements ImageDestination {
       content.resume();
       return;
     }
-    const file = await openAtomicFile(join(this.root, path));
+    const file = await withSystemPath(this.root, () => openAtomicFile(join(this.root, path)));
     try {
-      await pipeline(content, createVerifier(descriptor, `${this.description}: blob ${shortDigest(descriptor.digest)}`), file.stream);
+      const verifier = createVerifier(descriptor, `${this.description}: blob ${shortDigest(descriptor.digest)}`);
+      await pipeline(content, verifier, file.stream, ...(this.signal ? [{ signal: this.signal }] : []));
       this.#newFiles.add(path);
       await file.commit();
     } catch (error) {
       await file.abort();
-      throw error;
+      throw fromSystemError(error, this.root) ?? error;
     }
   }
 
@@ -296,25 +306,47 @@ class OciLayoutDestination implements ImageDestination {
     if (options.top) this.#top = topDescriptor(manifest);
   }
 
-  async commit(): Promise<void> {
-    if (!this.#top) throw new Error(`${this.description}: commit() before the top manifest was written`);
-    if ((await new DirectoryLayoutReader(this.root).readFile("oci-layout", 1 << 16, "oci-layout")) === undefined) {
-      await writeFileAtomic(join(this.root, "oci-layout"), ociLayoutBytes);
-    }
-    const what = `${this.description}: existing index.json`;
-    const existing = await new DirectoryLayoutReader(this.root).readFile("index.json", maxManifestBytes, what);
-    const index = existing === undefined ? undefined : parseImageIndex(rawManifest(existing, MediaType.ociIndex), what);
-    await writeFileAtomic(join(this.root, "index.json"), mergeIndex(index, indexEntry(this.#top, this.tag)));
-    this.#newFiles.clear();
-    this.#created = false;
+  #locked<T>(fn: () => Promise<T>): Promise<T> {
+    return withFileLock(join(this.root, indexLockName), fn, { what: `${this.description}: index.json`, signal: this.signal });
   }
 
+  /** index.json is read, merged and replaced under the layout's lock: a concurrent writer's tag is never lost. */
+  async commit(): Promise<void> {
+    if (!this.#top) throw new Error(`${this.description}: commit() before the top manifest was written`);
+    const top = this.#top;
+    this.signal?.throwIfAborted();
+    await this.#locked(async () => {
+      if ((await new DirectoryLayoutReader(this.root).readFile("oci-layout", 1 << 16, "oci-layout")) === undefined) {
+        await writeFileAtomic(join(this.root, "oci-layout"), ociLayoutBytes);
+      }
+      const what = `${this.description}: existing index.json`;
+      const existing = await new DirectoryLayoutReader(this.root).readFile("index.json", maxManifestBytes, what);
+      const index = existing === undefined ? undefined : parseImageIndex(rawManifest(existing, MediaType.ociIndex), what);
+      this.signal?.throwIfAborted();
+      await writeFileAtomic(join(this.root, "index.json"), mergeIndex(index, indexEntry(top, this.tag)));
+    });
+    this.#newFiles.clear();
+    this.#created = false;
+    await rm(this.marker, { force: true });
+  }
+
+  /**
+   * Remove what this writer added, unless another writer is at work in the layout (its image may use a
+   * blob this one added): then the blobs stay, unreferenced, and nothing is lost. A layout this writer
+   * created goes whole when nobody else wrote an index into it.
+   */
   async abort(): Promise<void> {
-    if (this.#created) {
-      await rm(this.root, { recursive: true, force: true });
-    } else {
+    await this.#locked(async () => {
+      await rm(this.marker, { force: true });
+      const names = await readdir(this.root).catch(() => [] as string[]);
+      const others = names.filter((n) => n.startsWith(writerMarkerPrefix));
+      if (others.length > 0) return;
+      if (this.#created && !names.includes("index.json")) {
+        await rm(this.root, { recursive: true, force: true });
+        return;
+      }
       await Promise.all([...this.#newFiles].map((path) => rm(join(this.root, path), { force: true })));
-    }
+    }).catch(() => {});
     this.#newFiles.clear();
     this.#created = false;
   }
@@ -323,7 +355,7 @@ class OciLayoutDestination implements ImageDestination {
 /** Open `oci:DIR[:tag]` for writing: a new directory, or an existing OCI layout to add an image to. */
 export async function openOciLayoutDestination(
   ref: { transport: "oci"; path: string; tag?: string },
-  _options: TransportOptions = {},
+  options: TransportOptions = {},
 ): Promise<ImageDestination> {
   const description = `oci:${ref.path}${ref.tag ? `:${ref.tag}` : ""}`;
   const info = await stat(ref.path).catch(() => undefined);
@@ -331,10 +363,12 @@ export async function openOciLayoutDestination(
   if (!info) {
     await mkdirOrFail(ref.path, description);
     created = true;
+    // At once: a writer that comes into the directory meanwhile then finds a layout, not a stranger's directory.
+    await writeFileAtomic(join(ref.path, "oci-layout"), ociLayoutBytes);
   } else if (!info.isDirectory()) {
     throw new InputError(`${description}: ${ref.path} exists and is not a directory`, { hint: "for a tar file use oci-archive:" });
   } else {
-    const entries = await readdir(ref.path);
+    const entries = (await readdir(ref.path)).filter((name) => !isWriterScratch(name));
     if (entries.length > 0 && !entries.includes("oci-layout")) {
       throw new InputError(`${description}: ${ref.path} is not empty and not an OCI layout`, {
         hint: "choose a new or empty directory, or an existing layout",
@@ -346,8 +380,16 @@ export async function openOciLayoutDestination(
       const bytes = await new DirectoryLayoutReader(ref.path).readFile("index.json", maxManifestBytes, what);
       if (bytes) parseImageIndex(rawManifest(bytes, MediaType.ociIndex), what);
     }
+    // What killed writers left: their temp files and markers.
+    await Promise.all([
+      removeStaleTemps(ref.path),
+      removeStaleTemps(join(ref.path, "blobs", "sha256")),
+      removeStaleOwned(ref.path, writerMarkerPrefix),
+    ]);
   }
-  return new OciLayoutDestination(description, ref.path, ref.tag, created);
+  const marker = join(ref.path, `${writerMarkerPrefix}${ownerTag()}-${randomBytes(4).toString("hex")}`);
+  await writeFile(marker, "");
+  return new OciLayoutDestination(description, ref.path, ref.tag, created, marker, options.signal);
 }
 
 async function mkdirOrFail(path: string, description: string): Promise<void> {

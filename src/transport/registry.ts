@@ -2,19 +2,31 @@
  * The `docker://` transport: an image in a registry, read and written through the distribution-spec client.
  * Sources ask for `pull` scope, destinations for `pull,push` (and `pull` on the repository a blob is mounted
  * from). Blobs already present are skipped, blobs on the same registry are mounted, others are uploaded in one
- * streamed PUT; manifests are PUT last, children by digest, the top one under the tag.
+ * request or in chunks that survive cuts and kills (registry/upload.ts); manifests are PUT last, children by
+ * digest, the top one under the tag.
  */
+import { join } from "node:path";
 import type { Readable } from "node:stream";
+import { defaultCacheDir } from "../cache.js";
 import { InputError } from "../errors.js";
 import type { Descriptor } from "../image/descriptor.js";
 import type { RawManifest } from "../image/manifest.js";
 import { isIndexMediaType, isNondistributableMediaType } from "../media-types.js";
 import { formatReference, type Reference } from "../reference.js";
 import { repositoryScope } from "../registry/auth.js";
-import { type MountResult, type RegistryClient, registryClient } from "../registry/client.js";
+import { type MountResult, type RegistryClient, registryClient, type UploadSession } from "../registry/client.js";
 import { DeniedError, RegistryError, UnauthorizedError } from "../registry/errors.js";
+import { isRetryableError } from "../registry/retry.js";
+import {
+  defaultChunkSize,
+  type StreamedUploadError,
+  type UploadContext,
+  UploadStore,
+  uploadBlob,
+  uploadStream,
+} from "../registry/upload.js";
 import { RegistrySource } from "./registry-source.js";
-import type { ImageDestination, ImageSource, RegistryLocation, TransportOptions } from "./types.js";
+import type { ImageDestination, ImageSource, PutBlobOptions, RegistryLocation, TransportOptions } from "./types.js";
 
 function clientFor(reference: Reference, options: TransportOptions): RegistryClient {
   return registryClient(reference.registry, {
@@ -60,7 +72,8 @@ class RegistryDestination implements ImageDestination {
   // Upload sessions a refused mount opened (202), kept for the putBlob that follows; cancelled if unused.
   readonly #pendingUploads = new Map<string, URL>();
   // An upload session opened ahead (openUpload), for the next blob sent.
-  #spare: Promise<URL | undefined> | undefined;
+  #spare: Promise<UploadSession | undefined> | undefined;
+  readonly #store: UploadStore;
 
   constructor(
     private readonly reference: Reference,
@@ -70,6 +83,7 @@ class RegistryDestination implements ImageDestination {
     this.description = formatReference(reference);
     this.location = { registry: reference.registry, repository: reference.repository };
     this.#scopes = [repositoryScope(reference.repository, "pull,push")];
+    this.#store = new UploadStore(join(options.cacheDir ?? defaultCacheDir(), "uploads"));
   }
 
   async hasBlob(descriptor: Descriptor): Promise<boolean> {
@@ -95,47 +109,76 @@ class RegistryDestination implements ImageDestination {
   }
 
   openUpload(): void {
-    this.#spare ??= this.client.startUpload(this.reference.repository, this.#scopes, this.options.signal).catch(() => undefined);
+    this.#spare ??= this.client.openUploadSession(this.reference.repository, this.#scopes, this.options.signal).catch(() => undefined);
   }
 
-  /** The session openUpload opened, if any (and it opened), else a new one. */
-  async #startUpload(): Promise<URL> {
-    const spare = this.#spare;
-    this.#spare = undefined;
-    return (await spare) ?? (await this.client.startUpload(this.reference.repository, this.#scopes, this.options.signal));
+  /** What an upload of this destination needs, with the session openUpload or a refused mount opened, if any. */
+  async #context(digest?: string): Promise<UploadContext> {
+    const mounted = digest === undefined ? undefined : this.#pendingUploads.get(digest);
+    if (digest !== undefined) this.#pendingUploads.delete(digest);
+    let opened: UploadSession | undefined = mounted && { url: mounted, offset: 0, minChunk: 0 };
+    if (!opened) {
+      opened = await this.#spare;
+      this.#spare = undefined;
+    }
+    return {
+      client: this.client,
+      repository: this.reference.repository,
+      scopes: this.#scopes,
+      what: this.description,
+      signal: this.options.signal,
+      chunkSize: this.options.uploadChunkSize ?? defaultChunkSize,
+      store: this.#store,
+      opened,
+    };
   }
 
-  async putBlob(descriptor: Descriptor, content: Readable): Promise<void> {
-    // Hold the bytes until the PUT takes them: a caller may already listen for 'data' (progress), which would
-    // otherwise let them flow away while the upload session is opened. The request resumes it when it sends.
+  /** One PUT, or chunks kept for resuming (upload.ts); `reopen` gives the bytes again after a failure. */
+  async putBlob(descriptor: Descriptor, content: Readable, options: PutBlobOptions = {}): Promise<void> {
+    // Hold the bytes until the request takes them: a caller may already listen for 'data' (progress), which
+    // would otherwise let them flow away while the upload session is opened.
     content.pause();
-    // Errors carry no subject of their own: callers add theirs ("writing layer sha256:… to …").
-    const what = "";
-    let upload = this.#pendingUploads.get(descriptor.digest);
-    this.#pendingUploads.delete(descriptor.digest);
+    let first: Readable | undefined = content;
+    const open = async (offset: number): Promise<Readable> => {
+      if (offset === 0 && first) {
+        const unread = first;
+        first = undefined;
+        return unread;
+      }
+      first?.destroy();
+      first = undefined;
+      if (!options.reopen) throw new RegistryError("UPLOAD_NOT_RESUMABLE", "the blob cannot be read again to resume its upload");
+      return options.reopen(offset);
+    };
     try {
-      upload ??= await this.#startUpload();
-      await this.client.putBlob(upload, descriptor, content, this.#scopes, what, this.options.signal);
-    } catch (error) {
-      content.destroy();
-      if (upload) await this.client.cancelUpload(upload, this.#scopes);
-      throw error;
+      await uploadBlob(descriptor, open, await this.#context(descriptor.digest));
+    } finally {
+      first?.destroy();
     }
   }
 
-  async putBlobStreaming(_mediaType: string, content: Readable, final: Promise<Descriptor>): Promise<void> {
-    // `final` may reject (the build failed) while the PATCH is still running; that failure is reported by whoever awaits it.
+  /**
+   * Upload a blob while it is built (upload.ts uploadStream). A network failure leaves the session kept
+   * for the push that follows (pushBlobs sends the blob from the cache, from where the registry stands);
+   * any other failure cancels it.
+   */
+  async putBlobStreaming(_mediaType: string, content: Readable, final: Promise<Descriptor>, resumeKey?: string): Promise<void> {
+    // `final` may reject (the build failed) while the upload is still running; whoever awaits it reports that.
     final.catch(() => {});
     content.pause();
-    const what = "";
-    let upload: URL | undefined;
+    const context = await this.#context();
+    const key = resumeKey === undefined ? undefined : `${this.reference.registry}/${this.reference.repository}#${resumeKey}`;
     try {
-      upload = await this.#startUpload();
-      await this.client.putBlobStreaming(upload, content, final, this.#scopes, what, this.options.signal);
+      await uploadStream(content, final, context, key);
     } catch (error) {
-      content.destroy();
-      if (upload) await this.client.cancelUpload(upload, this.#scopes);
-      throw error;
+      const { failure, session, keys } = error as StreamedUploadError;
+      // The build that feeds the stream fails with the upload's failure, not with a premature close.
+      content.destroy(failure instanceof Error ? failure : undefined);
+      if (!isRetryableError(failure) && !this.options.signal?.aborted) {
+        if (session) await this.client.cancelUpload(session.url, this.#scopes);
+        for (const saved of keys) await this.#store.remove(saved);
+      }
+      throw failure;
     }
   }
 
@@ -173,9 +216,9 @@ class RegistryDestination implements ImageDestination {
   }
 
   async #cancelPending(): Promise<void> {
-    const spare = this.#spare;
+    const spare = await this.#spare;
     this.#spare = undefined;
-    const uploads = [...this.#pendingUploads.values(), ...[await spare].filter((url) => url !== undefined)];
+    const uploads = [...this.#pendingUploads.values(), ...(spare ? [spare.url] : [])];
     this.#pendingUploads.clear();
     await Promise.all(uploads.map((upload) => this.client.cancelUpload(upload, this.#scopes)));
   }

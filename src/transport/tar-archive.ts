@@ -6,13 +6,14 @@
 import { createReadStream, createWriteStream, rmSync } from "node:fs";
 import { type FileHandle, mkdtemp, open, rename, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, posix } from "node:path";
+import { basename, dirname, join, posix } from "node:path";
 import { pipeline as pipelineCallback, Readable, type Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createDecompressor, detectCompression } from "../codec.js";
+import { boundedExpansion } from "../decompression.js";
 import { createVerifier, parseDigest } from "../digest.js";
-import { InputError, InvalidImageError, OcifyError, SizeMismatchError } from "../errors.js";
-import { tempPathFor } from "../fs-atomic.js";
+import { fromSystemError, InputError, InvalidImageError, OcifyError, SizeMismatchError, withSystemPath } from "../errors.js";
+import { ownerTag, removeStaleOwned, removeStaleTemps, tempPathFor, trackTemp, untrackTemp, writevFully } from "../fs-atomic.js";
 import type { Descriptor } from "../image/descriptor.js";
 import { type ArchiveHeader, encodeArchiveHeader, endOfArchiveSize, paddingFor, recordSize } from "../tar/header.js";
 
@@ -159,12 +160,21 @@ export class TarIndex {
   }
 
   static async #decompressed(path: string, description: string, compression: "gzip" | "zstd"): Promise<TarIndex> {
-    const dir = await mkdtemp(join(tmpdir(), "ocify-archive-"));
+    await removeStaleOwned(tmpdir(), "ocify-archive-");
+    const dir = await mkdtemp(join(tmpdir(), `ocify-archive-${ownerTag()}-`));
     const index = new TarIndex(join(dir, "archive.tar"), description, dir);
     tempDirs.add(dir);
+    trackTemp(dir);
     try {
       const decompressor = await createDecompressor(compression, path);
-      await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), decompressor!, createWriteStream(index.path));
+      const bound = boundedExpansion(`${description}: ${path}`);
+      await pipeline(
+        createReadStream(path, { highWaterMark: 1 << 20 }),
+        bound.input,
+        decompressor!,
+        bound.output,
+        createWriteStream(index.path),
+      );
     } catch (error) {
       await index.close();
       if (error instanceof OcifyError) throw error;
@@ -180,6 +190,7 @@ export class TarIndex {
   async close(): Promise<void> {
     if (!this.tempDir) return;
     tempDirs.delete(this.tempDir);
+    untrackTemp(this.tempDir);
     await rm(this.tempDir, { recursive: true, force: true });
   }
 
@@ -238,7 +249,12 @@ export class TarIndex {
       const type = entryType(flag);
       const entry: TarEntry = { name: normalizeEntryName(name), type, size: type === "file" ? size : 0, offset: dataOffset };
       if (type === "symlink" || type === "hardlink") entry.linkname = linkname;
-      // A later entry of the same name replaces an earlier one, as extraction would.
+      // Two files of one name: which one a reader takes is up to the reader, so an archive that has them is refused.
+      if (type === "file" && this.entries.get(entry.name)?.type === "file") {
+        throw new InvalidImageError(`${this.description}: the archive has two entries named "${entry.name}"`, {
+          hint: "the archive is damaged or hostile; write it again",
+        });
+      }
       this.entries.set(entry.name, entry);
       pax = new Map();
       longName = undefined;
@@ -267,6 +283,10 @@ export class TarIndex {
         current = normalizeEntryName(entry.linkname.startsWith("/") ? entry.linkname : posix.join(posix.dirname(current), entry.linkname));
       } else if (entry.type === "hardlink" && entry.linkname !== undefined) {
         current = normalizeEntryName(entry.linkname);
+      } else if (entry.type === "other") {
+        throw new InvalidImageError(`${this.description}: "${entry.name}" is a device, FIFO or other special entry, not a file`, {
+          hint: "the archive is damaged or hostile; write it again",
+        });
       } else {
         return undefined;
       }
@@ -334,21 +354,30 @@ export class TarFileWriter {
     readonly target: string,
     readonly tempPath: string,
     handle: FileHandle,
+    readonly signal: AbortSignal | undefined,
   ) {
     this.#handle = handle;
   }
 
-  /** Create the temp file beside `target`. */
-  static async create(target: string): Promise<TarFileWriter> {
+  /**
+   * Create the temp file beside `target` (removing those killed runs left there). Once `signal` is
+   * aborted, writes stop and commit() fails, so that an interrupted run leaves no file.
+   */
+  static async create(target: string, signal?: AbortSignal): Promise<TarFileWriter> {
     // Found now, not when the finished archive cannot be renamed over it.
     if ((await stat(target).catch(() => undefined))?.isDirectory()) {
       throw new InputError(`cannot create ${target}: it is a directory`, { hint: "name a file for the archive" });
     }
+    await removeStaleTemps(dirname(target), basename(target));
     const temp = tempPathFor(target);
     try {
-      return new TarFileWriter(target, temp, await open(temp, "wx+"));
+      const handle = await open(temp, "wx+");
+      trackTemp(temp);
+      return new TarFileWriter(target, temp, handle, signal);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
+      const system = fromSystemError(error, target);
+      if (system) throw system;
       throw new InputError(`cannot create ${target}: ${code ?? String(error)}`, {
         hint: code === "ENOENT" ? "the directory does not exist" : undefined,
         cause: error,
@@ -390,7 +419,7 @@ export class TarFileWriter {
       },
       (error: unknown) => {
         region.state = "failed";
-        throw error;
+        throw fromSystemError(error, this.target) ?? error;
       },
     );
     await region.written;
@@ -443,13 +472,14 @@ export class TarFileWriter {
           }
           const at = position;
           position += length;
-          handle.writev(buffers, at).then(
-            ({ bytesWritten }) => callback(bytesWritten === length ? null : new Error(`short write to ${name}`)),
+          writevFully(handle, buffers, at, length).then(
+            () => callback(null),
             (error: unknown) => callback(error as Error),
           );
         },
       });
-      await pipeline(content, verifier, sink, { signal: this.#stop.signal });
+      const stop = this.signal ? AbortSignal.any([this.#stop.signal, this.signal]) : this.#stop.signal;
+      await pipeline(content, verifier, sink, { signal: stop });
       if (position !== limit) throw new SizeMismatchError(name, size, size - (limit - position));
       const pad = paddingFor(size);
       if (pad > 0) await this.#writeAll(Buffer.alloc(pad), limit);
@@ -459,7 +489,7 @@ export class TarFileWriter {
       },
       (error: unknown) => {
         r.state = "failed";
-        throw error;
+        throw fromSystemError(error, this.target) ?? error;
       },
     );
     await r.written;
@@ -482,12 +512,18 @@ export class TarFileWriter {
         hint: "retry the copy",
       });
     }
-    await this.#writeAll(Buffer.alloc(endOfArchiveSize), this.#reserve(endOfArchiveSize));
-    this.#closed = true;
-    await this.#handle.sync();
-    await this.#handle.close();
-    await rename(this.tempPath, this.target);
+    this.signal?.throwIfAborted();
+    await withSystemPath(this.target, async () => {
+      await this.#writeAll(Buffer.alloc(endOfArchiveSize), this.#reserve(endOfArchiveSize));
+      this.#closed = true;
+      await this.#handle.sync();
+      await this.#handle.close();
+      // The last moment a signal can still cancel the archive.
+      this.signal?.throwIfAborted();
+      await rename(this.tempPath, this.target);
+    });
     this.#committed = true;
+    untrackTemp(this.tempPath);
   }
 
   /** Remove the temp file; safe to call at any point, also after commit(). */
@@ -498,6 +534,7 @@ export class TarFileWriter {
     await Promise.allSettled([...this.#regions.values()].map((r) => r.written));
     await this.#handle.close().catch(() => {});
     await rm(this.tempPath, { force: true });
+    untrackTemp(this.tempPath);
   }
 }
 
@@ -516,9 +553,9 @@ export class ArchiveLayoutWriter {
 
   private constructor(readonly tar: TarFileWriter) {}
 
-  /** Start the archive in a temp file beside `target`. */
-  static async create(target: string): Promise<ArchiveLayoutWriter> {
-    const writer = new ArchiveLayoutWriter(await TarFileWriter.create(target));
+  /** Start the archive in a temp file beside `target`; `signal` cancels it (see TarFileWriter.create). */
+  static async create(target: string, signal?: AbortSignal): Promise<ArchiveLayoutWriter> {
+    const writer = new ArchiveLayoutWriter(await TarFileWriter.create(target, signal));
     try {
       await writer.#ensureDir("blobs");
       await writer.#ensureDir("blobs/sha256");

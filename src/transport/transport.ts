@@ -6,6 +6,7 @@
 import { readdirSync, type Stats, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { InvalidReferenceError, UsageError } from "../errors.js";
+import { isWriterScratch } from "../fs-atomic.js";
 import type { ImageSource } from "../image/source.js";
 import { parseReference, parseReferenceWithDefaultTag } from "../reference.js";
 import type { ImageDestination, TransportOptions, TransportReference } from "./types.js";
@@ -105,7 +106,7 @@ function checkLayoutPath(path: string, what: string): void {
     throw new UsageError(`${what}: ${path} is not a directory`, { hint: "an OCI layout is a directory; for a tar file use oci-archive:" });
   }
   if (found) {
-    const entries = readdirSync(path);
+    const entries = readdirSync(path).filter((name) => !isWriterScratch(name));
     if (entries.length > 0 && !entries.includes("oci-layout")) {
       throw new UsageError(`${what}: ${path} is not empty and not an OCI layout`, {
         hint: "choose a new or empty directory, or an existing layout",

@@ -30,6 +30,8 @@ export interface TransportOptions {
   jobs?: number;
   progress?: ProgressSink;
   signal?: AbortSignal;
+  /** Registry uploads: blobs larger than this go in chunks of it (default: upload.ts's defaultChunkSize). */
+  uploadChunkSize?: number;
   /** Reading from registries: which operations the credentials will be asked for (push adds push scope). */
   userAgent?: string;
   /** Download non-distributable layers from their URLs for destinations that must hold their content (docker-archive). */
@@ -38,6 +40,12 @@ export interface TransportOptions {
   credentials?: readonly CredentialProvider[] | undefined;
   /** Pull mirrors: `MIRROR` for Docker Hub, `REGISTRY=MIRROR` for another registry. */
   registryMirrors?: readonly string[] | undefined;
+}
+
+/** How a destination may read a blob again (a registry resuming an upload after a failure or a kill). */
+export interface PutBlobOptions {
+  /** The blob's bytes from `offset` on. */
+  reopen?: ((offset: number) => Promise<Readable>) | undefined;
 }
 
 /** A writable image store. Blobs first, manifests after, then commit(); abort() leaves nothing behind. */
@@ -62,13 +70,13 @@ export interface ImageDestination {
   /** Try to mount the blob from another repository of the same registry; true when it is now present. */
   mountBlob?(descriptor: Descriptor, from: RegistryLocation): Promise<boolean>;
   /** Store a blob; the stream yields exactly descriptor.size bytes, which the destination verifies. */
-  putBlob(descriptor: Descriptor, content: Readable): Promise<void>;
+  putBlob(descriptor: Descriptor, content: Readable, options?: PutBlobOptions): Promise<void>;
   /**
    * Store a blob whose digest is known only once its last byte is produced (a layer being built and
    * compressed while it uploads). `final` resolves to the descriptor after the stream ends. Registries
    * implement it with POST + streamed PATCH + PUT ?digest=; other destinations leave it undefined.
    */
-  putBlobStreaming?(mediaType: string, content: Readable, final: Promise<Descriptor>): Promise<void>;
+  putBlobStreaming?(mediaType: string, content: Readable, final: Promise<Descriptor>, resumeKey?: string): Promise<void>;
   /**
    * Open an upload session now for a blob about to come (a registry's POST), so that the putBlob or
    * putBlobStreaming that follows starts sending at once. One left unused is cancelled by commit/abort.

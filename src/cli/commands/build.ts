@@ -10,6 +10,7 @@ import {
   helpRequested,
   intFlag,
   keyValues,
+  networkHelp,
   parseFlags,
   platformFlag,
   sourceDateEpoch,
@@ -70,8 +71,11 @@ Transport:
                             is looked up there by its contents and mounted when found (not compressed
                             nor uploaded); the layers it lacks are stored after the push (same
                             credentials as the destinations)
+  --max-expansion-ratio N   refuse a compressed tarball that expands more than N times once past 1 GiB (default 100)
+  --max-expanded-size SIZE  refuse one that expands past SIZE (default 64G)
   -q, --quiet               no progress output
-SOURCE_DATE_EPOCH sets 'created', history and file times (default: 0, the epoch).`;
+SOURCE_DATE_EPOCH sets 'created', history and file times (default: 0, the epoch).
+${networkHelp}`;
 
 /** The layers of every --split-layer, each directory split --split-depth levels down. */
 function splitLayers(flags: string[] | undefined, depthFlag: string | undefined): BuildOptions["layers"] {

@@ -8,7 +8,7 @@ import {
   parseTransportReference,
   UsageError,
 } from "../../index.js";
-import { helpRequested, parseFlags, platformFlag, transportFlags, transportOptions, writeDigestFile } from "../flags.js";
+import { helpRequested, networkHelp, parseFlags, platformFlag, transportFlags, transportOptions, writeDigestFile } from "../flags.js";
 import { copyCredentials, registriesOf } from "../registry-flags.js";
 
 export const help = `Usage: ocify copy [OPTIONS] SOURCE DESTINATION
@@ -29,7 +29,9 @@ wherever the format allows; blobs already at the destination are not sent again.
   --password-stdin          read the password of the one --src-creds/--dest-creds without one from stdin
   -j, --jobs N              parallel transfers (default 4)
   --digest-file FILE        write the copied manifest digest to FILE
-  -q, --quiet               no progress output`;
+  -q, --quiet               no progress output
+  --max-expansion-ratio N, --max-expanded-size SIZE   bounds for a compressed archive source (default 100, 64G)
+${networkHelp}`;
 
 /** Run the copy command. */
 export async function run(argv: string[], signal: AbortSignal): Promise<number> {

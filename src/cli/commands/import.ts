@@ -8,6 +8,7 @@ import {
   formatFlag,
   gzipEngine,
   helpRequested,
+  networkHelp,
   parseFlags,
   platformFlag,
   sourceDateEpoch,
@@ -31,7 +32,9 @@ Entries are kept exactly: modes, owners, device nodes, links. Entries that would
   --compression gzip|zstd|none
   --cache-repo REGISTRY/REPOSITORY   registry layer cache, as in ocify build (a directory ROOTFS only)
   -t, --tag DEST            destination (repeatable); --insecure-registry, --creds, --password-stdin,
-                            --jobs, --digest-file, --quiet as in build`;
+                            --jobs, --digest-file, --quiet as in build
+  --max-expansion-ratio N, --max-expanded-size SIZE   decompression bounds, as in build (default 100, 64G)
+${networkHelp}`;
 
 /** Run the import command. */
 export async function run(argv: string[], signal: AbortSignal): Promise<number> {
