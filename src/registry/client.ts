@@ -403,19 +403,7 @@ export class RegistryClient {
 
   /** Open an upload session (distribution-spec end-4a); returns its location. */
   async startUpload(repository: string, scopes: readonly string[], signal?: AbortSignal): Promise<URL> {
-    const what = `starting an upload to ${this.registry}/${repository}`;
-    const response = await this.request({
-      method: "POST",
-      target: `/v2/${repository}/blobs/uploads/`,
-      scopes,
-      headers: { "content-length": "0" },
-      body: Buffer.alloc(0),
-      signal,
-      ok: [202],
-      context: { what, kind: "upload" },
-    });
-    response.body.resume();
-    return this.#location(response, what);
+    return (await this.openUploadSession(repository, scopes, signal)).url;
   }
 
   /**
