@@ -192,6 +192,7 @@ async function sendBlob(
       return;
     } catch (error) {
       const damaged = source.errored ?? error;
+      source.destroy(); // a destination that failed before reading it all leaves no download running
       if (repaired || !blob.repair || !isDamagedContent(damaged)) throw error;
       onRetry(`rebuilding its damaged cache entry: ${(damaged as Error).message}`);
       await blob.repair();

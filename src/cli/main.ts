@@ -1,6 +1,7 @@
 /** The `ocify` command: argv → command; expected failures → one line on stderr. Commands load lazily. */
 import { readFileSync } from "node:fs";
 import { fromSystemError, InterruptedError, OcifyError, removeLiveTempsSync, UsageError } from "../index.js";
+import { endProgress } from "./progress-view.js";
 
 const commands: Record<string, () => Promise<{ run(argv: string[], signal: AbortSignal): Promise<number> }>> = {
   build: () => import("./commands/build.js"),
@@ -72,6 +73,7 @@ export async function main(argv: string[]): Promise<number> {
     // A signal the command did not notice (it was finishing) still ends the run as interrupted.
     return controller.signal.aborted ? report(controller.signal.reason) : code;
   } catch (error) {
+    endProgress();
     return report(controller.signal.aborted ? controller.signal.reason : error);
   } finally {
     process.off("SIGINT", onSignal);
@@ -90,6 +92,7 @@ const cleanupGraceMs = 10_000;
 function interrupt(controller: AbortController, signal: NodeJS.Signals): void {
   const leave = (): void => {
     removeLiveTempsSync();
+    endProgress();
     process.exit(report(controller.signal.reason));
   };
   if (controller.signal.aborted) {

@@ -18,6 +18,11 @@ function short(id: string): string {
   return colon > 0 && id.length > 40 ? id.slice(colon + 1, colon + 13) : id;
 }
 
+/** What a line is about: `layer 0123456789ab`, or a retry's subject, already whole. */
+function subject(event: { kind: string; id: string }): string {
+  return event.id ? `${event.kind} ${short(event.id)}` : event.kind;
+}
+
 /**
  * What became of a blob, in a word, once it is settled: a layer to build that is the recorded build's is
  * unchanged; a blob the destination had before this run is already present; one this run put in the
@@ -39,12 +44,21 @@ interface Row {
   state: string;
 }
 
+/** Once a run's error line is due, nothing is said after it: work still winding down stays quiet. */
+let ended = false;
+
+/** Silence every progress view of this process (the error line is about to be written, last). */
+export function endProgress(): void {
+  ended = true;
+}
+
 /** A progress sink writing to `stream` (stderr). */
 export function createProgressView(stream: NodeJS.WriteStream, quiet: boolean): { sink: ProgressSink; finish(): void } {
   if (quiet) return { sink: () => {}, finish() {} };
   if (!stream.isTTY) {
     const sink: ProgressSink = (event) => {
-      const what = `${event.kind} ${short(event.id)}`;
+      if (ended) return;
+      const what = subject(event);
       const size = event.total !== undefined ? ` (${formatBytes(event.total)})` : "";
       const to = event.target ? ` → ${event.target}` : "";
       const settled = settledWord(event);
@@ -78,10 +92,11 @@ export function createProgressView(stream: NodeJS.WriteStream, quiet: boolean): 
     drawn = lines.length;
   };
   const sink: ProgressSink = (event: ProgressEvent) => {
+    if (ended) return;
     const key = `${event.kind}|${event.id}|${event.target ?? ""}`;
     let row = rows.get(key);
     if (!row) {
-      row = { label: `${event.kind} ${short(event.id)}`, target: event.target, bytes: 0, started: Date.now(), state: "…" };
+      row = { label: subject(event), target: event.target, bytes: 0, started: Date.now(), state: "…" };
       rows.set(key, row);
     }
     if (event.target) targets.add(event.target);

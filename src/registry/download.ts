@@ -27,9 +27,12 @@ export function resumableBody(
   what: string,
   signal?: AbortSignal,
 ): Readable {
+  let response = first;
+  // Destroyed by its reader (the copy failed elsewhere, the command is ending): the response in flight is
+  // dropped and its break is not a cut to retry.
+  let stopped = false;
   async function* generate(): AsyncGenerator<Buffer> {
     const budget = new RetryBudget(what, signal);
-    let response = first;
     let offset = 0;
     let skip = 0;
     let brokeAt = 0;
@@ -49,9 +52,14 @@ export function resumableBody(
       } catch (error) {
         if (offset > brokeAt) budget.progress(); // bytes came since the last break: a fresh count
         brokeAt = offset;
-        if (offset >= size || !isRetryableError(error) || !(await budget.next(`${retryReason(error)} after ${offset} bytes`))) throw error;
+        if (stopped || offset >= size || !isRetryableError(error) || !(await budget.next(`${retryReason(error)} after ${offset} bytes`)))
+          throw error;
       }
       response = await reopen(offset);
+      if (stopped) {
+        response.body.destroy();
+        return;
+      }
       if (response.status === 206) {
         const start = rangeStart(response.header("content-range"));
         if (start !== offset) {
@@ -64,5 +72,14 @@ export function resumableBody(
       } else skip = offset; // the whole blob again: what was had is skipped
     }
   }
-  return Readable.from(generate(), { objectMode: false, highWaterMark: 1 << 20 });
+  const readable = Readable.from(generate(), { objectMode: false, highWaterMark: 1 << 20 });
+  // Readable.from ends the generator only once its pending read settles, which for a stalled body may be
+  // never: the body is destroyed first, so that read settles now.
+  const destroyGenerator = readable._destroy.bind(readable);
+  readable._destroy = (error, callback) => {
+    stopped = true;
+    response.body.destroy();
+    destroyGenerator(error, callback);
+  };
+  return readable;
 }

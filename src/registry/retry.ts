@@ -153,6 +153,7 @@ export class RetryBudget {
    * Retry-After asking more than the backoff) would end past the time budget.
    */
   delayFor(retryAfterMs?: number): number | undefined {
+    if (this.signal?.aborted) return undefined; // the operation was called off: no try is announced
     if (this.#attempt > this.#policy.retries) return undefined;
     const chosen = backoffMs(this.#policy, this.#attempt + 1);
     const delayMs = retryAfterMs !== undefined ? Math.max(retryAfterMs, chosen) : chosen;
