@@ -5,7 +5,11 @@ import { createProgressView, endProgress } from "./progress-view.js";
 
 function pipe(): { stream: NodeJS.WriteStream; text(): string } {
   let written = "";
-  const stream = { isTTY: false, write: (chunk: string) => ((written += chunk), true) } as unknown as NodeJS.WriteStream;
+  const write = (chunk: string): boolean => {
+    written += chunk;
+    return true;
+  };
+  const stream = { isTTY: false, write } as unknown as NodeJS.WriteStream;
   return { stream, text: () => written };
 }
 
