@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -106,4 +106,52 @@ describe("copyImage", () => {
     await assert.rejects(copyImage(source, await destination(`docker-archive:${path}`), { all: true }), /one image, not an index/);
     assert.equal(existsSync(path), false);
   });
+});
+
+/**
+ * `real`, with its putBlob held for `held` until every other blob of `total` is written: the copy must have
+ * them all in flight at once (a sequential copy never gets past the held one), and they arrive out of order.
+ */
+function holdingFirst(real: ImageDestination, held: string, total: number): ImageDestination {
+  let others = 0;
+  let release: () => void = () => {};
+  const othersDone = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const putBlob: ImageDestination["putBlob"] = async (descriptor, content, options) => {
+    if (descriptor.digest === held) {
+      await othersDone;
+      return real.putBlob(descriptor, content, options);
+    }
+    await real.putBlob(descriptor, content, options);
+    if (++others === total - 1) release();
+  };
+  return new Proxy(real, {
+    get(target, key) {
+      if (key === "putBlob") return putBlob;
+      const value = Reflect.get(target, key);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+describe("copyImage into an archive", () => {
+  for (const transport of ["docker-archive", "oci-archive"]) {
+    it(`writes the blobs of a ${transport} destination concurrently, each where it would be had they come one by one`, {
+      timeout: 120_000,
+    }, async () => {
+      const image = await base();
+      const layers = await image.layers();
+      const blobs = new Set([...layers.map((l) => l.descriptor.digest), (await image.configBlob()).descriptor.digest]);
+      assert.ok(blobs.size >= 3, "the fixture has several blobs");
+      const first = layers[0]?.descriptor.digest as string;
+      const inOrder = join(work, `${transport}-in-order.tar`);
+      const outOfOrder = join(work, `${transport}-out-of-order.tar`);
+      await copyImage(image, await destination(`${transport}:${inOrder}`), { jobs: 1 });
+      await copyImage(image, holdingFirst(await destination(`${transport}:${outOfOrder}`), first, blobs.size), { jobs: blobs.size });
+      assert.ok(readFileSync(outOfOrder).equals(readFileSync(inOrder)), "the same bytes whatever order the blobs came in");
+      const summary = await validateImage(await openSource(parseTransportReference(`${transport}:${outOfOrder}`)));
+      assert.equal(summary.kind === "image" && summary.layers.length, layers.length);
+    });
+  }
 });

@@ -217,13 +217,17 @@ function blobsFor(destination: ImageDestination, blobs: readonly ImageBlob[], op
 
 /**
  * Send blobs to a destination: skip those present, mount when possible, stream the rest, up to `jobs` at
- * a time to a registry. Duplicates are sent once, and so are blobs `options.known` says the run met there.
+ * a time to a registry or a destination that takes blobs concurrently (a pull from a distant registry
+ * waits on each connection's round trips and bandwidth, not on the disk). Duplicates are sent once, and so
+ * are blobs `options.known` says the run met there.
  */
 export async function pushBlobs(destination: ImageDestination, blobs: readonly ImageBlob[], options: CopyOptions = {}): Promise<void> {
   const progress = options.progress ?? noProgress;
   const known = options.known ?? new KnownBlobs();
   const unique = blobsFor(destination, blobs, options).filter((b) => !known.reported(destination, b.descriptor.digest));
-  const parallel = destination.location ? (options.jobs ?? 4) : 1;
+  const concurrent = destination.location !== undefined || destination.expectBlobs !== undefined;
+  const parallel = concurrent ? (options.jobs ?? 4) : 1;
+  await destination.expectBlobs?.(unique.map((b) => b.descriptor));
   await forEachLimit(unique, parallel, async (blob) => {
     try {
       await pushBlob(destination, blob, progress, known);

@@ -69,6 +69,10 @@ class DockerArchiveDestination implements ImageDestination {
     return this.writer.hasBlob(descriptor);
   }
 
+  async expectBlobs(descriptors: readonly Descriptor[]): Promise<void> {
+    await this.writer.expectBlobs(descriptors);
+  }
+
   async putBlob(descriptor: Descriptor, content: Readable): Promise<void> {
     await this.writer.putBlob(descriptor, content, `${this.description}: blob ${shortDigest(descriptor.digest)}`);
   }

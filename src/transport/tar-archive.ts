@@ -333,7 +333,8 @@ interface Region {
   start: number;
   headerLength: number;
   size: number;
-  state: "writing" | "done" | "failed";
+  /** reserved: its header is written and its data is still to come (see reserve()). */
+  state: "reserved" | "writing" | "done" | "failed";
   written: Promise<void>;
 }
 
@@ -392,6 +393,17 @@ export class TarFileWriter {
     return start;
   }
 
+  /**
+   * Set an entry's place now, its data to follow from addStream: entries written concurrently then lie in
+   * the order they were reserved, whichever arrives first, so the same inputs give the same file.
+   */
+  reserve(name: string, size: number): void {
+    if (this.#regions.has(name)) return;
+    const headerLength = encodeArchiveHeader({ name, type: "file", size, mode: 0o644 }).length;
+    const start = this.#reserve(headerLength + size + paddingFor(size));
+    this.#regions.set(name, { start, headerLength, size, state: "reserved", written: Promise.resolve() });
+  }
+
   /** Whether an entry of that name was written completely. */
   has(name: string): boolean {
     return this.#regions.get(name)?.state === "done";
@@ -446,14 +458,14 @@ export class TarFileWriter {
       return;
     }
     if (region && region.size !== size) throw new SizeMismatchError(name, region.size, size);
-    let headerWritten = Promise.resolve();
+    const header = encodeArchiveHeader({ name, type: "file", size, mode: 0o644 });
     if (!region) {
-      const header = encodeArchiveHeader({ name, type: "file", size, mode: 0o644 });
       const start = this.#reserve(header.length + size + paddingFor(size));
       region = { start, headerLength: header.length, size, state: "writing", written: Promise.resolve() };
       this.#regions.set(name, region);
-      headerWritten = this.#writeAll(header, start);
     }
+    // Written here also for a region reserved earlier or failed before: the same bytes, wherever it stopped.
+    const headerWritten = this.#writeAll(header, region.start);
     const r = region;
     r.state = "writing";
     r.written = (async () => {
@@ -575,6 +587,15 @@ export class ArchiveLayoutWriter {
   /** Whether the blob was written completely. */
   hasBlob(descriptor: Pick<Descriptor, "digest">): boolean {
     return this.tar.has(blobPath(descriptor.digest));
+  }
+
+  /** Set the places of blobs about to be written concurrently, in this order (see TarFileWriter.reserve). */
+  async expectBlobs(descriptors: readonly Pick<Descriptor, "digest" | "size">[]): Promise<void> {
+    for (const descriptor of descriptors) {
+      const path = blobPath(descriptor.digest);
+      await this.#ensureDir(posix.dirname(path));
+      this.tar.reserve(path, descriptor.size);
+    }
   }
 
   /** Stream a blob into the archive, verifying its digest and size on the way. */

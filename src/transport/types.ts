@@ -69,6 +69,11 @@ export interface ImageDestination {
   hasBlob(descriptor: Descriptor): Promise<boolean>;
   /** Try to mount the blob from another repository of the same registry; true when it is now present. */
   mountBlob?(descriptor: Descriptor, from: RegistryLocation): Promise<boolean>;
+  /**
+   * Blobs about to be written, in the order they are to be stored. A destination that defines it takes
+   * them concurrently: an archive sets their places now, so the order they arrive in changes nothing in it.
+   */
+  expectBlobs?(descriptors: readonly Descriptor[]): Promise<void>;
   /** Store a blob; the stream yields exactly descriptor.size bytes, which the destination verifies. */
   putBlob(descriptor: Descriptor, content: Readable, options?: PutBlobOptions): Promise<void>;
   /**
