@@ -98,4 +98,48 @@ describe("a push killed midway, run again, sends only what is missing", () => {
       await runOk("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${registry.host}/killed/app-${runs - 1}:1`]);
     });
   }
+
+  it("a rerun whose tree changed since the kill sends its own bytes, not the rest of the old ones", async () => {
+    const changing = join(work, "changing");
+    mkdirSync(changing);
+    writeSeededFile(join(changing, "big.bin"), 12 << 20, 78);
+    const args = (target: string) => [
+      "build",
+      "--from",
+      "scratch",
+      "--layer",
+      `${changing}:/app`,
+      "--chunk-size",
+      "1M",
+      "-q",
+      "-t",
+      target,
+    ];
+    const target = `${proxy.host}/changed/app:1`;
+    const heldBefore = proxy.held();
+    proxy.holdAfter(proxy.forwardedBytes() + (6 << 20));
+    const run = startOcify(args(target), env("cache-changing"));
+    let exited = false;
+    void run.done.then(() => {
+      exited = true;
+    });
+    await waitFor(() => exited || proxy.held() > heldBefore, 300_000, "the push to reach 6 MiB");
+    assert.ok(!exited, "the push finished before 6 MiB");
+    run.child.kill("SIGKILL");
+    await run.done;
+    proxy.holdAfter(undefined);
+    // Same size, other bytes from the start: what the registry holds of the session is no longer the layer's.
+    writeSeededFile(join(changing, "big.bin"), 12 << 20, 79);
+    const rerun = await runOcify(args(target), { env: env("cache-changing") });
+    assert.equal(rerun.code, 0, rerun.stderr);
+    const clean = await runOcify(args(`${proxy.host}/changed/clean:1`), { env: env("cache-changing-clean") });
+    assert.equal(clean.code, 0, clean.stderr);
+    assert.equal(rerun.stdout.split(" ")[0], clean.stdout.split(" ")[0], "the image of the tree as it is now");
+    await runOk("skopeo", [
+      "copy",
+      "--src-tls-verify=false",
+      `docker://${registry.host}/changed/app:1`,
+      `oci:${join(work, "changed-copy")}:x`,
+    ]);
+  });
 });
