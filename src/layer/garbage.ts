@@ -10,6 +10,10 @@
  * bench's tree stays under 9). A host with a larger heap is left to V8's own schedule, and a program can
  * turn the nudges off (the `garbageNudges` option of a build). Reading a built layer back (BlockCache.open) gets no nudge:
  * there this thread is the bottleneck, and one every 16 MiB cost 25% more CPU for 14 MiB less RSS.
+ * A rebuild that takes most members from the cache (produce.ts) counts them a quarter, one collection per
+ * 64 MiB read: without it, a one-file rebuild of the bench's tree peaked at 165–193 MiB (median 184 of
+ * 6); with it, at 164–178 (174), for the same CPU time as the streamed upload's sha256 it replaced
+ * (6 interleaved pairs, December 2026). One per 16 MiB held it at 157–160 but cost 0.5 CPU-s more.
  */
 import { getHeapStatistics, setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";

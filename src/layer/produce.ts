@@ -219,9 +219,10 @@ export async function produce(
         produced.size += chunk.length;
         if (tee) await tee.push(chunk);
       }
-      // Members made now come from the compressing threads (see garbage.ts); cached ones are read here.
-      if (done.from === "compressed") garbage.add(done.info.csize);
-      else produced.reused++;
+      // Members made now come from the compressing threads; cached ones are read here, and count a quarter
+      // (see garbage.ts: a rebuild that reads a 1 GiB layer's members back would otherwise get no nudge).
+      garbage.add(done.from === "compressed" ? done.info.csize : done.info.csize / 4);
+      if (done.from !== "compressed") produced.reused++;
       if (done.from === "trusted") produced.trusted++;
       produced.blocks.push(done.info);
       progress({ phase: "progress", kind: "build", id: label, bytes: packed.cuts[done.index] as number, total: tarTotal });
