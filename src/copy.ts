@@ -24,7 +24,7 @@ import type { ImageDestination } from "./transport/types.js";
 
 /** Options for moving blobs and images. */
 export interface CopyOptions extends ForeignLayerOptions {
-  /** Parallel blob transfers to a registry (archives write one blob at a time); default 4. */
+  /** Blobs transferred at once, to a registry, an archive or a layout (an archive keeps them in order); default 4. */
   jobs?: number;
   progress?: ProgressSink;
   signal?: AbortSignal;
