@@ -132,8 +132,8 @@ export async function makeDirectory(path: string): Promise<void> {
   }
 }
 
-/** Write bytes to `target` atomically. */
-export function writeFileAtomic(target: string, data: Uint8Array | string): Promise<void> {
+/** Write bytes to `target` atomically: one buffer or string, or pieces written one after the other (no copy joins them). */
+export function writeFileAtomic(target: string, data: Uint8Array | string | readonly Uint8Array[]): Promise<void> {
   return withSystemPath(target, async () => {
     await makeDirectory(dirname(target));
     const temp = tempPathFor(target);

@@ -46,24 +46,33 @@ function layoutOf(n: number, sources: number, cuts: number, headBytes: number, p
   return { placed, total: at };
 }
 
-/** Keep a tree layer's plan beside its record; failing to is harmless (the next build lists the files). */
+/**
+ * Keep a tree layer's plan beside its record; failing to is harmless (the next build lists the files).
+ * The arrays are written where they lie, with zeros between them for alignment: a copy of the whole plan
+ * (~200 MiB for 300,000 files, most of it their tar headers) would add that much to the build's peak RSS.
+ */
 export async function writePlanFile(recordPath: string, fingerprint: string, packed: PackedPlan): Promise<void> {
   const n = packed.size.length;
   const sources = packed.pathEnd.length;
   const { placed, total } = layoutOf(n, sources, packed.cuts.length, packed.heads.length, packed.paths.length);
-  const out = Buffer.alloc(total);
-  out.writeUInt32LE(magic, 0);
-  out.writeUInt32LE(n, 4);
-  out.writeUInt32LE(sources, 8);
-  out.writeUInt32LE(packed.cuts.length, 12);
-  out.write(fingerprintField(fingerprint), 16, "latin1");
-  out.writeDoubleLE(packed.heads.length, 80);
-  out.writeDoubleLE(packed.paths.length, 88);
+  const head = Buffer.alloc(align8(headSize));
+  head.writeUInt32LE(magic, 0);
+  head.writeUInt32LE(n, 4);
+  head.writeUInt32LE(sources, 8);
+  head.writeUInt32LE(packed.cuts.length, 12);
+  head.write(fingerprintField(fingerprint), 16, "latin1");
+  head.writeDoubleLE(packed.heads.length, 80);
+  head.writeDoubleLE(packed.paths.length, 88);
+  const pieces: Uint8Array[] = [head];
+  let at = head.length;
   for (const { name, start, bytes } of placed) {
+    if (start > at) pieces.push(Buffer.alloc(start - at));
     const array = packed[name];
-    out.set(new Uint8Array(array.buffer, array.byteOffset, bytes), start);
+    pieces.push(new Uint8Array(array.buffer, array.byteOffset, bytes));
+    at = start + bytes;
   }
-  await writeFileAtomic(planFilePath(recordPath), out).catch(() => {});
+  if (total > at) pieces.push(Buffer.alloc(total - at));
+  await writeFileAtomic(planFilePath(recordPath), pieces).catch(() => {});
 }
 
 /** The plan a record's build left, in shared memory (a worker reads it in place); undefined on any doubt. */
