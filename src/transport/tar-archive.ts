@@ -333,7 +333,7 @@ interface Region {
   start: number;
   headerLength: number;
   size: number;
-  /** reserved: its header is written and its data is still to come (see reserve()). */
+  /** reserved: its place is set (reserve()); its header and data are still to come. */
   state: "reserved" | "writing" | "done" | "failed";
   written: Promise<void>;
 }
