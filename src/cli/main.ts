@@ -73,7 +73,6 @@ export async function main(argv: string[]): Promise<number> {
     // A signal the command did not notice (it was finishing) still ends the run as interrupted.
     return controller.signal.aborted ? report(controller.signal.reason) : code;
   } catch (error) {
-    endProgress();
     return report(controller.signal.aborted ? controller.signal.reason : error);
   } finally {
     process.off("SIGINT", onSignal);
@@ -92,7 +91,6 @@ const cleanupGraceMs = 10_000;
 function interrupt(controller: AbortController, signal: NodeJS.Signals): void {
   const leave = (): void => {
     removeLiveTempsSync();
-    endProgress();
     process.exit(report(controller.signal.reason));
   };
   if (controller.signal.aborted) {
@@ -154,6 +152,7 @@ export function inFlagTerms(text: string): string {
 
 /** Print an error the way users see it: one line for expected failures, a stack for bugs. */
 export function report(error: unknown): number {
+  endProgress(); // the error line is the last one: work still winding down says nothing after it
   error = fromSystemError(error) ?? error;
   if (error instanceof InterruptedError) {
     process.stderr.write(`ocify: ${error.userMessage}\n`);
