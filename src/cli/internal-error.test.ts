@@ -4,7 +4,7 @@
  * an ordinary failure; and runOcify makes either a test failure wherever it happens.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -27,6 +27,33 @@ describe("the CLI and a bug it did not catch", () => {
     ["a promise rejected with no handler", "rejection", 'Promise.reject(new Error("deliberately left unhandled"));'],
     ["an exception nothing caught", "exception", 'setImmediate(() => { throw new Error("deliberately left unhandled"); });'],
   ] as const;
+
+  it("reports a command that stalls (awaiting what can no longer come) as an internal error, not as success", async () => {
+    // Every open() through fs/promises never settles: the build waits with no I/O left, the loop runs empty.
+    const path = join(dir, "stall.mjs");
+    writeFileSync(
+      path,
+      'import fsp from "node:fs/promises";\nimport { syncBuiltinESMExports } from "node:module";\nfsp.open = () => new Promise(() => {});\nsyncBuiltinESMExports();\n',
+    );
+    const tree = join(dir, "tree");
+    mkdirSync(tree);
+    writeFileSync(join(tree, "a"), "a\n");
+    const out = join(dir, "stalled.tar");
+    const result = await runOcify(["build", "-q", "--from", "scratch", "--layer", `${tree}:/`, "-t", `docker-archive:${out}`], {
+      env: { NODE_OPTIONS: `--import=${path}`, OCIFY_CACHE_DIR: join(dir, "cache") },
+      allowInternalError: true,
+    });
+    assert.equal(result.code, 70, result.stderr);
+    assert.match(
+      result.stderr,
+      /^ocify: internal error \(the command stopped unfinished, with nothing left to wait for\), please report it\n$/,
+    );
+    assert.deepEqual(
+      readdirSync(dir).filter((name) => name.includes("stalled")),
+      [],
+      "nothing written beside the target",
+    );
+  });
 
   for (const [what, name, code] of cases) {
     it(`reports ${what} as an internal error with exit 70`, async () => {

@@ -189,5 +189,21 @@ function reportStray(what: string): (error: unknown) => void {
 process.on("unhandledRejection", reportStray("a promise rejected with no handler"));
 process.on("uncaughtException", reportStray("an exception nothing caught"));
 
+/**
+ * The event loop ran empty while the command had not finished: something awaited an event that can no
+ * longer come. Node would end the process with exit 0 and nothing written (the entry is CommonJS, so
+ * the pending top-level await below does not count), which reads as success: say it is a bug instead.
+ */
+function reportStalled(): void {
+  if (settled) return;
+  removeLiveTempsSync();
+  endProgress();
+  process.stderr.write("ocify: internal error (the command stopped unfinished, with nothing left to wait for), please report it\n");
+  process.exit(70);
+}
+
+let settled = false;
+process.on("beforeExit", reportStalled);
 const code = await main(process.argv.slice(2));
+settled = true;
 process.exitCode = code;

@@ -3,7 +3,7 @@
  * (fs-tree.ts), optionally spooling every file's content into one file, so a later COPY --from or a
  * look-up in /etc/passwd can stream it from there. Memory holds one chunk at a time, whatever the sizes.
  */
-import { open } from "node:fs/promises";
+import { type FileHandle, open } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import tarStream from "tar-stream";
 import { InputError } from "../errors.js";
@@ -66,14 +66,23 @@ function feed(input: Readable, extract: tarStream.Extract): Promise<void> {
  * `spoolPath`, every regular file's bytes are written there and located in `spooled`.
  */
 export async function readTar(input: Readable, what: string, layer: number, spoolPath?: string): Promise<ReadTar> {
+  let spool: FileHandle | undefined;
+  try {
+    spool = spoolPath === undefined ? undefined : await open(spoolPath, "w");
+  } catch (error) {
+    input.destroy();
+    throw error;
+  }
   const extract = tarStream.extract({ filenameEncoding: "latin1", allowUnknownFormat: true } as never);
+  // The iterator listens for entries before a byte is fed: an entry announced with no listener is never
+  // taken, and the extract then waits for ever (seen when the input was quicker than the spool's open).
+  const read = (extract as unknown as AsyncIterable<Readable & { header: tarStream.Header }>)[Symbol.asyncIterator]();
   const feeding = feed(input, extract);
-  const spool = spoolPath === undefined ? undefined : await open(spoolPath, "w");
   const entries: TreeEntry[] = [];
   const spooled = new Map<string, SpooledContent>();
   let offset = 0;
   try {
-    for await (const entry of extract as unknown as AsyncIterable<Readable & { header: tarStream.Header }>) {
+    for await (const entry of { [Symbol.asyncIterator]: () => read }) {
       const { header } = entry;
       const pax = (header.pax ?? undefined) as Pax | undefined;
       const rawName = pax?.path !== undefined ? Buffer.from(pax.path, "utf8").toString("latin1") : header.name;
