@@ -113,6 +113,7 @@ export class BuildLayerCache {
       blocks: 0,
       reusedBlocks: 0,
       trustedBlocks: 0,
+      unpackedBlocks: 0,
       unchanged: false,
       fresh: false,
       open: () => this.#openCached(found.descriptor),

@@ -10,11 +10,25 @@ import { closeSync, openSync, readSync, rmSync, statSync } from "node:fs";
 import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
-import { crc32 } from "node:zlib";
+import { promisify } from "node:util";
+import { crc32, gunzip } from "node:zlib";
 import { CacheDamagedError } from "../cache.js";
 import type { Digest } from "../digest.js";
 import { withSystemPath } from "../errors.js";
 import { makeDirectory, tempPathFor, trackTemp, untrackTemp, writevFully } from "../fs-atomic.js";
+import type { Compression } from "../media-types.js";
+
+const gunzipAsync = promisify(gunzip);
+
+/**
+ * Cached blocks a thread may take a layer's bytes from instead of reading its files: per block of the
+ * plan, the record of a block taken on trust, or null (read the files).
+ */
+export interface CachedBlocks {
+  cacheDir: string;
+  compression: Compression;
+  blocks: (BlockInfo | null)[];
+}
 
 /** What the layer record keeps about each block. */
 export interface BlockInfo {
@@ -63,7 +77,7 @@ export class BlockCache {
   /** Directories known to exist (256 at most). */
   readonly #made = new Set<string>();
 
-  constructor(cacheDir: string) {
+  constructor(readonly cacheDir: string) {
     this.dir = join(cacheDir, "blocks");
   }
 
@@ -140,6 +154,22 @@ export class BlockCache {
     };
     if (info.csize !== file.length - prefixSize || crc32(file.subarray(prefixSize)) !== info.ccrc) return undefined;
     return info;
+  }
+
+  /**
+   * A cached block's uncompressed bytes, when it is the block `info` describes and its codec is one this
+   * can undo at once (a gzip member, or no compression): gunzip checks the member's own CRC-32, the size is
+   * checked here. Undefined when it is missing, damaged or another block, or for zstd. Runs on the thread
+   * pool, so several can be unpacked at once.
+   */
+  async unpacked(info: BlockInfo, compression: Compression): Promise<Buffer | undefined> {
+    if (compression === "zstd") return undefined;
+    const cached = await this.read(info.key);
+    if (!cached || !sameBlock(info, cached.info)) return undefined;
+    // One output chunk of the block's size: zlib's default (16 KiB) costs a round trip to the pool for each.
+    const options = { chunkSize: Math.max(info.usize, 64), maxOutputLength: info.usize };
+    const bytes = compression === "none" ? cached.data : await gunzipAsync(cached.data, options).catch(() => undefined);
+    return bytes?.length === info.usize ? bytes : undefined;
   }
 
   /** Whether every block is present with the size the record says (contents are checked when read). */

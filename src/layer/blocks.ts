@@ -228,6 +228,30 @@ export function blockKeys(plan: PackedPlan, salt: string, racy?: (mtimeNs: bigin
   return { keys, racy: racyBlocks };
 }
 
+/**
+ * How many file ranges each block reads (an entry's content met in the block counts once): what reading
+ * a block costs in files opened, against its size in bytes.
+ */
+export function readsPerBlock(plan: Pick<PackedPlan, "headEnd" | "size" | "cuts">): Uint32Array {
+  const reads = new Uint32Array(plan.cuts.length);
+  let block = 0;
+  let offset = 0;
+  for (let i = 0; i < plan.size.length; i++) {
+    const head = headLength(plan, i);
+    const content = plan.size[i] as number;
+    const start = offset + head;
+    const end = start + content;
+    offset = end + paddingFor(content);
+    if (content === 0) continue;
+    while ((plan.cuts[block] as number) <= start) block++;
+    for (let b = block; b < plan.cuts.length; b++) {
+      reads[b] = (reads[b] as number) + 1;
+      if ((plan.cuts[b] as number) >= end) break;
+    }
+  }
+  return reads;
+}
+
 /** Bytes of one block. */
 export interface ProducedBlock {
   index: number;
@@ -310,6 +334,23 @@ export class BlockProducer {
       this.#entry++;
     }
     this.#next = index;
+  }
+
+  /** The index of the next block. */
+  get nextIndex(): number {
+    return this.#next;
+  }
+
+  /**
+   * Take `bytes` as the next block (the same bytes read from elsewhere: a cached block's, unpacked), hashed
+   * into the diffID without reading the block's files. False, moving nowhere, when the size is not the block's.
+   */
+  hashGiven(bytes: Uint8Array): boolean {
+    const size = this.nextSize();
+    if (size === 0 || bytes.length !== size) return false;
+    this.#walk({ head: () => {}, content: () => {}, zeros: () => {} });
+    if (this.#hashing) this.#diffID.update(bytes);
+    return true;
   }
 
   /** Size of the next block, or 0 after the last. */

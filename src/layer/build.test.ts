@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { appendFileSync, readdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { after, describe, it } from "node:test";
@@ -195,6 +195,36 @@ describe("rebuilds", () => {
     const bigBlocks = Math.ceil(fixture.bigSize / defaultPolicy.chunkSize);
     assert.equal(rebuilt.reusedBlocks - rebuilt.trustedBlocks, bigBlocks, "the racy file's blocks are compared, the rest trusted");
     assert.equal(cold.trustedBlocks, 0, "nothing is trusted without a previous build");
+  });
+
+  it("hashes a rebuild's trusted blocks of small files from their cached members, and never from a damaged one", async () => {
+    // 6,000 files of 100-1,100 bytes, older than any build (so trusted): blocks of ~1,000 files each.
+    const tree = join(work.path, `small-files-${counter++}`);
+    const next = random(41);
+    for (let i = 0; i < 6000; i++) {
+      mkdirSync(join(tree, `d${i % 40}`), { recursive: true });
+      writeFileSync(join(tree, `d${i % 40}`, `f${i}.txt`), Buffer.alloc(100 + Math.floor(next() * 1000), String(i % 10)));
+    }
+    execFileSync("find", [tree, "-exec", "touch", "-h", "-d", "@1600000000", "{}", "+"]);
+    const source = { source: tree, dest: "/app" };
+    const worker = { producer: "worker" as const };
+    await buildLayer(source, options("small-files", worker));
+    appendFileSync(join(tree, "d7", "f7.txt"), "one more line\n");
+    const rebuilt = await buildLayer(source, options("small-files", worker));
+    const cold = await buildLayer(source, options("small-files-cold"));
+    assert.deepEqual([rebuilt.diffID, rebuilt.descriptor.digest], [cold.diffID, cold.descriptor.digest]);
+    assert.ok(rebuilt.blocks >= 4 && rebuilt.trustedBlocks >= rebuilt.blocks - 2, `${rebuilt.trustedBlocks} of ${rebuilt.blocks} trusted`);
+    assert.equal(rebuilt.unpackedBlocks, rebuilt.trustedBlocks, "every trusted block's bytes came from its member");
+    // A member damaged on disk is not the block: its bytes come from the files (or from the member made again).
+    const member = blockFiles("small-files").find((file) => statSync(file).size > 4096) as string;
+    const bytes = readFileSync(member);
+    bytes[bytes.length >> 1] = (bytes[bytes.length >> 1] as number) ^ 0xff;
+    writeFileSync(member, bytes);
+    appendFileSync(join(tree, "d9", "f9.txt"), "another line\n");
+    const damaged = await buildLayer(source, options("small-files", worker));
+    const coldAgain = await buildLayer(source, options("small-files-cold"));
+    assert.deepEqual([damaged.diffID, damaged.descriptor.digest], [coldAgain.diffID, coldAgain.descriptor.digest]);
+    assert.ok(damaged.unpackedBlocks > 0);
   });
 
   it("the worker-thread and main-thread producers make the same blobs, cold and rebuilt", async () => {

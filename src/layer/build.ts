@@ -98,6 +98,11 @@ export interface BuiltLayer {
    * without comparing them with the files' bytes again.
    */
   trustedBlocks: number;
+  /**
+   * Of the trusted blocks, how many gave the diffID their bytes unpacked from the cache rather than read
+   * from the files (blocks of many small files, on a rebuild that reads few blocks).
+   */
+  unpackedBlocks: number;
   /** Whether nothing was read: no file changed since the recorded build. */
   unchanged: boolean;
   /**
@@ -118,7 +123,7 @@ function layerOf(
   cache: BlockCache,
   mediaType: string,
   createdBy: string,
-  counts: { unchanged: boolean; same?: boolean; reused: number; trusted: number },
+  counts: { unchanged: boolean; same?: boolean; reused: number; trusted: number; unpacked?: number },
   rebuild: () => Promise<BuiltLayer>,
 ): BuiltLayer {
   const descriptor: Descriptor = { mediaType, digest: record.digest, size: record.size };
@@ -138,6 +143,7 @@ function layerOf(
     blocks: record.blocks.length,
     reusedBlocks: counts.reused,
     trustedBlocks: counts.trusted,
+    unpackedBlocks: counts.unpacked ?? 0,
     unchanged: counts.unchanged,
     fresh: !counts.unchanged && !counts.same,
     open: () => cache.open(record.blocks, descriptor, `layer ${record.digest}`),

@@ -38,6 +38,8 @@ export interface Produced {
   /** Blocks taken from the cache, and of those, on trust. */
   reused: number;
   trusted: number;
+  /** Blocks whose bytes for the diffID were unpacked from the cache, not read from the files. */
+  unpacked: number;
 }
 
 /** One block done: its cache record and compressed bytes, and where they came from. */
@@ -158,7 +160,10 @@ function sourceFor(blocks: Blocks, options: ProduceOptions): BlockSource {
   const tarTotal = packed.cuts[packed.cuts.length - 1] as number;
   if (producerMode(options.producer, tarTotal, keys, cache) !== "worker") return inlineSource(packed);
   const fewToRead = trusted.size > 0 && keys.length - trusted.size <= Math.max(4, keys.length >> 4);
-  return fewToRead ? decoupledSource(packed, (index) => blocks.needsData(index)) : workerSource(packed);
+  if (!fewToRead) return workerSource(packed);
+  // The blocks taken on trust are the blob's bytes: the diffID may be hashed from them, unpacked.
+  const members = { cacheDir: cache.cacheDir, compression: blocks.codec.compression, blocks: keys.map((key) => trusted.get(key) ?? null) };
+  return decoupledSource(packed, (index) => blocks.needsData(index), members);
 }
 
 /** Take blocks from `source`, `window` of them finishing at once, and hand each on in order to `done`. */
@@ -210,7 +215,16 @@ export async function produce(
   const tee = options.tee && !blocks.same ? new TeeFeed(options.tee) : undefined;
   const digest = createHash("sha256");
   const garbage = new GarbageNudge(undefined, undefined, options.garbageNudges ?? true);
-  const produced: Produced = { same: blocks.same, diffID: "sha256:", digest: "sha256:", size: 0, blocks: [], reused: 0, trusted: 0 };
+  const produced: Produced = {
+    same: blocks.same,
+    diffID: "sha256:",
+    digest: "sha256:",
+    size: 0,
+    blocks: [],
+    reused: 0,
+    trusted: 0,
+    unpacked: 0,
+  };
   progress({ phase: "start", kind: "build", id: label, bytes: 0, total: tarTotal });
   try {
     await drain(source, blocks, options.signal, async (done) => {
@@ -228,6 +242,7 @@ export async function produce(
       progress({ phase: "progress", kind: "build", id: label, bytes: packed.cuts[done.index] as number, total: tarTotal });
     });
     produced.diffID = (await source.diffID()) as Digest;
+    produced.unpacked = (await source.unpackedBlocks?.()) ?? 0;
     produced.digest = `sha256:${digest.digest("hex")}`;
     if (tee) await tee.end();
     progress({ phase: "done", kind: "build", id: label, bytes: tarTotal, total: tarTotal });

@@ -8,7 +8,7 @@
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
-import type { BlockCache } from "./block-cache.js";
+import type { BlockCache, CachedBlocks } from "./block-cache.js";
 import { BlockProducer, blockCapacity, type PackedPlan, type ProducedBlock } from "./blocks.js";
 import { Thread } from "./threads.js";
 
@@ -30,6 +30,8 @@ export interface BlockSource {
    */
   release(data: Buffer, reuse: boolean): void;
   diffID(): Promise<string>;
+  /** Blocks whose bytes for the diffID were unpacked from the cache instead of read from the files. */
+  unpackedBlocks?(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -114,13 +116,14 @@ export function workerSource(plan: PackedPlan): BlockSource {
 /**
  * A rebuild's blocks when nearly all of them are taken from the cache on trust: the blocks that need
  * their bytes (`needsData`) are read on this thread, the others are handed out without any, and a
- * thread hashes the whole tar for the diffID on its own, at a lower priority (producer-worker.ts). The
- * upload of the cached blocks then never waits for the tar to be read.
+ * thread hashes the whole tar for the diffID on its own, at a lower priority (producer-worker.ts), taking
+ * the bytes of blocks of many small files from `members` (the cached blocks taken on trust) instead of
+ * their files. The upload of the cached blocks then never waits for the tar to be read.
  */
-export function decoupledSource(plan: PackedPlan, needsData: (index: number) => boolean): BlockSource {
+export function decoupledSource(plan: PackedPlan, needsData: (index: number) => boolean, members?: CachedBlocks): BlockSource {
   const hashing = startProducer(plan);
-  const diffID = hashing.thread.request<string>({ hash: true });
-  diffID.catch(() => {}); // diffID() reports it
+  const hashed = hashing.thread.request<{ diffID: string; unpacked: number }>({ hash: true, members });
+  hashed.catch(() => {}); // diffID() reports it
   const reader = new BlockProducer(plan);
   const none = Buffer.alloc(0);
   let next = 0;
@@ -133,7 +136,8 @@ export function decoupledSource(plan: PackedPlan, needsData: (index: number) => 
       return reader.next();
     },
     release() {},
-    diffID: () => diffID,
+    diffID: () => hashed.then((h) => h.diffID),
+    unpackedBlocks: () => hashed.then((h) => h.unpacked),
     async close() {
       reader.close();
       await stopProducer(hashing);
