@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { after, describe, it } from "node:test";
@@ -60,6 +61,33 @@ describe("atomic files and what killed runs leave", () => {
     mkdirSync(join(dir, `ocify-archive-${process.pid}-${hostTag}-abc`), { recursive: true });
     assert.equal(await removeStaleOwned(dir, "ocify-archive-"), 1);
     assert.deepEqual(readdirSync(dir), [`ocify-archive-${process.pid}-${hostTag}-abc`]);
+  });
+
+  it("an abort right after a write leaves no temp file, while other files come and go in the directory", async () => {
+    // The temp file is opened on the thread pool; a removal that ran before that open ended used to leave
+    // it behind (seen in CI). The churn slows the directory down so that such an open is still running.
+    const dir = join(work, "abort-churn");
+    mkdirSync(dir, { recursive: true });
+    let busy = true;
+    const churn = Promise.all(
+      [0, 1, 2].map(async (k) => {
+        for (let n = 0; busy; n++) {
+          await writeFile(join(dir, `.churn-${k}-${n}`), "x");
+          await rm(join(dir, `.churn-${k}-${n}`));
+        }
+      }),
+    );
+    try {
+      for (let i = 0; i < 900; i++) {
+        const file = await openAtomicFile(join(dir, `f${i % 10}`));
+        file.stream.write("two");
+        await file.abort();
+      }
+    } finally {
+      busy = false;
+      await churn;
+    }
+    assert.deepEqual(readdirSync(dir), []);
   });
 
   it("commits whole files and leaves nothing on abort; a forced exit removes what is still being written", async () => {

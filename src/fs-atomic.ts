@@ -183,7 +183,13 @@ export async function openAtomicFile(target: string): Promise<AtomicFile> {
     async abort() {
       if (done) return;
       done = true;
-      stream.destroy();
+      // The stream opens its file on the thread pool: removed before that open ends, the file would be
+      // made after its removal and left behind. Wait until the stream has closed it.
+      if (!stream.closed) {
+        const closed = new Promise<void>((resolve) => stream.once("close", () => resolve()));
+        stream.destroy();
+        await closed;
+      }
       await rm(temp, { force: true });
       untrackTemp(temp);
     },
