@@ -118,7 +118,7 @@ function expandHeader(plan: Pick<PackedPlan, "heads" | "headEnd">, i: number, ta
 }
 
 /** Entry `i`'s header as it goes into the tar, written out into `scratch` when it fits (else a new buffer). */
-export function headerBytes(plan: Pick<PackedPlan, "heads" | "headEnd" | "headSize">, i: number, scratch: Buffer): Buffer {
+function headerBytes(plan: Pick<PackedPlan, "heads" | "headEnd" | "headSize">, i: number, scratch: Buffer): Buffer {
   const size = plan.headSize[i] as number;
   const target = size <= scratch.length ? scratch : Buffer.allocUnsafe(size);
   expandHeader(plan, i, target, 0);
