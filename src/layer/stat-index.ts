@@ -21,6 +21,8 @@ import { fsPath } from "./fs-path.js";
  * would also have to keep the size, inode and ctime step to go unseen.
  */
 const fields = 10;
+/** Paths per chunk of a builder's values (640 KiB). */
+const chunkPaths = 8192;
 const magic = 0x34697473; // "sti4" (sti3 held bigint stats, sti2 kept the walk's order)
 /** magic, count, the record's fingerprint, the walk's start (ns). */
 const headSize = 4 + 4 + 64 + 8;
@@ -28,17 +30,17 @@ const headSize = 4 + 4 + 64 + 8;
 /** Collects the lstat of every path a directory walk visits, in visit order. */
 export class StatIndexBuilder {
   readonly #paths: string[] = [];
-  #values = new Float64Array(fields * 1024);
+  /**
+   * The values, `chunkPaths` paths' worth a chunk: growing adds a chunk and copies nothing (doubling one
+   * array held up to twice what 300,000 paths need, and both arrays while it grew).
+   */
+  readonly #chunks: Float64Array[] = [];
 
   /** Record a path (a latin1 string, as the walk uses) and its lstat (its stat for the walk's root). */
   add(path: string, stat: BigIntStats): void {
-    const at = this.#paths.length * fields;
-    if (at + fields > this.#values.length) {
-      const grown = new Float64Array(this.#values.length * 2);
-      grown.set(this.#values);
-      this.#values = grown;
-    }
-    writeBigTuple(this.#values, at, stat);
+    const n = this.#paths.length;
+    if (n % chunkPaths === 0) this.#chunks.push(new Float64Array(fields * chunkPaths));
+    writeBigTuple(this.#chunks[this.#chunks.length - 1] as Float64Array, (n % chunkPaths) * fields, stat);
     this.#paths.push(path);
   }
 
@@ -67,7 +69,9 @@ export class StatIndexBuilder {
       const path = paths[from] as string;
       at = out.writeUInt16LE(path.length, at);
       at += out.write(path, at, "latin1");
-      values.set(this.#values.subarray(from * fields, (from + 1) * fields), i * fields);
+      const chunk = this.#chunks[Math.floor(from / chunkPaths)] as Float64Array;
+      const source = (from % chunkPaths) * fields;
+      for (let f = 0; f < fields; f++) values[i * fields + f] = chunk[source + f] as number;
     }
     return out;
   }
