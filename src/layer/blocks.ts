@@ -13,7 +13,7 @@ import { createHash, type Hash } from "node:crypto";
 import { closeSync, openSync, readSync } from "node:fs";
 import { InputError } from "../errors.js";
 import { encodeHeader, endOfArchiveSize, fitsUstar, paddingFor, recordSize, writeSimpleHeader } from "../tar/header.js";
-import { compactInto, expandInto } from "./compact-heads.js";
+import { compactBound, compactInto, expandInto } from "./compact-heads.js";
 import { detectorSize, headerOf, type LayerPlan } from "./plan.js";
 
 /** Padding and end-of-archive bytes, hashed from here. */
@@ -89,8 +89,7 @@ function packHeads(plan: LayerPlan): Pick<PackedPlan, "heads" | "headEnd" | "hea
       record.fill(0);
       writeSimpleHeader(entry, record, 0);
     } else header = encodeHeader(headerOf(entry));
-    // Runs of one literal byte and one zero take 5 bytes for 2: no header takes more than 3 bytes a byte, and 4.
-    const room = header.length * 3 + 4;
+    const room = compactBound(header.length);
     if (used + room > piece.length) {
       pieces.push(piece.subarray(0, used));
       piece = Buffer.allocUnsafe(Math.max(1 << 20, room));
@@ -394,14 +393,19 @@ export class BlockProducer {
     const plan = this.#plan;
     if (index < this.#next) throw new Error("a block producer only moves forward");
     this.#hashing = false;
-    const start = blockStart(plan, index);
+    this.#passEntriesBefore(blockStart(plan, index));
+    this.#next = index;
+  }
+
+  /** Move past the entries that end at or before tar offset `offset` (those a walk up to it would finish). */
+  #passEntriesBefore(offset: number): void {
+    const plan = this.#plan;
     while (this.#entry < plan.size.length) {
       const total = entryLength(plan, this.#entry);
-      if (this.#entryStart + total > start) break;
+      if (this.#entryStart + total > offset) break;
       this.#entryStart += total;
       this.#entry++;
     }
-    this.#next = index;
   }
 
   /** The index of the next block. */
@@ -417,12 +421,8 @@ export class BlockProducer {
     const size = this.nextSize();
     if (size === 0 || bytes.length !== size) return false;
     const plan = this.#plan;
-    const end = plan.cuts[this.#next] as number;
     // Past the entries that end in this block, as #walk moves, without writing a header out.
-    while (this.#entry < plan.size.length && this.#entryStart + entryLength(plan, this.#entry) <= end) {
-      this.#entryStart += entryLength(plan, this.#entry);
-      this.#entry++;
-    }
+    this.#passEntriesBefore(plan.cuts[this.#next] as number);
     this.#next++;
     if (this.#next === plan.cuts.length) this.close();
     if (this.#hashing) this.#diffID.update(bytes);

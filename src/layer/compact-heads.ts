@@ -8,18 +8,17 @@
 
 const maxRun = 0xffff;
 
+/**
+ * The most bytes a header of `length` bytes can take compacted: runs of one literal byte and one zero
+ * take 5 bytes for 2, so never more than 3 bytes a byte, and 4.
+ */
+export function compactBound(length: number): number {
+  return length * 3 + 4;
+}
+
 /** Bytes `header` takes compacted. */
 export function compactLength(header: Uint8Array): number {
-  let length = 0;
-  for (let i = 0; i < header.length; ) {
-    let j = i;
-    while (j < header.length && j - i < maxRun && header[j] !== 0) j++;
-    let k = j;
-    while (k < header.length && k - j < maxRun && header[k] === 0) k++;
-    length += 4 + (j - i);
-    i = k;
-  }
-  return length;
+  return compactInto(header, new Uint8Array(compactBound(header.length)), 0);
 }
 
 /** Write `header` compacted into `target` at `at`; returns where it ends. */
